@@ -1,0 +1,81 @@
+//! Whole-job throughput benchmark.
+//!
+//! What it measures: the `fleetflow` binary (release build) processing generated files of readings
+//! (default 10,000 vehicles x 1,000 s = 10 million readings, split into 4 files/partitions) with all
+//! outputs on and the reference join active, at 1 and 2 workers: wall time, readings per second,
+//! and the peak resident memory of the job process (getrusage of the child).
+//!
+//! Run: `cargo bench --bench job` (env `FLEETFLOW_BENCH_VEHICLES`, `FLEETFLOW_BENCH_SECS`,
+//! `FLEETFLOW_BENCH_WORKERS` change the size and the worker counts, e.g. `1,2`).
+//! The generated input is kept under `target/bench-data/` and reused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_children_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; no other invariants.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with no such flag: stay quick.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fleetflow"));
+    let vehicles = env_or("FLEETFLOW_BENCH_VEHICLES", if benching { 10_000 } else { 50 });
+    let secs = env_or("FLEETFLOW_BENCH_SECS", if benching { 1_000 } else { 60 });
+    let workers: Vec<usize> = std::env::var("FLEETFLOW_BENCH_WORKERS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|w| w.trim().parse().ok())
+        .collect();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-data/v{vehicles}-s{secs}"));
+    if !data.join("buggy_sensors.csv").exists() {
+        let status = Command::new(&bin)
+            .args(["--log", "warn", "generate", "--files", "4", "--vehicles", &vehicles.to_string(), "--duration-secs", &secs.to_string()])
+            .arg("--output")
+            .arg(&data)
+            .status()
+            .expect("running fleetflow generate");
+        assert!(status.success(), "fleetflow generate failed");
+    }
+    let readings = vehicles * secs;
+    let inputs: Vec<PathBuf> = (0..4).map(|i| data.join(format!("readings-{i:03}.txt"))).collect();
+    println!("fleetflow whole-job benchmark: {readings} readings, {vehicles} vehicles, 4 partitions");
+    let mut first = None;
+    for w in workers {
+        let out = tempfile::tempdir().expect("temp dir");
+        let start = Instant::now();
+        let status = Command::new(&bin)
+            .args(["--log", "warn", "run", "-w", &w.to_string()])
+            .arg("--input")
+            .args(&inputs)
+            .arg("--reference")
+            .arg(data.join("vin_sensor.csv"))
+            .arg("--buggy")
+            .arg(data.join("buggy_sensors.csv"))
+            .arg("--output")
+            .arg(out.path())
+            .status()
+            .expect("running fleetflow run");
+        let secs = start.elapsed().as_secs_f64();
+        assert!(status.success(), "fleetflow run failed");
+        let rate = readings as f64 / secs;
+        let base = *first.get_or_insert(rate);
+        println!(
+            "workers {w}: {secs:.2} s, {:.0} readings/s ({:.0}/s per worker), speed-up {:.2}x, peak RSS so far {} MiB",
+            rate,
+            rate / w as f64,
+            rate / base,
+            peak_rss_children_kib() / 1024
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! `buggy_devices`: per vehicle, sensor and tumbling window, the readings taken while a sensor on
+//! the buggy list was installed: an incremental (differential) join of window summaries with the
+//! reference timelines, so a reference change corrects the windows it affects.
+
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::AsCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::StreamVec;
+
+use crate::changelog::{Change, Changelog};
+use crate::reading::Vin;
+use crate::reference::{SensorId, TimelineTrace};
+use crate::time::Time;
+use crate::windows::{Offsets, Window};
+
+/// One `buggy_devices` row.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BuggyDevice {
+    /// The vehicle.
+    pub vin: Vin,
+    /// The buggy sensor installed during (part of) the window.
+    pub sensor: SensorId,
+    /// Window start, epoch ms.
+    pub start: Time,
+    /// Window end, epoch ms.
+    pub end: Time,
+    /// Readings in the window taken while that sensor was installed.
+    pub readings: u64,
+}
+
+/// How a `buggy_devices` change relates to what was emitted before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revision {
+    /// Part of the window's result when it closed.
+    Initial,
+    /// A later reference change retracted this row.
+    Retract,
+    /// A later reference change added this row.
+    Insert,
+}
+
+impl Change<BuggyDevice> {
+    /// Whether this change is the window's first result or a later correction.
+    pub fn revision(&self) -> Revision {
+        if self.time <= self.data.end && self.diff > 0 {
+            Revision::Initial
+        } else if self.diff > 0 {
+            Revision::Insert
+        } else {
+            Revision::Retract
+        }
+    }
+}
+
+/// Joins tumbling-window reading offsets with the vehicles' sensor timelines.
+///
+/// A window enters the join when it closes (time `end`) and leaves it `horizon` ms later
+/// (`horizon >= 1`): until then a reference change at time `t` yields correcting changes at `t`,
+/// after it the window's state is released and its rows are final. The output holds the
+/// initial rows and the corrections, not the releases.
+pub fn buggy_devices<'scope>(
+    windows: StreamVec<'scope, Time, Window<Vin, Offsets>>,
+    timelines: Arranged<'scope, TimelineTrace>,
+    horizon: Time,
+) -> StreamVec<'scope, Time, Change<BuggyDevice>> {
+    assert!(horizon >= 1, "the correction horizon must be at least 1 ms");
+    let summaries = windows.map(|w| ((w.key, (w.start, w.end, w.agg)), w.end, 1isize)).as_collection();
+    let held = summaries.clone().concat(summaries.negate().delay(move |t| t + horizon));
+    held.join_core(timelines, |vin, (start, end, offsets), timeline| {
+        let mut rows: Vec<BuggyDevice> = Vec::new();
+        for (segment, lo, hi) in timeline.covering(*start, *end) {
+            if !segment.buggy {
+                continue;
+            }
+            let readings = offsets.count_between(lo - start, hi - start);
+            if readings == 0 {
+                continue;
+            }
+            // A sensor installed twice within one window gives one row.
+            match rows.iter_mut().find(|r| r.sensor == segment.sensor) {
+                Some(row) => row.readings += readings,
+                None => rows.push(BuggyDevice { vin: *vin, sensor: segment.sensor.clone(), start: *start, end: *end, readings }),
+            }
+        }
+        rows
+    })
+    .changelog()
+    .filter(move |c| c.time < c.data.end + horizon)
+}

@@ -1,0 +1,84 @@
+//! Event-time window operators and the records they produce.
+//!
+//! Windows are aligned to the epoch and half-open, `[start, end)`. A window is emitted at timely
+//! time `end`, once the input frontier (the watermark) has passed `end`; it is never emitted twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reading::Vin;
+use crate::time::Time;
+
+pub mod offsets;
+pub mod sliding;
+pub mod tumbling;
+
+pub use offsets::Offsets;
+pub use sliding::Sliding;
+pub use tumbling::Tumbling;
+
+/// The aggregate of one key over one window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window<K, A> {
+    /// The key (for fleetflow, the vehicle).
+    pub key: K,
+    /// Window start, inclusive, epoch ms.
+    pub start: Time,
+    /// Window end, exclusive, epoch ms.
+    pub end: Time,
+    /// The aggregate of the key's records in the window.
+    pub agg: A,
+}
+
+/// An aggregate that window operators build record by record and merge pane by pane.
+///
+/// `merge` must be associative and commutative so results do not depend on arrival order.
+pub trait WindowAggregate: Default + Clone + 'static {
+    /// What one record contributes.
+    type Input;
+    /// Adds one record, `offset` milliseconds after the window start.
+    fn add(&mut self, offset: u32, input: &Self::Input);
+    /// Merges another aggregate of the same key (a pane of the same or an adjacent window).
+    fn merge(&mut self, other: &Self);
+    /// Called once when the window closes, before it is emitted (e.g. to sort).
+    fn seal(&mut self) {}
+}
+
+impl<A: WindowAggregate, B: WindowAggregate> WindowAggregate for (A, B) {
+    type Input = (A::Input, B::Input);
+
+    #[inline]
+    fn add(&mut self, offset: u32, input: &Self::Input) {
+        self.0.add(offset, &input.0);
+        self.1.add(offset, &input.1);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.0.merge(&other.0);
+        self.1.merge(&other.1);
+    }
+
+    fn seal(&mut self) {
+        self.0.seal();
+        self.1.seal();
+    }
+}
+
+/// A key that can be routed to a worker with a hash that is the same in every process.
+pub trait RouteKey {
+    /// The routing hash.
+    fn route(&self) -> u64;
+}
+
+impl RouteKey for Vin {
+    #[inline]
+    fn route(&self) -> u64 {
+        Vin::route(self)
+    }
+}
+
+impl RouteKey for u64 {
+    #[inline]
+    fn route(&self) -> u64 {
+        *self
+    }
+}

@@ -1,0 +1,178 @@
+//! The command line: `fleetflow run` and `fleetflow generate`. Flags override the TOML config.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
+
+/// fleetflow: event-time stream processing for vehicle telematics.
+#[derive(Debug, Parser)]
+#[command(name = "fleetflow", version, about)]
+pub struct Cli {
+    /// Log filter (tracing's syntax, e.g. `info` or `fleetflow=debug`); also `RUST_LOG`.
+    #[arg(long, global = true, default_value = "info", env = "RUST_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the job (default: the fleet generator in real time into ./fleetflow-out).
+    Run(RunArgs),
+    /// Write generated readings and matching reference files, for tests, demos and benchmarks.
+    Generate(GenerateArgs),
+}
+
+/// `fleetflow run` flags; each overrides the config file.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML config file (see reference/fleetflow.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Input files (each one partition, read in order); `-` is stdin. Switches the source to files.
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<String>,
+    /// `vin,sensor_id,effective_from` reference CSV (watched for edits).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Buggy sensor list (`sensor_id` CSV, watched for edits).
+    #[arg(long)]
+    pub buggy: Option<PathBuf>,
+    /// Output folder of the `local` folder sink.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(short = 'w', long)]
+    pub workers: Option<usize>,
+    /// Generator: vehicles.
+    #[arg(long)]
+    pub vehicles: Option<u64>,
+    /// Generator: seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Generator: produce as fast as possible from `generator.start` instead of following the clock.
+    #[arg(long)]
+    pub fast: bool,
+    /// Generator: stop after this many seconds of event time.
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// Allowed lateness, ms.
+    #[arg(long)]
+    pub lateness_ms: Option<u64>,
+    /// Speed limit, mph.
+    #[arg(long)]
+    pub speed_limit: Option<f64>,
+    /// Alert threshold for a sliding window's average, mph.
+    #[arg(long)]
+    pub alert_threshold: Option<f64>,
+    /// Sink buffering: flush a stream after this many seconds.
+    #[arg(long)]
+    pub buffer_secs: Option<f64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl RunArgs {
+    /// The effective configuration: defaults < config file < these flags.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.input.is_empty() {
+            c.source.kind = SourceKind::Files;
+            c.source.files = self.input.clone();
+        }
+        if let Some(p) = &self.reference {
+            c.reference.vin_sensors = Some(p.clone());
+        }
+        if let Some(p) = &self.buggy {
+            c.reference.buggy_sensors = Some(p.clone());
+        }
+        if let Some(w) = self.workers {
+            c.workers = w;
+        }
+        if let Some(v) = self.vehicles {
+            c.generator.vehicles = v;
+        }
+        if let Some(s) = self.seed {
+            c.generator.seed = s;
+        }
+        if self.fast {
+            c.generator.realtime = false;
+        }
+        if let Some(d) = self.duration_secs {
+            c.generator.duration_secs = d;
+        }
+        if let Some(l) = self.lateness_ms {
+            c.windows.allowed_lateness_ms = l;
+        }
+        if let Some(s) = self.speed_limit {
+            c.thresholds.speed_limit_mph = s;
+        }
+        if let Some(a) = self.alert_threshold {
+            c.thresholds.alert_avg_mph = a;
+        }
+        if self.output.is_some() || self.buffer_secs.is_some() {
+            let local = c.sinks.entry("local".to_string()).or_default();
+            let SinkConfig::Folder { path, buffer_secs, .. } = local;
+            if let Some(o) = &self.output {
+                *path = o.clone();
+            }
+            if let Some(b) = self.buffer_secs {
+                *buffer_secs = b;
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// `fleetflow generate` flags.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Folder to write into (created): readings-NNN.txt, vin_sensor.csv, buggy_sensors.csv.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Vehicles.
+    #[arg(long, default_value_t = 1_000)]
+    pub vehicles: u64,
+    /// Seconds of event time.
+    #[arg(long, default_value_t = 600)]
+    pub duration_secs: u64,
+    /// Each vehicle reports every this many ms.
+    #[arg(long, default_value_t = 1_000)]
+    pub interval_ms: u64,
+    /// Files (partitions) to split the fleet into.
+    #[arg(long, default_value_t = 1)]
+    pub files: u64,
+    /// Event time of the first reading (RFC 3339).
+    #[arg(long, default_value = "2025-11-25T00:00:00Z")]
+    pub start: String,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of habitual speeders.
+    #[arg(long, default_value_t = 0.05)]
+    pub speeder_fraction: f64,
+    /// Largest out-of-order delay, ms.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_delay_ms: u64,
+    /// Share of readings delivered late (beyond a 5 s lateness).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+    /// Share of lines replaced by malformed ones.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_fraction: f64,
+    /// Write JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Share of sensors on the buggy list.
+    #[arg(long, default_value_t = 0.02)]
+    pub buggy_fraction: f64,
+}

@@ -1,0 +1,375 @@
+//! The job's configuration: one TOML file (see `reference/fleetflow.toml`), every field optional,
+//! overridden by command-line flags. Priority, lowest first: built-in defaults < file < flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleetflow_dataflows::Params;
+use serde::{Deserialize, Serialize};
+
+use crate::route::StreamName;
+
+/// A configuration problem, naming the field, the value and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown fields are rejected).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the TOML parser said, with the line and the field.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Worker threads in this process (`-w`).
+    pub workers: usize,
+    /// Where readings come from.
+    pub source: SourceConfig,
+    /// The built-in fleet generator (when `source.kind = "generator"`).
+    pub generator: GeneratorConfig,
+    /// Window lengths and lateness.
+    pub windows: WindowsConfig,
+    /// Speed thresholds.
+    pub thresholds: ThresholdsConfig,
+    /// Reference data files.
+    pub reference: ReferenceConfig,
+    /// Named sinks.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Output stream name -> names of the sinks that receive it. A stream left out goes to
+    /// every sink named `local` (the default); an empty list turns the stream off.
+    pub routes: BTreeMap<String, Vec<String>>,
+    /// Seconds between progress log lines.
+    pub progress_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut sinks = BTreeMap::new();
+        sinks.insert("local".to_string(), SinkConfig::default());
+        Config {
+            workers: 1,
+            source: SourceConfig::default(),
+            generator: GeneratorConfig::default(),
+            windows: WindowsConfig::default(),
+            thresholds: ThresholdsConfig::default(),
+            reference: ReferenceConfig::default(),
+            sinks,
+            routes: BTreeMap::new(),
+            progress_interval_secs: 5,
+        }
+    }
+}
+
+/// Which source to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The built-in fleet generator.
+    #[default]
+    Generator,
+    /// Files (each one partition), `-` for stdin.
+    Files,
+}
+
+/// `[source]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `generator` or `files`.
+    pub kind: SourceKind,
+    /// The files, read in order within each; `-` is standard input.
+    pub files: Vec<String>,
+}
+
+/// `[generator]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Vehicles simulated.
+    pub vehicles: u64,
+    /// Each vehicle reports every this many ms.
+    pub interval_ms: u64,
+    /// Share of habitual speeders, in [0, 1].
+    pub speeder_fraction: f64,
+    /// Seed of the simulation.
+    pub seed: u64,
+    /// Follow the wall clock (true) or produce as fast as possible from `start` (false).
+    pub realtime: bool,
+    /// Event time of the first report when not real time (RFC 3339).
+    pub start: String,
+    /// Stop after this many seconds of event time (0: never).
+    pub duration_secs: u64,
+    /// Largest delivery delay (out-of-order), ms; keep it below the allowed lateness.
+    pub max_delay_ms: u64,
+    /// Share of readings delivered later than the allowed lateness, in [0, 1].
+    pub late_fraction: f64,
+    /// Partitions of the fleet (0: one per worker).
+    pub partitions: u64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            vehicles: 1_000,
+            interval_ms: 1_000,
+            speeder_fraction: 0.05,
+            seed: 42,
+            realtime: true,
+            start: "2025-11-25T00:00:00Z".to_string(),
+            duration_secs: 0,
+            max_delay_ms: 2_000,
+            late_fraction: 0.001,
+            partitions: 0,
+        }
+    }
+}
+
+/// `[windows]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Tumbling window length, s.
+    pub tumbling_secs: u64,
+    /// Sliding window length, s.
+    pub sliding_size_secs: u64,
+    /// Sliding window slide, s.
+    pub sliding_slide_secs: u64,
+    /// Allowed lateness: the watermark trails the highest event time by this much, ms.
+    pub allowed_lateness_ms: u64,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig { tumbling_secs: 60, sliding_size_secs: 300, sliding_slide_secs: 60, allowed_lateness_ms: 5_000 }
+    }
+}
+
+/// `[thresholds]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsConfig {
+    /// A reading above this speed (mph) is speeding.
+    pub speed_limit_mph: f64,
+    /// A sliding window whose average (mph) is above this raises an alert.
+    pub alert_avg_mph: f64,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        ThresholdsConfig { speed_limit_mph: 65.0, alert_avg_mph: 80.0 }
+    }
+}
+
+/// `[reference]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceConfig {
+    /// `vin,sensor_id,effective_from` CSV.
+    pub vin_sensors: Option<PathBuf>,
+    /// `sensor_id` CSV of buggy sensors.
+    pub buggy_sensors: Option<PathBuf>,
+    /// How often the files are checked for edits, ms.
+    pub poll_interval_ms: u64,
+    /// How long after a window closes a reference edit still corrects its `buggy_devices`, s.
+    pub correction_horizon_secs: u64,
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        ReferenceConfig { vin_sensors: None, buggy_sensors: None, poll_interval_ms: 1_000, correction_horizon_secs: 600 }
+    }
+}
+
+/// A sink: `[sinks.NAME]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// A local folder laid out as Firehose lays out S3.
+    Folder {
+        /// The folder.
+        #[serde(default = "default_output")]
+        path: PathBuf,
+        /// Flush a stream once this many MiB are buffered.
+        #[serde(default = "default_buffer_mib")]
+        buffer_mib: f64,
+        /// Flush a stream this many seconds after its first buffered record.
+        #[serde(default = "default_buffer_secs")]
+        buffer_secs: f64,
+    },
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("./fleetflow-out")
+}
+fn default_buffer_mib() -> f64 {
+    5.0
+}
+fn default_buffer_secs() -> f64 {
+    60.0
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig::Folder { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs() }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The analyses' parameters.
+    pub fn params(&self) -> Params {
+        Params {
+            tumbling_ms: self.windows.tumbling_secs.saturating_mul(1000),
+            sliding_size_ms: self.windows.sliding_size_secs.saturating_mul(1000),
+            sliding_slide_ms: self.windows.sliding_slide_secs.saturating_mul(1000),
+            speed_limit_mph: self.thresholds.speed_limit_mph,
+            alert_avg_mph: self.thresholds.alert_avg_mph,
+            correction_horizon_ms: self.reference.correction_horizon_secs.saturating_mul(1000),
+        }
+    }
+
+    /// For each stream, the indexes (into the sorted sink names) of the sinks that receive it.
+    pub fn routes(&self) -> Vec<(StreamName, Vec<usize>)> {
+        let names: Vec<&String> = self.sinks.keys().collect();
+        StreamName::ALL
+            .iter()
+            .map(|&stream| {
+                let wanted: Vec<String> = match self.routes.get(stream.as_str()) {
+                    Some(list) => list.clone(),
+                    None => vec!["local".to_string()],
+                };
+                let indexes = wanted.iter().filter_map(|w| names.iter().position(|n| *n == w)).collect();
+                (stream, indexes)
+            })
+            .collect()
+    }
+
+    /// Checks every value; the error names the field, the value and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.workers == 0 || self.workers > 1024 {
+            return bad(format!("workers: {} is not allowed; use 1 to 1024 worker threads (-w)", self.workers));
+        }
+        if self.source.kind == SourceKind::Files && self.source.files.is_empty() {
+            return bad("source.files: empty while source.kind = \"files\"; list input files (or pass --input FILE)".into());
+        }
+        let g = &self.generator;
+        if g.vehicles == 0 {
+            return bad("generator.vehicles: 0; simulate at least 1 vehicle".into());
+        }
+        if g.interval_ms == 0 {
+            return bad("generator.interval_ms: 0; use a reporting interval of at least 1 ms".into());
+        }
+        for (name, v) in [("generator.speeder_fraction", g.speeder_fraction), ("generator.late_fraction", g.late_fraction)] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(format!("{name}: {v} is not a share; use a number in [0, 1]"));
+            }
+        }
+        if !g.realtime {
+            self.generator_start()?;
+        }
+        if self.reference.correction_horizon_secs == 0 {
+            return bad("reference.correction_horizon_secs: 0; use at least 1 (seconds a closed window stays correctable)".into());
+        }
+        if self.reference.poll_interval_ms == 0 {
+            return bad("reference.poll_interval_ms: 0; use at least 1 ms".into());
+        }
+        self.params().validate().map_err(ConfigError::Invalid)?;
+        if self.sinks.is_empty() {
+            return bad("sinks: none configured; add [sinks.local] with kind = \"folder\"".into());
+        }
+        for (name, sink) in &self.sinks {
+            let SinkConfig::Folder { buffer_mib, buffer_secs, .. } = sink;
+            if !(buffer_mib.is_finite() && *buffer_mib > 0.0 && *buffer_mib <= 128.0) {
+                return bad(format!("sinks.{name}.buffer_mib: {buffer_mib} is out of range; use (0, 128] MiB like Firehose"));
+            }
+            if !(buffer_secs.is_finite() && *buffer_secs >= 0.0 && *buffer_secs <= 900.0) {
+                return bad(format!("sinks.{name}.buffer_secs: {buffer_secs} is out of range; use [0, 900] seconds"));
+            }
+        }
+        for (stream, sinks) in &self.routes {
+            if StreamName::parse(stream).is_none() {
+                let all: Vec<&str> = StreamName::ALL.iter().map(|s| s.as_str()).collect();
+                return bad(format!("routes.{stream}: no such output stream; streams are {}", all.join(", ")));
+            }
+            for sink in sinks {
+                if !self.sinks.contains_key(sink) {
+                    return bad(format!(
+                        "routes.{stream}: sink {sink:?} is not defined; add [sinks.{sink}] or use one of {:?}",
+                        self.sinks.keys().collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The generator's start time, epoch ms.
+    pub fn generator_start(&self) -> Result<u64, ConfigError> {
+        chrono::DateTime::parse_from_rfc3339(&self.generator.start).map(|t| t.timestamp_millis().max(0) as u64).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "generator.start: {:?} is not an RFC 3339 time ({e}); write e.g. 2025-11-25T00:00:00Z",
+                self.generator.start
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/fleetflow.toml")).unwrap();
+        let cfg = Config::from_toml(&text).unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let err = Config::from_toml("[windows]\ntumbling_sec = 60\n").unwrap_err();
+        assert!(err.contains("tumbling_sec"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_field_and_fix() {
+        let mut cfg = Config::default();
+        cfg.windows.sliding_slide_secs = 45;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.starts_with("windows.sliding_slide_secs") && e.contains("multiple"), "{e}");
+        let mut cfg = Config::default();
+        cfg.routes.insert("speedsters".into(), vec![]);
+        assert!(cfg.validate().unwrap_err().to_string().contains("routes.speedsters"));
+        let mut cfg = Config::default();
+        cfg.routes.insert("alerts".into(), vec!["sns".into()]);
+        assert!(cfg.validate().unwrap_err().to_string().contains("sink \"sns\" is not defined"));
+    }
+}

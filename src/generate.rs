@@ -1,0 +1,102 @@
+//! `fleetflow generate`: writes generated readings (one file per fleet partition) and matching
+//! reference files, optionally with late and malformed records, for tests, demos and benchmarks.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use anyhow::Context;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cli::GenerateArgs;
+use crate::encode::reading_line;
+use crate::sources::generator::{vin_of, FleetConfig, FleetPartition};
+
+/// Malformed lines of several kinds, so every reason of the parser shows up.
+const MALFORMED: [&str; 8] = [
+    "not a reading",
+    "1 2 3",
+    "x 1764028800000 1HGCM82633A004352 -122.4 37.7 50",
+    "1 1764028800000 1HGCM82633A00435O -122.4 37.7 50",
+    "1 1764028800000 1HGCM82633A004352 -222.4 37.7 50",
+    "1 1764028800000 1HGCM82633A004352 -122.4 37.7 301",
+    "{\"record_id\": 1, \"vin\": \"1HGCM82633A004352\"}",
+    "1 1764028800000 1HGCM82633A004352 -122.4 37.7 NaN",
+];
+
+/// Writes the files; returns the number of reading lines written.
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<u64> {
+    anyhow::ensure!(args.files >= 1, "--files: 0; write at least one file");
+    anyhow::ensure!((0.0..=1.0).contains(&args.malformed_fraction), "--malformed-fraction: use a share in [0, 1]");
+    anyhow::ensure!((0.0..=1.0).contains(&args.late_fraction), "--late-fraction: use a share in [0, 1]");
+    let start = chrono::DateTime::parse_from_rfc3339(&args.start)
+        .with_context(|| format!("--start: {:?} is not an RFC 3339 time; write e.g. 2025-11-25T00:00:00Z", args.start))?
+        .timestamp_millis()
+        .max(0) as u64;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let cfg = FleetConfig {
+        vehicles: args.vehicles,
+        interval_ms: args.interval_ms,
+        speeder_fraction: args.speeder_fraction,
+        seed: args.seed,
+        start_ms: start,
+        duration_ms: Some(args.duration_secs * 1000),
+        max_delay_ms: args.max_delay_ms,
+        late_fraction: args.late_fraction,
+        late_delay_ms: 35_000,
+        realtime: false,
+    };
+    let mut rng = SmallRng::seed_from_u64(args.seed ^ 0x6d61_6c66);
+    let mut written = 0;
+    for p in 0..args.files {
+        let path = args.output.join(format!("readings-{p:03}.txt"));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+        let mut part = FleetPartition::new(cfg.clone(), p, args.files);
+        while let Ok(r) = part.next_reading() {
+            if args.malformed_fraction > 0.0 && rng.random::<f64>() < args.malformed_fraction {
+                let bad = MALFORMED[rng.random_range(0..MALFORMED.len())];
+                writeln!(out, "{bad}")?;
+                if rng.random::<f64>() < 0.2 {
+                    writeln!(out)?;
+                }
+            }
+            if args.json {
+                writeln!(
+                    out,
+                    "{{\"record_id\":{},\"timestamp\":{},\"vin\":\"{}\",\"lon\":{},\"lat\":{},\"speed\":{}}}",
+                    r.record_id, r.timestamp, r.vin, r.lon, r.lat, r.speed
+                )?;
+            } else {
+                writeln!(out, "{}", reading_line(&r))?;
+            }
+            written += 1;
+        }
+        out.flush()?;
+    }
+    // Reference: one sensor per vehicle; one vehicle in ten gets a new sensor halfway through.
+    let half = start + args.duration_secs * 500;
+    let mut reference = BufWriter::new(File::create(args.output.join("vin_sensor.csv"))?);
+    let mut buggy = BufWriter::new(File::create(args.output.join("buggy_sensors.csv"))?);
+    writeln!(reference, "vin,sensor_id,effective_from")?;
+    writeln!(buggy, "sensor_id")?;
+    let mut sensors = Vec::new();
+    for v in 0..args.vehicles {
+        let vin = vin_of(args.seed, v);
+        let sensor = format!("S{v:07}");
+        writeln!(reference, "{vin},{sensor},")?;
+        sensors.push(sensor);
+        if v % 10 == 3 {
+            let replacement = format!("R{v:07}");
+            writeln!(reference, "{vin},{replacement},{half}")?;
+            sensors.push(replacement);
+        }
+    }
+    for s in sensors {
+        if rng.random::<f64>() < args.buggy_fraction {
+            writeln!(buggy, "{s}")?;
+        }
+    }
+    reference.flush()?;
+    buggy.flush()?;
+    Ok(written)
+}

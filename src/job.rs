@@ -1,0 +1,353 @@
+//! Running the job: one timely worker per thread builds the dataflow (sources -> parse ->
+//! analyses -> route -> sinks), then loops reading its partitions, applying reference edits and
+//! stepping the dataflow until every input is finished and every output flushed.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::InputSession;
+use fleetflow_dataflows::reference::{SensorId, SensorRow};
+use fleetflow_dataflows::{Pipeline, Time, Vin};
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::core::unordered_input::UnorderedInput;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{ProbeHandle, StreamVec};
+use timely::ExchangeData;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, SinkConfig, SourceKind};
+use crate::encode::{self, Encoded};
+use crate::metrics::Metrics;
+use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
+use crate::rejected::Rejected;
+use crate::route::{Router, StreamName};
+use crate::sinks::folder::{BufferHints, FolderSink};
+use crate::sinks::Sink;
+use crate::sources::driver::SourceInputs;
+use crate::sources::file::FilePartition;
+use crate::sources::generator::{FleetConfig, FleetPartition};
+use crate::sources::{Partition, Poll, SourceDriver};
+
+/// Errors that stop the job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A reference file is missing or invalid at start-up.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A source failed.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
+    /// A sink failed.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
+    /// Timely could not start its workers.
+    #[error("starting workers: {0}")]
+    Workers(String),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read from sources.
+    pub records_read: u64,
+    /// Readings accepted.
+    pub readings: u64,
+    /// Blank lines.
+    pub blank: u64,
+    /// Malformed records.
+    pub malformed: u64,
+    /// Late readings.
+    pub late: u64,
+    /// Records out per stream, in [`StreamName::ALL`] order.
+    pub out: Vec<(StreamName, u64)>,
+}
+
+impl Summary {
+    fn of(m: &Metrics) -> Self {
+        Summary {
+            records_read: Metrics::get(&m.records_read),
+            readings: Metrics::get(&m.readings),
+            blank: Metrics::get(&m.blank),
+            malformed: Metrics::get(&m.malformed),
+            late: Metrics::get(&m.late),
+            out: StreamName::ALL.iter().map(|&s| (s, m.out(s))).collect(),
+        }
+    }
+}
+
+/// Runs the job to the end of its input (or until `stop` is set), returning its counts.
+pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::default());
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
+    // Check the reference files before starting workers, so a missing file is a clear start-up error.
+    if let Some(p) = &config.reference.vin_sensors {
+        Watched::open(p, parse_vin_sensors)?;
+    }
+    if let Some(p) = &config.reference.buggy_sensors {
+        Watched::open(p, parse_buggy)?;
+    }
+    let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
+    let timely_config = timely::Config::process(config.workers);
+    let (m, f) = (metrics.clone(), failure.clone());
+    let guards = timely::execute(timely_config, move |worker| {
+        if let Err(e) = run_worker(worker, &config, &m, &stop, &run_id) {
+            error!("worker {} failed: {e}", worker.index());
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        }
+    })
+    .map_err(JobError::Workers)?;
+    drop(guards.join());
+    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    Ok(Summary::of(&metrics))
+}
+
+fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box<dyn Partition>>, JobError> {
+    let mut out: Vec<Box<dyn Partition>> = Vec::new();
+    match config.source.kind {
+        SourceKind::Files => {
+            for (i, path) in config.source.files.iter().enumerate() {
+                if i % peers == index {
+                    out.push(Box::new(FilePartition::open(path)?));
+                }
+            }
+        }
+        SourceKind::Generator => {
+            let g = &config.generator;
+            let start_ms = if g.realtime { crate::sources::driver::now_ms() } else { config.generator_start()? };
+            let fleet = FleetConfig {
+                vehicles: g.vehicles,
+                interval_ms: g.interval_ms,
+                speeder_fraction: g.speeder_fraction,
+                seed: g.seed,
+                start_ms,
+                duration_ms: (g.duration_secs > 0).then(|| g.duration_secs * 1000),
+                max_delay_ms: g.max_delay_ms,
+                late_fraction: g.late_fraction,
+                late_delay_ms: config.windows.allowed_lateness_ms + 30_000,
+                realtime: g.realtime,
+            };
+            let partitions = if g.partitions == 0 { peers as u64 } else { g.partitions };
+            for p in 0..partitions {
+                if p as usize % peers == index {
+                    out.push(Box::new(FleetPartition::new(fleet.clone(), p, partitions)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn build_sinks(config: &Config, index: usize, run_id: &str) -> Vec<Box<dyn Sink>> {
+    config
+        .sinks
+        .values()
+        .map(|sink| -> Box<dyn Sink> {
+            match sink {
+                SinkConfig::Folder { path, buffer_mib, buffer_secs } => Box::new(FolderSink::new(
+                    path,
+                    format!("w{index:03}-{run_id}"),
+                    BufferHints { size_bytes: (buffer_mib * 1024.0 * 1024.0) as usize, interval: Duration::from_secs_f64(*buffer_secs) },
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Attaches an output stream to the router: encode each record once, hand it to the stream's sinks.
+fn route<D: ExchangeData>(
+    stream: StreamVec<'_, Time, D>,
+    name: StreamName,
+    router: &std::rc::Rc<std::cell::RefCell<Router>>,
+    encode: fn(&D) -> Encoded,
+) {
+    let router = router.clone();
+    let wanted = router.borrow().wants(name);
+    stream.sink(Local, name.as_str(), move |(input, _frontier)| {
+        input.for_each_stamp(|_cap, data| {
+            let mut router = router.borrow_mut();
+            for batch in data {
+                if wanted {
+                    for record in batch.iter() {
+                        router.write(name, &encode(record));
+                    }
+                }
+                batch.clear();
+            }
+        });
+    });
+}
+
+type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>);
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+    run_id: &str,
+) -> Result<(), JobError> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let params = config.params();
+    let router =
+        std::rc::Rc::new(std::cell::RefCell::new(Router::new(build_sinks(config, index, run_id), &config.routes(), metrics.clone())));
+    let mut rows_input: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
+    let mut buggy_input: InputSession<Time, SensorId, isize> = InputSession::new();
+    let watermark_probe = ProbeHandle::new();
+    let done_probe = ProbeHandle::new();
+
+    let inputs = worker.dataflow::<Time, _, _>(|scope| {
+        let ((readings_handle, readings_cap), readings) = scope.new_unordered_input();
+        let ((late_handle, late_cap), late) = scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
+        let ((errors_handle, errors_cap), errors) =
+            scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
+        let readings: StreamVec<'_, Time, fleetflow_dataflows::Reading> = readings;
+        let readings = readings.probe_with(&watermark_probe);
+        let rows = rows_input.to_collection(scope);
+        let buggy = buggy_input.to_collection(scope);
+        let out = Pipeline::build(readings, rows, buggy, &params);
+        route(out.speed_windows.probe_with(&done_probe), StreamName::SpeedWindows, &router, encode::speed_window);
+        route(out.speeders.probe_with(&done_probe), StreamName::Speeders, &router, encode::speeder);
+        route(out.daily_speeders.probe_with(&done_probe), StreamName::DailySpeeders, &router, encode::daily_speeder);
+        route(out.alerts.probe_with(&done_probe), StreamName::Alerts, &router, encode::alert);
+        route(out.buggy_devices.probe_with(&done_probe), StreamName::BuggyDevices, &router, encode::buggy_device);
+        route(late.probe_with(&done_probe), StreamName::Late, &router, encode::rejected);
+        route(errors.probe_with(&done_probe), StreamName::Errors, &router, encode::rejected);
+        SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) }
+    });
+
+    // Worker 0 owns the reference files; every worker advances its (empty) sessions alike.
+    let mut watchers = None;
+    if index == 0 {
+        let mut vin = None;
+        let mut bug = None;
+        if let Some(p) = &config.reference.vin_sensors {
+            let (w, rows) = Watched::open(p, parse_vin_sensors)?;
+            for r in rows {
+                rows_input.insert(r);
+            }
+            vin = Some(w);
+        }
+        if let Some(p) = &config.reference.buggy_sensors {
+            let (w, ids) = Watched::open(p, parse_buggy)?;
+            for s in ids {
+                buggy_input.insert(s);
+            }
+            bug = Some(w);
+        }
+        watchers = Some((vin, bug));
+    }
+    let mut refs: Option<RefInputs> = Some((rows_input, buggy_input));
+
+    let partitions = partitions_for(config, index, peers)?;
+    let mut driver =
+        SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone());
+    let poll_every = Duration::from_millis(config.reference.poll_interval_ms);
+    let progress_every = Duration::from_secs(config.progress_interval_secs.max(1));
+    let mut last_poll = Instant::now();
+    let started = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
+
+    loop {
+        let status = if driver.finished() { Poll::Finished } else { driver.pump(16_384)? };
+
+        // The job's watermark, as the dataflow sees it after the exchange of progress.
+        let watermark = watermark_probe.with_frontier(|f| f.first().copied());
+        if let Some((rows, buggy)) = refs.as_mut() {
+            match watermark {
+                Some(w) => {
+                    if last_poll.elapsed() >= poll_every {
+                        last_poll = Instant::now();
+                        if let Some((vin, bug)) = watchers.as_mut() {
+                            apply_edits(vin.as_mut(), rows, metrics);
+                            apply_edits(bug.as_mut(), buggy, metrics);
+                        }
+                    }
+                    if *rows.time() < w {
+                        rows.advance_to(w);
+                        buggy.advance_to(w);
+                    }
+                    rows.flush();
+                    buggy.flush();
+                }
+                // Every source of every worker is finished: no more reference changes matter.
+                None => refs = None,
+            }
+        }
+        if refs.is_none() && done_probe.done() {
+            break;
+        }
+
+        match status {
+            Poll::Ready => {
+                worker.step();
+            }
+            _ => {
+                worker.step_or_park(Some(Duration::from_millis(5)));
+            }
+        }
+        router.borrow_mut().poll();
+        router.borrow_mut().check()?;
+
+        if index == 0 && last_progress.0.elapsed() >= progress_every {
+            let readings = Metrics::get(&metrics.readings);
+            let rate = (readings - last_progress.1) as f64 / last_progress.0.elapsed().as_secs_f64();
+            info!(
+                "readings {} ({:.0}/s), watermark {}, windows out {}, alerts {}, late {}, errors {}",
+                readings,
+                rate,
+                watermark.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
+                metrics.out(StreamName::SpeedWindows),
+                metrics.out(StreamName::Alerts),
+                Metrics::get(&metrics.late),
+                Metrics::get(&metrics.malformed),
+            );
+            last_progress = (Instant::now(), readings);
+        }
+    }
+    router.borrow_mut().flush()?;
+    if index == 0 {
+        info!("worker 0 finished in {:.2}s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(
+    watched: Option<&mut Watched<T>>,
+    input: &mut InputSession<Time, T, isize>,
+    metrics: &Metrics,
+) {
+    let Some(w) = watched else { return };
+    match w.reload() {
+        Ok(None) => {}
+        Ok(Some(diff)) => {
+            info!(
+                "reference {}: {} rows added, {} removed, at watermark {}",
+                w.path().display(),
+                diff.added.len(),
+                diff.removed.len(),
+                input.time()
+            );
+            for r in diff.removed {
+                input.remove(r);
+            }
+            for a in diff.added {
+                input.insert(a);
+            }
+            Metrics::add(&metrics.reference_updates, 1);
+        }
+        Err(e) => {
+            warn!("{e}; keeping the last good version");
+            Metrics::add(&metrics.reference_errors, 1);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! fleetflow's runtime: command line, configuration, sources, parsing, sinks, routing and the job
+//! loop around the pure dataflows of the `fleetflow-dataflows` crate.
+//!
+//! Data flows one way: `source -> parse -> dataflows -> route -> sinks`.
+#![forbid(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod encode;
+pub mod generate;
+pub mod job;
+pub mod metrics;
+pub mod parse;
+pub mod reference;
+pub mod rejected;
+pub mod route;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,122 @@
+//! The route stage: each named output stream goes to the sinks the configuration names for it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::encode::Encoded;
+use crate::metrics::Metrics;
+use crate::sinks::{Sink, SinkError};
+
+/// The job's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamName {
+    /// Every tumbling window.
+    SpeedWindows = 0,
+    /// Tumbling windows above the speed limit.
+    Speeders,
+    /// Per vehicle and day with speeding.
+    DailySpeeders,
+    /// Sliding-window alert episodes.
+    Alerts,
+    /// Readings under buggy sensors.
+    BuggyDevices,
+    /// Late readings.
+    Late,
+    /// Malformed records.
+    Errors,
+}
+
+impl StreamName {
+    /// Every stream, in a fixed order.
+    pub const ALL: [StreamName; 7] = [
+        StreamName::SpeedWindows,
+        StreamName::Speeders,
+        StreamName::DailySpeeders,
+        StreamName::Alerts,
+        StreamName::BuggyDevices,
+        StreamName::Late,
+        StreamName::Errors,
+    ];
+
+    /// The name used in configuration and as the output folder.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::SpeedWindows => "speed_windows",
+            StreamName::Speeders => "speeders",
+            StreamName::DailySpeeders => "daily_speeders",
+            StreamName::Alerts => "alerts",
+            StreamName::BuggyDevices => "buggy_devices",
+            StreamName::Late => "late",
+            StreamName::Errors => "errors",
+        }
+    }
+
+    /// The stream called `name`.
+    pub fn parse(name: &str) -> Option<StreamName> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// A sink shared by the output operators of one worker.
+pub type SharedSink = Rc<RefCell<Box<dyn Sink>>>;
+
+/// One worker's routing table: for each stream, the sinks that receive it.
+pub struct Router {
+    routes: Vec<Vec<SharedSink>>,
+    sinks: Vec<SharedSink>,
+    metrics: Arc<Metrics>,
+    failed: Option<SinkError>,
+}
+
+impl Router {
+    /// A router over `sinks`, with `routes[stream]` the indexes of the sinks for each stream.
+    pub fn new(sinks: Vec<Box<dyn Sink>>, routes: &[(StreamName, Vec<usize>)], metrics: Arc<Metrics>) -> Self {
+        let sinks: Vec<SharedSink> = sinks.into_iter().map(|s| Rc::new(RefCell::new(s))).collect();
+        let mut table = vec![Vec::new(); StreamName::ALL.len()];
+        for (stream, indexes) in routes {
+            table[*stream as usize] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
+        }
+        Router { routes: table, sinks, metrics, failed: None }
+    }
+
+    /// Whether any sink receives `stream` (streams with none are not encoded at all).
+    pub fn wants(&self, stream: StreamName) -> bool {
+        !self.routes[stream as usize].is_empty()
+    }
+
+    /// Hands one record to the stream's sinks. A sink error is kept and reported by [`Router::check`].
+    pub fn write(&mut self, stream: StreamName, record: &Encoded) {
+        Metrics::add(&self.metrics.out[stream as usize], 1);
+        for sink in &self.routes[stream as usize] {
+            if let Err(e) = sink.borrow_mut().write(stream, record) {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Lets sinks flush on their buffering interval.
+    pub fn poll(&mut self) {
+        for sink in &self.sinks {
+            if let Err(e) = sink.borrow_mut().poll() {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// Flushes every sink (at shutdown).
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        for sink in &self.sinks {
+            sink.borrow_mut().flush()?;
+        }
+        self.check()
+    }
+
+    /// The first sink error since the last check, if any.
+    pub fn check(&mut self) -> Result<(), SinkError> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

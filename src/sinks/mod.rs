@@ -1,0 +1,30 @@
+//! Sinks: where encoded output records go. Each worker owns its sink instances.
+
+use crate::encode::Encoded;
+use crate::route::StreamName;
+
+pub mod folder;
+
+/// Errors delivering output.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing a file failed (disk full, permissions): not retried, the job stops with this error.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A destination for output records.
+pub trait Sink {
+    /// Buffers one record of `stream`.
+    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError>;
+    /// Flushes what the buffering hints say is due (called often).
+    fn poll(&mut self) -> Result<(), SinkError>;
+    /// Flushes everything buffered.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
