@@ -83,7 +83,7 @@ impl Summary {
 /// Runs the job to the end of its input (or until `stop` is set), returning its counts.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
     config.validate()?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.workers));
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
     // Check the reference files before starting workers, so a missing file is a clear start-up error.
     if let Some(p) = &config.reference.vin_sensors {
@@ -259,6 +259,9 @@ fn run_worker(
 
     loop {
         let status = if driver.finished() { Poll::Finished } else { driver.pump(16_384)? };
+        if let Some(w) = metrics.watermarks.get(index) {
+            w.store(driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+        }
 
         // The job's watermark, as the dataflow sees it after the exchange of progress.
         let watermark = watermark_probe.with_frontier(|f| f.first().copied());
@@ -302,9 +305,10 @@ fn run_worker(
             let readings = Metrics::get(&metrics.readings);
             let rate = (readings - last_progress.1) as f64 / last_progress.0.elapsed().as_secs_f64();
             info!(
-                "readings {} ({:.0}/s), watermark {}, windows out {}, alerts {}, late {}, errors {}",
+                "readings {} ({:.0}/s), watermark {}, windows closed to {}, windows out {}, alerts {}, late {}, errors {}",
                 readings,
                 rate,
+                metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
                 watermark.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
                 metrics.out(StreamName::SpeedWindows),
                 metrics.out(StreamName::Alerts),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::route::StreamName;
 
 /// Process-wide counters. Cheap to update (relaxed atomics), read by the progress log.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Lines (or generated records) read from sources.
     pub records_read: AtomicU64,
@@ -17,8 +17,9 @@ pub struct Metrics {
     pub malformed: AtomicU64,
     /// Late readings (sent to `late`).
     pub late: AtomicU64,
-    /// Lowest watermark over this process's partitions, epoch ms.
-    pub watermark: AtomicU64,
+    /// Per worker of this process, the lowest watermark of its unfinished partitions, epoch ms
+    /// (`u64::MAX` once it has none).
+    pub watermarks: Vec<AtomicU64>,
     /// Records handed to sinks, per output stream.
     pub out: [AtomicU64; StreamName::ALL.len()],
     /// Reference reloads applied (as diffs).
@@ -28,6 +29,27 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counters for a process with `workers` worker threads.
+    pub fn new(workers: usize) -> Self {
+        let zero = || AtomicU64::new(0);
+        Metrics {
+            records_read: zero(),
+            readings: zero(),
+            blank: zero(),
+            malformed: zero(),
+            late: zero(),
+            watermarks: (0..workers).map(|_| zero()).collect(),
+            out: std::array::from_fn(|_| zero()),
+            reference_updates: zero(),
+            reference_errors: zero(),
+        }
+    }
+
+    /// The process's watermark: the lowest over its workers' unfinished partitions.
+    pub fn watermark(&self) -> Option<u64> {
+        self.watermarks.iter().map(Self::get).min().filter(|w| *w != u64::MAX)
+    }
+
     /// Adds `n` to a counter.
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {

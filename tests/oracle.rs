@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use fleetflow::config::{Config, SinkConfig, SourceKind};
+use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
 use fleetflow::encode::{date, rfc3339};
 use fleetflow::parse::{parse_line, Parsed};
 use fleetflow_dataflows::{Reading, Vin};
@@ -34,7 +34,8 @@ fn vin(v: usize) -> String {
 fn generate(seed: u64, vehicles: usize, seconds: u64) -> Input {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut files = vec![Vec::new(); FILES];
-    let malformed = ["garbage", "1 2 3 4 5 6", "7 1764114600000 1HGCM82633A00000I 1 1 1", "8 1764114600000 1HGCM82633A000001 1 1 -5", "{\"vin\":1}"];
+    let malformed =
+        ["garbage", "1 2 3 4 5 6", "7 1764114600000 1HGCM82633A00000I 1 1 1", "8 1764114600000 1HGCM82633A000001 1 1 -5", "{\"vin\":1}"];
     for (v, _) in (0..vehicles).map(|v| (v, ())) {
         let f = v % FILES;
         let mean: f64 = match v % 4 {
@@ -162,7 +163,9 @@ fn oracle(input: &Input) -> BTreeMap<&'static str, Vec<String>> {
     }
     for ((v, d), (n, max)) in days {
         if n > 0 {
-            out.entry("daily_speeders").or_default().push(key(&json!({"vin": v.as_str(), "date": date(d), "speeding_readings": n, "max_speed": max})));
+            out.entry("daily_speeders")
+                .or_default()
+                .push(key(&json!({"vin": v.as_str(), "date": date(d), "speeding_readings": n, "max_speed": max})));
         }
     }
     // Sliding windows of 5 minutes every minute, and alert episodes.
@@ -263,10 +266,8 @@ fn run_job(input: &Input, workers: usize) -> BTreeMap<&'static str, Vec<String>>
     std::fs::write(dir.path().join("ref.csv"), &input.reference).unwrap();
     std::fs::write(dir.path().join("buggy.csv"), &input.buggy).unwrap();
     let out = dir.path().join("out");
-    let mut config = Config::default();
-    config.workers = workers;
-    config.source.kind = SourceKind::Files;
-    config.source.files = files;
+    let mut config = Config { workers, ..Config::default() };
+    config.source = SourceConfig { kind: SourceKind::Files, files };
     config.reference.vin_sensors = Some(dir.path().join("ref.csv"));
     config.reference.buggy_sensors = Some(dir.path().join("buggy.csv"));
     config.sinks.insert("local".into(), SinkConfig::Folder { path: out.clone(), buffer_mib: 0.01, buffer_secs: 60.0 });

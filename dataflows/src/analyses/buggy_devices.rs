@@ -43,7 +43,7 @@ pub enum Revision {
 impl Change<BuggyDevice> {
     /// Whether this change is the window's first result or a later correction.
     pub fn revision(&self) -> Revision {
-        if self.time <= self.data.end && self.diff > 0 {
+        if self.time < self.data.end && self.diff > 0 {
             Revision::Initial
         } else if self.diff > 0 {
             Revision::Insert
@@ -55,7 +55,7 @@ impl Change<BuggyDevice> {
 
 /// Joins tumbling-window reading offsets with the vehicles' sensor timelines.
 ///
-/// A window enters the join when it closes (time `end`) and leaves it `horizon` ms later
+/// A window enters the join when it closes (time `end - 1`) and leaves it `horizon` ms later
 /// (`horizon >= 1`): until then a reference change at time `t` yields correcting changes at `t`,
 /// after it the window's state is released and its rows are final. The output holds the
 /// initial rows and the corrections, not the releases.
@@ -65,7 +65,7 @@ pub fn buggy_devices<'scope>(
     horizon: Time,
 ) -> StreamVec<'scope, Time, Change<BuggyDevice>> {
     assert!(horizon >= 1, "the correction horizon must be at least 1 ms");
-    let summaries = windows.map(|w| ((w.key, (w.start, w.end, w.agg)), w.end, 1isize)).as_collection();
+    let summaries = windows.map(|w| ((w.key, (w.start, w.end, w.agg)), w.end - 1, 1isize)).as_collection();
     let held = summaries.clone().concat(summaries.negate().delay(move |t| t + horizon));
     held.join_core(timelines, |vin, (start, end, offsets), timeline| {
         let mut rows: Vec<BuggyDevice> = Vec::new();
@@ -86,5 +86,5 @@ pub fn buggy_devices<'scope>(
         rows
     })
     .changelog()
-    .filter(move |c| c.time < c.data.end + horizon)
+    .filter(move |c| c.time < c.data.end - 1 + horizon)
 }

@@ -1,7 +1,9 @@
 //! Event-time window operators and the records they produce.
 //!
-//! Windows are aligned to the epoch and half-open, `[start, end)`. A window is emitted at timely
-//! time `end`, once the input frontier (the watermark) has passed `end`; it is never emitted twice.
+//! Windows are aligned to the epoch and half-open, `[start, end)`. A window is emitted once the
+//! input frontier (the watermark) has reached `end`, at timely time `end - 1`, its last
+//! millisecond: so downstream operators see that time complete as soon as the frontier is at
+//! `end`, not one step later. A window is never emitted twice.
 
 use serde::{Deserialize, Serialize};
 

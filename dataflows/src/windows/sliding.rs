@@ -16,7 +16,7 @@ use crate::time::{align, Pending, Time};
 /// `size == slide` this re-windows panes into longer tumbling windows (a day, for example).
 ///
 /// A sliding window exists for a key when at least one of its panes does. It is emitted at timely
-/// time `end` once the frontier has passed `end`, in key order among windows with that end.
+/// time `end - 1` once the frontier has reached `end`, in key order among windows with that end.
 ///
 /// # Examples
 /// ```
@@ -65,7 +65,7 @@ where
                             let mut start = align(pane.start, slide);
                             while start + size >= pane.end {
                                 let end = start + size;
-                                let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&end, 0), FxHashMap::default()));
+                                let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&(end - 1), 0), FxHashMap::default()));
                                 match map.get_mut(&pane.key) {
                                     Some(agg) => agg.merge(&pane.agg),
                                     None => {

@@ -14,7 +14,7 @@ use crate::time::{align, Pending, Time};
 /// Groups `(key, event_time, input)` records into tumbling windows of `size` milliseconds per key.
 ///
 /// Records are routed to workers by key. A window `[start, start + size)` is emitted, at timely
-/// time `start + size`, once the input frontier has passed its end; windows with the same end are
+/// time `start + size - 1`, once the input frontier has reached its end; windows with the same end are
 /// emitted in key order. Records must travel at a timely time no later than their event time.
 ///
 /// # Examples
@@ -54,7 +54,7 @@ where
         assert!(size > 0, "window size must be positive");
         let pact = Exchange::new(|(k, _, _): &(K, Time, I)| k.route());
         self.unary_frontier(pact, "Tumbling", move |_cap, _info| {
-            // Open windows by end time, each with the capability to emit it at its end.
+            // Open windows by end time, each with the capability to emit it at `end - 1`.
             let mut open: Pending<FxHashMap<K, A>> = Pending::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
@@ -62,7 +62,7 @@ where
                         for (key, ts, value) in batch.drain(..) {
                             let start = align(ts, size);
                             let end = start + size;
-                            let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&end, 0), FxHashMap::default()));
+                            let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&(end - 1), 0), FxHashMap::default()));
                             map.entry(key).or_default().add((ts - start) as u32, &value);
                         }
                     }

@@ -1,0 +1,241 @@
+//! Tests of the `fleetflow` binary: runs to the end of files and stdin, bad flags and config named
+//! with their fix, Ctrl-C flushing, and reference edits taking effect while the job runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
+const VIN: &str = "1HGCM82633A004352";
+
+fn fleetflow(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running fleetflow")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn lines_of(root: &Path, stream: &str) -> Vec<String> {
+    let mut lines: Vec<String> = files_under(&root.join(stream))
+        .iter()
+        .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(String::from).collect::<Vec<_>>())
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn generate_then_run_files_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let d = data.to_str().unwrap();
+    let g = fleetflow(&[
+        "generate",
+        "--output",
+        d,
+        "--vehicles",
+        "30",
+        "--duration-secs",
+        "300",
+        "--files",
+        "2",
+        "--malformed-fraction",
+        "0.01",
+    ]);
+    assert!(g.status.success(), "{}", stderr(&g));
+    let r = fleetflow(&[
+        "run",
+        "--input",
+        &format!("{d}/readings-000.txt"),
+        &format!("{d}/readings-001.txt"),
+        "--reference",
+        &format!("{d}/vin_sensor.csv"),
+        "--buggy",
+        &format!("{d}/buggy_sensors.csv"),
+        "--output",
+        out.to_str().unwrap(),
+        "-w",
+        "2",
+    ]);
+    let log = stderr(&r);
+    assert!(r.status.success(), "{log}");
+    assert!(log.contains("done: ") && log.contains("speed_windows: "), "counts are logged at the end: {log}");
+    let windows = lines_of(&out, "speed_windows");
+    assert!(windows.len() >= 30 * 5, "every vehicle has a window per minute: {}", windows.len());
+    let w: serde_json::Value = serde_json::from_str(&windows[0]).unwrap();
+    for field in ["vin", "window_start", "window_end", "readings", "avg_speed", "max_speed", "min_speed"] {
+        assert!(w.get(field).is_some(), "speed_windows has {field}: {w}");
+    }
+    assert!(w["window_start"].as_str().unwrap().ends_with(":00.000Z"));
+    let errors = lines_of(&out, "errors");
+    assert!(!errors.is_empty());
+    let e: serde_json::Value = serde_json::from_str(&errors[0]).unwrap();
+    assert!(e["position"].as_str().unwrap().contains("readings-00"), "{e}");
+    assert!(!e["reason"].as_str().unwrap().is_empty());
+    // Folder layout: <stream>/YYYY/MM/DD/HH/<file>.jsonl, no temporary files left.
+    for p in files_under(&out) {
+        let rel = p.strip_prefix(&out).unwrap().to_string_lossy().to_string();
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 6, "{rel}");
+        assert!(parts[5].ends_with(".jsonl") && !parts[5].starts_with('.'), "{rel}");
+    }
+}
+
+#[test]
+fn stdin_is_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(BIN)
+        .args(["run", "--input", "-", "--output", out.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "1 1764064860000 {VIN} -122.4 37.7 70.5\n2 1764064870000 {VIN} -122.4 37.7 60.5\nbroken line\n").unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        lines_of(&out, "speeders"),
+        vec![format!(
+            r#"{{"vin":"{VIN}","window_start":"2025-11-25T10:01:00.000Z","window_end":"2025-11-25T10:02:00.000Z","readings":2,"speeding_readings":1,"avg_speed":65.5,"max_speed":70.5}}"#
+        )]
+    );
+    let errors = lines_of(&out, "errors");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains(r#""position":"stdin:3""#) && errors[0].contains("expected 6 fields"), "{}", errors[0]);
+}
+
+#[test]
+fn bad_flags_and_config_name_the_field_and_the_fix() {
+    let o = fleetflow(&["run", "-w", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("workers: 0") && stderr(&o).contains("use 1 to 1024"), "{}", stderr(&o));
+
+    let o = fleetflow(&["run", "--speed-limit", "fast"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--speed-limit"), "{}", stderr(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[windows]\ntumbling_sec = 60\n").unwrap();
+    let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("tumbling_sec") && stderr(&o).contains("c.toml"), "{}", stderr(&o));
+
+    std::fs::write(&cfg, "[windows]\nsliding_slide_secs = 45\n").unwrap();
+    let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(stderr(&o).contains("windows.sliding_slide_secs") && stderr(&o).contains("multiple"), "{}", stderr(&o));
+
+    let o = fleetflow(&["run", "--input", "-", "--reference", "/nonexistent/ref.csv"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/ref.csv"), "{}", stderr(&o));
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration() {
+    let o = fleetflow(&["run", "--print-config", "--vehicles", "7", "-w", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("workers = 3") && text.contains("vehicles = 7"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_closes_windows_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // The bare default job (real-time generator), with a long buffer so only the final flush writes.
+    let child = Command::new(BIN)
+        .args(["run", "--vehicles", "20", "--buffer-secs", "600", "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(files_under(&out).is_empty(), "nothing flushed before the interrupt");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let windows = lines_of(&out, "speed_windows");
+    assert!(windows.len() >= 20, "every vehicle's open window was closed and flushed: {}", windows.len());
+}
+
+#[test]
+fn reference_edits_take_effect_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let reference = dir.path().join("ref.csv");
+    let buggy = dir.path().join("buggy.csv");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&reference, format!("vin,sensor_id,effective_from\n{VIN},S1,\n")).unwrap();
+    std::fs::write(&buggy, "sensor_id\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[reference]\nvin_sensors = {:?}\nbuggy_sensors = {:?}\npoll_interval_ms = 20\n[sinks.local]\nkind = \"folder\"\npath = {:?}\nbuffer_secs = 0.0\n",
+            reference, buggy, out
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--input", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Minute 10:01 gets two readings; one at 10:03 closes it (watermark 10:02:55).
+    writeln!(stdin, "1 1764064860000 {VIN} 1 1 30\n2 1764064870000 {VIN} 1 1 30\n3 1764065000000 {VIN} 1 1 30").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines_of(&out, "speed_windows").is_empty() {
+        assert!(Instant::now() < deadline, "the first window never closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(lines_of(&out, "buggy_devices").is_empty());
+    // S1 turns out to be buggy: the closed window is corrected, without a restart. The edit takes
+    // effect at the watermark (10:03); the correction is complete once the watermark moves on.
+    std::fs::write(&buggy, "sensor_id\nS1\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    writeln!(stdin, "4 1764065110000 {VIN} 1 1 30").unwrap();
+    stdin.flush().unwrap();
+    while lines_of(&out, "buggy_devices").len() < 2 {
+        assert!(Instant::now() < deadline, "the reference edit never took effect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = lines_of(&out, "buggy_devices");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let row = |start: &str| rows.iter().find(|r| r.contains(&format!(r#""window_start":"2025-11-25T{start}:00.000Z""#))).unwrap();
+    assert!(row("10:01").contains(r#""readings":2"#) && row("10:01").contains(r#""revision":"insert""#), "{rows:?}");
+    assert!(row("10:03").contains(r#""readings":1"#) && !row("10:03").contains("revision"), "{rows:?}");
+    assert!(row("10:05").contains(r#""readings":1"#) && !row("10:05").contains("revision"), "{rows:?}");
+    assert!(stderr(&o).contains("1 rows added"), "{}", stderr(&o));
+}
