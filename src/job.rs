@@ -256,9 +256,18 @@ fn run_worker(
     let mut last_poll = Instant::now();
     let started = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
+    let mut failed: Option<JobError> = None;
 
     loop {
-        let status = if driver.finished() { Poll::Finished } else { driver.pump(16_384)? };
+        // A failure stops the sources but not the dataflow: every worker steps on until the
+        // dataflow has drained, so no peer waits forever on this one; the error is returned then.
+        let status = match driver.pump(16_384) {
+            Ok(status) => status,
+            Err(e) => {
+                fail(&mut failed, e.into(), stop);
+                Poll::Pending
+            }
+        };
         if let Some(w) = metrics.watermarks.get(index) {
             w.store(driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
         }
@@ -268,16 +277,18 @@ fn run_worker(
         if let Some((rows, buggy)) = refs.as_mut() {
             match watermark {
                 Some(w) => {
+                    // Advance first: an edit takes effect at the current watermark, after every
+                    // window that has already closed (those were emitted at times below it).
+                    if *rows.time() < w {
+                        rows.advance_to(w);
+                        buggy.advance_to(w);
+                    }
                     if last_poll.elapsed() >= poll_every {
                         last_poll = Instant::now();
                         if let Some((vin, bug)) = watchers.as_mut() {
                             apply_edits(vin.as_mut(), rows, metrics);
                             apply_edits(bug.as_mut(), buggy, metrics);
                         }
-                    }
-                    if *rows.time() < w {
-                        rows.advance_to(w);
-                        buggy.advance_to(w);
                     }
                     rows.flush();
                     buggy.flush();
@@ -299,7 +310,9 @@ fn run_worker(
             }
         }
         router.borrow_mut().poll();
-        router.borrow_mut().check()?;
+        if let Err(e) = router.borrow_mut().check() {
+            fail(&mut failed, e.into(), stop);
+        }
 
         if index == 0 && last_progress.0.elapsed() >= progress_every {
             let readings = Metrics::get(&metrics.readings);
@@ -318,11 +331,22 @@ fn run_worker(
             last_progress = (Instant::now(), readings);
         }
     }
-    router.borrow_mut().flush()?;
+    if let Err(e) = router.borrow_mut().flush() {
+        fail(&mut failed, e.into(), stop);
+    }
     if index == 0 {
         info!("worker 0 finished in {:.2}s", started.elapsed().as_secs_f64());
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+/// Keeps the first error of a worker and asks every source to stop.
+fn fail(failed: &mut Option<JobError>, e: JobError, stop: &AtomicBool) {
+    if failed.is_none() {
+        error!("{e}; stopping the sources and draining the dataflow");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        *failed = Some(e);
+    }
 }
 
 fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(

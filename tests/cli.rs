@@ -149,6 +149,13 @@ fn bad_flags_and_config_name_the_field_and_the_fix() {
     let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);
     assert!(stderr(&o).contains("windows.sliding_slide_secs") && stderr(&o).contains("multiple"), "{}", stderr(&o));
 
+    // An output folder that cannot be created: the job drains, reports the path and fails.
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, format!("1 1764064860000 {VIN} 1 1 30\n")).unwrap();
+    let o = fleetflow(&["run", "--input", input.to_str().unwrap(), "--output", "/dev/null/out"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/dev/null/out"), "{}", stderr(&o));
+
     let o = fleetflow(&["run", "--input", "-", "--reference", "/nonexistent/ref.csv"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("/nonexistent/ref.csv"), "{}", stderr(&o));
@@ -209,6 +216,21 @@ fn reference_edits_take_effect_while_running() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
+    // The job's log, line by line, so the test can wait for the edit to be applied.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     // Minute 10:01 gets two readings; one at 10:03 closes it (watermark 10:02:55).
     writeln!(stdin, "1 1764064860000 {VIN} 1 1 30\n2 1764064870000 {VIN} 1 1 30\n3 1764065000000 {VIN} 1 1 30").unwrap();
     stdin.flush().unwrap();
@@ -221,7 +243,10 @@ fn reference_edits_take_effect_while_running() {
     // S1 turns out to be buggy: the closed window is corrected, without a restart. The edit takes
     // effect at the watermark (10:03); the correction is complete once the watermark moves on.
     std::fs::write(&buggy, "sensor_id\nS1\n").unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    while !log.lock().unwrap().contains("1 rows added") {
+        assert!(Instant::now() < deadline, "the edit was never read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     writeln!(stdin, "4 1764065110000 {VIN} 1 1 30").unwrap();
     stdin.flush().unwrap();
     while lines_of(&out, "buggy_devices").len() < 2 {
@@ -229,13 +254,13 @@ fn reference_edits_take_effect_while_running() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(stdin);
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", log.lock().unwrap());
     let rows = lines_of(&out, "buggy_devices");
     assert_eq!(rows.len(), 3, "{rows:?}");
     let row = |start: &str| rows.iter().find(|r| r.contains(&format!(r#""window_start":"2025-11-25T{start}:00.000Z""#))).unwrap();
     assert!(row("10:01").contains(r#""readings":2"#) && row("10:01").contains(r#""revision":"insert""#), "{rows:?}");
     assert!(row("10:03").contains(r#""readings":1"#) && !row("10:03").contains("revision"), "{rows:?}");
     assert!(row("10:05").contains(r#""readings":1"#) && !row("10:05").contains("revision"), "{rows:?}");
-    assert!(stderr(&o).contains("1 rows added"), "{}", stderr(&o));
 }

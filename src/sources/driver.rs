@@ -97,6 +97,9 @@ impl SourceDriver {
 
     /// Reads up to `budget` records over the partitions. `Ready` if more are available now.
     pub fn pump(&mut self, budget: usize) -> Result<Poll, SourceError> {
+        if self.inputs.is_none() {
+            return Ok(Poll::Finished);
+        }
         if self.stop.load(Ordering::Relaxed) {
             for p in &mut self.partitions {
                 p.finished = true;
