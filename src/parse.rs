@@ -51,36 +51,41 @@ fn parse_text(line: &[u8]) -> Result<Reading, String> {
     if count != 6 {
         return Err(format!("expected 6 fields (record_id timestamp vin lon lat speed), found {count}"));
     }
-    let text = |i: usize| -> Result<&str, String> { std::str::from_utf8(fields[i]).map_err(|_| format!("{}: not valid UTF-8", FIELDS[i])) };
-    let record_id = unsigned(FIELDS[0], text(0)?)?;
-    let timestamp = unsigned(FIELDS[1], text(1)?)?;
+    let record_id = unsigned(FIELDS[0], fields[0])?;
+    let timestamp = unsigned(FIELDS[1], fields[1])?;
     let vin = Vin::parse(fields[2]).map_err(|e| e.to_string())?;
-    let lon = number(FIELDS[3], text(3)?)?;
-    let lat = number(FIELDS[4], text(4)?)?;
-    let speed = number(FIELDS[5], text(5)?)?;
+    let lon = number(FIELDS[3], fields[3])?;
+    let lat = number(FIELDS[4], fields[4])?;
+    let speed = number(FIELDS[5], fields[5])?;
     check(Reading { record_id, timestamp, vin, lon, lat, speed })
 }
 
-fn unsigned(field: &str, s: &str) -> Result<u64, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{field}: {:?} is not an unsigned integer", shorten(s)));
+/// An unsigned decimal integer: digits only (no sign), at most 64 bits.
+fn unsigned(field: &str, bytes: &[u8]) -> Result<u64, String> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return Err(format!("{field}: {:?} is not an unsigned integer", shorten(bytes)));
     }
-    s.parse::<u64>().map_err(|_| format!("{field}: {} does not fit in 64 bits", shorten(s)))
+    bytes
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add((d - b'0') as u64))
+        .ok_or_else(|| format!("{field}: {} does not fit in 64 bits", shorten(bytes)))
 }
 
-fn number(field: &str, s: &str) -> Result<f64, String> {
-    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
-    match s.parse::<f64>() {
-        Ok(v) if ok => Ok(v),
-        _ => Err(format!("{field}: {:?} is not a number", shorten(s))),
+/// A decimal number (sign, fraction and exponent allowed); range checks come later.
+fn number(field: &str, bytes: &[u8]) -> Result<f64, String> {
+    match fast_float2::parse::<f64, _>(bytes) {
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!("{field}: {:?} is not a number", shorten(bytes))),
     }
 }
 
-fn shorten(s: &str) -> String {
+/// The field as text for a message: lossy UTF-8, cut at 40 characters.
+fn shorten(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
     if s.chars().count() > 40 {
         format!("{}...", s.chars().take(40).collect::<String>())
     } else {
-        s.to_string()
+        s.into_owned()
     }
 }
 
@@ -175,6 +180,10 @@ mod tests {
         assert!(reason(format!("1 2 {VIN} 1 1 inf").as_bytes()).starts_with("speed:"));
         assert!(reason(format!("1 2 {VIN} 1 1 -1").as_bytes()).starts_with("speed:"));
         assert!(reason(b"1 2 1HGCM82633A00435\xff 1 1 1").contains("0xff"));
+        assert!(reason(format!("1 2 {VIN} 1 1 5x").as_bytes()).contains("speed: \"5x\" is not a number"));
+        assert!(reason(format!("1 2 {VIN} 1e400 1 5").as_bytes()).starts_with("lon:"));
+        assert!(reason(format!("+1 2 {VIN} 1 1 5").as_bytes()).starts_with("record_id:"));
+        assert_eq!(reading(&format!("1 2 {VIN} 1.5e1 -2E-1 +6.5")).lon, 15.0);
     }
 
     #[test]
