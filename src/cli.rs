@@ -22,9 +22,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the job (default: the fleet generator in real time into ./fleetflow-out).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write generated readings and matching reference files, for tests, demos and benchmarks.
     Generate(GenerateArgs),
+    /// Publish generated readings to a Kafka topic, keyed by vin (the vehicles' side).
+    Produce(ProduceArgs),
 }
 
 /// `fleetflow run` flags; each overrides the config file.
@@ -72,6 +74,24 @@ pub struct RunArgs {
     /// Sink buffering: flush a stream after this many seconds.
     #[arg(long)]
     pub buffer_secs: Option<f64>,
+    /// Kafka: bootstrap brokers (HOST:PORT); switches the source to Kafka.
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    /// Kafka: topic of readings.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Kafka: consumer group (for committed offsets).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Kafka: where to start: committed, earliest, latest or an RFC 3339 time.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Kafka: where to stop: never, end (of each partition at start-up) or an RFC 3339 time.
+    #[arg(long)]
+    pub stop: Option<String>,
+    /// Kafka: a partition silent this long stops holding the watermark back, ms.
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -87,6 +107,25 @@ impl RunArgs {
         if !self.input.is_empty() {
             c.source.kind = SourceKind::Files;
             c.source.files = self.input.clone();
+        }
+        if let Some(b) = &self.kafka_brokers {
+            c.source.kind = SourceKind::Kafka;
+            c.kafka.brokers = b.clone();
+        }
+        if let Some(t) = &self.topic {
+            c.kafka.topic = t.clone();
+        }
+        if let Some(g) = &self.group {
+            c.kafka.group = g.clone();
+        }
+        if let Some(s) = &self.start {
+            c.kafka.start = s.clone();
+        }
+        if let Some(s) = &self.stop {
+            c.kafka.stop = s.clone();
+        }
+        if let Some(t) = self.idle_timeout_ms {
+            c.kafka.idle_timeout_ms = t;
         }
         if let Some(p) = &self.reference {
             c.reference.vin_sensors = Some(p.clone());
@@ -175,4 +214,39 @@ pub struct GenerateArgs {
     /// Share of sensors on the buggy list.
     #[arg(long, default_value_t = 0.02)]
     pub buggy_fraction: f64,
+}
+
+/// `fleetflow produce` flags.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Bootstrap brokers, HOST:PORT.
+    #[arg(long)]
+    pub kafka_brokers: String,
+    /// Topic to publish to (created with `--partitions` if missing).
+    #[arg(long, default_value = "vehicles")]
+    pub topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Readings per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Vehicles.
+    #[arg(long, default_value_t = 1_000)]
+    pub vehicles: u64,
+    /// Seconds of event time (0: until Ctrl-C).
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+    /// Event time of the first reading (RFC 3339), or `now`.
+    #[arg(long, default_value = "now")]
+    pub start: String,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Largest out-of-order delay, ms.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_delay_ms: u64,
+    /// Publish JSON values instead of text lines.
+    #[arg(long)]
+    pub json: bool,
 }

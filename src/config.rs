@@ -44,6 +44,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// The built-in fleet generator (when `source.kind = "generator"`).
     pub generator: GeneratorConfig,
+    /// The Kafka source (when `source.kind = "kafka"`).
+    pub kafka: KafkaConfig,
     /// Window lengths and lateness.
     pub windows: WindowsConfig,
     /// Speed thresholds.
@@ -67,6 +69,7 @@ impl Default for Config {
             workers: 1,
             source: SourceConfig::default(),
             generator: GeneratorConfig::default(),
+            kafka: KafkaConfig::default(),
             windows: WindowsConfig::default(),
             thresholds: ThresholdsConfig::default(),
             reference: ReferenceConfig::default(),
@@ -86,6 +89,8 @@ pub enum SourceKind {
     Generator,
     /// Files (each one partition), `-` for stdin.
     Files,
+    /// A Kafka topic (each partition one source partition).
+    Kafka,
 }
 
 /// `[source]`
@@ -137,6 +142,40 @@ impl Default for GeneratorConfig {
             max_delay_ms: 2_000,
             late_fraction: 0.001,
             partitions: 0,
+        }
+    }
+}
+
+/// `[kafka]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic of readings.
+    pub topic: String,
+    /// Consumer group, for committed offsets (partitions are assigned by fleetflow, not the group).
+    pub group: String,
+    /// `committed` (default), `earliest`, `latest`, or an RFC 3339 time (offsets for that time).
+    pub start: String,
+    /// `` (never: a live stream), `end` (the end of each partition at start-up), or an RFC 3339 time.
+    pub stop: String,
+    /// A partition without messages for this long stops holding the watermark back, ms.
+    pub idle_timeout_ms: u64,
+    /// Extra librdkafka properties (e.g. `"security.protocol" = "SSL"`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_string(),
+            topic: "vehicles".to_string(),
+            group: "fleetflow".to_string(),
+            start: "committed".to_string(),
+            stop: String::new(),
+            idle_timeout_ms: 10_000,
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -279,6 +318,19 @@ impl Config {
         }
         if self.source.kind == SourceKind::Files && self.source.files.is_empty() {
             return bad("source.files: empty while source.kind = \"files\"; list input files (or pass --input FILE)".into());
+        }
+        if self.source.kind == SourceKind::Kafka {
+            let k = &self.kafka;
+            if k.brokers.trim().is_empty() || k.topic.trim().is_empty() {
+                return bad(
+                    "kafka.brokers / kafka.topic: empty; name the brokers (--kafka-brokers HOST:PORT) and the topic (--topic)".into()
+                );
+            }
+            crate::sources::kafka::Start::parse(&k.start).map_err(ConfigError::Invalid)?;
+            crate::sources::kafka::Stop::parse(&k.stop).map_err(ConfigError::Invalid)?;
+            if k.idle_timeout_ms == 0 {
+                return bad("kafka.idle_timeout_ms: 0; use at least 1 ms (default 10000)".into());
+            }
         }
         let g = &self.generator;
         if g.vehicles == 0 {

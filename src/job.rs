@@ -120,6 +120,7 @@ fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box
                 }
             }
         }
+        SourceKind::Kafka => out = crate::sources::kafka::partitions_for(&config.kafka, index, peers)?,
         SourceKind::Generator => {
             let g = &config.generator;
             let start_ms = if g.realtime { crate::sources::driver::now_ms() } else { config.generator_start()? };
@@ -250,7 +251,8 @@ fn run_worker(
 
     let partitions = partitions_for(config, index, peers)?;
     let mut driver =
-        SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone());
+        SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
+            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms));
     let poll_every = Duration::from_millis(config.reference.poll_interval_ms);
     let progress_every = Duration::from_secs(config.progress_interval_secs.max(1));
     let mut last_poll = Instant::now();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use fleetflow::cli::{Cli, Command, RunArgs};
+use fleetflow::cli::{Cli, Command};
 use tracing::info;
 
 fn main() -> anyhow::Result<()> {
@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log: not a valid log filter (e.g. info)")?)
         .with_writer(std::io::stderr)
         .init();
-    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+    match cli.command.unwrap_or_else(|| Command::Run(Box::default())) {
         Command::Run(args) => {
             let config = args.config()?;
             if args.print_config {
@@ -40,6 +40,13 @@ fn main() -> anyhow::Result<()> {
             for (stream, n) in &summary.out {
                 info!("  {}: {} records", stream.as_str(), n);
             }
+            Ok(())
+        }
+        Command::Produce(args) => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+            fleetflow::produce::produce(&args, stop)?;
             Ok(())
         }
         Command::Generate(args) => {

@@ -5,9 +5,14 @@
 //! its partition's watermark when it arrives is late. The worker holds its input capability at the
 //! lowest watermark of its unfinished partitions (rounded down to the window granularity), so the
 //! dataflow's frontier is the job's watermark: the minimum over all partitions of all workers.
+//!
+//! A partition that may fall silent (Kafka) and has had no data for the idle timeout stops holding
+//! the watermark back; when data returns it holds it again, and its readings below the capability
+//! (which moved on without it) are late.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fleetflow_dataflows::time::align;
 use fleetflow_dataflows::{Reading, Time};
@@ -37,6 +42,7 @@ struct PartitionState {
     partition: Box<dyn Partition>,
     max_ts: Option<Time>,
     finished: bool,
+    last_data: Instant,
 }
 
 impl PartitionState {
@@ -53,6 +59,10 @@ pub struct SourceDriver {
     granularity: Time,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    idle_timeout: Option<Duration>,
+    clock: Box<dyn Fn() -> Instant>,
+    /// The time the inputs' capabilities are at: no reading below it can be sent.
+    floor: Time,
     accepted: Vec<Reading>,
     late: Vec<Rejected>,
     errors: Vec<Rejected>,
@@ -69,7 +79,9 @@ impl SourceDriver {
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
     ) -> Self {
-        let partitions = partitions.into_iter().map(|partition| PartitionState { partition, max_ts: None, finished: false }).collect();
+        let now = Instant::now();
+        let partitions =
+            partitions.into_iter().map(|partition| PartitionState { partition, max_ts: None, finished: false, last_data: now }).collect();
         let mut driver = SourceDriver {
             partitions,
             inputs: Some(inputs),
@@ -77,6 +89,9 @@ impl SourceDriver {
             granularity,
             metrics,
             stop,
+            idle_timeout: None,
+            clock: Box::new(Instant::now),
+            floor: 0,
             accepted: Vec::new(),
             late: Vec::new(),
             errors: Vec::new(),
@@ -85,9 +100,34 @@ impl SourceDriver {
         driver
     }
 
-    /// The lowest watermark over this worker's unfinished partitions (`None` when all finished).
+    /// Lets partitions that may fall silent stop holding the watermark after `timeout` without data.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces the clock that idleness is measured with (for tests).
+    pub fn with_clock(mut self, clock: impl Fn() -> Instant + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    fn idle(&self, p: &PartitionState, now: Instant) -> bool {
+        p.partition.may_idle() && self.idle_timeout.is_some_and(|t| now.duration_since(p.last_data) >= t)
+    }
+
+    /// This worker's watermark: the lowest over its unfinished partitions that are not idle (`None`
+    /// when all are finished). When every unfinished partition is idle, the highest of their
+    /// watermarks: the last partition to fall silent does not hold back what it already passed.
     pub fn watermark(&self) -> Option<Time> {
-        self.partitions.iter().filter(|p| !p.finished).map(|p| p.watermark(self.lateness)).min()
+        let now = (self.clock)();
+        let unfinished: Vec<&PartitionState> = self.partitions.iter().filter(|p| !p.finished).collect();
+        if unfinished.is_empty() {
+            return None;
+        }
+        let holding = unfinished.iter().filter(|p| !self.idle(p, now)).map(|p| p.watermark(self.lateness)).min();
+        let watermark = holding.unwrap_or_else(|| unfinished.iter().map(|p| p.watermark(self.lateness)).max().unwrap_or(0));
+        Some(watermark.max(self.floor))
     }
 
     /// Whether every partition is finished (and the inputs are closed).
@@ -132,56 +172,82 @@ impl SourceDriver {
 
     fn poll_partition(&mut self, index: usize, max: usize) -> Result<Poll, SourceError> {
         let lateness = self.lateness;
+        let floor = self.floor;
+        let now = (self.clock)();
         let state = &mut self.partitions[index];
-        let name = state.partition.name().to_string();
+        let partition = &mut state.partition;
         let max_ts = &mut state.max_ts;
+        let last_data = &mut state.last_data;
         let (accepted, late, errors) = (&mut self.accepted, &mut self.late, &mut self.errors);
         let (mut read, mut blank) = (0u64, 0u64);
-        let status = state.partition.poll(max, &mut |record, offset| {
+        // Offsets of the rejects of this poll; their positions are asked of the partition afterwards.
+        let (mut late_at, mut error_at) = (Vec::new(), Vec::new());
+        let malformed = |bytes: &[u8], reason: String| Rejected {
+            record: bytes.to_vec(),
+            position: String::new(),
+            reason,
+            timestamp: None,
+            watermark: None,
+            arrived: now_ms(),
+        };
+        let status = partition.poll(max, &mut |record, offset| {
             read += 1;
-            let (reading, raw) = match record {
-                Record::Line(bytes) => match parse_line(bytes) {
-                    Parsed::Reading(r) => (r, bytes),
-                    Parsed::Blank => {
-                        blank += 1;
-                        return;
-                    }
-                    Parsed::Malformed(reason) => {
-                        errors.push(Rejected {
-                            record: bytes.to_vec(),
-                            position: format!("{name}:{offset}"),
-                            reason,
-                            timestamp: None,
-                            watermark: None,
-                            arrived: now_ms(),
-                        });
-                        return;
-                    }
-                },
-                Record::Reading(r) => (r, &[][..]),
+            *last_data = now;
+            let (parsed, raw, key) = match record {
+                Record::Line(bytes) => (parse_line(bytes), bytes, None),
+                Record::Message { payload, key } => (parse_line(payload), payload, key),
+                Record::Reading(r) => (Parsed::Reading(r), &[][..], None),
             };
-            if let Some(max) = *max_ts {
-                let watermark = max.saturating_sub(lateness);
-                if reading.timestamp < watermark {
-                    let record = if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
-                    late.push(Rejected {
-                        record,
-                        position: format!("{name}:{offset}"),
-                        reason: format!(
-                            "late: event time {} ms is {} ms behind the watermark",
-                            reading.timestamp,
-                            watermark - reading.timestamp
-                        ),
-                        timestamp: Some(reading.timestamp),
-                        watermark: Some(watermark),
-                        arrived: now_ms(),
-                    });
+            let reading = match parsed {
+                Parsed::Reading(r) => r,
+                Parsed::Blank => {
+                    blank += 1;
                     return;
                 }
+                Parsed::Malformed(reason) => {
+                    errors.push(malformed(raw, reason));
+                    error_at.push(offset);
+                    return;
+                }
+            };
+            if let Some(key) = key {
+                if !key.eq_ignore_ascii_case(reading.vin.as_str().as_bytes()) {
+                    let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
+                    errors.push(malformed(raw, reason));
+                    error_at.push(offset);
+                    return;
+                }
+            }
+            let partition_watermark = max_ts.map_or(0, |m| m.saturating_sub(lateness));
+            let watermark = partition_watermark.max(floor);
+            if reading.timestamp < watermark {
+                let record = if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
+                let behind = watermark - reading.timestamp;
+                let reason = if partition_watermark > reading.timestamp {
+                    format!("late: event time {} ms is {behind} ms behind the watermark", reading.timestamp)
+                } else {
+                    format!(
+                        "late: event time {} ms is {behind} ms behind the job's watermark, which moved on while this partition was idle",
+                        reading.timestamp
+                    )
+                };
+                late.push(Rejected {
+                    record,
+                    position: String::new(),
+                    reason,
+                    timestamp: Some(reading.timestamp),
+                    watermark: Some(watermark),
+                    arrived: now_ms(),
+                });
+                late_at.push(offset);
+                return;
             }
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
             accepted.push(reading);
         })?;
+        for (r, offset) in late.iter_mut().zip(late_at).chain(errors.iter_mut().zip(error_at)) {
+            r.position = partition.position(offset);
+        }
         Metrics::add(&self.metrics.records_read, read);
         Metrics::add(&self.metrics.blank, blank);
         Ok(status)
@@ -225,6 +291,7 @@ impl SourceDriver {
                         inputs.readings.1.downgrade(&time);
                         inputs.late.1.downgrade(&time);
                         inputs.errors.1.downgrade(&time);
+                        self.floor = time;
                     }
                 }
             }
@@ -235,4 +302,82 @@ impl SourceDriver {
 /// Wall-clock now, epoch ms.
 pub fn now_ms() -> Time {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Time).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use fleetflow_dataflows::Vin;
+    use timely::dataflow::operators::core::unordered_input::UnorderedInput;
+
+    use super::*;
+
+    /// A partition fed by the test, that may idle like a Kafka partition.
+    struct Scripted {
+        name: String,
+        queue: Rc<RefCell<VecDeque<Reading>>>,
+    }
+
+    impl Partition for Scripted {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn poll(&mut self, max: usize, emit: &mut dyn FnMut(Record<'_>, u64)) -> Result<Poll, SourceError> {
+            for _ in 0..max {
+                match self.queue.borrow_mut().pop_front() {
+                    Some(r) => emit(Record::Reading(r), r.record_id),
+                    None => return Ok(Poll::Pending),
+                }
+            }
+            Ok(Poll::Ready)
+        }
+        fn may_idle(&self) -> bool {
+            true
+        }
+    }
+
+    fn reading(ts: Time) -> Reading {
+        Reading { record_id: ts, timestamp: ts, vin: Vin::parse(b"1HGCM82633A004352").unwrap(), lon: 0.0, lat: 0.0, speed: 1.0 }
+    }
+
+    #[test]
+    fn idle_partitions_stop_holding_and_hold_again_when_data_returns() {
+        timely::execute_directly(|worker| {
+            let inputs = worker.dataflow::<Time, _, _>(|scope| {
+                let (readings, _) = scope.new_unordered_input();
+                let (late, _) = scope.new_unordered_input();
+                let (errors, _) = scope.new_unordered_input();
+                SourceInputs { readings, late, errors }
+            });
+            let (a, b) = (Rc::new(RefCell::new(VecDeque::new())), Rc::new(RefCell::new(VecDeque::new())));
+            let parts: Vec<Box<dyn Partition>> =
+                vec![Box::new(Scripted { name: "a".into(), queue: a.clone() }), Box::new(Scripted { name: "b".into(), queue: b.clone() })];
+            let start = Instant::now();
+            let clock = Rc::new(Cell::new(start));
+            let c = clock.clone();
+            let metrics = Arc::new(Metrics::new(1));
+            let mut driver = SourceDriver::new(parts, inputs, 5_000, 60_000, metrics.clone(), Arc::new(AtomicBool::new(false)))
+                .with_idle_timeout(Duration::from_secs(10))
+                .with_clock(move || c.get());
+
+            a.borrow_mut().extend([reading(600_000), reading(700_000)]);
+            driver.pump(100).unwrap();
+            assert_eq!(driver.watermark(), Some(0), "b has said nothing yet: it holds the watermark");
+
+            clock.set(start + Duration::from_secs(11));
+            a.borrow_mut().push_back(reading(800_000));
+            driver.pump(100).unwrap();
+            assert_eq!(driver.watermark(), Some(795_000), "b is idle: a alone sets the watermark");
+
+            // b returns: a reading below the job's capability (780 s) is late, one above holds again.
+            b.borrow_mut().extend([reading(700_000), reading(790_000)]);
+            driver.pump(100).unwrap();
+            assert_eq!(driver.watermark(), Some(785_000), "b holds the watermark again");
+            assert_eq!(Metrics::get(&metrics.late), 1);
+            assert_eq!(Metrics::get(&metrics.readings), 4);
+        });
+    }
 }

@@ -138,6 +138,7 @@ pub struct FleetPartition {
     partition: u64,
     partitions: u64,
     clock: Box<dyn Fn() -> Time>,
+    emitted_at: Time,
 }
 
 impl FleetPartition {
@@ -157,6 +158,7 @@ impl FleetPartition {
             partition,
             partitions,
             clock: Box::new(crate::sources::driver::now_ms),
+            emitted_at: 0,
         }
     }
 
@@ -164,6 +166,11 @@ impl FleetPartition {
     pub fn with_clock(mut self, clock: impl Fn() -> Time + 'static) -> Self {
         self.clock = Box::new(clock);
         self
+    }
+
+    /// When the last reading was sent (its event time is up to the delivery delay earlier), epoch ms.
+    pub fn emitted_at(&self) -> Time {
+        self.emitted_at
     }
 
     /// The next reading in emission order, or why there is none.
@@ -184,6 +191,7 @@ impl FleetPartition {
         if self.cfg.realtime && emit_at > (self.clock)() {
             return Err(Poll::Pending);
         }
+        self.emitted_at = emit_at;
         let interval = self.cfg.interval_ms as f64 / 1000.0;
         let vehicle = &mut self.vehicles[self.next];
         let (lon, lat, speed) = vehicle.step(interval);

@@ -1,0 +1,195 @@
+//! Kafka source against a real broker (KRaft, one node on loopback, started by
+//! `scripts/kafka.sh`; `FLEETFLOW_KAFKA_BROKERS` points at another one): the same window outputs as
+//! the file source, offsets for a start time, and idle partitions that stop holding the watermark.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
+use fleetflow::job::Summary;
+use fleetflow::sources::generator::{FleetConfig, FleetPartition};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+fn brokers() -> String {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS
+        .get_or_init(|| {
+            if let Ok(b) = std::env::var("FLEETFLOW_KAFKA_BROKERS") {
+                return b;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+            let status = std::process::Command::new("bash").arg(script).arg("start").status().expect("running scripts/kafka.sh");
+            assert!(status.success(), "scripts/kafka.sh start failed");
+            "127.0.0.1:19092".to_string()
+        })
+        .clone()
+}
+
+fn topic(name: &str, partitions: i32) -> String {
+    let t = format!("{name}-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms());
+    fleetflow::kafka_admin::ensure_topic(&brokers(), &t, partitions).unwrap();
+    t
+}
+
+fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap()
+}
+
+fn lines_of(root: &Path, stream: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(stream)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read_to_string(&p).unwrap().lines().map(String::from));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn config(out: &Path, workers: usize) -> Config {
+    let mut c = Config { workers, ..Config::default() };
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0 });
+    c
+}
+
+fn kafka_config(out: &Path, workers: usize, topic: &str, start: &str, stop: &str) -> Config {
+    let mut c = config(out, workers);
+    c.source.kind = SourceKind::Kafka;
+    c.kafka.brokers = brokers();
+    c.kafka.topic = topic.to_string();
+    c.kafka.group = format!("g-{topic}");
+    c.kafka.start = start.to_string();
+    c.kafka.stop = stop.to_string();
+    c
+}
+
+fn run(c: Config) -> Summary {
+    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap()
+}
+
+/// Generated readings as text lines with their vin and send time.
+fn fleet(vehicles: u64, secs: u64) -> Vec<(String, String, u64)> {
+    let cfg = FleetConfig { vehicles, duration_ms: Some(secs * 1000), max_delay_ms: 2_000, ..FleetConfig::default() };
+    let mut p = FleetPartition::new(cfg, 0, 1);
+    std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at()))).collect()
+}
+
+#[test]
+fn four_partitions_on_two_workers_equal_the_file_source() {
+    let readings = fleet(40, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("readings.txt");
+    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
+    let t = topic("equal", 4);
+    let p = producer();
+    for (line, vin, at) in &readings {
+        p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let file_out = dir.path().join("file");
+    let mut c = config(&file_out, 1);
+    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    let from_file = run(c);
+    let kafka_out = dir.path().join("kafka");
+    let from_kafka = run(kafka_config(&kafka_out, 2, &t, "earliest", "end"));
+
+    assert_eq!(from_kafka.readings, readings.len() as u64);
+    assert_eq!((from_file.late, from_kafka.late, from_kafka.malformed), (0, 0, 0));
+    for stream in ["speed_windows", "speeders", "daily_speeders", "alerts"] {
+        let (a, b) = (lines_of(&file_out, stream), lines_of(&kafka_out, stream));
+        assert!(!a.is_empty() || stream == "alerts", "{stream} is empty");
+        assert_eq!(a, b, "{stream} differs between the file and Kafka");
+    }
+}
+
+#[test]
+fn start_at_a_time_reads_from_the_offsets_for_that_time() {
+    let readings = fleet(20, 300);
+    let t = topic("start", 2);
+    let p = producer();
+    for (line, vin, at) in &readings {
+        p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let from = FleetConfig::default().start_ms + 120_000;
+    let expected = readings.iter().filter(|(_, _, at)| *at >= from).count() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(kafka_config(dir.path(), 1, &t, "2025-11-25T00:02:00Z", "end"));
+    assert_eq!(summary.records_read, expected);
+    let first: Vec<String> = lines_of(dir.path(), "speed_windows").into_iter().take(1).collect();
+    assert!(first.iter().all(|l| !l.contains("\"window_start\":\"2025-11-25T00:00:")), "{first:?}");
+
+    // A stop time bounds the read the same way from the other side.
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(kafka_config(dir.path(), 1, &t, "earliest", "2025-11-25T00:02:00Z"));
+    assert_eq!(summary.records_read, readings.len() as u64 - expected);
+}
+
+#[test]
+fn a_message_key_must_be_the_vin() {
+    let t = topic("keys", 1);
+    let p = producer();
+    let line = "1 1764028800000 1HGCM82633A004352 1 1 30";
+    p.send(BaseRecord::to(&t).key("1hgcm82633a004352").payload(line)).map_err(|(e, _)| e).unwrap();
+    p.send(BaseRecord::to(&t).key("1HGCM82633A000000").payload(line)).map_err(|(e, _)| e).unwrap();
+    p.send(BaseRecord::<(), _>::to(&t).payload(line)).map_err(|(e, _)| e).unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(kafka_config(dir.path(), 1, &t, "earliest", "end"));
+    assert_eq!((summary.readings, summary.malformed), (2, 1));
+    let errors = lines_of(dir.path(), "errors");
+    assert!(errors[0].contains("is not the reading's vin") && errors[0].contains(&format!("\"position\":\"{t}/0/1\"")), "{errors:?}");
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() {
+    let t = topic("idle", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = kafka_config(dir.path(), 1, &t, "earliest", "");
+    c.kafka.idle_timeout_ms = 500;
+    let stop = Arc::new(AtomicBool::new(false));
+    let job = {
+        let stop = stop.clone();
+        std::thread::spawn(move || fleetflow::job::run(c, stop))
+    };
+    // Five minutes of readings, all in partition 0; partition 1 stays silent.
+    let p = producer();
+    let vin = "1HGCM82633A004352";
+    let start = 1_764_028_800_000u64;
+    for i in 0..300u64 {
+        let line = format!("{i} {} {vin} 1 1 30", start + i * 1000);
+        p.send(BaseRecord::to(&t).key(vin).payload(&line).partition(0)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines_of(dir.path(), "speed_windows").len() < 3 {
+        assert!(Instant::now() < deadline, "windows never closed: the idle partition held the watermark");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Data returns to partition 1, older than the job's watermark: late, and says why.
+    let old = format!("1000 {} {vin} 1 1 30", start + 10_000);
+    p.send(BaseRecord::to(&t).key(vin).payload(&old).partition(1)).map_err(|(e, _)| e).unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+    while lines_of(dir.path(), "late").is_empty() {
+        assert!(Instant::now() < deadline, "the returning reading never showed up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let summary = job.join().unwrap().unwrap();
+    assert_eq!((summary.readings, summary.late), (300, 1));
+    let late = lines_of(dir.path(), "late");
+    assert!(late[0].contains("idle") && late[0].contains(&format!("{t}/1/0")), "{late:?}");
+    assert_eq!(lines_of(dir.path(), "speed_windows").len(), 5, "end of input closes the open windows");
+}
