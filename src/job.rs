@@ -164,27 +164,52 @@ fn build_sinks(config: &Config, index: usize, run_id: &str) -> Vec<Box<dyn Sink>
 }
 
 /// Attaches an output stream to the router: encode each record once, hand it to the stream's sinks.
-fn route<D: ExchangeData>(
-    stream: StreamVec<'_, Time, D>,
+///
+/// The returned (empty) stream's frontier is how far this stream's output is durable: the operator
+/// holds a capability for the times of records its sinks have not flushed yet, so a probe on it
+/// tells what every worker has delivered (what Kafka offsets may be committed for).
+fn route<'scope, D: ExchangeData>(
+    stream: StreamVec<'scope, Time, D>,
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
     encode: fn(&D) -> Encoded,
-) {
+) -> StreamVec<'scope, Time, ()> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
-    stream.sink(Local, name.as_str(), move |(input, _frontier)| {
-        input.for_each_stamp(|_cap, data| {
-            let mut router = router.borrow_mut();
-            for batch in data {
-                if wanted {
-                    for record in batch.iter() {
-                        router.write(name, &encode(record));
+    let scope = stream.scope();
+    stream.unary_frontier(Local, name.as_str(), move |_cap, info| {
+        router.borrow_mut().on_flush(scope.activator_for(info.address));
+        // Times not yet durable, with where the sinks stood when they were written.
+        let mut held: Vec<(crate::route::FlushMark, timely::dataflow::operators::Capability<Time>)> = Vec::new();
+        move |(input, _frontier),
+              _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+            '_,
+            Time,
+            timely::container::CapacityContainerBuilder<Vec<()>>,
+        >| {
+            input.for_each_stamp(|cap, data| {
+                let mut router = router.borrow_mut();
+                let time = cap.least().copied().unwrap_or(0);
+                let mut wrote = false;
+                for batch in data {
+                    if wanted && !router.suppressed(name, time) {
+                        for record in batch.iter() {
+                            router.write(name, &encode(record));
+                            wrote = true;
+                        }
+                    }
+                    batch.clear();
+                }
+                if wrote {
+                    if let Some(c) = cap.retain_least(0) {
+                        held.push((router.mark(name), c));
                     }
                 }
-                batch.clear();
-            }
-        });
-    });
+            });
+            let router = router.borrow();
+            held.retain(|(mark, _)| !router.durable(name, mark));
+        }
+    })
 }
 
 type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>);
@@ -216,13 +241,13 @@ fn run_worker(
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
         let out = Pipeline::build(readings, rows, buggy, &params);
-        route(out.speed_windows.probe_with(&done_probe), StreamName::SpeedWindows, &router, encode::speed_window);
-        route(out.speeders.probe_with(&done_probe), StreamName::Speeders, &router, encode::speeder);
-        route(out.daily_speeders.probe_with(&done_probe), StreamName::DailySpeeders, &router, encode::daily_speeder);
-        route(out.alerts.probe_with(&done_probe), StreamName::Alerts, &router, encode::alert);
-        route(out.buggy_devices.probe_with(&done_probe), StreamName::BuggyDevices, &router, encode::buggy_device);
-        route(late.probe_with(&done_probe), StreamName::Late, &router, encode::rejected);
-        route(errors.probe_with(&done_probe), StreamName::Errors, &router, encode::rejected);
+        route(out.speed_windows, StreamName::SpeedWindows, &router, encode::speed_window).probe_with(&done_probe);
+        route(out.speeders, StreamName::Speeders, &router, encode::speeder).probe_with(&done_probe);
+        route(out.daily_speeders, StreamName::DailySpeeders, &router, encode::daily_speeder).probe_with(&done_probe);
+        route(out.alerts, StreamName::Alerts, &router, encode::alert).probe_with(&done_probe);
+        route(out.buggy_devices, StreamName::BuggyDevices, &router, encode::buggy_device).probe_with(&done_probe);
+        route(late, StreamName::Late, &router, encode::rejected).probe_with(&done_probe);
+        route(errors, StreamName::Errors, &router, encode::rejected).probe_with(&done_probe);
         SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) }
     });
 
@@ -252,7 +277,16 @@ fn run_worker(
     let partitions = partitions_for(config, index, peers)?;
     let mut driver =
         SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
-            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms));
+            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
+            .with_completion(completion(&params, &router.borrow()));
+    if config.source.kind == SourceKind::Kafka {
+        // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
+        let resume = crate::sources::kafka::resume_frontier(&config.kafka)?;
+        if resume > 0 {
+            info!("resuming from committed offsets: outputs before {} were delivered", encode::rfc3339(resume));
+        }
+        router.borrow_mut().suppress_below(resume);
+    }
     let poll_every = Duration::from_millis(config.reference.poll_interval_ms);
     let progress_every = Duration::from_secs(config.progress_interval_secs.max(1));
     let mut last_poll = Instant::now();
@@ -299,8 +333,15 @@ fn run_worker(
                 None => refs = None,
             }
         }
-        if refs.is_none() && done_probe.done() {
-            break;
+        if refs.is_none() {
+            // Every source is finished: flush at once rather than on the buffering hints, so the
+            // output operators see their records durable and the dataflow can complete.
+            if let Err(e) = router.borrow_mut().flush() {
+                fail(&mut failed, e.into(), stop);
+            }
+            if done_probe.done() {
+                break;
+            }
         }
 
         match status {
@@ -312,6 +353,11 @@ fn run_worker(
             }
         }
         router.borrow_mut().poll();
+        // What every worker's sinks have delivered: the sources may commit what lies before it.
+        let durable = done_probe.with_frontier(|f| f.first().copied());
+        if let Err(e) = driver.commit(durable, false) {
+            fail(&mut failed, e.into(), stop);
+        }
         if let Err(e) = router.borrow_mut().check() {
             fail(&mut failed, e.into(), stop);
         }
@@ -336,10 +382,39 @@ fn run_worker(
     if let Err(e) = router.borrow_mut().flush() {
         fail(&mut failed, e.into(), stop);
     }
+    if failed.is_none() {
+        if let Err(e) = driver.commit(None, true) {
+            fail(&mut failed, e.into(), stop);
+        }
+    }
     if index == 0 {
         info!("worker 0 finished in {:.2}s", started.elapsed().as_secs_f64());
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// When every enabled output derived from a reading of event time `ts` has been emitted: the
+/// timely time of the last window containing it (for alerts, one slide more: the next window's
+/// episode decision looks back at it).
+fn completion(params: &fleetflow_dataflows::Params, router: &Router) -> impl Fn(Time) -> Time + 'static {
+    use fleetflow_dataflows::time::{align, DAY_MS};
+    let tumbling = [StreamName::SpeedWindows, StreamName::Speeders, StreamName::BuggyDevices].iter().any(|&s| router.wants(s));
+    let alerts = router.wants(StreamName::Alerts);
+    let daily = router.wants(StreamName::DailySpeeders);
+    let p = params.clone();
+    move |ts| {
+        let mut c = ts;
+        if tumbling {
+            c = c.max(align(ts, p.tumbling_ms) + p.tumbling_ms - 1);
+        }
+        if alerts {
+            c = c.max(align(ts, p.sliding_slide_ms) + p.sliding_size_ms + p.sliding_slide_ms - 1);
+        }
+        if daily {
+            c = c.max(align(ts, DAY_MS) + DAY_MS - 1);
+        }
+        c
+    }
 }
 
 /// Keeps the first error of a worker and asks every source to stop.

@@ -61,12 +61,20 @@ impl StreamName {
 /// A sink shared by the output operators of one worker.
 pub type SharedSink = Rc<RefCell<Box<dyn Sink>>>;
 
+/// Where the sinks of a stream stood when a record was written: it is durable once every one of
+/// them has flushed the stream since.
+pub type FlushMark = Vec<u64>;
+
 /// One worker's routing table: for each stream, the sinks that receive it.
 pub struct Router {
     routes: Vec<Vec<SharedSink>>,
     sinks: Vec<SharedSink>,
     metrics: Arc<Metrics>,
     failed: Option<SinkError>,
+    /// Output operators to wake when a flush may have made their records durable.
+    activators: Vec<timely::scheduling::Activator>,
+    /// Records at timely times below this were delivered by an earlier run (Kafka restart).
+    suppress_below: fleetflow_dataflows::Time,
 }
 
 impl Router {
@@ -77,12 +85,37 @@ impl Router {
         for (stream, indexes) in routes {
             table[*stream as usize] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
         }
-        Router { routes: table, sinks, metrics, failed: None }
+        Router { routes: table, sinks, metrics, failed: None, activators: Vec::new(), suppress_below: 0 }
+    }
+
+    /// Window outputs at timely times below `time` are not written again (an earlier run did).
+    pub fn suppress_below(&mut self, time: fleetflow_dataflows::Time) {
+        self.suppress_below = time;
+    }
+
+    /// Whether a record of `stream` at timely time `time` was already delivered by an earlier run.
+    pub fn suppressed(&self, stream: StreamName, time: fleetflow_dataflows::Time) -> bool {
+        time < self.suppress_below && !matches!(stream, StreamName::Late | StreamName::Errors)
     }
 
     /// Whether any sink receives `stream` (streams with none are not encoded at all).
     pub fn wants(&self, stream: StreamName) -> bool {
         !self.routes[stream as usize].is_empty()
+    }
+
+    /// Registers an output operator to wake after flushes.
+    pub fn on_flush(&mut self, activator: timely::scheduling::Activator) {
+        self.activators.push(activator);
+    }
+
+    /// Where the stream's sinks stand now.
+    pub fn mark(&self, stream: StreamName) -> FlushMark {
+        self.routes[stream as usize].iter().map(|s| s.borrow().flushes(stream)).collect()
+    }
+
+    /// Whether everything written at `mark` is durable.
+    pub fn durable(&self, stream: StreamName, mark: &FlushMark) -> bool {
+        self.routes[stream as usize].iter().zip(mark).all(|(s, m)| s.borrow().flushes(stream) > *m)
     }
 
     /// Hands one record to the stream's sinks. A sink error is kept and reported by [`Router::check`].
@@ -95,20 +128,35 @@ impl Router {
         }
     }
 
-    /// Lets sinks flush on their buffering interval.
+    fn flush_count(&self) -> u64 {
+        self.sinks.iter().map(|s| StreamName::ALL.iter().map(|&n| s.borrow().flushes(n)).sum::<u64>()).sum()
+    }
+
+    fn wake(&self) {
+        for a in &self.activators {
+            a.activate();
+        }
+    }
+
+    /// Lets sinks flush on their buffering hints; wakes the output operators if any did.
     pub fn poll(&mut self) {
+        let before = self.flush_count();
         for sink in &self.sinks {
             if let Err(e) = sink.borrow_mut().poll() {
                 self.failed.get_or_insert(e);
             }
         }
+        if self.flush_count() != before {
+            self.wake();
+        }
     }
 
-    /// Flushes every sink (at shutdown).
+    /// Flushes every sink (at shutdown, and once the sources are done).
     pub fn flush(&mut self) -> Result<(), SinkError> {
         for sink in &self.sinks {
             sink.borrow_mut().flush()?;
         }
+        self.wake();
         self.check()
     }
 

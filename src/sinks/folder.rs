@@ -30,6 +30,8 @@ struct StreamBuffer {
     bytes: usize,
     since: Option<Instant>,
     files: u64,
+    /// Completed flushes: everything written before the n-th flush began is on disk after it.
+    flushes: u64,
     /// The last hour seen and its folder, to format folder names once per hour.
     last_hour: Option<(u64, String)>,
 }
@@ -48,7 +50,7 @@ impl FolderSink {
     pub fn new(root: impl AsRef<Path>, tag: String, hints: BufferHints) -> Self {
         let streams = StreamName::ALL
             .iter()
-            .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, last_hour: None })
+            .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, flushes: 0, last_hour: None })
             .collect();
         FolderSink { root: root.as_ref().to_path_buf(), tag, hints, streams }
     }
@@ -70,6 +72,7 @@ impl FolderSink {
         }
         buffer.bytes = 0;
         buffer.since = None;
+        buffer.flushes += 1;
         Ok(())
     }
 }
@@ -119,6 +122,10 @@ impl Sink for FolderSink {
             self.flush_stream(stream)?;
         }
         Ok(())
+    }
+
+    fn flushes(&self, stream: StreamName) -> u64 {
+        self.streams[stream as usize].flushes
     }
 }
 

@@ -27,4 +27,7 @@ pub trait Sink {
     fn poll(&mut self) -> Result<(), SinkError>;
     /// Flushes everything buffered.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// How many times `stream` has been flushed: a record written while this was `n` is durable
+    /// (delivered, or on disk) once it is above `n`.
+    fn flushes(&self, stream: StreamName) -> u64;
 }

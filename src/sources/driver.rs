@@ -20,7 +20,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::ActivateCapability;
 
-use super::{Partition, Poll, Record, SourceError};
+use super::{Partition, Poll, Record, Run, SourceError};
 use crate::metrics::Metrics;
 use crate::parse::{parse_line, Parsed};
 use crate::rejected::Rejected;
@@ -63,6 +63,8 @@ pub struct SourceDriver {
     clock: Box<dyn Fn() -> Instant>,
     /// The time the inputs' capabilities are at: no reading below it can be sent.
     floor: Time,
+    /// When all outputs derived from a reading of this event time are delivered (for commits).
+    completion: Box<dyn Fn(Time) -> Time>,
     accepted: Vec<Reading>,
     late: Vec<Rejected>,
     errors: Vec<Rejected>,
@@ -80,8 +82,13 @@ impl SourceDriver {
         stop: Arc<AtomicBool>,
     ) -> Self {
         let now = Instant::now();
-        let partitions =
-            partitions.into_iter().map(|partition| PartitionState { partition, max_ts: None, finished: false, last_data: now }).collect();
+        let partitions = partitions
+            .into_iter()
+            .map(|partition| {
+                let max_ts = partition.resumed_max_ts();
+                PartitionState { partition, max_ts, finished: false, last_data: now }
+            })
+            .collect();
         let mut driver = SourceDriver {
             partitions,
             inputs: Some(inputs),
@@ -92,6 +99,7 @@ impl SourceDriver {
             idle_timeout: None,
             clock: Box::new(Instant::now),
             floor: 0,
+            completion: Box::new(|ts| ts),
             accepted: Vec::new(),
             late: Vec::new(),
             errors: Vec::new(),
@@ -104,6 +112,22 @@ impl SourceDriver {
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
+    }
+
+    /// Sets when the outputs derived from a reading of a given event time are all delivered.
+    pub fn with_completion(mut self, completion: impl Fn(Time) -> Time + 'static) -> Self {
+        self.completion = Box::new(completion);
+        self
+    }
+
+    /// Commits, in every partition that commits, what the durable frontier has passed (`None`: all).
+    pub fn commit(&mut self, durable: Option<Time>, force: bool) -> Result<(), SourceError> {
+        for p in &mut self.partitions {
+            if p.partition.commits() {
+                p.partition.commit(durable.unwrap_or(Time::MAX), force)?;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the clock that idleness is measured with (for tests).
@@ -173,6 +197,7 @@ impl SourceDriver {
     fn poll_partition(&mut self, index: usize, max: usize) -> Result<Poll, SourceError> {
         let lateness = self.lateness;
         let floor = self.floor;
+        let completion = &self.completion;
         let now = (self.clock)();
         let state = &mut self.partitions[index];
         let partition = &mut state.partition;
@@ -190,8 +215,16 @@ impl SourceDriver {
             watermark: None,
             arrived: now_ms(),
         };
+        let tracking = partition.commits();
+        let mut runs: Vec<Run> = Vec::new();
         let status = partition.poll(max, &mut |record, offset| {
             read += 1;
+            // Rejects and blanks are delivered with the capability's time, readings with their windows.
+            let reject = |runs: &mut Vec<Run>| {
+                if tracking {
+                    Run::push(runs, offset, floor, None);
+                }
+            };
             *last_data = now;
             let (parsed, raw, key) = match record {
                 Record::Line(bytes) => (parse_line(bytes), bytes, None),
@@ -202,11 +235,13 @@ impl SourceDriver {
                 Parsed::Reading(r) => r,
                 Parsed::Blank => {
                     blank += 1;
+                    reject(&mut runs);
                     return;
                 }
                 Parsed::Malformed(reason) => {
                     errors.push(malformed(raw, reason));
                     error_at.push(offset);
+                    reject(&mut runs);
                     return;
                 }
             };
@@ -215,6 +250,7 @@ impl SourceDriver {
                     let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
                     errors.push(malformed(raw, reason));
                     error_at.push(offset);
+                    reject(&mut runs);
                     return;
                 }
             }
@@ -240,11 +276,18 @@ impl SourceDriver {
                     arrived: now_ms(),
                 });
                 late_at.push(offset);
+                reject(&mut runs);
                 return;
             }
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
+            if tracking {
+                Run::push(&mut runs, offset, completion(reading.timestamp), Some(reading.timestamp));
+            }
             accepted.push(reading);
         })?;
+        if tracking {
+            partition.track(&runs);
+        }
         for (r, offset) in late.iter_mut().zip(late_at).chain(errors.iter_mut().zip(error_at)) {
             r.position = partition.position(offset);
         }

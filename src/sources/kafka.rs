@@ -1,21 +1,82 @@
 //! The Kafka source: each partition of the topic is one source partition, assigned to worker
 //! `partition mod total_workers` by hand (no group rebalancing), read from a start position
 //! (committed group offsets, earliest, latest, or the offsets for a time) up to an optional stop.
+//!
+//! Offsets are committed only once every output derived from the records before them has been
+//! delivered by its sinks (the durable frontier has passed their completion times): at least once,
+//! end to end. Each commit carries metadata, `fleetflow:v1:<max_ts>:<durable>`: the partition's
+//! highest event time (so a restart judges lateness as the first run did) and the durable frontier
+//! (outputs below it were delivered; a restart does not write them again).
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::{Partition, Poll, Record, SourceError};
+use super::{Partition, Poll, Record, Run, SourceError};
 use crate::config::KafkaConfig;
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most one asynchronous offset commit per partition this often.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a commit's metadata records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The partition's highest accepted event time before the committed offset.
+    pub max_ts: Option<u64>,
+    /// The job's durable frontier when committing: outputs at times below it were delivered.
+    pub durable: u64,
+}
+
+impl Committed {
+    fn encode(&self) -> String {
+        format!("fleetflow:v1:{}:{}", self.max_ts.map(|t| t.to_string()).unwrap_or_default(), self.durable)
+    }
+
+    fn decode(s: &str) -> Option<Committed> {
+        let rest = s.strip_prefix("fleetflow:v1:")?;
+        let (max_ts, durable) = rest.split_once(':')?;
+        let max_ts = if max_ts.is_empty() { None } else { Some(max_ts.parse().ok()?) };
+        Some(Committed { max_ts, durable: durable.parse().ok()? })
+    }
+}
+
+/// The committed offset and metadata of partitions `0..partitions` of the topic, for the group.
+fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<Vec<(Offset, Option<Committed>)>, SourceError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let list = consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).map_err(kafka(format!("committed offsets of {topic}")))?;
+    let out = (0..partitions)
+        .map(|p| match list.find_partition(topic, p) {
+            Some(e) => (e.offset(), Committed::decode(e.metadata())),
+            None => (Offset::Invalid, None),
+        })
+        .collect();
+    // librdkafka hangs if a consumer is dropped while such a list lives: drop it first.
+    drop(list);
+    Ok(out)
+}
+
+/// Where an earlier run's outputs were durable up to (the highest durable frontier any partition
+/// committed with), when starting from committed offsets; 0 when nothing was committed.
+pub fn resume_frontier(cfg: &KafkaConfig) -> Result<u64, SourceError> {
+    if Start::parse(&cfg.start).map_err(SourceError::Setup)? != Start::Committed {
+        return Ok(0);
+    }
+    let count = partition_count(cfg)?;
+    let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
+    let all = committed(&consumer, &cfg.topic, count)?;
+    Ok(all.iter().filter_map(|(_, c)| c.map(|c| c.durable)).max().unwrap_or(0))
+}
 
 /// Where to start reading a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,9 +181,19 @@ pub fn partitions_for(cfg: &KafkaConfig, index: usize, peers: usize) -> Result<V
 /// One partition of the topic, read by its own consumer.
 pub struct KafkaPartition {
     name: String,
+    topic: String,
+    partition: i32,
     consumer: BaseConsumer,
     stop_at: Option<i64>,
     finished: bool,
+    /// Records read and not yet committed, as runs in offset order.
+    runs: VecDeque<Run>,
+    /// What may be committed now (offset of the first record not yet delivered).
+    committable: Option<(i64, Committed)>,
+    /// What was last committed.
+    committed: Option<i64>,
+    last_commit: Instant,
+    resumed: Option<Committed>,
 }
 
 fn offset_for_time(consumer: &BaseConsumer, topic: &str, partition: i32, ms: u64) -> Result<Option<i64>, SourceError> {
@@ -141,25 +212,20 @@ impl KafkaPartition {
     pub fn open(cfg: &KafkaConfig, partition: i32, start: Start, stop: Stop) -> Result<Self, SourceError> {
         let topic = cfg.topic.as_str();
         let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
+        let mut resumed = None;
         let (low, high) =
             consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets of {topic}/{partition}")))?;
         let offset = match start {
             Start::Earliest => Offset::Beginning,
             Start::Latest => Offset::Offset(high),
             Start::Time(ms) => Offset::Offset(offset_for_time(&consumer, topic, partition, ms)?.unwrap_or(high)),
-            Start::Committed => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(topic, partition);
-                let committed =
-                    consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).map_err(kafka(format!("committed offset of {topic}/{partition}")))?;
-                let offset = committed.elements().first().map(|e| e.offset());
-                // librdkafka hangs if a consumer is dropped while such a list lives: drop it first.
-                drop(committed);
-                match offset {
-                    Some(Offset::Offset(o)) => Offset::Offset(o),
-                    _ => Offset::Beginning,
+            Start::Committed => match committed(&consumer, topic, partition + 1)?.pop() {
+                Some((Offset::Offset(o), meta)) => {
+                    resumed = meta;
+                    Offset::Offset(o)
                 }
-            }
+                _ => Offset::Beginning,
+            },
         };
         let stop_at = match stop {
             Stop::Never => None,
@@ -176,7 +242,19 @@ impl KafkaPartition {
             _ => low,
         };
         let finished = stop_at.is_some_and(|s| first >= s);
-        Ok(KafkaPartition { name: format!("{topic}/{partition}"), consumer, stop_at, finished })
+        Ok(KafkaPartition {
+            name: format!("{topic}/{partition}"),
+            topic: topic.to_string(),
+            partition,
+            consumer,
+            stop_at,
+            finished,
+            runs: VecDeque::new(),
+            committable: None,
+            committed: None,
+            last_commit: Instant::now(),
+            resumed,
+        })
     }
 }
 
@@ -222,6 +300,53 @@ impl Partition for KafkaPartition {
 
     fn may_idle(&self) -> bool {
         true
+    }
+
+    fn commits(&self) -> bool {
+        true
+    }
+
+    fn track(&mut self, runs: &[Run]) {
+        for run in runs {
+            match self.runs.back_mut() {
+                Some(last) if run.completion <= last.completion => {
+                    last.last_offset = run.last_offset;
+                    last.max_ts = last.max_ts.max(run.max_ts);
+                }
+                _ => self.runs.push_back(*run),
+            }
+        }
+    }
+
+    fn commit(&mut self, durable: u64, force: bool) -> Result<(), SourceError> {
+        let mut max_ts = self.committable.and_then(|(_, c)| c.max_ts).or(self.resumed.and_then(|r| r.max_ts));
+        while let Some(run) = self.runs.front() {
+            if run.completion >= durable {
+                break;
+            }
+            max_ts = max_ts.max(run.max_ts);
+            self.committable = Some((run.last_offset as i64 + 1, Committed { max_ts, durable }));
+            self.runs.pop_front();
+        }
+        let Some((offset, meta)) = self.committable else { return Ok(()) };
+        if self.committed == Some(offset) || (!force && self.last_commit.elapsed() < COMMIT_INTERVAL) {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset)).map_err(kafka("building a commit"))?;
+        if let Some(mut e) = tpl.find_partition(&self.topic, self.partition) {
+            e.set_metadata(meta.encode());
+        }
+        let mode = if force { CommitMode::Sync } else { CommitMode::Async };
+        self.consumer.commit(&tpl, mode).map_err(kafka(format!("committing {}/{offset}", self.name)))?;
+        debug!("kafka {}: committed offset {offset} ({})", self.name, meta.encode());
+        self.committed = Some(offset);
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn resumed_max_ts(&self) -> Option<u64> {
+        self.resumed.and_then(|r| r.max_ts)
     }
 }
 

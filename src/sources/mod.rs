@@ -1,6 +1,6 @@
 //! Sources: partitions of input that the driver reads, parses and stamps with event time.
 
-use fleetflow_dataflows::Reading;
+use fleetflow_dataflows::{Reading, Time};
 
 pub mod driver;
 pub mod file;
@@ -75,5 +75,45 @@ pub trait Partition {
     /// idle timeout without data it stops holding the watermark back, until data returns.
     fn may_idle(&self) -> bool {
         false
+    }
+    /// Whether the partition commits what has been delivered (Kafka); only then is [`Partition::track`] called.
+    fn commits(&self) -> bool {
+        false
+    }
+    /// Records `runs` of read records: `(last offset, completion, highest event time)`, where a
+    /// record is fully delivered once the durable frontier has passed `completion`.
+    fn track(&mut self, _runs: &[Run]) {}
+    /// Commits what the durable frontier `durable` has passed (`force`: now, and wait for it).
+    fn commit(&mut self, _durable: Time, _force: bool) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// The partition's highest event time when an earlier run last committed (to judge lateness alike).
+    fn resumed_max_ts(&self) -> Option<Time> {
+        None
+    }
+}
+
+/// A run of consecutive records of a partition: the last one's offset, the latest time by which
+/// all their outputs are delivered, and their highest accepted event time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Offset of the run's last record.
+    pub last_offset: u64,
+    /// All outputs derived from the run are delivered once the durable frontier passes this.
+    pub completion: Time,
+    /// Highest event time among the run's accepted readings.
+    pub max_ts: Option<Time>,
+}
+
+impl Run {
+    /// Adds a record to a list of runs, merging it into the last run when that does not delay it.
+    pub fn push(runs: &mut Vec<Run>, offset: u64, completion: Time, ts: Option<Time>) {
+        match runs.last_mut() {
+            Some(last) if completion <= last.completion => {
+                last.last_offset = offset;
+                last.max_ts = last.max_ts.max(ts);
+            }
+            _ => runs.push(Run { last_offset: offset, completion, max_ts: ts }),
+        }
     }
 }
