@@ -159,7 +159,11 @@ impl RunArgs {
         }
         if self.output.is_some() || self.buffer_secs.is_some() {
             let local = c.sinks.entry("local".to_string()).or_default();
-            let SinkConfig::Folder { path, buffer_secs, .. } = local;
+            let SinkConfig::Folder { path, buffer_secs, .. } = local else {
+                return Err(ConfigError::Invalid(
+                    "--output / --buffer-secs: sink \"local\" is not a folder sink; set its path in the config".into(),
+                ));
+            };
             if let Some(o) = &self.output {
                 *path = o.clone();
             }

@@ -252,6 +252,21 @@ pub enum SinkConfig {
         #[serde(default = "default_buffer_secs")]
         buffer_secs: f64,
     },
+    /// Kafka topics, one message per record keyed by vin.
+    Kafka {
+        /// Bootstrap brokers.
+        brokers: String,
+        /// Topic name; `{stream}` is replaced by the stream's name.
+        #[serde(default = "default_sink_topic")]
+        topic: String,
+        /// Extra librdkafka producer properties.
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
+}
+
+fn default_sink_topic() -> String {
+    "fleetflow.{stream}".to_string()
 }
 
 fn default_output() -> PathBuf {
@@ -358,7 +373,14 @@ impl Config {
             return bad("sinks: none configured; add [sinks.local] with kind = \"folder\"".into());
         }
         for (name, sink) in &self.sinks {
-            let SinkConfig::Folder { buffer_mib, buffer_secs, .. } = sink;
+            let SinkConfig::Folder { buffer_mib, buffer_secs, .. } = sink else {
+                if let SinkConfig::Kafka { brokers, topic, .. } = sink {
+                    if brokers.trim().is_empty() || topic.trim().is_empty() {
+                        return bad(format!("sinks.{name}: a kafka sink needs brokers and a topic (e.g. \"fleetflow.{{stream}}\")"));
+                    }
+                }
+                continue;
+            };
             if !(buffer_mib.is_finite() && *buffer_mib > 0.0 && *buffer_mib <= 128.0) {
                 return bad(format!("sinks.{name}.buffer_mib: {buffer_mib} is out of range; use (0, 128] MiB like Firehose"));
             }

@@ -7,7 +7,7 @@ use fleetflow_dataflows::analyses::buggy_devices::{BuggyDevice, Revision};
 use fleetflow_dataflows::analyses::SpeedWindow;
 use fleetflow_dataflows::changelog::Change;
 use fleetflow_dataflows::time::{align, DAY_MS};
-use fleetflow_dataflows::{Reading, Time};
+use fleetflow_dataflows::{Reading, Time, Vin};
 use serde::Serialize;
 
 use crate::rejected::Rejected;
@@ -39,12 +39,14 @@ pub struct Encoded {
     pub line: Vec<u8>,
     /// Event time that picks the `YYYY/MM/DD/HH` folder.
     pub time: Time,
+    /// The vehicle, for sinks that key records (Kafka); none for `late` and `errors`.
+    pub key: Option<Vin>,
 }
 
-fn line<T: Serialize>(value: &T, time: Time) -> Encoded {
+fn line<T: Serialize>(value: &T, time: Time, key: Option<Vin>) -> Encoded {
     let mut line = serde_json::to_vec(value).unwrap_or_default();
     line.push(b'\n');
-    Encoded { line, time }
+    Encoded { line, time, key }
 }
 
 #[derive(Serialize)]
@@ -69,7 +71,7 @@ pub fn speed_window(w: &SpeedWindow) -> Encoded {
         max_speed: w.agg.max,
         min_speed: w.agg.min,
     };
-    line(&out, w.start)
+    line(&out, w.start, Some(w.key))
 }
 
 #[derive(Serialize)]
@@ -94,7 +96,7 @@ pub fn speeder(w: &SpeedWindow) -> Encoded {
         avg_speed: w.agg.avg(),
         max_speed: w.agg.max,
     };
-    line(&out, w.start)
+    line(&out, w.start, Some(w.key))
 }
 
 #[derive(Serialize)]
@@ -108,7 +110,7 @@ struct DailySpeederOut<'a> {
 /// A `daily_speeders` record (the window is one UTC day).
 pub fn daily_speeder(w: &SpeedWindow) -> Encoded {
     let out = DailySpeederOut { vin: w.key.as_str(), date: date(w.start), speeding_readings: w.agg.speeding, max_speed: w.agg.max };
-    line(&out, align(w.start, DAY_MS))
+    line(&out, align(w.start, DAY_MS), Some(w.key))
 }
 
 #[derive(Serialize)]
@@ -122,7 +124,7 @@ struct AlertOut<'a> {
 /// An `alerts` record.
 pub fn alert(w: &SpeedWindow) -> Encoded {
     let out = AlertOut { vin: w.key.as_str(), window_start: rfc3339(w.start), window_end: rfc3339(w.end), avg_speed: w.agg.avg() };
-    line(&out, w.start)
+    line(&out, w.start, Some(w.key))
 }
 
 #[derive(Serialize)]
@@ -156,7 +158,7 @@ pub fn buggy_device(c: &Change<BuggyDevice>) -> Encoded {
         revision,
         revised_at,
     };
-    line(&out, d.start)
+    line(&out, d.start, Some(d.vin))
 }
 
 #[derive(Serialize)]
@@ -188,7 +190,7 @@ pub fn rejected(r: &Rejected) -> Encoded {
         timestamp: r.timestamp.map(rfc3339),
         watermark: r.watermark.map(rfc3339),
     };
-    line(&out, r.timestamp.unwrap_or(r.arrived))
+    line(&out, r.timestamp.unwrap_or(r.arrived), None)
 }
 
 #[cfg(test)]

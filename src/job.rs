@@ -147,18 +147,21 @@ fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box
     Ok(out)
 }
 
-fn build_sinks(config: &Config, index: usize, run_id: &str) -> Vec<Box<dyn Sink>> {
+fn build_sinks(config: &Config, index: usize, run_id: &str) -> Result<Vec<Box<dyn Sink>>, JobError> {
     config
         .sinks
         .values()
-        .map(|sink| -> Box<dyn Sink> {
-            match sink {
+        .map(|sink| -> Result<Box<dyn Sink>, JobError> {
+            Ok(match sink {
                 SinkConfig::Folder { path, buffer_mib, buffer_secs } => Box::new(FolderSink::new(
                     path,
                     format!("w{index:03}-{run_id}"),
                     BufferHints { size_bytes: (buffer_mib * 1024.0 * 1024.0) as usize, interval: Duration::from_secs_f64(*buffer_secs) },
                 )),
-            }
+                SinkConfig::Kafka { brokers, topic, properties } => {
+                    Box::new(crate::sinks::kafka::KafkaSink::new(brokers, topic, properties)?)
+                }
+            })
         })
         .collect()
 }
@@ -225,7 +228,7 @@ fn run_worker(
     let peers = worker.peers();
     let params = config.params();
     let router =
-        std::rc::Rc::new(std::cell::RefCell::new(Router::new(build_sinks(config, index, run_id), &config.routes(), metrics.clone())));
+        std::rc::Rc::new(std::cell::RefCell::new(Router::new(build_sinks(config, index, run_id)?, &config.routes(), metrics.clone())));
     let mut rows_input: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
     let mut buggy_input: InputSession<Time, SensorId, isize> = InputSession::new();
     let watermark_probe = ProbeHandle::new();
@@ -362,20 +365,15 @@ fn run_worker(
             fail(&mut failed, e.into(), stop);
         }
 
-        if index == 0 && last_progress.0.elapsed() >= progress_every {
+        if last_progress.0.elapsed() >= progress_every {
+            let lags = driver.lags();
+            if !lags.is_empty() {
+                metrics.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()).extend(lags);
+            }
             let readings = Metrics::get(&metrics.readings);
-            let rate = (readings - last_progress.1) as f64 / last_progress.0.elapsed().as_secs_f64();
-            info!(
-                "readings {} ({:.0}/s), watermark {}, windows closed to {}, windows out {}, alerts {}, late {}, errors {}",
-                readings,
-                rate,
-                metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
-                watermark.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
-                metrics.out(StreamName::SpeedWindows),
-                metrics.out(StreamName::Alerts),
-                Metrics::get(&metrics.late),
-                Metrics::get(&metrics.malformed),
-            );
+            if index == 0 {
+                log_progress(metrics, readings - last_progress.1, last_progress.0.elapsed(), watermark);
+            }
             last_progress = (Instant::now(), readings);
         }
     }
@@ -391,6 +389,27 @@ fn run_worker(
         info!("worker 0 finished in {:.2}s", started.elapsed().as_secs_f64());
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// One progress line (and the Kafka lag, when reading Kafka).
+fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_to: Option<Time>) {
+    info!(
+        "readings {} ({:.0}/s), watermark {}, windows closed to {}, windows out {}, alerts {}, late {}, errors {}",
+        Metrics::get(&metrics.readings),
+        new_readings as f64 / elapsed.as_secs_f64(),
+        metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
+        closed_to.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
+        metrics.out(StreamName::SpeedWindows),
+        metrics.out(StreamName::Alerts),
+        Metrics::get(&metrics.late),
+        Metrics::get(&metrics.malformed),
+    );
+    let lag = metrics.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !lag.is_empty() {
+        let total: i64 = lag.values().sum();
+        let each: Vec<String> = lag.iter().map(|(p, l)| format!("{p}={l}")).collect();
+        info!("kafka lag {total}: {}", each.join(" "));
+    }
 }
 
 /// When every enabled output derived from a reading of event time `ts` has been emitted: the

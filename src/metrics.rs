@@ -26,6 +26,8 @@ pub struct Metrics {
     pub reference_updates: AtomicU64,
     /// Reference files rejected (the last good version is kept).
     pub reference_errors: AtomicU64,
+    /// Kafka consumer lag by partition (`topic/partition`), as last measured.
+    pub kafka_lag: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
 impl Metrics {
@@ -42,6 +44,7 @@ impl Metrics {
             out: std::array::from_fn(|_| zero()),
             reference_updates: zero(),
             reference_errors: zero(),
+            kafka_lag: Default::default(),
         }
     }
 

@@ -265,3 +265,53 @@ fn killed_mid_topic_then_restarted_loses_no_reading() {
     }
     assert!(lines_of(&out, "late").is_empty() && lines_of(&out, "errors").is_empty());
 }
+
+#[test]
+fn output_streams_to_kafka_topics_keyed_by_vin() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let readings = fleet(30, 900);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("readings.txt");
+    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
+    let prefix = format!("out-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms());
+    for stream in ["speeders", "speed_windows"] {
+        fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.{stream}"), 2).unwrap();
+    }
+    let local = dir.path().join("local");
+    let mut c = config(&local, 2);
+    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    c.sinks.insert(
+        "k".into(),
+        SinkConfig::Kafka { brokers: brokers(), topic: format!("{prefix}.{{stream}}"), properties: Default::default() },
+    );
+    c.routes.insert("speeders".into(), vec!["local".into(), "k".into()]);
+    c.routes.insert("speed_windows".into(), vec!["local".into(), "k".into()]);
+    run(c);
+
+    for stream in ["speeders", "speed_windows"] {
+        let expected = lines_of(&local, stream);
+        assert!(!expected.is_empty(), "{stream} is empty");
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", "reader").create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let topic = format!("{prefix}.{stream}");
+        for p in 0..2 {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < expected.len() && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let payload = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                assert!(payload.contains(&format!("\"vin\":\"{key}\"")), "keyed by vin: {key} / {payload}");
+                got.push(payload);
+            }
+        }
+        got.sort();
+        assert_eq!(got, expected, "{stream}: the topic holds what the folder holds");
+    }
+}

@@ -155,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hints = BufferHints { size_bytes: 10, interval: Duration::from_secs(3600) };
         let mut sink = FolderSink::new(dir.path(), "w000-run".into(), hints);
-        let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time };
+        let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time, key: None };
         sink.write(StreamName::Alerts, &rec(1_764_064_860_000)).unwrap();
         assert!(files(dir.path()).is_empty(), "below the size hint nothing is written");
         sink.write(StreamName::Alerts, &rec(1_764_064_860_000)).unwrap();
@@ -174,7 +174,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hints = BufferHints { size_bytes: 1 << 20, interval: Duration::from_millis(0) };
         let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
-        sink.write(StreamName::Errors, &Encoded { line: b"x\n".to_vec(), time: 0 }).unwrap();
+        sink.write(StreamName::Errors, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
         sink.poll().unwrap();
         assert_eq!(files(dir.path()).len(), 1);
     }

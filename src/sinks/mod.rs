@@ -4,6 +4,7 @@ use crate::encode::Encoded;
 use crate::route::StreamName;
 
 pub mod folder;
+pub mod kafka;
 
 /// Errors delivering output.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,18 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// The Kafka client refused an operation.
+    #[error("kafka: {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A record could not be delivered within the client's retries.
+    #[error("{0}")]
+    Delivery(String),
 }
 
 /// A destination for output records.

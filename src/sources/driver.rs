@@ -154,6 +154,15 @@ impl SourceDriver {
         Some(watermark.max(self.floor))
     }
 
+    /// Consumer lag of the partitions that know it, by partition name.
+    pub fn lags(&self) -> Vec<(String, i64)> {
+        self.partitions
+            .iter()
+            .filter(|p| !p.finished)
+            .filter_map(|p| p.partition.lag().map(|l| (p.partition.name().to_string(), l)))
+            .collect()
+    }
+
     /// Whether every partition is finished (and the inputs are closed).
     pub fn finished(&self) -> bool {
         self.inputs.is_none()

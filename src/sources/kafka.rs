@@ -186,6 +186,8 @@ pub struct KafkaPartition {
     consumer: BaseConsumer,
     stop_at: Option<i64>,
     finished: bool,
+    /// Offset of the next record to read, once one was read.
+    next: Option<i64>,
     /// Records read and not yet committed, as runs in offset order.
     runs: VecDeque<Run>,
     /// What may be committed now (offset of the first record not yet delivered).
@@ -249,6 +251,7 @@ impl KafkaPartition {
             consumer,
             stop_at,
             finished,
+            next: (first > 0 || matches!(offset, Offset::Offset(_))).then_some(first),
             runs: VecDeque::new(),
             committable: None,
             committed: None,
@@ -277,6 +280,7 @@ impl Partition for KafkaPartition {
                 }
                 Some(Ok(message)) => {
                     let offset = message.offset();
+                    self.next = Some(offset + 1);
                     if self.stop_at.is_some_and(|s| offset >= s) {
                         self.finished = true;
                         return Ok(Poll::Finished);
@@ -347,6 +351,11 @@ impl Partition for KafkaPartition {
 
     fn resumed_max_ts(&self) -> Option<u64> {
         self.resumed.and_then(|r| r.max_ts)
+    }
+
+    fn lag(&self) -> Option<i64> {
+        let (low, high) = self.consumer.fetch_watermarks(&self.topic, self.partition, Duration::from_secs(1)).ok()?;
+        Some(high - self.next.unwrap_or(low).max(low))
     }
 }
 

@@ -87,6 +87,10 @@ pub trait Partition {
     fn commit(&mut self, _durable: Time, _force: bool) -> Result<(), SourceError> {
         Ok(())
     }
+    /// How many records the partition holds beyond what was read (Kafka consumer lag), if known.
+    fn lag(&self) -> Option<i64> {
+        None
+    }
     /// The partition's highest event time when an earlier run last committed (to judge lateness alike).
     fn resumed_max_ts(&self) -> Option<Time> {
         None

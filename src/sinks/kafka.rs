@@ -1,0 +1,127 @@
+//! The Kafka sink: output streams to Kafka topics (one per stream, from a `{stream}` pattern), each
+//! record one message keyed by vin. A record counts as delivered once the broker acknowledged it,
+//! which is what the job's durable frontier (and so the Kafka source's offset commits) waits for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use super::{Sink, SinkError};
+use crate::encode::Encoded;
+use crate::route::StreamName;
+
+/// How long a flush (at shutdown) may wait for the broker's acknowledgements.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Delivery reports, per stream, from the producer's thread.
+#[derive(Default)]
+struct Deliveries {
+    acked: [AtomicU64; StreamName::ALL.len()],
+    failed: [AtomicU64; StreamName::ALL.len()],
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, stream: usize) {
+        match result {
+            Ok(_) => self.acked[stream].fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| e.to_string());
+                self.failed[stream].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// Writes output streams to Kafka topics.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Deliveries>,
+    topics: Vec<String>,
+    written: [u64; StreamName::ALL.len()],
+    flushes: [u64; StreamName::ALL.len()],
+}
+
+impl KafkaSink {
+    /// A sink to `brokers`, writing stream `s` to `topic` with `{stream}` replaced by its name.
+    pub fn new(brokers: &str, topic: &str, properties: &std::collections::BTreeMap<String, String>) -> Result<Self, SinkError> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers).set("linger.ms", "5").set("enable.idempotence", "true");
+        for (k, v) in properties {
+            config.set(k, v);
+        }
+        let producer = config
+            .create_with_context(Deliveries::default())
+            .map_err(|source| SinkError::Kafka { what: format!("creating a producer for {brokers}"), source })?;
+        let topics = StreamName::ALL.iter().map(|s| topic.replace("{stream}", s.as_str())).collect();
+        Ok(KafkaSink { producer, topics, written: [0; StreamName::ALL.len()], flushes: [0; StreamName::ALL.len()] })
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        let first = self.producer.context().first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match first {
+            Some(e) => Err(SinkError::Delivery(format!("kafka: a record was not delivered after the client's retries: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a flush of every stream whose records have all been acknowledged.
+    fn note_deliveries(&mut self) {
+        let ctx = self.producer.context();
+        for (i, written) in self.written.iter().enumerate() {
+            if ctx.acked[i].load(Ordering::Relaxed) + ctx.failed[i].load(Ordering::Relaxed) >= *written {
+                self.flushes[i] += 1;
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError> {
+        let index = stream as usize;
+        let key = record.key.map(|v| v.to_string()).unwrap_or_default();
+        let payload = record.line.strip_suffix(b"\n").unwrap_or(&record.line);
+        let mut message = BaseRecord::with_opaque_to(&self.topics[index], index).payload(payload);
+        if record.key.is_some() {
+            message = message.key(&key);
+        }
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                    // Backpressure: the dataflow waits for the producer rather than buffer more.
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((source, _)) => return Err(SinkError::Kafka { what: format!("producing to {}", self.topics[index]), source }),
+            }
+        }
+        self.written[index] += 1;
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<(), SinkError> {
+        self.note_deliveries();
+        self.check()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer.flush(FLUSH_TIMEOUT).map_err(|source| SinkError::Kafka { what: "flushing the producer".into(), source })?;
+        self.check()?;
+        self.note_deliveries();
+        Ok(())
+    }
+
+    fn flushes(&self, stream: StreamName) -> u64 {
+        self.flushes[stream as usize]
+    }
+}
