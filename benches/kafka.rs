@@ -22,11 +22,8 @@ fn main() {
         assert!(ok, "scripts/kafka.sh start failed");
         "127.0.0.1:19092".to_string()
     });
-    let readings: u64 = std::env::var("FLEETFLOW_BENCH_READINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(if benching {
-        5_000_000
-    } else {
-        20_000
-    });
+    let readings: u64 =
+        std::env::var("FLEETFLOW_BENCH_READINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(if benching { 5_000_000 } else { 20_000 });
     let vehicles = 10_000.min(readings / 2).max(1);
     let secs = readings / vehicles;
     let topic = format!("bench-{}-{}", std::process::id(), readings);
