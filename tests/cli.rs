@@ -2,9 +2,11 @@
 //! with their fix, Ctrl-C flushing, and reference edits taking effect while the job runs.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{files_under, lines_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const VIN: &str = "1HGCM82633A004352";
@@ -15,33 +17,6 @@ fn fleetflow(args: &[&str]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn lines_of(root: &Path, stream: &str) -> Vec<String> {
-    let mut lines: Vec<String> = files_under(&root.join(stream))
-        .iter()
-        .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(String::from).collect::<Vec<_>>())
-        .collect();
-    lines.sort();
-    lines
 }
 
 #[test]

@@ -14,6 +14,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+mod common;
+use common::lines_of;
+
 fn brokers() -> String {
     static BROKERS: OnceLock<String> = OnceLock::new();
     BROKERS
@@ -37,25 +40,6 @@ fn topic(name: &str, partitions: i32) -> String {
 
 fn producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap()
-}
-
-fn lines_of(root: &Path, stream: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join(stream)];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
-                // (a killed run may leave a temporary file behind: it is not output)
-                out.extend(std::fs::read_to_string(&p).unwrap().lines().map(String::from));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn config(out: &Path, workers: usize) -> Config {
