@@ -27,6 +27,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Publish generated readings to a Kafka topic, keyed by vin (the vehicles' side).
     Produce(ProduceArgs),
+    /// Measure window latency, throughput, CPU and memory under an open-loop, real-time load.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `fleetflow run` flags; each overrides the config file.

@@ -82,8 +82,13 @@ impl Summary {
 
 /// Runs the job to the end of its input (or until `stop` is set), returning its counts.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
-    config.validate()?;
     let metrics = Arc::new(Metrics::new(config.workers));
+    run_with(config, stop, metrics)
+}
+
+/// Runs the job with counters the caller keeps (and may have set up to measure latency).
+pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
+    config.validate()?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
     // Check the reference files before starting workers, so a missing file is a clear start-up error.
     if let Some(p) = &config.reference.vin_sensors {
@@ -199,6 +204,10 @@ fn route<'scope, D: ExchangeData>(
                         for record in batch.iter() {
                             router.write(name, &encode(record));
                             wrote = true;
+                        }
+                        if name == StreamName::SpeedWindows {
+                            // Windows travel at their last millisecond: they ended at `time + 1`.
+                            router.metrics().windows_handed_off(time + 1, batch.len() as u64);
                         }
                     }
                     batch.clear();

@@ -4,6 +4,7 @@
 //! Data flows one way: `source -> parse -> dataflows -> route -> sinks`.
 #![forbid(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod encode;

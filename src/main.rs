@@ -49,6 +49,26 @@ fn main() -> anyhow::Result<()> {
             fleetflow::produce::produce(&args, stop)?;
             Ok(())
         }
+        Command::Bench(args) => {
+            let r = fleetflow::bench::bench(&args)?;
+            let l = &r.window_latency_ms;
+            println!(
+                "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
+                r.rate_offered, r.rate_achieved, r.wall_secs, r.readings, r.workers
+            );
+            println!(
+                "window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+                r.allowed_lateness_ms, l.windows, l.p50, l.p90, l.p99, l.p999, l.max
+            );
+            println!(
+                "CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB; report in {}",
+                r.cpu_user_secs,
+                r.cpu_system_secs,
+                r.peak_rss_mib,
+                args.report.display()
+            );
+            Ok(())
+        }
         Command::Generate(args) => {
             let written = fleetflow::generate::generate(&args)?;
             info!("wrote {} lines to {}", written, args.output.display());

@@ -28,6 +28,13 @@ pub struct Metrics {
     pub reference_errors: AtomicU64,
     /// Kafka consumer lag by partition (`topic/partition`), as last measured.
     pub kafka_lag: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
+    /// When measuring (`fleetflow bench`): microseconds from the moment each tumbling window could
+    /// close by the wall clock (its end plus the allowed lateness) to its hand-off to the sinks.
+    pub window_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// The allowed lateness the latency is measured against, ms.
+    pub lateness_ms: u64,
+    /// Windows ending after this (epoch ms) are not measured: the end of the input closes them early.
+    pub latency_until: u64,
 }
 
 impl Metrics {
@@ -45,6 +52,28 @@ impl Metrics {
             reference_updates: zero(),
             reference_errors: zero(),
             kafka_lag: Default::default(),
+            window_latency: None,
+            lateness_ms: 0,
+            latency_until: u64::MAX,
+        }
+    }
+
+    /// Also measures window latency against `lateness_ms` (for an event time that follows the clock).
+    pub fn measuring_latency(mut self, lateness_ms: u64, until: u64) -> Self {
+        self.latency_until = until;
+        // 1 µs to 1 hour (longer latencies count as an hour), three significant digits.
+        self.window_latency = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
+        self.lateness_ms = lateness_ms;
+        self
+    }
+
+    /// Records the hand-off, now, of `count` windows that ended at `end` (epoch ms).
+    pub fn windows_handed_off(&self, end: u64, count: u64) {
+        if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
+            let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+            let due_us = (end + self.lateness_ms) * 1000;
+            let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+            h.saturating_record_n(now_us.saturating_sub(due_us), count);
         }
     }
 
@@ -69,5 +98,23 @@ impl Metrics {
     /// Records handed to sinks for `stream`.
     pub fn out(&self, stream: StreamName) -> u64 {
         Self::get(&self.out[stream as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_latency_is_measured_from_end_plus_lateness_until_the_cut_off() {
+        let now = crate::sources::driver::now_ms();
+        let m = Metrics::new(1).measuring_latency(5_000, now);
+        m.windows_handed_off(now - 6_000, 3); // could close 1 s ago
+        m.windows_handed_off(now + 60_000, 1); // after the cut-off: not measured
+        let h = m.window_latency.as_ref().unwrap().lock().unwrap();
+        assert_eq!(h.len(), 3);
+        let ms = h.value_at_quantile(0.5) as f64 / 1000.0;
+        assert!((1_000.0..2_000.0).contains(&ms), "{ms}");
+        assert!(Metrics::new(1).window_latency.is_none(), "off unless asked for");
     }
 }

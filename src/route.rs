@@ -98,6 +98,11 @@ impl Router {
         time < self.suppress_below && !matches!(stream, StreamName::Late | StreamName::Errors)
     }
 
+    /// The job's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Whether any sink receives `stream` (streams with none are not encoded at all).
     pub fn wants(&self, stream: StreamName) -> bool {
         !self.routes[stream as usize].is_empty()
