@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Worker threads.
     #[arg(short = 'w', long, default_value_t = 1)]
     pub workers: usize,
+    /// Largest delivery delay of a reading (out of order), ms. The watermark passes a window's
+    /// end plus the lateness only once a reading that recent arrives, so delays add to latency.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_delay_ms: u64,
     /// Folder for the job's outputs (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -72,6 +76,8 @@ pub struct Report {
     pub vehicles: u64,
     /// Allowed lateness, ms: latency is measured beyond it.
     pub allowed_lateness_ms: u64,
+    /// Largest delivery delay of the generated readings, ms.
+    pub max_delay_ms: u64,
     /// Window latency beyond the allowed lateness.
     pub window_latency_ms: Percentiles,
     /// CPU time in user mode, s.
@@ -113,6 +119,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
     config.generator.realtime = true;
     config.generator.duration_secs = args.duration;
     config.generator.late_fraction = 0.0;
+    config.generator.max_delay_ms = args.max_delay_ms;
     config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0 });
     let lateness = config.windows.allowed_lateness_ms;
     let start = crate::sources::driver::now_ms();
@@ -133,6 +140,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
         workers: args.workers,
         vehicles: args.vehicles,
         allowed_lateness_ms: lateness,
+        max_delay_ms: args.max_delay_ms,
         window_latency_ms: Percentiles {
             windows: hist.as_ref().map(|h| h.len()).unwrap_or(0),
             p50: pct(0.5),

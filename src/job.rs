@@ -361,7 +361,9 @@ fn run_worker(
                 worker.step();
             }
             _ => {
-                worker.step_or_park(Some(Duration::from_millis(5)));
+                // Nothing to read now: sleep briefly. 1 ms keeps window hand-off latency low (a
+                // watermark step takes a few steps to reach the sinks) at little CPU cost.
+                worker.step_or_park(Some(Duration::from_millis(1)));
             }
         }
         router.borrow_mut().poll();
