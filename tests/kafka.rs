@@ -70,23 +70,33 @@ fn fleet(vehicles: u64, secs: u64) -> Vec<(String, String, u64)> {
     std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at()))).collect()
 }
 
+/// Publishes readings keyed by vin, with their send time as the message timestamp.
+fn publish(topic: &str, readings: &[(String, String, u64)]) {
+    let p = producer();
+    for (line, vin, at) in readings {
+        p.send(BaseRecord::to(topic).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Writes the readings to `dir/readings.txt` and returns a job reading that file into `out`.
+fn file_job(dir: &Path, readings: &[(String, String, u64)], out: &Path, workers: usize) -> Config {
+    let file = dir.join("readings.txt");
+    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
+    let mut c = config(out, workers);
+    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    c
+}
+
 #[test]
 fn four_partitions_on_two_workers_equal_the_file_source() {
     let readings = fleet(40, 600);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("readings.txt");
-    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
     let t = topic("equal", 4);
-    let p = producer();
-    for (line, vin, at) in &readings {
-        p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
+    publish(&t, &readings);
 
     let file_out = dir.path().join("file");
-    let mut c = config(&file_out, 1);
-    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
-    let from_file = run(c);
+    let from_file = run(file_job(dir.path(), &readings, &file_out, 1));
     let kafka_out = dir.path().join("kafka");
     let from_kafka = run(kafka_config(&kafka_out, 2, &t, "earliest", "end"));
 
@@ -103,11 +113,7 @@ fn four_partitions_on_two_workers_equal_the_file_source() {
 fn start_at_a_time_reads_from_the_offsets_for_that_time() {
     let readings = fleet(20, 300);
     let t = topic("start", 2);
-    let p = producer();
-    for (line, vin, at) in &readings {
-        p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
+    publish(&t, &readings);
     let from = FleetConfig::default().start_ms + 120_000;
     let expected = readings.iter().filter(|(_, _, at)| *at >= from).count() as u64;
     let dir = tempfile::tempdir().unwrap();
@@ -232,11 +238,8 @@ fn killed_mid_topic_then_restarted_loses_no_reading() {
     assert!(read > 0 && read < readings.len() as u64, "the restart resumed from committed offsets: read {read} of {}", readings.len());
 
     // Reference: the same readings from a file, in one uninterrupted run.
-    let file = dir.path().join("readings.txt");
-    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
     let reference = dir.path().join("reference");
-    let mut c = config(&reference, 1);
-    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    let mut c = file_job(dir.path(), &readings, &reference, 1);
     c.routes.insert("daily_speeders".into(), vec![]);
     run(c);
     for stream in ["speed_windows", "speeders", "alerts"] {
@@ -258,15 +261,12 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
 
     let readings = fleet(30, 900);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("readings.txt");
-    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
     let prefix = format!("out-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms());
     for stream in ["speeders", "speed_windows"] {
         fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.{stream}"), 2).unwrap();
     }
     let local = dir.path().join("local");
-    let mut c = config(&local, 2);
-    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    let mut c = file_job(dir.path(), &readings, &local, 2);
     c.sinks.insert(
         "k".into(),
         SinkConfig::Kafka { brokers: brokers(), topic: format!("{prefix}.{{stream}}"), properties: Default::default() },
