@@ -214,7 +214,16 @@ fn route<'scope, D: ExchangeData>(
                 }
                 if wrote {
                     if let Some(c) = cap.retain_least(0) {
-                        held.push((router.mark(name), c));
+                        // Records written between two flushes share one mark: hold only the least time.
+                        let mark = router.mark(name);
+                        match held.last_mut() {
+                            Some((m, held_cap)) if *m == mark => {
+                                if c.time() < held_cap.time() {
+                                    *held_cap = c;
+                                }
+                            }
+                            _ => held.push((mark, c)),
+                        }
                     }
                 }
             });
