@@ -48,6 +48,8 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     topics: Vec<String>,
     written: [u64; StreamName::ALL.len()],
+    /// `written` when each stream last counted a flush.
+    settled: [u64; StreamName::ALL.len()],
     flushes: [u64; StreamName::ALL.len()],
 }
 
@@ -63,7 +65,8 @@ impl KafkaSink {
             .create_with_context(Deliveries::default())
             .map_err(|source| SinkError::Kafka { what: format!("creating a producer for {brokers}"), source })?;
         let topics = StreamName::ALL.iter().map(|s| topic.replace("{stream}", s.as_str())).collect();
-        Ok(KafkaSink { producer, topics, written: [0; StreamName::ALL.len()], flushes: [0; StreamName::ALL.len()] })
+        let zeros = [0; StreamName::ALL.len()];
+        Ok(KafkaSink { producer, topics, written: zeros, settled: zeros, flushes: zeros })
     }
 
     fn check(&self) -> Result<(), SinkError> {
@@ -74,12 +77,15 @@ impl KafkaSink {
         }
     }
 
-    /// Counts a flush of every stream whose records have all been acknowledged.
+    /// Counts a flush of every stream that wrote records since its last one and has had them all
+    /// acknowledged (a stream with nothing new does not tick, so nothing wakes for it).
     fn note_deliveries(&mut self) {
         let ctx = self.producer.context();
         for (i, written) in self.written.iter().enumerate() {
-            if ctx.acked[i].load(Ordering::Relaxed) + ctx.failed[i].load(Ordering::Relaxed) >= *written {
+            let settled = ctx.acked[i].load(Ordering::Relaxed) + ctx.failed[i].load(Ordering::Relaxed) >= *written;
+            if settled && *written > self.settled[i] {
                 self.flushes[i] += 1;
+                self.settled[i] = *written;
             }
         }
     }
