@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls this): formatting, lints, then every test of
 # the workspace (unit, doc, integration and CLI tests), with the services the tests need started
 # here on loopback and stopped at the end: a one-node Kafka broker (scripts/kafka.sh; its jars come
-# from Maven, it runs on the machine's Java 17).
+# from Maven, it runs on the machine's Java 17) and the moto AWS emulator (scripts/moto.sh; installed
+# from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +14,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== Kafka broker"
-trap 'bash scripts/kafka.sh stop' EXIT
+echo "== Kafka broker and AWS emulator"
+trap 'bash scripts/kafka.sh stop; bash scripts/moto.sh stop' EXIT
 bash scripts/kafka.sh start
+bash scripts/moto.sh start
 export FLEETFLOW_KAFKA_BROKERS="127.0.0.1:${FLEETFLOW_KAFKA_PORT:-19092}"
+export FLEETFLOW_AWS_ENDPOINT="http://127.0.0.1:${FLEETFLOW_MOTO_PORT:-15000}"
+# The emulator takes any credentials; real ones in the environment are not sent to it.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_SESSION_TOKEN AWS_PROFILE
 
 echo "== cargo test"
 cargo test --workspace --all-targets

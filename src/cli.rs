@@ -29,6 +29,16 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Measure window latency, throughput, CPU and memory under an open-loop, real-time load.
     Bench(crate::bench::BenchArgs),
+    /// AWS helpers.
+    #[command(subcommand)]
+    Aws(AwsCommand),
+}
+
+/// `fleetflow aws ...`
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the S3 bucket, Firehose delivery streams and SNS topics the config's sinks use.
+    Setup(crate::aws_setup::SetupArgs),
 }
 
 /// `fleetflow run` flags; each overrides the config file.

@@ -55,7 +55,8 @@ pub struct Config {
     /// Named sinks.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Output stream name -> names of the sinks that receive it. A stream left out goes to
-    /// every sink named `local` (the default); an empty list turns the stream off.
+    /// the sink named `local` (the default), except `raw`, which is off unless routed; an empty
+    /// list turns the stream off.
     pub routes: BTreeMap<String, Vec<String>>,
     /// Seconds between progress log lines.
     pub progress_interval_secs: u64,
@@ -263,6 +264,97 @@ pub enum SinkConfig {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+    /// Amazon Kinesis Data Firehose delivery streams.
+    Firehose {
+        /// Delivery stream name; `{stream}` is replaced by the output stream's name.
+        delivery_stream: String,
+        /// AWS region (default: the standard chain, e.g. `AWS_REGION`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Endpoint instead of AWS's (an emulator, a VPC endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+        /// Pack several lines into one Firehose record (fewer billed records).
+        #[serde(default)]
+        pack_records: bool,
+        /// Send a partial batch this many seconds after its first record.
+        #[serde(default = "default_aws_buffer_secs")]
+        buffer_secs: f64,
+        /// MiB in flight at most per worker; beyond it the dataflow waits.
+        #[serde(default = "default_in_flight_mib")]
+        max_in_flight_mib: f64,
+        /// Seconds a failing batch is retried before it goes to the dead-letter folder.
+        #[serde(default = "default_retry_secs")]
+        retry_secs: f64,
+        /// Seconds one request may take.
+        #[serde(default = "default_request_timeout_secs")]
+        request_timeout_secs: f64,
+        /// Where undeliverable records go (a folder per sink under it).
+        #[serde(default = "default_dead_letter")]
+        dead_letter_dir: PathBuf,
+    },
+    /// An Amazon SNS topic, one message per record.
+    Sns {
+        /// The topic's ARN.
+        topic_arn: String,
+        /// AWS region (default: the topic ARN's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Endpoint instead of AWS's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+        /// Messages a second at most, per process.
+        #[serde(default = "default_sns_rate")]
+        max_per_sec: u32,
+        /// Seconds a failing batch is retried before it goes to the dead-letter folder.
+        #[serde(default = "default_retry_secs")]
+        retry_secs: f64,
+        /// Seconds one request may take.
+        #[serde(default = "default_request_timeout_secs")]
+        request_timeout_secs: f64,
+        /// Where undeliverable records go.
+        #[serde(default = "default_dead_letter")]
+        dead_letter_dir: PathBuf,
+    },
+}
+
+fn default_aws_buffer_secs() -> f64 {
+    1.0
+}
+fn default_in_flight_mib() -> f64 {
+    32.0
+}
+fn default_retry_secs() -> f64 {
+    120.0
+}
+fn default_request_timeout_secs() -> f64 {
+    30.0
+}
+fn default_dead_letter() -> PathBuf {
+    PathBuf::from("./fleetflow-dead-letter")
+}
+fn default_sns_rate() -> u32 {
+    100
+}
+
+impl SinkConfig {
+    /// The region of an AWS sink: its own, or (SNS) the topic ARN's.
+    pub fn aws_settings(&self) -> Option<crate::aws::AwsSettings> {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.clamp(0.001, 3600.0));
+        match self {
+            SinkConfig::Firehose { region, endpoint_url, request_timeout_secs, .. } => Some(crate::aws::AwsSettings {
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                request_timeout: secs(*request_timeout_secs),
+            }),
+            SinkConfig::Sns { topic_arn, region, endpoint_url, request_timeout_secs, .. } => Some(crate::aws::AwsSettings {
+                region: region.clone().or_else(|| topic_arn.split(':').nth(3).filter(|r| !r.is_empty()).map(str::to_string)),
+                endpoint_url: endpoint_url.clone(),
+                request_timeout: secs(*request_timeout_secs),
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn default_sink_topic() -> String {
@@ -282,6 +374,54 @@ fn default_buffer_secs() -> f64 {
 impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig::Folder { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs() }
+    }
+}
+
+/// Checks one sink's values.
+fn validate_sink(name: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(m));
+    let range = |field: &str, v: f64, lo: f64, hi: f64, unit: &str| -> Result<(), ConfigError> {
+        if v.is_finite() && v >= lo && v <= hi {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(format!("sinks.{name}.{field}: {v} is out of range; use {lo} to {hi} {unit}")))
+        }
+    };
+    match sink {
+        SinkConfig::Folder { buffer_mib, buffer_secs, .. } => {
+            if !(buffer_mib.is_finite() && *buffer_mib > 0.0 && *buffer_mib <= 128.0) {
+                return bad(format!("sinks.{name}.buffer_mib: {buffer_mib} is out of range; use (0, 128] MiB like Firehose"));
+            }
+            range("buffer_secs", *buffer_secs, 0.0, 900.0, "seconds")
+        }
+        SinkConfig::Kafka { brokers, topic, .. } => {
+            if brokers.trim().is_empty() || topic.trim().is_empty() {
+                return bad(format!("sinks.{name}: a kafka sink needs brokers and a topic (e.g. \"fleetflow.{{stream}}\")"));
+            }
+            Ok(())
+        }
+        SinkConfig::Firehose { delivery_stream, buffer_secs, max_in_flight_mib, retry_secs, request_timeout_secs, .. } => {
+            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '{' | '}');
+            if delivery_stream.is_empty() || delivery_stream.len() > 64 || !delivery_stream.chars().all(valid) {
+                return bad(format!(
+                    "sinks.{name}.delivery_stream: {delivery_stream:?} is not a delivery stream name; use 1 to 64 of a-z A-Z 0-9 _ . - (and {{stream}})"
+                ));
+            }
+            range("buffer_secs", *buffer_secs, 0.0, 900.0, "seconds")?;
+            range("max_in_flight_mib", *max_in_flight_mib, 4.0, 4096.0, "MiB (at least one 4 MiB call)")?;
+            range("retry_secs", *retry_secs, 0.0, 86_400.0, "seconds")?;
+            range("request_timeout_secs", *request_timeout_secs, 0.1, 900.0, "seconds")
+        }
+        SinkConfig::Sns { topic_arn, max_per_sec, retry_secs, request_timeout_secs, .. } => {
+            if !topic_arn.starts_with("arn:") || topic_arn.split(':').count() != 6 {
+                return bad(format!("sinks.{name}.topic_arn: {topic_arn:?} is not a topic ARN; write arn:aws:sns:REGION:ACCOUNT:TOPIC"));
+            }
+            if *max_per_sec == 0 {
+                return bad(format!("sinks.{name}.max_per_sec: 0; allow at least 1 message a second"));
+            }
+            range("retry_secs", *retry_secs, 0.0, 86_400.0, "seconds")?;
+            range("request_timeout_secs", *request_timeout_secs, 0.1, 900.0, "seconds")
+        }
     }
 }
 
@@ -317,6 +457,7 @@ impl Config {
             .map(|&stream| {
                 let wanted: Vec<String> = match self.routes.get(stream.as_str()) {
                     Some(list) => list.clone(),
+                    None if stream == StreamName::Raw => Vec::new(),
                     None => vec!["local".to_string()],
                 };
                 let indexes = wanted.iter().filter_map(|w| names.iter().position(|n| *n == w)).collect();
@@ -373,20 +514,7 @@ impl Config {
             return bad("sinks: none configured; add [sinks.local] with kind = \"folder\"".into());
         }
         for (name, sink) in &self.sinks {
-            let SinkConfig::Folder { buffer_mib, buffer_secs, .. } = sink else {
-                if let SinkConfig::Kafka { brokers, topic, .. } = sink {
-                    if brokers.trim().is_empty() || topic.trim().is_empty() {
-                        return bad(format!("sinks.{name}: a kafka sink needs brokers and a topic (e.g. \"fleetflow.{{stream}}\")"));
-                    }
-                }
-                continue;
-            };
-            if !(buffer_mib.is_finite() && *buffer_mib > 0.0 && *buffer_mib <= 128.0) {
-                return bad(format!("sinks.{name}.buffer_mib: {buffer_mib} is out of range; use (0, 128] MiB like Firehose"));
-            }
-            if !(buffer_secs.is_finite() && *buffer_secs >= 0.0 && *buffer_secs <= 900.0) {
-                return bad(format!("sinks.{name}.buffer_secs: {buffer_secs} is out of range; use [0, 900] seconds"));
-            }
+            validate_sink(name, sink)?;
         }
         for (stream, sinks) in &self.routes {
             if StreamName::parse(stream).is_none() {
@@ -425,6 +553,34 @@ mod tests {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/fleetflow.toml")).unwrap();
         let cfg = Config::from_toml(&text).unwrap();
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn the_aws_example_config_parses_and_validates() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/fleetflow-aws.toml")).unwrap();
+        let cfg = Config::from_toml(&text).unwrap();
+        cfg.validate().unwrap();
+        let routes = cfg.routes();
+        let raw = routes.iter().find(|(s, _)| *s == StreamName::Raw).unwrap();
+        assert_eq!(raw.1.len(), 1, "raw goes to the firehose sink only");
+        let sns = &cfg.sinks["sns"];
+        assert_eq!(sns.aws_settings().unwrap().region.as_deref(), Some("eu-west-1"), "the region comes from the topic ARN");
+    }
+
+    #[test]
+    fn aws_sink_values_are_checked() {
+        let mut cfg = Config::default();
+        cfg.sinks.insert(
+            "fh".into(),
+            Config::from_toml("[sinks.fh]\nkind = \"firehose\"\ndelivery_stream = \"bad name\"\n").unwrap().sinks["fh"].clone(),
+        );
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.starts_with("sinks.fh.delivery_stream: \"bad name\""), "{e}");
+        let cfg = Config::from_toml("[sinks.sns]\nkind = \"sns\"\ntopic_arn = \"alerts\"\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("sinks.sns.topic_arn"));
+        let cfg = Config::from_toml("[sinks.fh]\nkind = \"firehose\"\ndelivery_stream = \"x\"\nmax_in_flight_mib = 1\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("sinks.fh.max_in_flight_mib: 1"));
+        assert!(Config::from_toml("[sinks.fh]\nkind = \"firehose\"\n").unwrap_err().contains("delivery_stream"));
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub fn reading_line(r: &Reading) -> String {
     format!("{} {} {} {} {} {}", r.record_id, r.timestamp, r.vin, r.lon, r.lat, r.speed)
 }
 
+/// A `raw` record: the reading as an input text line, filed under its event time, so an archive of
+/// `raw` is input that replays to the same outputs.
+pub fn raw(r: &Reading) -> Encoded {
+    let mut line = reading_line(r).into_bytes();
+    line.push(b'\n');
+    Encoded { line, time: r.timestamp, key: Some(r.vin) }
+}
+
 /// An encoded record: the JSON line (with `\n`) and the event time it is filed under.
 pub struct Encoded {
     /// The JSON line, newline-terminated.

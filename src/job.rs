@@ -17,14 +17,13 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::ExchangeData;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, SinkConfig, SourceKind};
+use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
 use crate::rejected::Rejected;
 use crate::route::{Router, StreamName};
-use crate::sinks::folder::{BufferHints, FolderSink};
-use crate::sinks::Sink;
+use crate::sinks::plan::SinkPlan;
 use crate::sources::driver::SourceInputs;
 use crate::sources::file::FilePartition;
 use crate::sources::generator::{FleetConfig, FleetPartition};
@@ -45,6 +44,9 @@ pub enum JobError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] crate::sinks::SinkError),
+    /// An AWS sink could not be set up.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
@@ -97,11 +99,13 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     if let Some(p) = &config.reference.buggy_sensors {
         Watched::open(p, parse_buggy)?;
     }
+    // Connect the AWS sinks and check their delivery streams and topics before starting workers.
+    let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let timely_config = timely::Config::process(config.workers);
     let (m, f) = (metrics.clone(), failure.clone());
     let guards = timely::execute(timely_config, move |worker| {
-        if let Err(e) = run_worker(worker, &config, &m, &stop, &run_id) {
+        if let Err(e) = run_worker(worker, &config, &plan, &m, &stop, &run_id) {
             error!("worker {} failed: {e}", worker.index());
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -152,25 +156,6 @@ fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box
     Ok(out)
 }
 
-fn build_sinks(config: &Config, index: usize, run_id: &str) -> Result<Vec<Box<dyn Sink>>, JobError> {
-    config
-        .sinks
-        .values()
-        .map(|sink| -> Result<Box<dyn Sink>, JobError> {
-            Ok(match sink {
-                SinkConfig::Folder { path, buffer_mib, buffer_secs } => Box::new(FolderSink::new(
-                    path,
-                    format!("w{index:03}-{run_id}"),
-                    BufferHints { size_bytes: (buffer_mib * 1024.0 * 1024.0) as usize, interval: Duration::from_secs_f64(*buffer_secs) },
-                )),
-                SinkConfig::Kafka { brokers, topic, properties } => {
-                    Box::new(crate::sinks::kafka::KafkaSink::new(brokers, topic, properties)?)
-                }
-            })
-        })
-        .collect()
-}
-
 /// Attaches an output stream to the router: encode each record once, hand it to the stream's sinks.
 ///
 /// The returned (empty) stream's frontier is how far this stream's output is durable: the operator
@@ -214,12 +199,15 @@ fn route<'scope, D: ExchangeData>(
                 }
                 if wrote {
                     if let Some(c) = cap.retain_least(0) {
-                        // Records written between two flushes share one mark: hold only the least time.
+                        // One entry per time, waiting for the latest records written at it (or one
+                        // per flush, when nothing was flushed since the last entry was written).
                         let mark = router.mark(name);
+                        let merge = held.last().is_some_and(|(m, last)| last.time() == c.time() || !router.delivered_since(name, m));
                         match held.last_mut() {
-                            Some((m, held_cap)) if *m == mark => {
-                                if c.time() < held_cap.time() {
-                                    *held_cap = c;
+                            Some((m, last)) if merge => {
+                                *m = mark;
+                                if c.time() < last.time() {
+                                    *last = c;
                                 }
                             }
                             _ => held.push((mark, c)),
@@ -238,6 +226,7 @@ type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time
 fn run_worker(
     worker: &mut timely::worker::Worker,
     config: &Config,
+    plan: &SinkPlan,
     metrics: &Arc<Metrics>,
     stop: &Arc<AtomicBool>,
     run_id: &str,
@@ -245,8 +234,11 @@ fn run_worker(
     let index = worker.index();
     let peers = worker.peers();
     let params = config.params();
-    let router =
-        std::rc::Rc::new(std::cell::RefCell::new(Router::new(build_sinks(config, index, run_id)?, &config.routes(), metrics.clone())));
+    let router = std::rc::Rc::new(std::cell::RefCell::new(Router::new(
+        plan.build(&format!("w{index:03}-{run_id}"))?,
+        &config.routes(),
+        metrics.clone(),
+    )));
     let mut rows_input: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
     let mut buggy_input: InputSession<Time, SensorId, isize> = InputSession::new();
     let watermark_probe = ProbeHandle::new();
@@ -259,6 +251,10 @@ fn run_worker(
             scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
         let readings: StreamVec<'_, Time, fleetflow_dataflows::Reading> = readings;
         let readings = readings.probe_with(&watermark_probe);
+        if router.borrow().wants(StreamName::Raw) {
+            // Only when routed: a second consumer of the readings costs a copy of every batch.
+            route(readings.clone(), StreamName::Raw, &router, encode::raw).probe_with(&done_probe);
+        }
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
         let out = Pipeline::build(readings, rows, buggy, &params);

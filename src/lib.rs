@@ -4,6 +4,8 @@
 //! Data flows one way: `source -> parse -> dataflows -> route -> sinks`.
 #![forbid(missing_docs)]
 
+pub mod aws;
+pub mod aws_setup;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -69,6 +69,20 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => {
+            let r = fleetflow::aws_setup::setup(&args)?;
+            println!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
+            for s in &r.created_streams {
+                println!("delivery stream {s}: created");
+            }
+            for s in &r.existing_streams {
+                println!("delivery stream {s}: exists");
+            }
+            for t in &r.topics {
+                println!("topic {t}: ready");
+            }
+            Ok(())
+        }
         Command::Generate(args) => {
             let written = fleetflow::generate::generate(&args)?;
             info!("wrote {} lines to {}", written, args.output.display());

@@ -35,6 +35,35 @@ pub struct Metrics {
     pub lateness_ms: u64,
     /// Windows ending after this (epoch ms) are not measured: the end of the input closes them early.
     pub latency_until: u64,
+    /// Per configured sink, by name: what it delivered, retried and dead-lettered.
+    pub sinks: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SinkCounters>>>,
+}
+
+/// One sink's delivery counters, shared by its instances on every worker of the process.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// Records delivered (acknowledged by the service).
+    pub delivered: AtomicU64,
+    /// Records sent again after a failure.
+    pub retried: AtomicU64,
+    /// Records written to the dead-letter folder.
+    pub dead_lettered: AtomicU64,
+    /// Requests made.
+    pub requests: AtomicU64,
+    /// Requests that failed as a whole (throttled, 5xx, timed out, unreachable).
+    pub failed_requests: AtomicU64,
+}
+
+impl SinkCounters {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 impl Metrics {
@@ -55,7 +84,13 @@ impl Metrics {
             window_latency: None,
             lateness_ms: 0,
             latency_until: u64::MAX,
+            sinks: Default::default(),
         }
+    }
+
+    /// The counters of the sink called `name` (created on first use).
+    pub fn sink(&self, name: &str) -> std::sync::Arc<SinkCounters> {
+        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_default().clone()
     }
 
     /// Also measures window latency against `lateness_ms` (for an event time that follows the clock).

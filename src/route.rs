@@ -25,11 +25,13 @@ pub enum StreamName {
     Late,
     /// Malformed records.
     Errors,
+    /// The accepted readings, as text lines: the archive that backfills replay. Off unless routed.
+    Raw,
 }
 
 impl StreamName {
     /// Every stream, in a fixed order.
-    pub const ALL: [StreamName; 7] = [
+    pub const ALL: [StreamName; 8] = [
         StreamName::SpeedWindows,
         StreamName::Speeders,
         StreamName::DailySpeeders,
@@ -37,6 +39,7 @@ impl StreamName {
         StreamName::BuggyDevices,
         StreamName::Late,
         StreamName::Errors,
+        StreamName::Raw,
     ];
 
     /// The name used in configuration and as the output folder.
@@ -49,6 +52,7 @@ impl StreamName {
             StreamName::BuggyDevices => "buggy_devices",
             StreamName::Late => "late",
             StreamName::Errors => "errors",
+            StreamName::Raw => "raw",
         }
     }
 
@@ -61,9 +65,9 @@ impl StreamName {
 /// A sink shared by the output operators of one worker.
 pub type SharedSink = Rc<RefCell<Box<dyn Sink>>>;
 
-/// Where the sinks of a stream stood when a record was written: it is durable once every one of
-/// them has flushed the stream since.
-pub type FlushMark = Vec<u64>;
+/// How many records of a stream each of its sinks had accepted (and delivered) just after a record
+/// was written: the record is durable once every one of them has delivered as many as it accepted.
+pub type FlushMark = Vec<(u64, u64)>;
 
 /// One worker's routing table: for each stream, the sinks that receive it.
 pub struct Router {
@@ -115,12 +119,23 @@ impl Router {
 
     /// Where the stream's sinks stand now.
     pub fn mark(&self, stream: StreamName) -> FlushMark {
-        self.routes[stream as usize].iter().map(|s| s.borrow().flushes(stream)).collect()
+        self.routes[stream as usize]
+            .iter()
+            .map(|s| {
+                let s = s.borrow();
+                (s.written(stream), s.delivered(stream))
+            })
+            .collect()
+    }
+
+    /// Whether any of the stream's sinks delivered records since `mark` was taken.
+    pub fn delivered_since(&self, stream: StreamName, mark: &FlushMark) -> bool {
+        self.routes[stream as usize].iter().zip(mark).any(|(s, (_, delivered))| s.borrow().delivered(stream) > *delivered)
     }
 
     /// Whether everything written at `mark` is durable.
     pub fn durable(&self, stream: StreamName, mark: &FlushMark) -> bool {
-        self.routes[stream as usize].iter().zip(mark).all(|(s, m)| s.borrow().flushes(stream) > *m)
+        self.routes[stream as usize].iter().zip(mark).all(|(s, (written, _))| s.borrow().delivered(stream) >= *written)
     }
 
     /// Hands one record to the stream's sinks. A sink error is kept and reported by [`Router::check`].
@@ -133,8 +148,8 @@ impl Router {
         }
     }
 
-    fn flush_count(&self) -> u64 {
-        self.sinks.iter().map(|s| StreamName::ALL.iter().map(|&n| s.borrow().flushes(n)).sum::<u64>()).sum()
+    fn delivered_count(&self) -> u64 {
+        self.sinks.iter().map(|s| StreamName::ALL.iter().map(|&n| s.borrow().delivered(n)).sum::<u64>()).sum()
     }
 
     fn wake(&self) {
@@ -145,13 +160,13 @@ impl Router {
 
     /// Lets sinks flush on their buffering hints; wakes the output operators if any did.
     pub fn poll(&mut self) {
-        let before = self.flush_count();
+        let before = self.delivered_count();
         for sink in &self.sinks {
             if let Err(e) = sink.borrow_mut().poll() {
                 self.failed.get_or_insert(e);
             }
         }
-        if self.flush_count() != before {
+        if self.delivered_count() != before {
             self.wake();
         }
     }

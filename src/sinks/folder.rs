@@ -30,8 +30,10 @@ struct StreamBuffer {
     bytes: usize,
     since: Option<Instant>,
     files: u64,
-    /// Completed flushes: everything written before the n-th flush began is on disk after it.
-    flushes: u64,
+    /// Records written.
+    written: u64,
+    /// Records written before the last completed flush: all on disk.
+    delivered: u64,
     /// The last hour seen and its folder, to format folder names once per hour.
     last_hour: Option<(u64, String)>,
 }
@@ -50,7 +52,7 @@ impl FolderSink {
     pub fn new(root: impl AsRef<Path>, tag: String, hints: BufferHints) -> Self {
         let streams = StreamName::ALL
             .iter()
-            .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, flushes: 0, last_hour: None })
+            .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, written: 0, delivered: 0, last_hour: None })
             .collect();
         FolderSink { root: root.as_ref().to_path_buf(), tag, hints, streams }
     }
@@ -72,7 +74,7 @@ impl FolderSink {
         }
         buffer.bytes = 0;
         buffer.since = None;
-        buffer.flushes += 1;
+        buffer.delivered = buffer.written;
         Ok(())
     }
 }
@@ -100,6 +102,7 @@ impl Sink for FolderSink {
             }
         }
         buffer.bytes += record.line.len();
+        buffer.written += 1;
         buffer.since.get_or_insert_with(Instant::now);
         if buffer.bytes >= self.hints.size_bytes {
             self.flush_stream(stream)?;
@@ -124,8 +127,12 @@ impl Sink for FolderSink {
         Ok(())
     }
 
-    fn flushes(&self, stream: StreamName) -> u64 {
-        self.streams[stream as usize].flushes
+    fn written(&self, stream: StreamName) -> u64 {
+        self.streams[stream as usize].written
+    }
+
+    fn delivered(&self, stream: StreamName) -> u64 {
+        self.streams[stream as usize].delivered
     }
 }
 

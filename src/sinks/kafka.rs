@@ -48,9 +48,8 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     topics: Vec<String>,
     written: [u64; StreamName::ALL.len()],
-    /// `written` when each stream last counted a flush.
+    /// `written` when each stream last had every record acknowledged.
     settled: [u64; StreamName::ALL.len()],
-    flushes: [u64; StreamName::ALL.len()],
 }
 
 impl KafkaSink {
@@ -66,7 +65,7 @@ impl KafkaSink {
             .map_err(|source| SinkError::Kafka { what: format!("creating a producer for {brokers}"), source })?;
         let topics = StreamName::ALL.iter().map(|s| topic.replace("{stream}", s.as_str())).collect();
         let zeros = [0; StreamName::ALL.len()];
-        Ok(KafkaSink { producer, topics, written: zeros, settled: zeros, flushes: zeros })
+        Ok(KafkaSink { producer, topics, written: zeros, settled: zeros })
     }
 
     fn check(&self) -> Result<(), SinkError> {
@@ -77,14 +76,13 @@ impl KafkaSink {
         }
     }
 
-    /// Counts a flush of every stream that wrote records since its last one and has had them all
-    /// acknowledged (a stream with nothing new does not tick, so nothing wakes for it).
+    /// Moves each stream's delivered count up to its written count once every record written has
+    /// been acknowledged (a stream with nothing new does not move, so nothing wakes for it).
     fn note_deliveries(&mut self) {
         let ctx = self.producer.context();
         for (i, written) in self.written.iter().enumerate() {
             let settled = ctx.acked[i].load(Ordering::Relaxed) + ctx.failed[i].load(Ordering::Relaxed) >= *written;
             if settled && *written > self.settled[i] {
-                self.flushes[i] += 1;
                 self.settled[i] = *written;
             }
         }
@@ -127,7 +125,11 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    fn flushes(&self, stream: StreamName) -> u64 {
-        self.flushes[stream as usize]
+    fn written(&self, stream: StreamName) -> u64 {
+        self.written[stream as usize]
+    }
+
+    fn delivered(&self, stream: StreamName) -> u64 {
+        self.settled[stream as usize]
     }
 }

@@ -3,8 +3,18 @@
 use crate::encode::Encoded;
 use crate::route::StreamName;
 
+pub mod batch;
+pub mod dead_letter;
+pub mod delivery;
+pub mod dispatch;
+pub mod firehose;
 pub mod folder;
+pub mod in_flight;
 pub mod kafka;
+pub mod ledger;
+pub mod plan;
+pub mod retry;
+pub mod sns;
 
 /// Errors delivering output.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +50,9 @@ pub trait Sink {
     fn poll(&mut self) -> Result<(), SinkError>;
     /// Flushes everything buffered.
     fn flush(&mut self) -> Result<(), SinkError>;
-    /// How many times `stream` has been flushed: a record written while this was `n` is durable
-    /// (delivered, or on disk) once it is above `n`.
-    fn flushes(&self, stream: StreamName) -> u64;
+    /// Records of `stream` accepted by [`Sink::write`] so far.
+    fn written(&self, stream: StreamName) -> u64;
+    /// Records of `stream` durable so far (delivered, on disk, or dead-lettered): the first
+    /// `delivered` records written are all durable. Never above [`Sink::written`].
+    fn delivered(&self, stream: StreamName) -> u64;
 }

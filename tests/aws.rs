@@ -1,0 +1,288 @@
+//! The Firehose and SNS sinks against a real AWS emulator (the moto server, started on loopback
+//! by `scripts/moto.sh`; `FLEETFLOW_AWS_ENDPOINT` points at another one): `fleetflow aws setup`
+//! creates the bucket, delivery streams and topic; a run's objects in S3 hold exactly the lines
+//! the folder sink wrote for the same run, and the alerts arrive in an SQS queue subscribed to
+//! the topic. Also: a missing delivery stream is a clear start-up error, and records Firehose
+//! keeps refusing end up in the dead-letter folder, none lost.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+
+mod common;
+use common::{files_under, lines_of};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
+const ROLE: &str = "arn:aws:iam::123456789012:role/fleetflow-firehose";
+
+fn endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            // moto takes any credentials; the job reads them from the standard chain.
+            for (k, v) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
+                if std::env::var_os(k).is_none() {
+                    std::env::set_var(k, v);
+                }
+            }
+            if let Ok(e) = std::env::var("FLEETFLOW_AWS_ENDPOINT") {
+                return e;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto.sh");
+            let status = Command::new("bash").arg(script).arg("start").status().expect("running scripts/moto.sh");
+            assert!(status.success(), "scripts/moto.sh start failed");
+            "http://127.0.0.1:15000".to_string()
+        })
+        .clone()
+}
+
+fn sdk() -> aws_config::SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new("us-east-1")).endpoint_url(endpoint());
+    fleetflow::aws::runtime().block_on(loader.load())
+}
+
+fn s3() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk()).force_path_style(true).build())
+}
+
+/// A name unique to this test run (moto keeps state across tests).
+fn unique(name: &str) -> String {
+    format!("ff-{name}-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms() % 1_000_000)
+}
+
+fn fleetflow(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN).args(args).output().expect("running fleetflow");
+    assert!(out.status.success(), "fleetflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Every line of every object under `prefix/` in `bucket`, sorted.
+fn s3_lines(bucket: &str, prefix: &str) -> Vec<String> {
+    let client = s3();
+    let rt = fleetflow::aws::runtime();
+    let mut lines = Vec::new();
+    let mut token = None;
+    loop {
+        let page =
+            rt.block_on(client.list_objects_v2().bucket(bucket).prefix(format!("{prefix}/")).set_continuation_token(token).send()).unwrap();
+        for o in page.contents() {
+            let body = rt.block_on(client.get_object().bucket(bucket).key(o.key().unwrap()).send()).unwrap();
+            let bytes = rt.block_on(body.body.collect()).unwrap().into_bytes();
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            assert!(text.ends_with('\n'), "every object holds whole lines");
+            lines.extend(text.lines().map(String::from));
+        }
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Generated input (with matching reference files) in `dir`.
+fn generate(dir: &Path, vehicles: u64, secs: u64) {
+    let d = dir.to_str().unwrap();
+    fleetflow(&[
+        "generate",
+        "--output",
+        d,
+        "--vehicles",
+        &vehicles.to_string(),
+        "--duration-secs",
+        &secs.to_string(),
+        "--speeder-fraction",
+        "0.2",
+        "--buggy-fraction",
+        "0.2",
+        "--malformed-fraction",
+        "0.001",
+    ]);
+}
+
+#[test]
+fn firehose_and_sns_deliver_exactly_what_the_folder_sink_writes() {
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 60, 900);
+    let (bucket, prefix) = (unique("bucket"), unique("s"));
+    let topic = format!("arn:aws:sns:us-east-1:123456789012:{}", unique("alerts"));
+    let out = dir.path().join("out");
+    let dead = dir.path().join("dead");
+    let config = dir.path().join("fleetflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+workers = 2
+[source]
+kind = "files"
+files = ["{data}/readings-000.txt"]
+[reference]
+vin_sensors = "{data}/vin_sensor.csv"
+buggy_sensors = "{data}/buggy_sensors.csv"
+[sinks.local]
+kind = "folder"
+path = "{out}"
+buffer_secs = 0
+[sinks.fh]
+kind = "firehose"
+delivery_stream = "{prefix}-{{stream}}"
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+pack_records = true
+buffer_secs = 0.2
+dead_letter_dir = "{dead}"
+[sinks.sns]
+kind = "sns"
+topic_arn = "{topic}"
+endpoint_url = "{endpoint}"
+dead_letter_dir = "{dead}"
+[routes]
+speeders = ["local", "fh"]
+buggy_devices = ["local", "fh"]
+alerts = ["local", "sns", "fh"]
+raw = ["local", "fh"]
+"#,
+            data = data.display(),
+            out = out.display(),
+            dead = dead.display(),
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let setup = fleetflow(&["aws", "setup", "--config", c, "--bucket", &bucket, "--role-arn", ROLE]);
+    let said = String::from_utf8_lossy(&setup.stdout);
+    assert!(said.contains(&format!("delivery stream {prefix}-speeders: created")), "{said}");
+    assert!(said.contains(&format!("topic {topic}: ready")), "{said}");
+    let again = fleetflow(&["aws", "setup", "--config", c, "--bucket", &bucket, "--role-arn", ROLE]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains(&format!("delivery stream {prefix}-raw: exists")), "setup is idempotent");
+
+    // An SQS queue subscribed to the topic sees what subscribers would.
+    let rt = fleetflow::aws::runtime();
+    let (sns, sqs) = (aws_sdk_sns::Client::new(&sdk()), aws_sdk_sqs::Client::new(&sdk()));
+    let queue = rt.block_on(sqs.create_queue().queue_name(unique("q")).send()).unwrap().queue_url().unwrap().to_string();
+    let attrs = rt
+        .block_on(sqs.get_queue_attributes().queue_url(&queue).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send())
+        .unwrap();
+    let queue_arn = attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    rt.block_on(sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(queue_arn).send()).unwrap();
+
+    fleetflow(&["run", "--config", c]);
+
+    for stream in ["speeders", "buggy_devices", "alerts", "raw"] {
+        let local = lines_of(&out, stream);
+        assert!(!local.is_empty(), "the input has {stream}");
+        assert_eq!(s3_lines(&bucket, stream), local, "{stream}: S3 holds exactly the folder sink's lines");
+    }
+    assert!(lines_of(&out, "raw").len() > 50_000, "raw holds the accepted readings");
+    assert!(files_under(&dead).is_empty(), "nothing dead-lettered");
+
+    let alerts = lines_of(&out, "alerts");
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.len() < alerts.len() && Instant::now() < deadline {
+        let got = rt.block_on(sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send()).unwrap();
+        for m in got.messages() {
+            let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let body = envelope["Message"].as_str().unwrap();
+            let record = body.lines().last().unwrap().to_string();
+            let vin = serde_json::from_str::<serde_json::Value>(&record).unwrap()["vin"].as_str().unwrap().to_string();
+            assert!(envelope["Subject"].as_str().unwrap().starts_with(&format!("Speeding alert: {vin} averaged ")), "{envelope}");
+            assert!(body.starts_with(&format!("Vehicle {vin} averaged ")), "{body}");
+            assert_eq!(envelope["MessageAttributes"]["vin"]["Value"], vin.as_str());
+            assert_eq!(envelope["MessageAttributes"]["kind"]["Value"], "alerts");
+            received.push(record);
+            rt.block_on(sqs.delete_message().queue_url(&queue).receipt_handle(m.receipt_handle().unwrap()).send()).unwrap();
+        }
+    }
+    received.sort();
+    assert_eq!(received, alerts, "one SNS message per alert");
+}
+
+#[test]
+fn a_missing_delivery_stream_is_a_clear_startup_error() {
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "1 1764064800000 1HGCM82633A004352 -73.9 40.7 50\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sinks.fh]\nkind = \"firehose\"\ndelivery_stream = \"nope-{{stream}}\"\nendpoint_url = \"{endpoint}\"\n[routes]\nspeeders = [\"fh\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["run", "--config", config.to_str().unwrap(), "--input", input.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("sinks.fh.delivery_stream") && err.contains("\"nope-speeders\"") && err.contains("fleetflow aws setup"), "{err}");
+}
+
+#[test]
+fn records_firehose_keeps_refusing_are_dead_lettered_not_lost() {
+    // moto answers 500 for a delivery stream whose bucket does not exist.
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 10, 300);
+    let stream = unique("nobucket");
+    let config = dir.path().join("setup.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sinks.fh]\nkind = \"firehose\"\ndelivery_stream = \"{stream}\"\nendpoint_url = \"{endpoint}\"\n[routes]\nspeed_windows = [\"fh\"]\n"
+        ),
+    )
+    .unwrap();
+    let missing = unique("missing-bucket");
+    fleetflow(&["aws", "setup", "--config", config.to_str().unwrap(), "--bucket", &missing, "--role-arn", ROLE]);
+    rt_delete_bucket(&missing);
+
+    let (out, dead) = (dir.path().join("out"), dir.path().join("dead"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"[sinks.fh]
+kind = "firehose"
+delivery_stream = "{stream}"
+endpoint_url = "{endpoint}"
+retry_secs = 1
+dead_letter_dir = "{dead}"
+[sinks.local]
+kind = "folder"
+path = "{out}"
+[routes]
+speed_windows = ["fh", "local"]
+"#,
+            dead = dead.display(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    let run = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &format!("{}/readings-000.txt", data.display())]);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains("dead-lettered"), "{log}");
+    let mut dead_lines: Vec<String> = Vec::new();
+    for f in files_under(&dead.join("fh").join(&stream)) {
+        for l in std::fs::read_to_string(f).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["error"].as_str().unwrap().contains("HTTP 500"), "{v}");
+            assert!(v["attempts"].as_u64().unwrap() >= 2, "retried before giving up: {v}");
+            dead_lines.extend(v["data"].as_str().unwrap().lines().map(String::from));
+        }
+    }
+    dead_lines.sort();
+    assert_eq!(dead_lines, lines_of(&out, "speed_windows"), "every window is in the dead-letter folder, once");
+}
+
+fn rt_delete_bucket(bucket: &str) {
+    let rt = fleetflow::aws::runtime();
+    rt.block_on(s3().delete_bucket().bucket(bucket).send()).unwrap();
+}
