@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// Sink buffering: flush a stream after this many seconds.
     #[arg(long)]
     pub buffer_secs: Option<f64>,
+    /// HTTP API address (`""` for none; port 0 picks a free one).
+    #[arg(long)]
+    pub http: Option<String>,
     /// Kafka: bootstrap brokers (HOST:PORT); switches the source to Kafka.
     #[arg(long)]
     pub kafka_brokers: Option<String>,
@@ -141,6 +144,9 @@ impl RunArgs {
         }
         if let Some(p) = &self.reference {
             c.reference.vin_sensors = Some(p.clone());
+        }
+        if let Some(h) = &self.http {
+            c.http.bind = h.clone();
         }
         if let Some(p) = &self.buggy {
             c.reference.buggy_sensors = Some(p.clone());

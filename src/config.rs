@@ -60,6 +60,24 @@ pub struct Config {
     pub routes: BTreeMap<String, Vec<String>>,
     /// Seconds between progress log lines.
     pub progress_interval_secs: u64,
+    /// The HTTP API and metrics.
+    pub http: HttpConfig,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to serve on; `""` turns the server off. Port 0 picks a free port (logged).
+    pub bind: String,
+    /// Bearer token required on every request (required when not bound to loopback).
+    pub token: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { bind: "127.0.0.1:9898".to_string(), token: String::new() }
+    }
 }
 
 impl Default for Config {
@@ -77,6 +95,7 @@ impl Default for Config {
             sinks,
             routes: BTreeMap::new(),
             progress_interval_secs: 5,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -515,6 +534,20 @@ impl Config {
         }
         for (name, sink) in &self.sinks {
             validate_sink(name, sink)?;
+        }
+        if !self.http.bind.is_empty() {
+            let addr: std::net::SocketAddr = self.http.bind.parse().map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "http.bind: {:?} is not an address ({e}); write e.g. 127.0.0.1:9898, or \"\" for no server",
+                    self.http.bind
+                ))
+            })?;
+            if !addr.ip().is_loopback() && self.http.token.is_empty() {
+                return bad(format!(
+                    "http.token: empty while http.bind = {:?} is reachable from other hosts; set a token (sent as Authorization: Bearer TOKEN) or bind 127.0.0.1",
+                    self.http.bind
+                ));
+            }
         }
         for (stream, sinks) in &self.routes {
             if StreamName::parse(stream).is_none() {

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
+use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
 use crate::rejected::Rejected;
@@ -84,8 +85,9 @@ impl Summary {
 
 /// Runs the job to the end of its input (or until `stop` is set), returning its counts.
 pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
-    let metrics = Arc::new(Metrics::new(config.workers));
-    run_with(config, stop, metrics)
+    let mut metrics = Metrics::new(config.workers);
+    metrics.lateness_ms = config.windows.allowed_lateness_ms;
+    run_with(config, stop, Arc::new(metrics))
 }
 
 /// Runs the job with counters the caller keeps (and may have set up to measure latency).
@@ -101,11 +103,26 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     }
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
+    let live = Arc::new(LiveState::new(daily_folders(&config)));
+    let server = match config.http.bind.as_str() {
+        "" => None,
+        bind => {
+            let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
+            match crate::http::start(bind, token, live.clone(), metrics.clone()) {
+                Ok(s) => Some(s),
+                // The API is for operating the job; its port being taken must not stop the job.
+                Err(e) => {
+                    warn!("{e}; running without the HTTP API");
+                    None
+                }
+            }
+        }
+    };
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let timely_config = timely::Config::process(config.workers);
-    let (m, f) = (metrics.clone(), failure.clone());
+    let (m, f, l) = (metrics.clone(), failure.clone(), live.clone());
     let guards = timely::execute(timely_config, move |worker| {
-        if let Err(e) = run_worker(worker, &config, &plan, &m, &stop, &run_id) {
+        if let Err(e) = run_worker(worker, &config, &plan, &m, &l, &stop, &run_id) {
             error!("worker {} failed: {e}", worker.index());
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -113,10 +130,28 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     })
     .map_err(JobError::Workers)?;
     drop(guards.join());
+    live.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(server);
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     Ok(Summary::of(&metrics))
+}
+
+/// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
+fn daily_folders(config: &Config) -> Vec<std::path::PathBuf> {
+    let routes = config.routes();
+    let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DailySpeeders) else { return Vec::new() };
+    config
+        .sinks
+        .values()
+        .enumerate()
+        .filter(|(i, _)| to.contains(i))
+        .filter_map(|(_, s)| match s {
+            crate::config::SinkConfig::Folder { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box<dyn Partition>>, JobError> {
@@ -167,6 +202,17 @@ fn route<'scope, D: ExchangeData>(
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
     encode: fn(&D) -> Encoded,
 ) -> StreamVec<'scope, Time, ()> {
+    route_tapped(stream, name, router, encode, |_: &[D], _| {})
+}
+
+/// [`route`], also showing each batch to `tap` (for the live state), and then the input frontier.
+fn route_tapped<'scope, D: ExchangeData>(
+    stream: StreamVec<'scope, Time, D>,
+    name: StreamName,
+    router: &std::rc::Rc<std::cell::RefCell<Router>>,
+    encode: fn(&D) -> Encoded,
+    mut tap: impl FnMut(&[D], Option<Time>) + 'static,
+) -> StreamVec<'scope, Time, ()> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
     let scope = stream.scope();
@@ -174,7 +220,7 @@ fn route<'scope, D: ExchangeData>(
         router.borrow_mut().on_flush(scope.activator_for(info.address));
         // Times not yet durable, with where the sinks stood when they were written.
         let mut held: Vec<(crate::route::FlushMark, timely::dataflow::operators::Capability<Time>)> = Vec::new();
-        move |(input, _frontier),
+        move |(input, frontier),
               _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
             '_,
             Time,
@@ -185,6 +231,7 @@ fn route<'scope, D: ExchangeData>(
                 let time = cap.least().copied().unwrap_or(0);
                 let mut wrote = false;
                 for batch in data {
+                    tap(batch, None);
                     if wanted && !router.suppressed(name, time) {
                         for record in batch.iter() {
                             router.write(name, &encode(record));
@@ -215,6 +262,7 @@ fn route<'scope, D: ExchangeData>(
                     }
                 }
             });
+            tap(&[], Some(frontier.frontier().first().copied().unwrap_or(Time::MAX)));
             let router = router.borrow();
             held.retain(|(mark, _)| !router.durable(name, mark));
         }
@@ -228,6 +276,7 @@ fn run_worker(
     config: &Config,
     plan: &SinkPlan,
     metrics: &Arc<Metrics>,
+    live: &Arc<LiveState>,
     stop: &Arc<AtomicBool>,
     run_id: &str,
 ) -> Result<(), JobError> {
@@ -258,15 +307,32 @@ fn run_worker(
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
         let out = Pipeline::build(readings, rows, buggy, &params);
-        route(out.speed_windows, StreamName::SpeedWindows, &router, encode::speed_window).probe_with(&done_probe);
+        let l = live.clone();
+        route_tapped(out.speed_windows, StreamName::SpeedWindows, &router, encode::speed_window, move |w, _| l.note_windows(w))
+            .probe_with(&done_probe);
         route(out.speeders, StreamName::Speeders, &router, encode::speeder).probe_with(&done_probe);
-        route(out.daily_speeders, StreamName::DailySpeeders, &router, encode::daily_speeder).probe_with(&done_probe);
-        route(out.alerts, StreamName::Alerts, &router, encode::alert).probe_with(&done_probe);
+        let l = live.clone();
+        route_tapped(out.daily_speeders, StreamName::DailySpeeders, &router, encode::daily_speeder, move |days, frontier| {
+            l.note_days(days);
+            if let Some(f) = frontier {
+                l.days_closed_to(f);
+            }
+        })
+        .probe_with(&done_probe);
+        let l = live.clone();
+        route_tapped(out.alerts, StreamName::Alerts, &router, encode::alert, move |alerts, _| {
+            l.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&encode::alert(a).line).trim_end().to_string()))
+        })
+        .probe_with(&done_probe);
         route(out.buggy_devices, StreamName::BuggyDevices, &router, encode::buggy_device).probe_with(&done_probe);
         route(late, StreamName::Late, &router, encode::rejected).probe_with(&done_probe);
         route(errors, StreamName::Errors, &router, encode::rejected).probe_with(&done_probe);
-        SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) }
+        let inputs =
+            SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) };
+        (inputs, out.live_daily)
     });
+    let (inputs, live_daily) = inputs;
+    let queries = live.register();
 
     // Worker 0 owns the reference files; every worker advances its (empty) sessions alike.
     let mut watchers = None;
@@ -275,6 +341,7 @@ fn run_worker(
         let mut bug = None;
         if let Some(p) = &config.reference.vin_sensors {
             let (w, rows) = Watched::open(p, parse_vin_sensors)?;
+            live.note_reference((&rows, &[]), (&[], &[]));
             for r in rows {
                 rows_input.insert(r);
             }
@@ -282,6 +349,7 @@ fn run_worker(
         }
         if let Some(p) = &config.reference.buggy_sensors {
             let (w, ids) = Watched::open(p, parse_buggy)?;
+            live.note_reference((&[], &[]), (&ids, &[]));
             for s in ids {
                 buggy_input.insert(s);
             }
@@ -339,8 +407,12 @@ fn run_worker(
                     if last_poll.elapsed() >= poll_every {
                         last_poll = Instant::now();
                         if let Some((vin, bug)) = watchers.as_mut() {
-                            apply_edits(vin.as_mut(), rows, metrics);
-                            apply_edits(bug.as_mut(), buggy, metrics);
+                            if let Some(d) = apply_edits(vin.as_mut(), rows, metrics) {
+                                live.note_reference((&d.added, &d.removed), (&[], &[]));
+                            }
+                            if let Some(d) = apply_edits(bug.as_mut(), buggy, metrics) {
+                                live.note_reference((&[], &[]), (&d.added, &d.removed));
+                            }
                         }
                     }
                     rows.flush();
@@ -371,6 +443,11 @@ fn run_worker(
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
         }
+        // Queries from the HTTP API, answered between steps from this worker's open windows.
+        while let Ok(q) = queries.try_recv() {
+            LiveState::answer(q, &live_daily);
+        }
+        live.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         router.borrow_mut().poll();
         // What every worker's sinks have delivered: the sources may commit what lies before it.
         let durable = done_probe.with_frontier(|f| f.first().copied());
@@ -461,14 +538,15 @@ fn fail(failed: &mut Option<JobError>, e: JobError, stop: &AtomicBool) {
     }
 }
 
+/// Applies a reference file's edits, if any, and returns them.
 fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(
     watched: Option<&mut Watched<T>>,
     input: &mut InputSession<Time, T, isize>,
     metrics: &Metrics,
-) {
-    let Some(w) = watched else { return };
+) -> Option<crate::reference::Diff<T>> {
+    let w = watched?;
     match w.reload() {
-        Ok(None) => {}
+        Ok(None) => None,
         Ok(Some(diff)) => {
             info!(
                 "reference {}: {} rows added, {} removed, at watermark {}",
@@ -477,17 +555,19 @@ fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(
                 diff.removed.len(),
                 input.time()
             );
-            for r in diff.removed {
-                input.remove(r);
+            for r in &diff.removed {
+                input.remove(r.clone());
             }
-            for a in diff.added {
-                input.insert(a);
+            for a in &diff.added {
+                input.insert(a.clone());
             }
             Metrics::add(&metrics.reference_updates, 1);
+            Some(diff)
         }
         Err(e) => {
             warn!("{e}; keeping the last good version");
             Metrics::add(&metrics.reference_errors, 1);
+            None
         }
     }
 }

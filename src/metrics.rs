@@ -35,6 +35,9 @@ pub struct Metrics {
     pub lateness_ms: u64,
     /// Windows ending after this (epoch ms) are not measured: the end of the input closes them early.
     pub latency_until: u64,
+    /// Window latency for `/metrics`: seconds from a window's end plus the allowed lateness (by
+    /// the wall clock) to its hand-off to the sinks. Meaningful when event time follows the clock.
+    pub window_latency_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Per configured sink, by name: what it delivered, retried and dead-lettered.
     pub sinks: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SinkCounters>>>,
 }
@@ -84,6 +87,9 @@ impl Metrics {
             window_latency: None,
             lateness_ms: 0,
             latency_until: u64::MAX,
+            window_latency_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
+            ),
             sinks: Default::default(),
         }
     }
@@ -104,9 +110,13 @@ impl Metrics {
 
     /// Records the hand-off, now, of `count` windows that ended at `end` (epoch ms).
     pub fn windows_handed_off(&self, end: u64, count: u64) {
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let due_us = (end + self.lateness_ms) * 1000;
+        let seconds = now_us.saturating_sub(due_us) as f64 / 1e6;
+        for _ in 0..count.min(10_000) {
+            self.window_latency_seconds.observe(seconds);
+        }
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
-            let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-            let due_us = (end + self.lateness_ms) * 1000;
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
             h.saturating_record_n(now_us.saturating_sub(due_us), count);
         }

@@ -6,7 +6,7 @@ use timely::dataflow::StreamVec;
 
 use crate::analyses::alerts::Alerts;
 use crate::analyses::buggy_devices::{buggy_devices, BuggyDevice};
-use crate::analyses::daily_speeders::daily_speeders;
+use crate::analyses::daily_speeders::{daily_speeders_open, LiveDailySpeeders};
 use crate::analyses::speeders::speeders;
 use crate::analyses::SpeedWindow;
 use crate::changelog::Change;
@@ -29,6 +29,8 @@ pub struct Outputs<'scope> {
     pub alerts: StreamVec<'scope, Time, SpeedWindow>,
     /// Readings under a buggy sensor, per vehicle, sensor and tumbling window, with corrections.
     pub buggy_devices: StreamVec<'scope, Time, Change<BuggyDevice>>,
+    /// This worker's live state behind `daily_speeders`, for queries between steps.
+    pub live_daily: LiveDailySpeeders,
 }
 
 /// Builds the job's dataflow.
@@ -46,7 +48,8 @@ impl Pipeline {
         let limit = params.speed_limit_mph;
         let windows = readings
             .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), ())))
-            .tumbling::<(SpeedStats, Offsets)>(params.tumbling_ms);
+            .tumbling_open::<(SpeedStats, Offsets)>(params.tumbling_ms);
+        let (windows, panes) = windows;
         let offsets = windows.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 });
         let speed_windows = windows.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
 
@@ -56,9 +59,11 @@ impl Pipeline {
             params.sliding_slide_ms,
         );
         let timelines = arrange_timelines(timelines(rows, buggy));
+        let (daily_speeders, days) = daily_speeders_open(speed_windows.clone());
         Outputs {
             speeders: speeders(speed_windows.clone(), limit),
-            daily_speeders: daily_speeders(speed_windows.clone()),
+            daily_speeders,
+            live_daily: LiveDailySpeeders { panes, days },
             alerts,
             buggy_devices: buggy_devices(offsets, timelines, params.correction_horizon_ms),
             speed_windows,

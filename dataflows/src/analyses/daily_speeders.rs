@@ -4,15 +4,63 @@ use timely::dataflow::operators::vec::Filter;
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
+use crate::reading::Vin;
+use crate::stats::SpeedStats;
 use crate::time::{Time, DAY_MS};
-use crate::windows::Sliding;
+use crate::windows::{Offsets, OpenWindows, Sliding};
 
 /// Re-windows speeding panes (tumbling windows with at least one speeding reading) into UTC days.
 ///
 /// Only speeding panes are kept, so a vehicle's state exists only for days it sped on. The day's
 /// `max` is the top speed of the day: a pane without speeding readings cannot hold it.
 pub fn daily_speeders<'scope>(panes: StreamVec<'scope, Time, SpeedWindow>) -> StreamVec<'scope, Time, SpeedWindow> {
-    panes.filter(|w| w.agg.speeding > 0).sliding(DAY_MS, DAY_MS)
+    daily_speeders_open(panes).0
+}
+
+/// As [`daily_speeders`], also returning this worker's open days.
+pub fn daily_speeders_open<'scope>(
+    panes: StreamVec<'scope, Time, SpeedWindow>,
+) -> (StreamVec<'scope, Time, SpeedWindow>, OpenWindows<Vin, SpeedStats>) {
+    panes.filter(|w| w.agg.speeding > 0).sliding_open(DAY_MS, DAY_MS)
+}
+
+/// A vehicle's speeding on one day so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaySoFar {
+    /// The vehicle.
+    pub vin: Vin,
+    /// Speeding readings so far.
+    pub speeding: u64,
+    /// Top speed so far.
+    pub max: f64,
+}
+
+/// What a worker knows of days not yet closed: the open days of `daily_speeders` (closed panes)
+/// and the panes still open, which have not reached it yet.
+#[derive(Clone)]
+pub struct LiveDailySpeeders {
+    /// Open tumbling windows.
+    pub panes: OpenWindows<Vin, (SpeedStats, Offsets)>,
+    /// Open days.
+    pub days: OpenWindows<Vin, SpeedStats>,
+}
+
+impl LiveDailySpeeders {
+    /// This worker's vehicles with speeding readings on the UTC day starting at `day`, so far,
+    /// by vin: what `daily_speeders` will say of the day if no more readings come.
+    pub fn on_day(&self, day: Time) -> Vec<DaySoFar> {
+        let mut by_vin: std::collections::BTreeMap<Vin, DaySoFar> = std::collections::BTreeMap::new();
+        let mut add = |vin: &Vin, stats: &SpeedStats| {
+            if stats.speeding > 0 {
+                let e = by_vin.entry(*vin).or_insert(DaySoFar { vin: *vin, speeding: 0, max: f64::MIN });
+                e.speeding += stats.speeding;
+                e.max = e.max.max(stats.max);
+            }
+        };
+        self.days.for_each_ending_in(day, day + DAY_MS, |_, _, vin, stats| add(vin, stats));
+        self.panes.for_each_ending_in(day, day + DAY_MS, |_, _, vin, (stats, _)| add(vin, stats));
+        by_vin.into_values().collect()
+    }
 }
 
 #[cfg(test)]
@@ -52,5 +100,52 @@ mod tests {
             .collect();
         days.sort_by_key(|d| (d.0, d.1));
         assert_eq!(days, vec![(a, midnight - DAY_MS, 3, 90.0), (a, midnight, 1, 66.0)]);
+    }
+
+    #[test]
+    fn live_state_answers_for_the_open_day_including_open_panes() {
+        use crate::pipeline::Pipeline;
+        use crate::reading::Reading;
+        use differential_dataflow::input::InputSession;
+        use timely::dataflow::operators::core::input::Input;
+        use timely::dataflow::operators::Probe;
+        use timely::dataflow::ProbeHandle;
+
+        let a = Vin::parse(b"1HGCM82633A000001").unwrap();
+        let b = Vin::parse(b"1HGCM82633A000002").unwrap();
+        let midnight = 1_764_115_200_000; // 2025-11-26T00:00:00Z
+        timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let mut rows = InputSession::new();
+            let mut buggy = InputSession::new();
+            let (mut input, live) = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, readings) = scope.new_input::<Vec<Reading>>();
+                let out = Pipeline::build(readings, rows.to_collection(scope), buggy.to_collection(scope), &crate::Params::default());
+                out.daily_speeders.probe_with(&probe);
+                (input, out.live_daily)
+            });
+            let reading = |vin, t: Time, speed| Reading { record_id: 1, timestamp: t, vin, lon: 0.0, lat: 0.0, speed };
+            // Minute 0: a speeds twice (closes when the input reaches minute 1); minute 1: a and b.
+            input.send(reading(a, midnight + 1_000, 70.0));
+            input.send(reading(a, midnight + 2_000, 90.0));
+            input.send(reading(b, midnight + 3_000, 50.0));
+            input.advance_to(midnight + 60_000);
+            input.send(reading(a, midnight + 61_000, 66.0));
+            input.send(reading(b, midnight + 62_000, 80.0));
+            rows.advance_to(midnight + 60_000);
+            buggy.advance_to(midnight + 60_000);
+            rows.flush();
+            buggy.flush();
+            input.flush();
+            while probe.less_than(&(midnight + 60_000)) {
+                worker.step();
+            }
+            for _ in 0..10 {
+                worker.step();
+            }
+            let day = live.on_day(midnight);
+            assert_eq!(day, vec![DaySoFar { vin: a, speeding: 3, max: 90.0 }, DaySoFar { vin: b, speeding: 1, max: 80.0 }]);
+            assert!(live.on_day(midnight - DAY_MS).is_empty());
+        });
     }
 }

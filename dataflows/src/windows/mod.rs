@@ -11,10 +11,12 @@ use crate::reading::Vin;
 use crate::time::Time;
 
 pub mod offsets;
+pub mod open;
 pub mod sliding;
 pub mod tumbling;
 
 pub use offsets::Offsets;
+pub use open::OpenWindows;
 pub use sliding::Sliding;
 pub use tumbling::Tumbling;
 

@@ -8,8 +8,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use super::{RouteKey, Window, WindowAggregate};
-use crate::time::{align, Pending, Time};
+use super::{OpenWindows, RouteKey, Window, WindowAggregate};
+use crate::time::{align, Time};
 
 /// Combines per-key panes (windows of a tumbling stream) into windows of `size` ms every `slide`
 /// ms, aligned to the epoch. The pane length must divide both `size` and `slide`; with
@@ -42,9 +42,14 @@ use crate::time::{align, Pending, Time};
 /// assert_eq!(spans, vec![(0, 120_000, 2), (60_000, 180_000, 1)]);
 /// assert_eq!(windows[0].agg.avg(), 30.0);
 /// ```
-pub trait Sliding<'scope, K, A> {
+pub trait Sliding<'scope, K, A>: Sized {
     /// Sliding windows of `size` ms every `slide` ms, from panes.
-    fn sliding(self, size: Time, slide: Time) -> StreamVec<'scope, Time, Window<K, A>>;
+    fn sliding(self, size: Time, slide: Time) -> StreamVec<'scope, Time, Window<K, A>> {
+        self.sliding_open(size, slide).0
+    }
+
+    /// As [`Sliding::sliding`], also returning a view of this worker's open windows.
+    fn sliding_open(self, size: Time, slide: Time) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>);
 }
 
 impl<'scope, K, A> Sliding<'scope, K, A> for StreamVec<'scope, Time, Window<K, A>>
@@ -52,12 +57,14 @@ where
     K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
     A: WindowAggregate + ExchangeData,
 {
-    fn sliding(self, size: Time, slide: Time) -> StreamVec<'scope, Time, Window<K, A>> {
+    fn sliding_open(self, size: Time, slide: Time) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(slide > 0 && size >= slide, "sliding windows need 0 < slide <= size");
+        let view: OpenWindows<K, A> = OpenWindows::new(size);
+        let state = view.clone();
         let pact = Exchange::new(|w: &Window<K, A>| w.key.route());
-        self.unary_frontier(pact, "Sliding", move |_cap, _info| {
-            let mut open: Pending<FxHashMap<K, A>> = Pending::new();
+        let stream = self.unary_frontier(pact, "Sliding", move |_cap, _info| {
             move |(input, frontier), output| {
+                let mut open = state.state.borrow_mut();
                 input.for_each_stamp(|cap, data| {
                     for batch in data {
                         for pane in batch.drain(..) {
@@ -91,6 +98,7 @@ where
                     output.session(&cap).give_iterator(windows.into_iter());
                 }
             }
-        })
+        });
+        (stream, view)
     }
 }

@@ -8,8 +8,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use super::{RouteKey, Window, WindowAggregate};
-use crate::time::{align, Pending, Time};
+use super::{OpenWindows, RouteKey, Window, WindowAggregate};
+use crate::time::{align, Time};
 
 /// Groups `(key, event_time, input)` records into tumbling windows of `size` milliseconds per key.
 ///
@@ -40,9 +40,17 @@ use crate::time::{align, Pending, Time};
 /// assert_eq!(windows[0].agg.speeding, 1);
 /// assert_eq!(windows[1].agg.max, 10.0);
 /// ```
-pub trait Tumbling<'scope, K, I> {
+pub trait Tumbling<'scope, K, I>: Sized {
     /// Aggregates each key's records into tumbling windows of `size` ms with the aggregate `A`.
-    fn tumbling<A: WindowAggregate<Input = I> + ExchangeData>(self, size: Time) -> StreamVec<'scope, Time, Window<K, A>>;
+    fn tumbling<A: WindowAggregate<Input = I> + ExchangeData>(self, size: Time) -> StreamVec<'scope, Time, Window<K, A>> {
+        self.tumbling_open(size).0
+    }
+
+    /// As [`Tumbling::tumbling`], also returning a view of this worker's open windows.
+    fn tumbling_open<A: WindowAggregate<Input = I> + ExchangeData>(
+        self,
+        size: Time,
+    ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>);
 }
 
 impl<'scope, K, I> Tumbling<'scope, K, I> for StreamVec<'scope, Time, (K, Time, I)>
@@ -50,13 +58,18 @@ where
     K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
     I: ExchangeData,
 {
-    fn tumbling<A: WindowAggregate<Input = I> + ExchangeData>(self, size: Time) -> StreamVec<'scope, Time, Window<K, A>> {
+    fn tumbling_open<A: WindowAggregate<Input = I> + ExchangeData>(
+        self,
+        size: Time,
+    ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(size > 0, "window size must be positive");
+        let view: OpenWindows<K, A> = OpenWindows::new(size);
+        let state = view.clone();
         let pact = Exchange::new(|(k, _, _): &(K, Time, I)| k.route());
-        self.unary_frontier(pact, "Tumbling", move |_cap, _info| {
+        let stream = self.unary_frontier(pact, "Tumbling", move |_cap, _info| {
             // Open windows by end time, each with the capability to emit it at `end - 1`.
-            let mut open: Pending<FxHashMap<K, A>> = Pending::new();
             move |(input, frontier), output| {
+                let mut open = state.state.borrow_mut();
                 input.for_each_stamp(|cap, data| {
                     for batch in data {
                         for (key, ts, value) in batch.drain(..) {
@@ -84,6 +97,7 @@ where
                     output.session(&cap).give_iterator(windows.into_iter());
                 }
             }
-        })
+        });
+        (stream, view)
     }
 }
