@@ -32,6 +32,22 @@ pub enum Command {
     /// AWS helpers.
     #[command(subcommand)]
     Aws(AwsCommand),
+    /// Run the job as N local processes (a cluster on loopback, for trying it out).
+    Cluster(ClusterArgs),
+}
+
+/// `fleetflow cluster` flags.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Processes to start.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// First loopback port of the processes' connections (one per process).
+    #[arg(long, default_value_t = 2101)]
+    pub base_port: u16,
+    /// `fleetflow run` flags for every process (after `--`), e.g. `-- -w 2 --input a.txt b.txt`.
+    #[arg(last = true)]
+    pub run: Vec<String>,
 }
 
 /// `fleetflow aws ...`
@@ -43,7 +59,20 @@ pub enum AwsCommand {
 
 /// `fleetflow run` flags; each overrides the config file.
 #[derive(Debug, Args, Default)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help (`-h` is the hostfile, as in timely).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Cluster: processes in the cluster (timely's `-n`).
+    #[arg(short = 'n', long)]
+    pub processes: Option<usize>,
+    /// Cluster: this process's index, from 0 (timely's `-p`).
+    #[arg(short = 'p', long)]
+    pub process: Option<usize>,
+    /// Cluster: a file with one `host:port` per process, in process order (timely's `-h`).
+    #[arg(short = 'h', long)]
+    pub hostfile: Option<PathBuf>,
     /// TOML config file (see reference/fleetflow.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -150,6 +179,15 @@ impl RunArgs {
         }
         if let Some(p) = &self.buggy {
             c.reference.buggy_sensors = Some(p.clone());
+        }
+        if let Some(n) = self.processes {
+            c.cluster.processes = n;
+        }
+        if let Some(p) = self.process {
+            c.cluster.process = p;
+        }
+        if let Some(h) = &self.hostfile {
+            c.cluster.hostfile = Some(h.clone());
         }
         if let Some(w) = self.workers {
             c.workers = w;

@@ -62,6 +62,50 @@ pub struct Config {
     pub progress_interval_secs: u64,
     /// The HTTP API and metrics.
     pub http: HttpConfig,
+    /// Multi-process runs.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: timely's own cluster communication; every process runs `workers` threads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Processes in the cluster (`-n`).
+    pub processes: usize,
+    /// This process's index (`-p`).
+    pub process: usize,
+    /// One `host:port` per process, in process order (`-h`); needed when `processes > 1`.
+    pub hostfile: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { processes: 1, process: 0, hostfile: None }
+    }
+}
+
+impl ClusterConfig {
+    /// The processes' addresses from the hostfile (blank lines and `#` comments skipped).
+    pub fn addresses(&self) -> Result<Vec<String>, ConfigError> {
+        let Some(path) = &self.hostfile else {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.hostfile: none while cluster.processes = {}; pass -h FILE with one host:port per process",
+                self.processes
+            )));
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let addresses: Vec<String> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+        if addresses.len() < self.processes {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.hostfile: {} lists {} addresses for {} processes; list one host:port per process",
+                path.display(),
+                addresses.len(),
+                self.processes
+            )));
+        }
+        Ok(addresses.into_iter().take(self.processes).collect())
+    }
 }
 
 /// `[http]`
@@ -96,6 +140,7 @@ impl Default for Config {
             routes: BTreeMap::new(),
             progress_interval_secs: 5,
             http: HttpConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -491,6 +536,16 @@ impl Config {
         if self.workers == 0 || self.workers > 1024 {
             return bad(format!("workers: {} is not allowed; use 1 to 1024 worker threads (-w)", self.workers));
         }
+        let c = &self.cluster;
+        if c.processes == 0 || c.process >= c.processes {
+            return bad(format!(
+                "cluster.process: {} of {} processes is not allowed; use -n N (at least 1) and -p 0 to N-1",
+                c.process, c.processes
+            ));
+        }
+        if c.processes > 1 {
+            c.addresses()?;
+        }
         if self.source.kind == SourceKind::Files && self.source.files.is_empty() {
             return bad("source.files: empty while source.kind = \"files\"; list input files (or pass --input FILE)".into());
         }
@@ -631,6 +686,12 @@ mod tests {
         let mut cfg = Config::default();
         cfg.routes.insert("speedsters".into(), vec![]);
         assert!(cfg.validate().unwrap_err().to_string().contains("routes.speedsters"));
+        let mut cfg = Config::default();
+        cfg.cluster.processes = 2;
+        cfg.cluster.process = 2;
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("cluster.process: 2 of 2"));
+        cfg.cluster.process = 1;
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("cluster.hostfile: none"));
         let mut cfg = Config::default();
         cfg.routes.insert("alerts".into(), vec!["sns".into()]);
         assert!(cfg.validate().unwrap_err().to_string().contains("sink \"sns\" is not defined"));

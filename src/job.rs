@@ -94,19 +94,23 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
 pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
     config.validate()?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
-    // Check the reference files before starting workers, so a missing file is a clear start-up error.
-    if let Some(p) = &config.reference.vin_sensors {
-        Watched::open(p, parse_vin_sensors)?;
-    }
-    if let Some(p) = &config.reference.buggy_sensors {
-        Watched::open(p, parse_buggy)?;
+    // Check the reference files before starting workers, so a missing file is a clear start-up
+    // error (worker 0, in process 0, is the one that reads them).
+    if config.cluster.process == 0 {
+        if let Some(p) = &config.reference.vin_sensors {
+            Watched::open(p, parse_vin_sensors)?;
+        }
+        if let Some(p) = &config.reference.buggy_sensors {
+            Watched::open(p, parse_buggy)?;
+        }
     }
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
     let live = Arc::new(LiveState::new(daily_folders(&config)));
-    let server = match config.http.bind.as_str() {
-        "" => None,
-        bind => {
+    let server = match http_bind(&config) {
+        None => None,
+        Some(bind) => {
+            let bind = bind.as_str();
             let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
             match crate::http::start(bind, token, live.clone(), metrics.clone()) {
                 Ok(s) => Some(s),
@@ -119,7 +123,19 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         }
     };
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
-    let timely_config = timely::Config::process(config.workers);
+    let timely_config = match config.cluster.processes {
+        1 => timely::Config::process(config.workers),
+        _ => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: config.workers,
+                process: config.cluster.process,
+                addresses: config.cluster.addresses()?,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+    };
     let (m, f, l) = (metrics.clone(), failure.clone(), live.clone());
     let guards = timely::execute(timely_config, move |worker| {
         if let Err(e) = run_worker(worker, &config, &plan, &m, &l, &stop, &run_id) {
@@ -136,6 +152,22 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         return Err(e);
     }
     Ok(Summary::of(&metrics))
+}
+
+/// The HTTP address of this process: the configured port plus the process index (so processes
+/// of a cluster on one host do not collide), or none.
+fn http_bind(config: &Config) -> Option<String> {
+    let bind = &config.http.bind;
+    if bind.is_empty() {
+        return None;
+    }
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) if addr.port() != 0 => {
+            addr.set_port(addr.port().saturating_add(config.cluster.process as u16));
+            Some(addr.to_string())
+        }
+        _ => Some(bind.clone()),
+    }
 }
 
 /// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
@@ -281,10 +313,12 @@ fn run_worker(
     run_id: &str,
 ) -> Result<(), JobError> {
     let index = worker.index();
+    // This process's workers are numbered from `process * workers`.
+    let local = index - config.cluster.process * config.workers;
     let peers = worker.peers();
     let params = config.params();
     let router = std::rc::Rc::new(std::cell::RefCell::new(Router::new(
-        plan.build(&format!("w{index:03}-{run_id}"))?,
+        plan.build(&format!("p{:03}-w{index:03}-{run_id}", config.cluster.process))?,
         &config.routes(),
         metrics.clone(),
     )));
@@ -389,7 +423,7 @@ fn run_worker(
                 Poll::Pending
             }
         };
-        if let Some(w) = metrics.watermarks.get(index) {
+        if let Some(w) = metrics.watermarks.get(local) {
             w.store(driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
         }
 
@@ -464,7 +498,7 @@ fn run_worker(
                 metrics.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()).extend(lags);
             }
             let readings = Metrics::get(&metrics.readings);
-            if index == 0 {
+            if local == 0 {
                 log_progress(metrics, readings - last_progress.1, last_progress.0.elapsed(), watermark);
             }
             last_progress = (Instant::now(), readings);
@@ -478,8 +512,8 @@ fn run_worker(
             fail(&mut failed, e.into(), stop);
         }
     }
-    if index == 0 {
-        info!("worker 0 finished in {:.2}s", started.elapsed().as_secs_f64());
+    if local == 0 {
+        info!("worker {index} finished in {:.2}s", started.elapsed().as_secs_f64());
     }
     failed.map_or(Ok(()), Err)
 }

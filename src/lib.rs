@@ -8,6 +8,7 @@ pub mod aws;
 pub mod aws_setup;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod encode;
 pub mod generate;

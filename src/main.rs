@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster(args) => fleetflow::cluster::cluster(&args),
         Command::Generate(args) => {
             let written = fleetflow::generate::generate(&args)?;
             info!("wrote {} lines to {}", written, args.output.display());

@@ -299,3 +299,29 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
         assert_eq!(got, expected, "{stream}: the topic holds what the folder holds");
     }
 }
+
+#[test]
+fn two_processes_of_two_workers_read_a_topic_as_one_worker_does() {
+    let readings = fleet(40, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic("cluster", 4);
+    publish(&t, &readings);
+    let file_out = dir.path().join("file");
+    run(file_job(dir.path(), &readings, &file_out, 1));
+
+    let out = dir.path().join("cluster");
+    let port = common::two_free_ports().to_string();
+    let (b, group) = (brokers(), format!("g-{t}"));
+    let args = ["cluster", "--processes", "2", "--base-port", &port, "--", "-w", "2", "--kafka-brokers", &b, "--topic", &t];
+    let rest = ["--group", &group, "--start", "earliest", "--stop", "end", "--output", out.to_str().unwrap(), "--http", ""];
+    let run =
+        std::process::Command::new(env!("CARGO_BIN_EXE_fleetflow")).args(args).args(rest).args(["--buffer-secs", "0"]).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for stream in ["speed_windows", "speeders", "daily_speeders", "alerts"] {
+        assert_eq!(
+            lines_of(&out, stream),
+            lines_of(&file_out, stream),
+            "{stream}: 2 processes x 2 workers on Kafka = 1 worker on the file"
+        );
+    }
+}

@@ -31,3 +31,16 @@ pub fn lines_of(root: &Path, stream: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// A loopback port whose successor is free too (both free when asked): a base port for a
+/// 2-process cluster.
+#[allow(dead_code)] // not every test binary runs a cluster
+pub fn two_free_ports() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+        let port = first.local_addr().expect("a bound address").port();
+        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}

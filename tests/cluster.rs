@@ -1,0 +1,58 @@
+//! Multi-process runs: `fleetflow cluster` starts 2 processes x 2 workers on loopback (timely's
+//! cluster communication); their outputs equal a 1-worker run's, and every output file name
+//! carries its process and worker.
+
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use fleetflow::config::{Config, SinkConfig, SourceKind};
+
+mod common;
+use common::{files_under, lines_of, two_free_ports};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
+const STREAMS: [&str; 7] = ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices", "late", "errors"];
+
+#[test]
+fn two_processes_of_two_workers_write_what_one_worker_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let g = Command::new(BIN)
+        .args(["generate", "--output", d, "--vehicles", "200", "--duration-secs", "900", "--files", "4"])
+        .args(["--late-fraction", "0.01", "--malformed-fraction", "0.01", "--speeder-fraction", "0.2"])
+        .output()
+        .unwrap();
+    assert!(g.status.success());
+    let files: Vec<String> = (0..4).map(|i| format!("{d}/readings-{i:03}.txt")).collect();
+    let (vin, buggy) = (format!("{d}/vin_sensor.csv"), format!("{d}/buggy_sensors.csv"));
+
+    let out = dir.path().join("cluster");
+    let port = two_free_ports().to_string();
+    let mut args = vec!["cluster", "--processes", "2", "--base-port", &port, "--", "-w", "2", "--input"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--reference", &vin, "--buggy", &buggy, "--output", out.to_str().unwrap(), "--http", "", "--buffer-secs", "0"]);
+    let run = Command::new(BIN).args(&args).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let single = dir.path().join("single");
+    let mut c = Config::default();
+    c.source.kind = SourceKind::Files;
+    c.source.files = files.clone();
+    c.reference.vin_sensors = Some(vin.into());
+    c.reference.buggy_sensors = Some(buggy.into());
+    c.http.bind = String::new();
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: single.clone(), buffer_mib: 1.0, buffer_secs: 0.0 });
+    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+
+    for stream in STREAMS {
+        let one = lines_of(&single, stream);
+        assert!(!one.is_empty(), "the input has {stream}");
+        assert_eq!(lines_of(&out, stream), one, "{stream}: 2 processes x 2 workers = 1 worker");
+    }
+    let names: Vec<String> = files_under(&out).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for tag in ["-p000-w000-", "-p000-w001-", "-p001-w002-", "-p001-w003-"] {
+        assert!(names.iter().any(|n| n.contains(tag)), "files of {tag}: {names:?}");
+    }
+}
