@@ -257,11 +257,20 @@ pub struct WindowsConfig {
     pub sliding_slide_secs: u64,
     /// Allowed lateness: the watermark trails the highest event time by this much, ms.
     pub allowed_lateness_ms: u64,
+    /// A reading more than this many seconds ahead of the wall clock is an error (a bad device
+    /// clock must not push the watermark ahead); 0 turns the check off (replaying future data).
+    pub max_future_secs: u64,
 }
 
 impl Default for WindowsConfig {
     fn default() -> Self {
-        WindowsConfig { tumbling_secs: 60, sliding_size_secs: 300, sliding_slide_secs: 60, allowed_lateness_ms: 5_000 }
+        WindowsConfig {
+            tumbling_secs: 60,
+            sliding_size_secs: 300,
+            sliding_slide_secs: 60,
+            allowed_lateness_ms: 5_000,
+            max_future_secs: 3_600,
+        }
     }
 }
 

@@ -397,6 +397,7 @@ fn run_worker(
     let mut driver =
         SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
             .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
+            .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
             .with_completion(completion(&params, &router.borrow()));
     if config.source.kind == SourceKind::Kafka {
         // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.

@@ -239,3 +239,47 @@ fn reference_edits_take_effect_while_running() {
     assert!(row("10:03").contains(r#""readings":1"#) && !row("10:03").contains("revision"), "{rows:?}");
     assert!(row("10:05").contains(r#""readings":1"#) && !row("10:05").contains("revision"), "{rows:?}");
 }
+
+#[test]
+fn a_reading_from_a_clock_far_ahead_is_an_error_and_does_not_make_others_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let vin = "1HGCM82633A004352";
+    // 2025-11-25T10:00:00Z, then one from 2100, then readings that would be late behind it.
+    let lines = [
+        format!("1 1764064800000 {vin} -73.9 40.7 50"),
+        format!("2 4102444800000 {vin} -73.9 40.7 50"),
+        format!("3 1764064801000 {vin} -73.9 40.7 60"),
+        format!("4 1764064870000 {vin} -73.9 40.7 70"),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("out");
+    let r = fleetflow(&["run", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--http", ""]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let errors = lines_of(&out, "errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("4102444800000") && errors[0].contains("ahead of the wall clock"), "{}", errors[0]);
+    assert!(lines_of(&out, "late").is_empty(), "the bad clock did not push the watermark");
+    let windows = lines_of(&out, "speed_windows");
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    assert!(windows[0].contains("\"readings\":2"), "{}", windows[0]);
+
+    // With the check off (replaying data from the future), the reading is accepted.
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[windows]\nmax_future_secs = 0\n").unwrap();
+    let out2 = dir.path().join("out2");
+    let r = fleetflow(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out2.to_str().unwrap(),
+        "--http",
+        "",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(lines_of(&out2, "errors").is_empty());
+    assert_eq!(lines_of(&out2, "late").len(), 2, "behind the year-2100 reading, the others are late");
+}

@@ -63,6 +63,8 @@ pub struct SourceDriver {
     clock: Box<dyn Fn() -> Instant>,
     /// The time the inputs' capabilities are at: no reading below it can be sent.
     floor: Time,
+    /// Readings more than this many ms ahead of the wall clock are errors (none: no check).
+    max_future: Option<Time>,
     /// When all outputs derived from a reading of this event time are delivered (for commits).
     completion: Box<dyn Fn(Time) -> Time>,
     accepted: Vec<Reading>,
@@ -99,6 +101,7 @@ impl SourceDriver {
             idle_timeout: None,
             clock: Box::new(Instant::now),
             floor: 0,
+            max_future: None,
             completion: Box::new(|ts| ts),
             accepted: Vec::new(),
             late: Vec::new(),
@@ -106,6 +109,12 @@ impl SourceDriver {
         };
         driver.advance();
         driver
+    }
+
+    /// Readings more than `limit` ahead of the wall clock go to `errors` (`None`: no check).
+    pub fn with_max_future(mut self, limit: Option<Duration>) -> Self {
+        self.max_future = limit.map(|d| d.as_millis() as Time);
+        self
     }
 
     /// Lets partitions that may fall silent stop holding the watermark after `timeout` without data.
@@ -206,6 +215,8 @@ impl SourceDriver {
     fn poll_partition(&mut self, index: usize, max: usize) -> Result<Poll, SourceError> {
         let lateness = self.lateness;
         let floor = self.floor;
+        let max_future = self.max_future;
+        let wall = now_ms();
         let completion = &self.completion;
         let now = (self.clock)();
         let state = &mut self.partitions[index];
@@ -262,6 +273,19 @@ impl SourceDriver {
                     reject(&mut runs);
                     return;
                 }
+            }
+            if let Some(ahead) = max_future.and_then(|limit| reading.timestamp.checked_sub(wall).filter(|a| *a > limit)) {
+                // One device with a bad clock must not push the watermark ahead and make every
+                // other reading late.
+                let reason = format!(
+                    "timestamp {} ms is {ahead} ms ahead of the wall clock, more than windows.max_future_secs allows",
+                    reading.timestamp
+                );
+                let record = if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
+                errors.push(malformed(&record, reason));
+                error_at.push(offset);
+                reject(&mut runs);
+                return;
             }
             let partition_watermark = max_ts.map_or(0, |m| m.saturating_sub(lateness));
             let watermark = partition_watermark.max(floor);
