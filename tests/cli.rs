@@ -146,25 +146,27 @@ fn print_config_shows_the_effective_configuration() {
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_closes_windows_flushes_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    // The bare default job (real-time generator), with a long buffer so only the final flush writes.
-    let child = Command::new(BIN)
-        .args(["run", "--vehicles", "20", "--buffer-secs", "600", "--output", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(files_under(&out).is_empty(), "nothing flushed before the interrupt");
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let start = Instant::now();
-    let o = child.wait_with_output().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(30));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let windows = lines_of(&out, "speed_windows");
-    assert!(windows.len() >= 20, "every vehicle's open window was closed and flushed: {}", windows.len());
+fn ctrl_c_or_sigterm_closes_windows_flushes_and_exits_cleanly() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // The bare default job (real-time generator), with a long buffer so only the final flush writes.
+        let child = Command::new(BIN)
+            .args(["run", "--vehicles", "20", "--buffer-secs", "600", "--output", out.to_str().unwrap(), "--http", ""])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(files_under(&out).is_empty(), "nothing flushed before the signal");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let start = Instant::now();
+        let o = child.wait_with_output().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert!(o.status.success(), "signal {signal}: {}", stderr(&o));
+        let windows = lines_of(&out, "speed_windows");
+        assert!(windows.len() >= 20, "signal {signal}: every vehicle's open window was closed and flushed: {}", windows.len());
+    }
 }
 
 #[test]
