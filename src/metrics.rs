@@ -57,18 +57,6 @@ pub struct SinkCounters {
     pub failed_requests: AtomicU64,
 }
 
-impl SinkCounters {
-    /// Adds to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 impl Metrics {
     /// Counters for a process with `workers` worker threads.
     pub fn new(workers: usize) -> Self {

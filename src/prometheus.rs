@@ -57,7 +57,7 @@ impl Collector for JobCollector {
             let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (sink, c) in &sinks {
                 let labels = [("sink", sink.as_str())];
-                ConstCounter::new(SinkCounters::get(field(c))).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(Metrics::get(field(c))).encode(family.encode_family(&labels)?)?;
             }
         }
         let now = crate::sources::driver::now_ms();
@@ -120,7 +120,7 @@ mod tests {
         let m = Arc::new(Metrics::new(1));
         Metrics::add(&m.readings, 42);
         Metrics::add(&m.out[StreamName::Alerts as usize], 3);
-        SinkCounters::add(&m.sink("fh").dead_lettered, 2);
+        Metrics::add(&m.sink("fh").dead_lettered, 2);
         m.windows_handed_off(0, 1);
         let text = render(&registry(m));
         assert!(text.contains("fleetflow_readings_total 42"), "{text}");

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fleetflow::aws::AwsSettings;
 use fleetflow::encode::Encoded;
-use fleetflow::metrics::SinkCounters;
+use fleetflow::metrics::{Metrics, SinkCounters};
 use fleetflow::route::StreamName;
 use fleetflow::sinks::dead_letter::DeadLetter;
 use fleetflow::sinks::firehose::{FirehoseOptions, FirehoseSink};
@@ -183,8 +183,8 @@ fn every_record_arrives_exactly_once_through_every_fault() {
     let peak = server.in_flight.lock().unwrap().1;
     // Base64 makes a request about 4/3 of its records' bytes, plus JSON framing.
     assert!(peak <= limit * 4 / 3 + 32 * 1024, "bytes in flight stayed bounded: {peak}");
-    assert!(SinkCounters::get(&counters.retried) > 0 && SinkCounters::get(&counters.dead_lettered) == 0);
-    assert_eq!(SinkCounters::get(&counters.delivered), 20_000);
+    assert!(Metrics::get(&counters.retried) > 0 && Metrics::get(&counters.dead_lettered) == 0);
+    assert_eq!(Metrics::get(&counters.delivered), 20_000);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn an_unreachable_endpoint_dead_letters_after_the_budget() {
     }
     s.flush().unwrap();
     assert_eq!(s.delivered(StreamName::Speeders), 10, "dead-lettered records count as durable");
-    assert_eq!(SinkCounters::get(&counters.dead_lettered), 10);
+    assert_eq!(Metrics::get(&counters.dead_lettered), 10);
     let files: Vec<_> = walk(dir.path());
     let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
     assert_eq!(text.lines().count(), 10, "each record in the dead-letter folder once");

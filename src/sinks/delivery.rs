@@ -12,7 +12,7 @@ use tracing::{error, warn};
 
 use super::dead_letter::DeadLetter;
 use super::retry::RetryPolicy;
-use crate::metrics::SinkCounters;
+use crate::metrics::{Metrics, SinkCounters};
 
 /// How one request went.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,11 +88,11 @@ pub async fn deliver<D: Deliver>(
     let mut give_up: Vec<(D::Item, String)> = Vec::new();
     while !items.is_empty() {
         attempt += 1;
-        SinkCounters::add(&counters.requests, 1);
+        Metrics::add(&counters.requests, 1);
         let (mut retry, mut last_error) = (Vec::new(), String::new());
         match service.send(&target, &items).await {
             Attempt::Answered(failed) => {
-                SinkCounters::add(&counters.delivered, (items.len() - failed.len()) as u64);
+                Metrics::add(&counters.delivered, (items.len() - failed.len()) as u64);
                 let mut failed = failed.into_iter().peekable();
                 for (i, item) in items.drain(..).enumerate() {
                     match failed.next_if(|(j, _, _)| *j == i) {
@@ -106,12 +106,12 @@ pub async fn deliver<D: Deliver>(
                 }
             }
             Attempt::Failed { error, retryable: true } => {
-                SinkCounters::add(&counters.failed_requests, 1);
+                Metrics::add(&counters.failed_requests, 1);
                 last_error = error;
                 retry = std::mem::take(&mut items);
             }
             Attempt::Failed { error, retryable: false } => {
-                SinkCounters::add(&counters.failed_requests, 1);
+                Metrics::add(&counters.failed_requests, 1);
                 give_up.extend(items.drain(..).map(|i| (i, error.clone())));
             }
         }
@@ -123,7 +123,7 @@ pub async fn deliver<D: Deliver>(
             give_up.extend(retry.into_iter().map(|i| (i, format!("{last_error} (still failing after {attempt} attempts)"))));
             break;
         }
-        SinkCounters::add(&counters.retried, retry.len() as u64);
+        Metrics::add(&counters.retried, retry.len() as u64);
         warn!("{target}: {} records failed ({last_error}); attempt {} in {:?}", retry.len(), attempt + 1, wait);
         tokio::time::sleep(wait).await;
         items = retry;
@@ -137,7 +137,7 @@ pub async fn deliver<D: Deliver>(
         let data: Vec<&[u8]> = group.iter().map(|(item, _)| D::data(item)).collect();
         match dead_letter.write(&target, &group[0].1, attempt, &data) {
             Ok(path) => {
-                SinkCounters::add(&counters.dead_lettered, data.len() as u64);
+                Metrics::add(&counters.dead_lettered, data.len() as u64);
                 error!("{target}: {} records dead-lettered to {} ({})", data.len(), path.display(), group[0].1);
             }
             Err(e) => return Err(format!("{target}: could not dead-letter {} undeliverable records: {e}", data.len())),
@@ -201,9 +201,9 @@ mod tests {
         );
         assert_eq!(seen, vec![vec![0, 1, 2, 3, 4], vec![1, 3], vec![1, 3], vec![1]]);
         assert!(dead.is_empty());
-        assert_eq!(SinkCounters::get(&c.delivered), 5);
-        assert_eq!(SinkCounters::get(&c.retried), 2 + 2 + 1);
-        assert_eq!(SinkCounters::get(&c.requests), 4);
+        assert_eq!(Metrics::get(&c.delivered), 5);
+        assert_eq!(Metrics::get(&c.retried), 2 + 2 + 1);
+        assert_eq!(Metrics::get(&c.requests), 4);
     }
 
     #[test]
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(dead.len(), 5, "every record is in the dead-letter folder: {dead:?}");
         assert_eq!(dead.iter().filter(|l| l.contains("too big")).count(), 1);
         assert_eq!(dead.iter().filter(|l| l.contains("HTTP 503") && l.contains("still failing")).count(), 4);
-        assert_eq!(SinkCounters::get(&c.dead_lettered), 5);
-        assert_eq!(SinkCounters::get(&c.delivered), 0);
+        assert_eq!(Metrics::get(&c.dead_lettered), 5);
+        assert_eq!(Metrics::get(&c.delivered), 0);
     }
 }

@@ -11,7 +11,7 @@ use super::in_flight::{Completion, InFlight};
 use super::ledger::Ledger;
 use super::retry::RetryPolicy;
 use super::SinkError;
-use crate::metrics::SinkCounters;
+use crate::metrics::{Metrics, SinkCounters};
 use crate::route::StreamName;
 
 /// Batches in flight to one service, for every output stream.
@@ -73,7 +73,7 @@ impl<D: Deliver> Dispatcher<D> {
             .write(target, error, 0, &[data])
             .map_err(|e| SinkError::Delivery(format!("{target}: could not dead-letter a record ({error}): {e}")))?;
         tracing::error!("{target}: a record dead-lettered to {} ({error})", path.display());
-        SinkCounters::add(&self.counters.dead_lettered, 1);
+        Metrics::add(&self.counters.dead_lettered, 1);
         ledger.complete(first);
         Ok(())
     }
