@@ -63,6 +63,12 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkEr
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         _ => status.is_some_and(|s| s >= 500 || s == 429) || e.code().is_some_and(retryable_code),
     };
+    Attempt::Failed { error: error_text(e), retryable }
+}
+
+/// An SDK error as one line: HTTP status, error code and message, or the cause chain.
+pub fn error_text<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkError<E, HttpResponse>) -> String {
+    let status = e.raw_response().map(|r| r.status().as_u16());
     let mut error = crate::aws::describe(e);
     if let Some(code) = e.code() {
         error = format!("{code}: {}", e.message().unwrap_or(&error));
@@ -70,7 +76,7 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkEr
     if let Some(s) = status {
         error = format!("HTTP {s}: {error}");
     }
-    Attempt::Failed { error, retryable }
+    error
 }
 
 /// Sends `items` to `target` until each is delivered or dead-lettered. Returns an error only if

@@ -114,9 +114,4 @@ impl<D: Deliver> Dispatcher<D> {
     pub fn unsent(&self, stream: StreamName) -> u64 {
         self.ledgers[stream as usize].unsent()
     }
-
-    /// Bytes in flight now.
-    pub fn in_flight_bytes(&self) -> usize {
-        self.in_flight.bytes()
-    }
 }

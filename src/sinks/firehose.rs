@@ -121,11 +121,6 @@ impl FirehoseSink {
             self.send(stream, batch);
         }
     }
-
-    /// Bytes in flight now.
-    pub fn in_flight_bytes(&self) -> usize {
-        self.dispatcher.in_flight_bytes()
-    }
 }
 
 /// The delivery stream for `stream`.

@@ -60,7 +60,7 @@ impl SinkPlan {
                                 message: format!(
                                     "delivery stream {target:?} (for {}) is not usable: {}; create it (fleetflow aws setup) or fix the name, region and credentials",
                                     stream.as_str(),
-                                    describe_sdk(&e)
+                                    super::delivery::error_text(&e)
                                 ),
                             });
                         }
@@ -84,7 +84,7 @@ impl SinkPlan {
                                 field: format!("sinks.{name}.topic_arn"),
                                 message: format!(
                                     "topic {topic_arn:?} is not usable: {}; create it (fleetflow aws setup) or fix the ARN and credentials",
-                                    describe_sdk(&e)
+                                    super::delivery::error_text(&e)
                                 ),
                             });
                         }
@@ -132,14 +132,5 @@ impl SinkPlan {
                 })
             })
             .collect()
-    }
-}
-
-fn describe_sdk<E: aws_sdk_firehose::error::ProvideErrorMetadata + std::error::Error + 'static>(
-    e: &aws_sdk_firehose::error::SdkError<E, aws_sdk_firehose::config::http::HttpResponse>,
-) -> String {
-    match super::delivery::classify(e) {
-        super::delivery::Attempt::Failed { error, .. } => error,
-        other => format!("{other:?}"),
     }
 }
