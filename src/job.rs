@@ -413,6 +413,8 @@ fn run_worker(
     let started = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
     let mut failed: Option<JobError> = None;
+    // The dataflow is built and the sources are open.
+    live.ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
     loop {
         // A failure stops the sources but not the dataflow: every worker steps on until the
@@ -482,7 +484,6 @@ fn run_worker(
         while let Ok(q) = queries.try_recv() {
             LiveState::answer(q, &live_daily);
         }
-        live.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         router.borrow_mut().poll();
         // What every worker's sinks have delivered: the sources may commit what lies before it.
         let durable = done_probe.with_frontier(|f| f.first().copied());

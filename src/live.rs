@@ -61,10 +61,12 @@ impl From<&DaySoFar> for SpeederRow {
 /// A vehicle's latest closed tumbling window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LatestWindow {
-    /// Window start, RFC 3339.
-    pub window_start: String,
-    /// Window end, RFC 3339.
-    pub window_end: String,
+    /// Window start, epoch ms (RFC 3339 in JSON).
+    #[serde(rename = "window_start", serialize_with = "as_rfc3339")]
+    pub start: Time,
+    /// Window end, epoch ms (RFC 3339 in JSON).
+    #[serde(rename = "window_end", serialize_with = "as_rfc3339")]
+    pub end: Time,
     /// Readings in it.
     pub readings: u64,
     /// Average speed, mph.
@@ -73,8 +75,10 @@ pub struct LatestWindow {
     pub max_speed: f64,
     /// Lowest speed, mph.
     pub min_speed: f64,
-    #[serde(skip)]
-    end: Time,
+}
+
+fn as_rfc3339<S: serde::Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::encode::rfc3339(*t))
 }
 
 /// Where an answer about a day came from.
@@ -158,13 +162,12 @@ impl LiveState {
                 latest.insert(
                     w.key,
                     LatestWindow {
-                        window_start: crate::encode::rfc3339(w.start),
-                        window_end: crate::encode::rfc3339(w.end),
+                        start: w.start,
+                        end: w.end,
                         readings: w.agg.readings,
                         avg_speed: (w.agg.avg() * 1000.0).round() / 1000.0,
                         max_speed: w.agg.max,
                         min_speed: w.agg.min,
-                        end: w.end,
                     },
                 );
             }
