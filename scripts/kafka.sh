@@ -24,11 +24,12 @@ classpath() {
   cat "$home/classpath"
 }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# shellcheck source=scripts/service.sh
+source "$root/scripts/service.sh"
 
 case "${1:-}" in
   start)
-    if answers; then echo "kafka.sh: a broker already answers on 127.0.0.1:$port"; exit 0; fi
+    if answers "$port"; then echo "kafka.sh: a broker already answers on 127.0.0.1:$port"; exit 0; fi
     cp="$(classpath)"
     rm -rf "$home/data"
     mkdir -p "$home/data"
@@ -66,27 +67,14 @@ PROPS
     nohup java -Xms256m -Xmx768m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$cp" kafka.Kafka \
       "$home/server.properties" >"$home/stdout.log" 2>&1 &
     echo $! > "$home/pid"
-    for _ in $(seq 1 120); do
-      if answers; then echo "kafka.sh: broker ready on 127.0.0.1:$port (pid $(cat "$home/pid"))"; exit 0; fi
-      if ! kill -0 "$(cat "$home/pid")" 2>/dev/null; then
-        echo "kafka.sh: the broker exited; its output:" >&2; tail -50 "$home/stdout.log" "$home/broker.log" >&2 || true; exit 1
-      fi
-      sleep 0.5
-    done
-    echo "kafka.sh: the broker did not answer within 60 s" >&2; exit 1
+    wait_ready kafka.sh broker "$port" "$home/pid" "$home/stdout.log" "$home/broker.log"
     ;;
   stop)
-    if [ -f "$home/pid" ]; then
-      pid="$(cat "$home/pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -9 "$pid" 2>/dev/null || true
-      rm -f "$home/pid"
-    fi
+    stop_pid "$home/pid"
     rm -rf "$home/data"
     ;;
   status)
-    answers
+    answers "$port"
     ;;
   classpath)
     classpath

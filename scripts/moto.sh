@@ -24,34 +24,22 @@ install() {
   fi
 }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# shellcheck source=scripts/service.sh
+source "$root/scripts/service.sh"
 
 case "${1:-}" in
   start)
-    if answers; then echo "moto.sh: something already answers on 127.0.0.1:$port"; exit 0; fi
+    if answers "$port"; then echo "moto.sh: something already answers on 127.0.0.1:$port"; exit 0; fi
     install
     nohup "$home/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$home/server.log" 2>&1 &
     echo $! > "$home/pid"
-    for _ in $(seq 1 120); do
-      if answers; then echo "moto.sh: moto ready on 127.0.0.1:$port (pid $(cat "$home/pid"))"; exit 0; fi
-      if ! kill -0 "$(cat "$home/pid")" 2>/dev/null; then
-        echo "moto.sh: moto exited; its output:" >&2; tail -50 "$home/server.log" >&2 || true; exit 1
-      fi
-      sleep 0.5
-    done
-    echo "moto.sh: moto did not answer within 60 s" >&2; exit 1
+    wait_ready moto.sh moto "$port" "$home/pid" "$home/server.log"
     ;;
   stop)
-    if [ -f "$home/pid" ]; then
-      pid="$(cat "$home/pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-      rm -f "$home/pid"
-    fi
+    stop_pid "$home/pid"
     ;;
   status)
-    answers
+    answers "$port"
     ;;
   *)
     echo "usage: $0 start|stop|status" >&2; exit 2
