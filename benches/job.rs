@@ -13,18 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn peak_rss_children_kib() -> i64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass; no other invariants.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    }
-}
+mod common;
+use common::{env_or, peak_rss_children_kib, worker_counts};
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this with no such flag: stay quick.
@@ -32,11 +22,7 @@ fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_fleetflow"));
     let vehicles = env_or("FLEETFLOW_BENCH_VEHICLES", if benching { 10_000 } else { 50 });
     let secs = env_or("FLEETFLOW_BENCH_SECS", if benching { 1_000 } else { 60 });
-    let workers: Vec<usize> = std::env::var("FLEETFLOW_BENCH_WORKERS")
-        .unwrap_or_else(|_| "1,2".into())
-        .split(',')
-        .filter_map(|w| w.trim().parse().ok())
-        .collect();
+    let workers = worker_counts();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-data/v{vehicles}-s{secs}"));
     if !data.join("buggy_sensors.csv").exists() {
         let status = Command::new(&bin)

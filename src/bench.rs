@@ -120,7 +120,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
     config.generator.duration_secs = args.duration;
     config.generator.late_fraction = 0.0;
     config.generator.max_delay_ms = args.max_delay_ms;
-    config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0 });
+    config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false });
     let lateness = config.windows.allowed_lateness_ms;
     let start = crate::sources::driver::now_ms();
     // Windows the end of the input closes (before the watermark would) are not measured.

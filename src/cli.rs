@@ -34,6 +34,8 @@ pub enum Command {
     Aws(AwsCommand),
     /// Run the job as N local processes (a cluster on loopback, for trying it out).
     Cluster(ClusterArgs),
+    /// Recompute past days from the `raw` archive (folder or S3) or Kafka into a backfill output.
+    Replay(Box<crate::replay::ReplayArgs>),
 }
 
 /// `fleetflow cluster` flags.

@@ -64,6 +64,29 @@ pub struct Config {
     pub http: HttpConfig,
     /// Multi-process runs.
     pub cluster: ClusterConfig,
+    /// Replay of past days (`fleetflow replay`).
+    pub replay: ReplayConfig,
+}
+
+/// `[replay]`: recompute the outputs of past days from the `raw` archive (`source.kind =
+/// "archive"`) or from Kafka, writing only those days' outputs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// First day (`YYYY-MM-DD`, UTC) or time (RFC 3339) replayed; empty: no replay range.
+    pub from: String,
+    /// Last day replayed, included (`YYYY-MM-DD`), or the time it ends before (RFC 3339).
+    pub to: String,
+    /// The archive of the `raw` stream: a folder or `s3://bucket/prefix`, holding `raw/YYYY/MM/DD/HH/`.
+    pub archive: String,
+    /// How long after its event hour a reading may be filed in the archive, s: 0 for archives
+    /// filed by event time (the folder sink); Firehose files by arrival, so use its buffer
+    /// interval plus the allowed lateness (and more if the live job ran behind).
+    pub slack_secs: u64,
+    /// Region of an S3 archive (default: the standard chain, `AWS_REGION`).
+    pub region: Option<String>,
+    /// Endpoint of an S3 archive instead of AWS's (an emulator).
+    pub endpoint_url: Option<String>,
 }
 
 /// `[cluster]`: timely's own cluster communication; every process runs `workers` threads.
@@ -141,6 +164,7 @@ impl Default for Config {
             progress_interval_secs: 5,
             http: HttpConfig::default(),
             cluster: ClusterConfig::default(),
+            replay: ReplayConfig::default(),
         }
     }
 }
@@ -156,6 +180,8 @@ pub enum SourceKind {
     Files,
     /// A Kafka topic (each partition one source partition).
     Kafka,
+    /// The `raw` archive of earlier runs (`[replay]`).
+    Archive,
 }
 
 /// `[source]`
@@ -325,6 +351,12 @@ pub enum SinkConfig {
         /// Flush a stream this many seconds after its first buffered record.
         #[serde(default = "default_buffer_secs")]
         buffer_secs: f64,
+        /// Write each file once, complete and sorted, named by stream and hour rather than by
+        /// writer (`<stream>-<YYYYMMDDTHH>.jsonl`, the hour its windows closed), when the dataflow
+        /// has passed that hour: reruns and replays write the same bytes and overwrite. The
+        /// buffering hints do not apply; files appear an hour (plus the lateness) after the fact.
+        #[serde(default)]
+        sealed: bool,
     },
     /// Kafka topics, one message per record keyed by vin.
     Kafka {
@@ -446,7 +478,7 @@ fn default_buffer_secs() -> f64 {
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig::Folder { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs() }
+        SinkConfig::Folder { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs(), sealed: false }
     }
 }
 
@@ -586,6 +618,15 @@ impl Config {
         if !g.realtime {
             self.generator_start()?;
         }
+        let span = self.replay_days()?;
+        if self.source.kind == SourceKind::Archive {
+            if self.replay.archive.trim().is_empty() {
+                return bad("replay.archive: empty while source.kind = \"archive\"; give the folder or s3://bucket/prefix holding raw/YYYY/MM/DD/HH".into());
+            }
+            if span.is_none() {
+                return bad("replay.from: empty while source.kind = \"archive\"; give the first day to replay, e.g. 2025-11-24".into());
+            }
+        }
         if self.reference.correction_horizon_secs == 0 {
             return bad("reference.correction_horizon_secs: 0; use at least 1 (seconds a closed window stays correctable)".into());
         }
@@ -630,6 +671,23 @@ impl Config {
         Ok(())
     }
 
+    /// The replayed span `[start, end)` in epoch ms, if `replay.from` is set.
+    pub fn replay_days(&self) -> Result<Option<(u64, u64)>, ConfigError> {
+        let r = &self.replay;
+        if r.from.trim().is_empty() {
+            return Ok(None);
+        }
+        let start = parse_day_or_time("replay.from", &r.from, false)?;
+        let end = if r.to.trim().is_empty() { start + 86_400_000 } else { parse_day_or_time("replay.to", &r.to, true)? };
+        if end <= start {
+            return Err(ConfigError::Invalid(format!(
+                "replay.to: {:?} is not after replay.from {:?}; give a last day on or after the first",
+                r.to, r.from
+            )));
+        }
+        Ok(Some((start, end)))
+    }
+
     /// The generator's start time, epoch ms.
     pub fn generator_start(&self) -> Result<u64, ConfigError> {
         chrono::DateTime::parse_from_rfc3339(&self.generator.start).map(|t| t.timestamp_millis().max(0) as u64).map_err(|e| {
@@ -639,6 +697,21 @@ impl Config {
             ))
         })
     }
+}
+
+/// A day `YYYY-MM-DD` (its start, or with `end` its end) or an RFC 3339 time, epoch ms.
+fn parse_day_or_time(field: &str, s: &str, end: bool) -> Result<u64, ConfigError> {
+    let s = s.trim();
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+        let ms = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or(0);
+        return Ok(ms.max(0) as u64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis().max(0) as u64).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{field}: {s:?} is neither a day nor an RFC 3339 time ({e}); write e.g. 2025-11-24 or 2025-11-24T06:00:00Z"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -704,5 +777,22 @@ mod tests {
         let mut cfg = Config::default();
         cfg.routes.insert("alerts".into(), vec!["sns".into()]);
         assert!(cfg.validate().unwrap_err().to_string().contains("sink \"sns\" is not defined"));
+    }
+
+    #[test]
+    fn replay_days_are_whole_utc_days_or_times() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.replay_days().unwrap(), None);
+        cfg.replay.from = "2025-11-24".into();
+        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_028_800_000)), "one day when `to` is empty");
+        cfg.replay.to = "2025-11-26".into();
+        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_201_600_000)), "`to` is included");
+        cfg.replay.to = "2025-11-24T06:00:00Z".into();
+        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_763_964_000_000)), "a time ends the span");
+        cfg.replay.to = "2025-11-23".into();
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("replay.to"));
+        cfg.replay.to = String::new();
+        cfg.source.kind = SourceKind::Archive;
+        assert!(cfg.validate().unwrap_err().to_string().starts_with("replay.archive: empty"));
     }
 }

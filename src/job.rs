@@ -18,13 +18,15 @@ use timely::ExchangeData;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceKind};
-use crate::encode::{self, Encoded};
+use crate::encode::{self, Encoded, Filed};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
 use crate::rejected::Rejected;
 use crate::route::{Router, StreamName};
 use crate::sinks::plan::SinkPlan;
+use crate::sources::archive::{ArchiveListing, ArchivePartition};
+use crate::sources::archive_store::ArchiveStore;
 use crate::sources::driver::SourceInputs;
 use crate::sources::file::FilePartition;
 use crate::sources::generator::{FleetConfig, FleetPartition};
@@ -106,6 +108,10 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     }
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
+    let archive = match config.source.kind {
+        SourceKind::Archive => Some(Arc::new(list_archive(&config)?)),
+        _ => None,
+    };
     let live = Arc::new(LiveState::new(daily_folders(&config)));
     let server = match http_bind(&config) {
         None => None,
@@ -136,11 +142,12 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
             worker: timely::WorkerConfig::default(),
         },
     };
-    let (m, f, l) = (metrics.clone(), failure.clone(), live.clone());
+    let shared = Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, run_id };
+    let f = failure.clone();
     let guards = timely::execute(timely_config, move |worker| {
-        if let Err(e) = run_worker(worker, &config, &plan, &m, &l, &stop, &run_id) {
+        if let Err(e) = run_worker(worker, &shared) {
             error!("worker {} failed: {e}", worker.index());
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
             f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
         }
     })
@@ -152,6 +159,29 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         return Err(e);
     }
     Ok(Summary::of(&metrics))
+}
+
+/// How much event time around replayed days is read for context: a sliding window and one slide
+/// before (an alert looks back one slide) and after (windows starting in the days end after them),
+/// and one tumbling window.
+pub fn replay_margin(params: &fleetflow_dataflows::Params) -> Time {
+    params.sliding_size_ms + params.sliding_slide_ms + params.tumbling_ms
+}
+
+/// Lists the archive hours a replay reads (its days plus the margin, plus the slack).
+pub fn list_archive(config: &Config) -> Result<ArchiveListing, JobError> {
+    let r = &config.replay;
+    let Some((start, end)) = config.replay_days()? else {
+        return Err(crate::config::ConfigError::Invalid("replay.from: empty; give the first day to replay".into()).into());
+    };
+    let aws = crate::aws::AwsSettings {
+        region: r.region.clone(),
+        endpoint_url: r.endpoint_url.clone(),
+        request_timeout: Duration::from_secs(60),
+    };
+    let store = ArchiveStore::open(&r.archive, &aws)?;
+    let margin = replay_margin(&config.params());
+    Ok(ArchiveListing::list(store, (start.saturating_sub(margin), end.saturating_add(margin)), r.slack_secs.saturating_mul(1000))?)
 }
 
 /// The HTTP address of this process: the configured port plus the process index (so processes
@@ -186,9 +216,20 @@ fn daily_folders(config: &Config) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box<dyn Partition>>, JobError> {
+fn partitions_for(
+    config: &Config,
+    archive: Option<&Arc<ArchiveListing>>,
+    metrics: &Arc<Metrics>,
+    index: usize,
+    peers: usize,
+) -> Result<Vec<Box<dyn Partition>>, JobError> {
     let mut out: Vec<Box<dyn Partition>> = Vec::new();
     match config.source.kind {
+        SourceKind::Archive => {
+            if let Some(listing) = archive {
+                out.push(Box::new(ArchivePartition::new(listing.clone(), index, peers, metrics.clone())));
+            }
+        }
         SourceKind::Files => {
             for (i, path) in config.source.files.iter().enumerate() {
                 if i % peers == index {
@@ -228,7 +269,7 @@ fn partitions_for(config: &Config, index: usize, peers: usize) -> Result<Vec<Box
 /// The returned (empty) stream's frontier is how far this stream's output is durable: the operator
 /// holds a capability for the times of records its sinks have not flushed yet, so a probe on it
 /// tells what every worker has delivered (what Kafka offsets may be committed for).
-fn route<'scope, D: ExchangeData>(
+fn route<'scope, D: ExchangeData + Filed>(
     stream: StreamVec<'scope, Time, D>,
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
@@ -238,7 +279,7 @@ fn route<'scope, D: ExchangeData>(
 }
 
 /// [`route`], also showing each batch to `tap` (for the live state), and then the input frontier.
-fn route_tapped<'scope, D: ExchangeData>(
+fn route_tapped<'scope, D: ExchangeData + Filed>(
     stream: StreamVec<'scope, Time, D>,
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
@@ -247,6 +288,13 @@ fn route_tapped<'scope, D: ExchangeData>(
 ) -> StreamVec<'scope, Time, ()> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
+    let stream = if router.borrow().sealed(name) {
+        // Sealed files hold all records of one event hour: they are gathered on one worker.
+        use timely::dataflow::operators::core::Exchange;
+        stream.exchange(move |record: &D| record.filed_at() / 3_600_000)
+    } else {
+        stream
+    };
     let scope = stream.scope();
     stream.unary_frontier(Local, name.as_str(), move |_cap, info| {
         router.borrow_mut().on_flush(scope.activator_for(info.address));
@@ -266,8 +314,7 @@ fn route_tapped<'scope, D: ExchangeData>(
                     tap(batch, None);
                     if wanted && !router.suppressed(name, time) {
                         for record in batch.iter() {
-                            router.write(name, &encode(record));
-                            wrote = true;
+                            wrote |= router.write(name, time, &encode(record));
                         }
                         if name == StreamName::SpeedWindows {
                             // Windows travel at their last millisecond: they ended at `time + 1`.
@@ -294,7 +341,11 @@ fn route_tapped<'scope, D: ExchangeData>(
                     }
                 }
             });
-            tap(&[], Some(frontier.frontier().first().copied().unwrap_or(Time::MAX)));
+            let sealed_to = frontier.frontier().first().copied().unwrap_or(Time::MAX);
+            tap(&[], Some(sealed_to));
+            if wanted {
+                router.borrow_mut().seal(name, sealed_to);
+            }
             let router = router.borrow();
             held.retain(|(mark, _)| !router.durable(name, mark));
         }
@@ -303,15 +354,22 @@ fn route_tapped<'scope, D: ExchangeData>(
 
 type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>);
 
-fn run_worker(
-    worker: &mut timely::worker::Worker,
-    config: &Config,
-    plan: &SinkPlan,
-    metrics: &Arc<Metrics>,
-    live: &Arc<LiveState>,
-    stop: &Arc<AtomicBool>,
-    run_id: &str,
-) -> Result<(), JobError> {
+/// What the workers of a process share.
+struct Shared {
+    config: Config,
+    plan: Arc<SinkPlan>,
+    /// The archive a replay reads, listed once.
+    archive: Option<Arc<ArchiveListing>>,
+    metrics: Arc<Metrics>,
+    live: Arc<LiveState>,
+    stop: Arc<AtomicBool>,
+    /// Names this run's output files.
+    run_id: String,
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), JobError> {
+    let Shared { config, plan, archive, metrics, live, stop, run_id } = shared;
+    let archive = archive.as_ref();
     let index = worker.index();
     // This process's workers are numbered from `process * workers`.
     let local = index - config.cluster.process * config.workers;
@@ -322,6 +380,9 @@ fn run_worker(
         &config.routes(),
         metrics.clone(),
     )));
+    if let Some((start, end)) = config.replay_days()? {
+        router.borrow_mut().keep_only(start, end);
+    }
     let mut rows_input: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
     let mut buggy_input: InputSession<Time, SensorId, isize> = InputSession::new();
     let watermark_probe = ProbeHandle::new();
@@ -393,7 +454,7 @@ fn run_worker(
     }
     let mut refs: Option<RefInputs> = Some((rows_input, buggy_input));
 
-    let partitions = partitions_for(config, index, peers)?;
+    let partitions = partitions_for(config, archive, metrics, index, peers)?;
     let mut driver =
         SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
             .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))

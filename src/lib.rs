@@ -22,6 +22,7 @@ pub mod produce;
 pub mod prometheus;
 pub mod reference;
 pub mod rejected;
+pub mod replay;
 pub mod route;
 pub mod sinks;
 pub mod sources;

@@ -38,6 +38,12 @@ pub struct Metrics {
     /// Window latency for `/metrics`: seconds from a window's end plus the allowed lateness (by
     /// the wall clock) to its hand-off to the sinks. Meaningful when event time follows the clock.
     pub window_latency_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Replay: output records filed outside the replayed days (computed for context, not written).
+    pub outside_range: AtomicU64,
+    /// Replay: bytes read from the archive.
+    pub archive_bytes: AtomicU64,
+    /// Replay: archived readings outside the replayed days and their margin (not read into windows).
+    pub archive_skipped: AtomicU64,
     /// Per configured sink, by name: what it delivered, retried and dead-lettered.
     pub sinks: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SinkCounters>>>,
 }
@@ -78,6 +84,9 @@ impl Metrics {
             window_latency_seconds: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
             ),
+            outside_range: zero(),
+            archive_bytes: zero(),
+            archive_skipped: zero(),
             sinks: Default::default(),
         }
     }

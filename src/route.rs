@@ -79,6 +79,8 @@ pub struct Router {
     activators: Vec<timely::scheduling::Activator>,
     /// Records at timely times below this were delivered by an earlier run (Kafka restart).
     suppress_below: fleetflow_dataflows::Time,
+    /// Only window records filed under event times in `[start, end)` are written (a replay's days).
+    range: Option<(fleetflow_dataflows::Time, fleetflow_dataflows::Time)>,
 }
 
 impl Router {
@@ -89,12 +91,35 @@ impl Router {
         for (stream, indexes) in routes {
             table[*stream as usize] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
         }
-        Router { routes: table, sinks, metrics, failed: None, activators: Vec::new(), suppress_below: 0 }
+        Router { routes: table, sinks, metrics, failed: None, activators: Vec::new(), suppress_below: 0, range: None }
     }
 
     /// Window outputs at timely times below `time` are not written again (an earlier run did).
     pub fn suppress_below(&mut self, time: fleetflow_dataflows::Time) {
         self.suppress_below = time;
+        for sink in &self.sinks {
+            sink.borrow_mut().resumed_below(time);
+        }
+    }
+
+    /// Writes only records filed under event times in `[start, end)`, except `late` and `errors`
+    /// (a replay reads a margin around its days for context, and writes just its days).
+    pub fn keep_only(&mut self, start: fleetflow_dataflows::Time, end: fleetflow_dataflows::Time) {
+        self.range = Some((start, end));
+    }
+
+    /// Whether a sink of `stream` needs all records of an event hour on one worker.
+    pub fn sealed(&self, stream: StreamName) -> bool {
+        self.routes[stream as usize].iter().any(|s| s.borrow().sealed())
+    }
+
+    /// No record of `stream` below `frontier` will come: lets sealed sinks write complete files.
+    pub fn seal(&mut self, stream: StreamName, frontier: fleetflow_dataflows::Time) {
+        for sink in &self.routes[stream as usize] {
+            if let Err(e) = sink.borrow_mut().seal(stream, frontier) {
+                self.failed.get_or_insert(e);
+            }
+        }
     }
 
     /// Whether a record of `stream` at timely time `time` was already delivered by an earlier run.
@@ -138,14 +163,22 @@ impl Router {
         self.routes[stream as usize].iter().zip(mark).all(|(s, (written, _))| s.borrow().delivered(stream) >= *written)
     }
 
-    /// Hands one record to the stream's sinks. A sink error is kept and reported by [`Router::check`].
-    pub fn write(&mut self, stream: StreamName, record: &Encoded) {
+    /// Hands one record, produced at dataflow time `stamp`, to the stream's sinks; false when it
+    /// falls outside [`Router::keep_only`]. A sink error is kept and reported by [`Router::check`].
+    pub fn write(&mut self, stream: StreamName, stamp: fleetflow_dataflows::Time, record: &Encoded) -> bool {
+        if let Some((start, end)) = self.range {
+            if !(start..end).contains(&record.time) && !matches!(stream, StreamName::Late | StreamName::Errors) {
+                Metrics::add(&self.metrics.outside_range, 1);
+                return false;
+            }
+        }
         Metrics::add(&self.metrics.out[stream as usize], 1);
         for sink in &self.routes[stream as usize] {
-            if let Err(e) = sink.borrow_mut().write(stream, record) {
+            if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
                 self.failed.get_or_insert(e);
             }
         }
+        true
     }
 
     fn delivered_count(&self) -> u64 {

@@ -286,3 +286,105 @@ fn rt_delete_bucket(bucket: &str) {
     let rt = fleetflow::aws::runtime();
     rt.block_on(s3().delete_bucket().bucket(bucket).send()).unwrap();
 }
+
+/// The sealed files of `stream`s under `root` in hour folder `hour` (`YYYY/MM/DD/HH`), by name.
+fn sealed_hour(root: &Path, streams: &[&str], hour: &str) -> Vec<(String, Vec<u8>)> {
+    streams
+        .iter()
+        .flat_map(|s| files_under(&root.join(s).join(hour)))
+        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn replay_from_an_s3_archive_writes_what_the_live_run_wrote() {
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    fleetflow(
+        &["generate", "--output", d, "--vehicles", "30", "--duration-secs", "10800", "--interval-ms", "5000", "--files", "2"]
+            .into_iter()
+            .chain(["--speeder-fraction", "0.3", "--buggy-fraction", "0.2"])
+            .collect::<Vec<_>>(),
+    );
+    let (live, archive, replayed) = (dir.path().join("live"), dir.path().join("archive"), dir.path().join("replayed"));
+    let config = dir.path().join("live.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+workers = 2
+[source]
+kind = "files"
+files = ["{d}/readings-000.txt", "{d}/readings-001.txt"]
+[reference]
+vin_sensors = "{d}/vin_sensor.csv"
+buggy_sensors = "{d}/buggy_sensors.csv"
+[windows]
+max_future_secs = 0
+[sinks.local]
+kind = "folder"
+path = "{live}"
+sealed = true
+[sinks.archive]
+kind = "folder"
+path = "{archive}"
+buffer_mib = 0.05
+buffer_secs = 0
+[routes]
+raw = ["archive"]
+[http]
+bind = ""
+"#,
+            live = live.display(),
+            archive = archive.display()
+        ),
+    )
+    .unwrap();
+    fleetflow(&["run", "--config", config.to_str().unwrap()]);
+
+    // The archive in S3, as Firehose with an event-time prefix would lay it out.
+    let bucket = unique("archive");
+    let client = s3();
+    let rt = fleetflow::aws::runtime();
+    rt.block_on(client.create_bucket().bucket(&bucket).send()).unwrap();
+    let objects = files_under(&archive);
+    assert!(objects.len() > 4);
+    for f in &objects {
+        let key = format!("backup/{}", f.strip_prefix(&archive).unwrap().display());
+        let body = aws_sdk_s3::primitives::ByteStream::from(std::fs::read(f).unwrap());
+        rt.block_on(client.put_object().bucket(&bucket).key(key).body(body).send()).unwrap();
+    }
+
+    let out = fleetflow(&[
+        "replay",
+        "--from",
+        "2025-11-25T01:00:00Z",
+        "--to",
+        "2025-11-25T02:00:00Z",
+        "--archive",
+        &format!("s3://{bucket}/backup"),
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--reference",
+        &format!("{d}/vin_sensor.csv"),
+        "--buggy",
+        &format!("{d}/buggy_sensors.csv"),
+        "--output",
+        replayed.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(" 0 late"), "{report}");
+    let streams = ["speed_windows", "speeders", "alerts", "buggy_devices"];
+    let expected = sealed_hour(&live, &streams, "2025/11/25/01");
+    for s in streams {
+        assert!(expected.iter().any(|(n, _)| n.starts_with(s)), "the live hour has {s}");
+    }
+    assert_eq!(sealed_hour(&replayed, &streams, "2025/11/25/01"), expected, "the replayed hour equals the live one");
+    for other in ["2025/11/25/00", "2025/11/25/02"] {
+        assert!(sealed_hour(&replayed, &streams, other).is_empty(), "only the replayed hour is written, not {other}");
+    }
+}

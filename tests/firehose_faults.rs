@@ -161,7 +161,7 @@ fn every_record_arrives_exactly_once_through_every_fault() {
     for i in 0..20_000u32 {
         let stream = streams[(i % 7 == 0) as usize];
         let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat((i % 50) as usize));
-        sink.write(stream, &Encoded { line: line.clone().into_bytes(), time: 0, key: None }).unwrap();
+        sink.write(stream, 0, &Encoded { line: line.clone().into_bytes(), time: 0, key: None }).unwrap();
         written.entry(format!("faults-{}", stream.as_str())).or_default().push(line);
         if i % 1000 == 0 {
             sink.poll().unwrap();
@@ -195,7 +195,7 @@ fn an_unreachable_endpoint_dead_letters_after_the_budget() {
     let counters = Arc::new(SinkCounters::default());
     let mut s = sink(&format!("http://127.0.0.1:{port}"), dir.path(), 1 << 20, Duration::from_millis(500), counters.clone());
     for i in 0..10 {
-        s.write(StreamName::Speeders, &Encoded { line: format!("{i}\n").into_bytes(), time: 0, key: None }).unwrap();
+        s.write(StreamName::Speeders, 0, &Encoded { line: format!("{i}\n").into_bytes(), time: 0, key: None }).unwrap();
     }
     s.flush().unwrap();
     assert_eq!(s.delivered(StreamName::Speeders), 10, "dead-lettered records count as durable");
@@ -228,7 +228,7 @@ fn a_record_above_the_record_limit_is_dead_lettered_and_the_rest_delivered() {
     let huge = format!("{{\"pad\":\"{}\"}}\n", "y".repeat(1_100_000));
     let lines = ["{\"a\":1}\n".to_string(), huge.clone(), "{\"b\":2}\n".to_string()];
     for l in &lines {
-        s.write(StreamName::Errors, &Encoded { line: l.clone().into_bytes(), time: 0, key: None }).unwrap();
+        s.write(StreamName::Errors, 0, &Encoded { line: l.clone().into_bytes(), time: 0, key: None }).unwrap();
     }
     s.flush().unwrap();
     assert_eq!(s.delivered(StreamName::Errors), 3);

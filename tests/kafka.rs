@@ -44,7 +44,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 
 fn config(out: &Path, workers: usize) -> Config {
     let mut c = Config { workers, ..Config::default() };
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0 });
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false });
     c
 }
 
@@ -185,6 +185,18 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     assert_eq!(lines_of(dir.path(), "speed_windows").len(), 5, "end of input closes the open windows");
 }
 
+/// Messages of `topic` (2 partitions) that `group` has committed.
+fn committed(topic: &str, group: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        list.add_partition(topic, p);
+    }
+    let Ok(offsets) = consumer.committed_offsets(list, Duration::from_secs(5)) else { return 0 };
+    offsets.elements().iter().filter_map(|e| e.offset().to_raw()).filter(|o| *o > 0).sum()
+}
+
 #[cfg(unix)]
 #[test]
 fn killed_mid_topic_then_restarted_loses_no_reading() {
@@ -223,7 +235,11 @@ fn killed_mid_topic_then_restarted_loses_no_reading() {
         })
     };
     let mut first = job(&[]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Killed once it has committed something (by the clock this was flaky on a loaded machine).
+    let waiting = Instant::now();
+    while committed(&t, &format!("g-{t}")) == 0 && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     first.kill().unwrap(); // SIGKILL
     let first = first.wait_with_output().unwrap();
     assert!(!first.status.success(), "the first run was killed, not finished");
@@ -324,4 +340,62 @@ fn two_processes_of_two_workers_read_a_topic_as_one_worker_does() {
             "{stream}: 2 processes x 2 workers on Kafka = 1 worker on the file"
         );
     }
+}
+
+/// `stream/YYYY/MM/DD/...` -> bytes of every file under `root` in the day folder `day`.
+fn day_files(root: &Path, streams: &[&str], day: &str) -> Vec<(String, Vec<u8>)> {
+    streams
+        .iter()
+        .flat_map(|s| common::files_under(&root.join(s).join(day)))
+        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
+    // Across midnight: the replay reads the topic from the day's start less its margin, by
+    // message time, and writes only the day.
+    let t = topic("replay", 2);
+    let start_ms = 1_764_028_800_000 - 15 * 60_000; // 2025-11-24T23:45:00Z
+    let cfg = FleetConfig {
+        vehicles: 50,
+        start_ms,
+        duration_ms: Some(30 * 60_000),
+        max_delay_ms: 2_000,
+        speeder_fraction: 0.3,
+        ..FleetConfig::default()
+    };
+    let mut p = FleetPartition::new(cfg, 0, 1);
+    let readings: Vec<(String, String, u64)> =
+        std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at())))
+            .collect();
+    publish(&t, &readings);
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let mut c = kafka_config(&live, 2, &t, "earliest", "end");
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: live.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    c.windows.max_future_secs = 0;
+    c.http.bind = String::new();
+    run(c);
+
+    let replayed = dir.path().join("replayed");
+    let args = fleetflow::replay::ReplayArgs {
+        from: "2025-11-25".into(),
+        kafka_brokers: Some(brokers()),
+        topic: Some(t.clone()),
+        workers: Some(2),
+        output: replayed.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    let r = fleetflow::replay::replay(&args, Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(r.outside_range > 0, "the evening before is read for context, not written");
+    let streams = ["speed_windows", "speeders", "daily_speeders", "alerts"];
+    let expected = day_files(&live, &streams, "2025/11/25");
+    for s in streams {
+        assert!(expected.iter().any(|(n, _)| n.starts_with(s)), "the live day has {s}");
+    }
+    assert_eq!(day_files(&replayed, &streams, "2025/11/25"), expected);
+    assert!(day_files(&replayed, &streams, "2025/11/24").is_empty(), "nothing of the day before is written");
 }

@@ -129,7 +129,7 @@ pub fn target(pattern: &str, stream: StreamName) -> String {
 }
 
 impl Sink for FirehoseSink {
-    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError> {
+    fn write(&mut self, stream: StreamName, _stamp: fleetflow_dataflows::Time, record: &Encoded) -> Result<(), SinkError> {
         self.dispatcher.wrote(stream);
         let state = &mut self.streams[stream as usize];
         match state.batcher.push(&record.line) {

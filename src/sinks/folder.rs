@@ -61,22 +61,29 @@ impl FolderSink {
         let buffer = &mut self.streams[stream as usize];
         for (hour, bytes) in std::mem::take(&mut buffer.by_hour) {
             let dir = self.root.join(stream.as_str()).join(&hour);
-            let io = |source| SinkError::Io { path: dir.display().to_string(), source };
-            std::fs::create_dir_all(&dir).map_err(io)?;
             let name = format!("{}-{}-{:06}.jsonl", stream.as_str(), self.tag, buffer.files);
             buffer.files += 1;
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let io = |source| SinkError::Io { path: tmp.display().to_string(), source };
-            let mut file = std::fs::File::create(&tmp).map_err(io)?;
-            file.write_all(&bytes).map_err(io)?;
-            file.sync_data().map_err(io)?;
-            std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
+            write_atomically(&dir.join(name), &bytes)?;
         }
         buffer.bytes = 0;
         buffer.since = None;
         buffer.delivered = buffer.written;
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all: a hidden temporary file beside it, synced, then
+/// renamed over it (creating the folders).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let io = |source| SinkError::Io { path: path.display().to_string(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// `YYYY/MM/DD/HH` of an event time.
@@ -88,7 +95,7 @@ pub fn hour_folder(ms: Time) -> String {
 }
 
 impl Sink for FolderSink {
-    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError> {
+    fn write(&mut self, stream: StreamName, _stamp: Time, record: &Encoded) -> Result<(), SinkError> {
         let buffer = &mut self.streams[stream as usize];
         let hour = record.time / 3_600_000;
         let key = match &buffer.last_hour {
@@ -163,11 +170,11 @@ mod tests {
         let hints = BufferHints { size_bytes: 10, interval: Duration::from_secs(3600) };
         let mut sink = FolderSink::new(dir.path(), "w000-run".into(), hints);
         let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time, key: None };
-        sink.write(StreamName::Alerts, &rec(1_764_064_860_000)).unwrap();
+        sink.write(StreamName::Alerts, 0, &rec(1_764_064_860_000)).unwrap();
         assert!(files(dir.path()).is_empty(), "below the size hint nothing is written");
-        sink.write(StreamName::Alerts, &rec(1_764_064_860_000)).unwrap();
+        sink.write(StreamName::Alerts, 0, &rec(1_764_064_860_000)).unwrap();
         assert_eq!(files(dir.path()), vec!["alerts/2025/11/25/10/alerts-w000-run-000000.jsonl"]);
-        sink.write(StreamName::Late, &rec(0)).unwrap();
+        sink.write(StreamName::Late, 0, &rec(0)).unwrap();
         sink.flush().unwrap();
         let all = files(dir.path());
         assert_eq!(all.len(), 2);
@@ -181,7 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hints = BufferHints { size_bytes: 1 << 20, interval: Duration::from_millis(0) };
         let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
-        sink.write(StreamName::Errors, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
+        sink.write(StreamName::Errors, 0, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
         sink.poll().unwrap();
         assert_eq!(files(dir.path()).len(), 1);
     }

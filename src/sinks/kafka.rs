@@ -90,7 +90,7 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError> {
+    fn write(&mut self, stream: StreamName, _stamp: fleetflow_dataflows::Time, record: &Encoded) -> Result<(), SinkError> {
         let index = stream as usize;
         let key = record.key.map(|v| v.to_string()).unwrap_or_default();
         let payload = record.line.strip_suffix(b"\n").unwrap_or(&record.line);

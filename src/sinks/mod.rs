@@ -1,5 +1,7 @@
 //! Sinks: where encoded output records go. Each worker owns its sink instances.
 
+use fleetflow_dataflows::Time;
+
 use crate::encode::Encoded;
 use crate::route::StreamName;
 
@@ -14,6 +16,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod plan;
 pub mod retry;
+pub mod sealed;
 pub mod sns;
 
 /// Errors delivering output.
@@ -44,8 +47,19 @@ pub enum SinkError {
 
 /// A destination for output records.
 pub trait Sink {
-    /// Buffers one record of `stream`.
-    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError>;
+    /// Buffers one record of `stream`, produced at dataflow time `stamp`.
+    fn write(&mut self, stream: StreamName, stamp: Time, record: &Encoded) -> Result<(), SinkError>;
+    /// No record of `stream` below dataflow time `frontier` will be written any more.
+    fn seal(&mut self, _stream: StreamName, _frontier: Time) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Whether the sink needs all records of one event hour on one worker (its files are complete
+    /// and independent of the worker count).
+    fn sealed(&self) -> bool {
+        false
+    }
+    /// Outputs below dataflow time `time` were delivered by an earlier run that this one resumes.
+    fn resumed_below(&mut self, _time: Time) {}
     /// Flushes what the buffering hints say is due (called often).
     fn poll(&mut self) -> Result<(), SinkError>;
     /// Flushes everything buffered.

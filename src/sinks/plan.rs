@@ -14,6 +14,7 @@ use super::firehose::{FirehoseOptions, FirehoseSink};
 use super::folder::{BufferHints, FolderSink};
 use super::kafka::KafkaSink;
 use super::retry::RetryPolicy;
+use super::sealed::SealedFolderSink;
 use super::sns::{SnsApi, SnsSink};
 use super::{Sink, SinkError};
 use crate::aws::AwsError;
@@ -110,7 +111,8 @@ impl SinkPlan {
             .map(|(name, config, prepared)| -> Result<Box<dyn Sink>, SinkError> {
                 let counters = self.metrics.sink(name);
                 Ok(match (config, prepared) {
-                    (SinkConfig::Folder { path, buffer_mib, buffer_secs }, _) => Box::new(FolderSink::new(
+                    (SinkConfig::Folder { path, sealed: true, .. }, _) => Box::new(SealedFolderSink::new(path)),
+                    (SinkConfig::Folder { path, buffer_mib, buffer_secs, .. }, _) => Box::new(FolderSink::new(
                         path,
                         tag.to_string(),
                         BufferHints {

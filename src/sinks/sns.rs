@@ -194,7 +194,7 @@ impl SnsSink {
 }
 
 impl Sink for SnsSink {
-    fn write(&mut self, stream: StreamName, record: &Encoded) -> Result<(), SinkError> {
+    fn write(&mut self, stream: StreamName, _stamp: fleetflow_dataflows::Time, record: &Encoded) -> Result<(), SinkError> {
         self.dispatcher.wrote(stream);
         let m = message(stream, record);
         if m.size() > MAX_BYTES_PER_CALL {

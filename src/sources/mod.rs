@@ -2,6 +2,8 @@
 
 use fleetflow_dataflows::{Reading, Time};
 
+pub mod archive;
+pub mod archive_store;
 pub mod driver;
 pub mod file;
 pub mod generator;

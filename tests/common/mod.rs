@@ -21,6 +21,7 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+#[allow(dead_code)] // not every test binary compares lines
 /// The sorted lines of a stream's output files (a killed run's hidden temporary files are not output).
 pub fn lines_of(root: &Path, stream: &str) -> Vec<String> {
     let mut lines: Vec<String> = files_under(&root.join(stream))

@@ -1,0 +1,192 @@
+//! The sealed folder sink: the folder layout of [`super::folder`], but each file is written once,
+//! when it is complete, with its lines sorted, under a name that says what it holds rather than
+//! who wrote it: `ROOT/<stream>/YYYY/MM/DD/HH/<stream>-<completion hour>.jsonl`. The hour folder
+//! is the record's event time; the completion hour is the hour of the record's dataflow time (when
+//! its window closed). A file is written when the dataflow's frontier passes the end of its
+//! completion hour, so no record can join it later.
+//!
+//! The route stage sends all records of one event hour to one worker, so the files do not depend
+//! on the worker count: a rerun, a replay or a run on another cluster writes the same bytes under
+//! the same names, and overwrites rather than duplicates.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleetflow_dataflows::Time;
+
+use super::folder::{hour_folder, write_atomically};
+use super::{Sink, SinkError};
+use crate::encode::Encoded;
+use crate::route::StreamName;
+
+const HOUR_MS: Time = 3_600_000;
+
+/// The records of one file: `(completion hour, event hour)`.
+struct Group {
+    /// Number of the group's first record, in the order written.
+    first: u64,
+    lines: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    open: BTreeMap<(Time, Time), Group>,
+    written: u64,
+}
+
+impl StreamState {
+    /// Records before the first one still in an open group are on disk.
+    fn delivered(&self) -> u64 {
+        self.open.values().map(|g| g.first).min().unwrap_or(self.written)
+    }
+}
+
+/// Writes complete, sorted, deterministically named files under a folder.
+pub struct SealedFolderSink {
+    root: PathBuf,
+    streams: Vec<StreamState>,
+    /// Files of completion hours starting before this time may hold records of an earlier run
+    /// that this one does not repeat (resumed from committed offsets): merge rather than replace.
+    resumed_below: Time,
+}
+
+impl SealedFolderSink {
+    /// A sink writing under `root`.
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        SealedFolderSink {
+            root: root.as_ref().to_path_buf(),
+            streams: StreamName::ALL.iter().map(|_| StreamState::default()).collect(),
+            resumed_below: 0,
+        }
+    }
+
+    /// The file of `stream` for records of event hour `hour` completed in hour `completion`.
+    pub fn file_of(&self, stream: StreamName, completion: Time, hour: Time) -> PathBuf {
+        let name = match chrono::DateTime::<chrono::Utc>::from_timestamp_millis((completion * HOUR_MS) as i64) {
+            Some(t) => format!("{}-{}.jsonl", stream.as_str(), t.format("%Y%m%dT%H")),
+            None => format!("{}-{completion}.jsonl", stream.as_str()),
+        };
+        self.root.join(stream.as_str()).join(hour_folder(hour * HOUR_MS)).join(name)
+    }
+
+    fn write_group(&self, stream: StreamName, (completion, hour): (Time, Time), mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
+        let path = self.file_of(stream, completion, hour);
+        if completion * HOUR_MS < self.resumed_below {
+            // An earlier run may have written part of this file's records and not be repeated.
+            if let Ok(existing) = std::fs::read(&path) {
+                lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
+                lines.sort_unstable();
+                lines.dedup();
+            }
+        }
+        lines.sort_unstable();
+        write_atomically(&path, &lines.concat())
+    }
+}
+
+impl Sink for SealedFolderSink {
+    fn write(&mut self, stream: StreamName, stamp: Time, record: &Encoded) -> Result<(), SinkError> {
+        let state = &mut self.streams[stream as usize];
+        let first = state.written;
+        state.written += 1;
+        let key = (stamp / HOUR_MS, record.time / HOUR_MS);
+        state.open.entry(key).or_insert_with(|| Group { first, lines: Vec::new() }).lines.push(record.line.clone());
+        Ok(())
+    }
+
+    fn seal(&mut self, stream: StreamName, frontier: Time) -> Result<(), SinkError> {
+        let complete: Vec<(Time, Time)> = self.streams[stream as usize]
+            .open
+            .keys()
+            .take_while(|(completion, _)| (completion + 1) * HOUR_MS <= frontier)
+            .copied()
+            .collect();
+        for key in complete {
+            if let Some(group) = self.streams[stream as usize].open.remove(&key) {
+                self.write_group(stream, key, group.lines)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sealed(&self) -> bool {
+        true
+    }
+
+    fn resumed_below(&mut self, time: Time) {
+        self.resumed_below = time;
+    }
+
+    fn poll(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Nothing: a file is written only when complete ([`Sink::seal`]); at the end of a run the
+    /// frontier is empty and seals every file.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn written(&self, stream: StreamName) -> u64 {
+        self.streams[stream as usize].written
+    }
+
+    fn delivered(&self, stream: StreamName) -> u64 {
+        self.streams[stream as usize].delivered()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Time = 1_764_064_860_000; // 2025-11-25T10:01:00Z
+
+    fn rec(line: &str, time: Time) -> Encoded {
+        Encoded { line: format!("{line}\n").into_bytes(), time, key: None }
+    }
+
+    #[test]
+    fn writes_a_file_once_its_completion_hour_is_sealed_with_sorted_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = SealedFolderSink::new(dir.path());
+        sink.write(StreamName::Speeders, T + 59_999, &rec("b", T)).unwrap();
+        sink.write(StreamName::Speeders, T + 59_999, &rec("a", T)).unwrap();
+        // Completed in the next hour: a file of its own.
+        sink.write(StreamName::Speeders, T + HOUR_MS, &rec("c", T)).unwrap();
+        assert_eq!(sink.delivered(StreamName::Speeders), 0);
+        sink.seal(StreamName::Speeders, T + 60_000).unwrap();
+        assert!(!dir.path().join("speeders").exists(), "the hour is not complete yet");
+        sink.seal(StreamName::Speeders, 1_764_068_400_000).unwrap(); // 11:00
+        let first = dir.path().join("speeders/2025/11/25/10/speeders-20251125T10.jsonl");
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "a\nb\n");
+        assert_eq!(sink.delivered(StreamName::Speeders), 2);
+        assert_eq!(sink.written(StreamName::Speeders), 3);
+        sink.seal(StreamName::Speeders, Time::MAX).unwrap();
+        let second = dir.path().join("speeders/2025/11/25/10/speeders-20251125T11.jsonl");
+        assert_eq!(std::fs::read_to_string(second).unwrap(), "c\n");
+        assert_eq!(sink.delivered(StreamName::Speeders), 3);
+    }
+
+    #[test]
+    fn a_rerun_replaces_a_file_and_a_resumed_run_merges_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = SealedFolderSink::new(dir.path());
+        for l in ["a", "b"] {
+            first.write(StreamName::Alerts, T, &rec(l, T)).unwrap();
+        }
+        first.seal(StreamName::Alerts, Time::MAX).unwrap();
+        let path = first.file_of(StreamName::Alerts, T / HOUR_MS, T / HOUR_MS);
+        let mut rerun = SealedFolderSink::new(dir.path());
+        rerun.write(StreamName::Alerts, T, &rec("b", T)).unwrap();
+        rerun.seal(StreamName::Alerts, Time::MAX).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
+        let mut resumed = SealedFolderSink::new(dir.path());
+        resumed.resumed_below(T + 1);
+        for l in ["c", "a"] {
+            resumed.write(StreamName::Alerts, T, &rec(l, T)).unwrap();
+        }
+        resumed.seal(StreamName::Alerts, Time::MAX).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
+    }
+}
