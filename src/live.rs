@@ -119,7 +119,7 @@ pub enum QueryError {
 #[derive(Default)]
 pub struct LiveState {
     queries: Mutex<Vec<Sender<Query>>>,
-    latest: Mutex<HashMap<Vin, LatestWindow>>,
+    latest: Mutex<Latest>,
     closed_days: Mutex<BTreeMap<Time, Vec<SpeederRow>>>,
     alerts: Mutex<VecDeque<String>>,
     sensors: RwLock<HashMap<Vin, Vec<SensorRow>>>,
@@ -134,6 +134,18 @@ pub struct LiveState {
     pub http_addr: Mutex<Option<SocketAddr>>,
     /// Folder sinks that store `daily_speeders`.
     pub daily_folders: Vec<PathBuf>,
+}
+
+/// How long a vehicle without a new window stays in [`LiveState`]'s latest windows (event time):
+/// the live state stays proportional to the vehicles of the last day, not to every vehicle seen.
+pub const VEHICLE_HORIZON_MS: Time = DAY_MS;
+
+/// Each vehicle's latest window, and when vehicles past the horizon were last dropped.
+#[derive(Default)]
+struct Latest {
+    by_vin: HashMap<Vin, LatestWindow>,
+    newest_end: Time,
+    swept_at: Time,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,11 +167,13 @@ impl LiveState {
 
     /// Notes closed tumbling windows (each vehicle's latest).
     pub fn note_windows(&self, windows: &[SpeedWindow]) {
-        let mut latest = lock(&self.latest);
+        let mut guard = lock(&self.latest);
+        let state = &mut *guard;
         for w in windows {
-            let newer = latest.get(&w.key).is_none_or(|l| l.end <= w.end);
+            state.newest_end = state.newest_end.max(w.end);
+            let newer = state.by_vin.get(&w.key).is_none_or(|l| l.end <= w.end);
             if newer {
-                latest.insert(
+                state.by_vin.insert(
                     w.key,
                     LatestWindow {
                         start: w.start,
@@ -172,6 +186,17 @@ impl LiveState {
                 );
             }
         }
+        // Once an hour of event time, drop the vehicles not seen for the horizon.
+        if state.newest_end >= state.swept_at + 3_600_000 {
+            let oldest = state.newest_end.saturating_sub(VEHICLE_HORIZON_MS);
+            state.by_vin.retain(|_, l| l.end >= oldest);
+            state.swept_at = state.newest_end;
+        }
+    }
+
+    /// Vehicles with a latest window held.
+    pub fn vehicles_held(&self) -> usize {
+        lock(&self.latest).by_vin.len()
     }
 
     /// Notes closed days' `daily_speeders` rows.
@@ -227,7 +252,7 @@ impl LiveState {
 
     /// The vehicle's latest window and its sensor at the window's end (or now): `(sensor, buggy)`.
     pub fn vehicle(&self, vin: &Vin) -> (Option<LatestWindow>, Option<(SensorId, bool)>) {
-        let latest = lock(&self.latest).get(vin).cloned();
+        let latest = lock(&self.latest).by_vin.get(vin).cloned();
         let at = latest.as_ref().map(|l| l.end.saturating_sub(1)).unwrap_or_else(crate::sources::driver::now_ms);
         let sensors = self.sensors.read().unwrap_or_else(|p| p.into_inner());
         let sensor =
@@ -332,6 +357,26 @@ fn sorted(mut rows: Vec<SpeederRow>) -> Vec<SpeederRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vehicles_not_seen_for_a_day_are_dropped_as_new_ones_come() {
+        use fleetflow_dataflows::stats::SpeedStats;
+        let live = LiveState::new(Vec::new());
+        let window = |n: u64, hour: u64| SpeedWindow {
+            key: Vin::parse(format!("1HGCM8263{n:08}").as_bytes()).unwrap(),
+            start: hour * 3_600_000,
+            end: hour * 3_600_000 + 60_000,
+            agg: SpeedStats::default(),
+        };
+        // Every hour for three days, 100 vehicles never seen before.
+        for hour in 0..72 {
+            let windows: Vec<SpeedWindow> = (0..100).map(|i| window(hour * 100 + i, hour)).collect();
+            live.note_windows(&windows);
+            assert!(live.vehicles_held() <= 100 * 26, "hour {hour}: {} vehicles held", live.vehicles_held());
+        }
+        assert!(live.vehicle(&window(7_100, 71).key).0.is_some(), "a vehicle of the last hour is served");
+        assert!(live.vehicle(&window(5, 0).key).0.is_none(), "one not seen for two days is not");
+    }
 
     #[test]
     fn a_closed_day_not_seen_in_this_run_comes_from_the_stored_output() {

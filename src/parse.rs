@@ -14,11 +14,29 @@ pub enum Parsed {
     Malformed(String),
 }
 
+/// The longest record accepted, in bytes: 1,000 KiB, Firehose's own record limit. Sources read a
+/// longer line without holding it whole; it is an error, kept by its first [`OVERSIZED_HEAD`] bytes.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+
+/// How much of an oversized record its error keeps.
+pub const OVERSIZED_HEAD: usize = 1_024;
+
+/// The reason given for a record of `len` bytes, above [`MAX_RECORD_BYTES`].
+pub fn oversized(len: u64) -> String {
+    format!(
+        "record of {len} bytes is longer than the limit of {MAX_RECORD_BYTES} bytes (1,000 KiB); its first {OVERSIZED_HEAD} bytes are kept"
+    )
+}
+
 /// Parses one line (without its `\n`; a trailing `\r` and trailing blanks are allowed).
 ///
 /// Text: `record_id timestamp vin lon lat speed`, separated by runs of spaces or tabs. JSON: an
-/// object with the same six field names (other fields are ignored).
+/// object with the same six field names (other fields are ignored). A line longer than
+/// [`MAX_RECORD_BYTES`] is malformed.
 pub fn parse_line(line: &[u8]) -> Parsed {
+    if line.len() > MAX_RECORD_BYTES {
+        return Parsed::Malformed(oversized(line.len() as u64));
+    }
     let trimmed = trim(line);
     if trimmed.is_empty() {
         return Parsed::Blank;

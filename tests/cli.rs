@@ -285,3 +285,35 @@ fn a_reading_from_a_clock_far_ahead_is_an_error_and_does_not_make_others_late() 
     assert!(lines_of(&out2, "errors").is_empty());
     assert_eq!(lines_of(&out2, "late").len(), 2, "behind the year-2100 reading, the others are late");
 }
+
+#[test]
+fn a_record_above_1000_kib_is_an_error_and_the_readings_around_it_count() {
+    // From a file and from stdin: an 8 MB line between two readings.
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "7".repeat(8 << 20);
+    let text = format!("1 1764064860000 {VIN} -122.4 37.7 70.5\n{huge}\n2 1764064870000 {VIN} -122.4 37.7 60.5\n");
+    let file = dir.path().join("in.txt");
+    std::fs::write(&file, &text).unwrap();
+    for input in [file.to_str().unwrap(), "-"] {
+        let out = dir.path().join(if input == "-" { "stdin" } else { "file" });
+        let mut child = Command::new(BIN)
+            .args(["run", "--http", "", "--input", input, "--output", out.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if input == "-" {
+            stdin.write_all(text.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("2 readings, 0 blank, 1 malformed"), "{}", stderr(&o));
+        let errors = lines_of(&out, "errors");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains(&format!("record of {} bytes is longer than the limit", 8 << 20)), "{input}");
+        assert!(errors[0].contains(":2\"") && errors[0].len() < 2_000, "the position, and the first KiB only: {} bytes", errors[0].len());
+        assert_eq!(lines_of(&out, "speed_windows").len(), 1, "{input}: the readings on either side are in their window");
+    }
+}

@@ -120,11 +120,16 @@ async fn handle(state: Arc<Server>, headers: HeaderMap, body: String) -> Respons
 
 /// Starts the server on a loopback port, on the AWS runtime.
 fn start() -> (Arc<Server>, String) {
+    start_at("127.0.0.1:0")
+}
+
+/// Starts the server at `address`.
+fn start_at(address: &str) -> (Arc<Server>, String) {
     let state = Arc::new(Server::default());
     let s = state.clone();
     let app = axum::Router::new().route("/", axum::routing::post(move |h: HeaderMap, b: String| handle(s.clone(), h, b)));
     let rt = fleetflow::aws::runtime();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(address)).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     rt.spawn(async move { axum::serve(listener, app).await });
     (state, url)
@@ -242,4 +247,43 @@ fn a_record_above_the_record_limit_is_dead_lettered_and_the_rest_delivered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["data"].as_str().unwrap(), huge);
     assert!(dead[0]["error"].as_str().unwrap().contains("above Firehose's limit"), "{}", dead[0]);
+}
+
+#[test]
+fn an_outage_shorter_than_the_retry_budget_loses_and_repeats_nothing() {
+    // Nothing listens on the port for the first 1.5 s (connections refused), then the server is back.
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let counters = Arc::new(SinkCounters::default());
+    let mut s = sink(&format!("http://{address}"), dir.path(), 1 << 20, Duration::from_secs(60), counters.clone());
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        start_at(&address).0
+    });
+    let mut written = Vec::new();
+    for i in 0..3_000u32 {
+        let line = format!("{{\"n\":{i}}}\n");
+        s.write(StreamName::Speeders, 0, &Encoded { line: line.clone().into_bytes(), time: 0, key: None }).unwrap();
+        written.push(line);
+        if i % 100 == 0 {
+            s.poll().unwrap();
+        }
+    }
+    s.flush().unwrap();
+    let server = back.join().unwrap();
+    let mut accepted = server.accepted.lock().unwrap().get("faults-speeders").cloned().unwrap_or_default();
+    accepted.sort();
+    written.sort();
+    assert_eq!(accepted, written, "every record delivered once the endpoint is back, none twice");
+    assert!(Metrics::get(&counters.failed_requests) > 0, "the outage was seen");
+    assert_eq!(Metrics::get(&counters.dead_lettered), 0);
+    assert!(walk_if_exists(dir.path()).is_empty(), "nothing dead-lettered");
+}
+
+fn walk_if_exists(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if root.exists() {
+        walk(root)
+    } else {
+        Vec::new()
+    }
 }

@@ -205,7 +205,7 @@ mod tests {
                 .poll(3, &mut |r, offset| match r {
                     Record::Reading(r) => got.push(Ok((r.timestamp, offset))),
                     Record::Line(l) => got.push(Err((String::from_utf8_lossy(l).to_string(), offset))),
-                    Record::Message { .. } => unreachable!(),
+                    _ => unreachable!("the archive emits lines and readings"),
                 })
                 .unwrap();
             for g in got {

@@ -250,6 +250,7 @@ impl SourceDriver {
                 Record::Line(bytes) => (parse_line(bytes), bytes, None),
                 Record::Message { payload, key } => (parse_line(payload), payload, key),
                 Record::Reading(r) => (Parsed::Reading(r), &[][..], None),
+                Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None),
             };
             let reading = match parsed {
                 Parsed::Reading(r) => r,
@@ -259,7 +260,9 @@ impl SourceDriver {
                     return;
                 }
                 Parsed::Malformed(reason) => {
-                    errors.push(malformed(raw, reason));
+                    // An oversized record is kept by its head only: the error says how long it was.
+                    let kept = if raw.len() > crate::parse::MAX_RECORD_BYTES { &raw[..crate::parse::OVERSIZED_HEAD] } else { raw };
+                    errors.push(malformed(kept, reason));
                     error_at.push(offset);
                     reject(&mut runs);
                     return;

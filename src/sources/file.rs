@@ -1,10 +1,13 @@
 //! The file source: each file (or `-` for stdin) is one partition, read line by line in order.
+//! A line longer than [`MAX_RECORD_BYTES`] is not held whole: its first KiB and its length go on
+//! as an error, the rest is skipped.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use super::{Partition, Poll, Record, SourceError};
+use crate::parse::{MAX_RECORD_BYTES, OVERSIZED_HEAD};
 
 /// A file partition. Lines are numbered from 1; positions read `path:line`.
 pub struct FilePartition {
@@ -17,7 +20,45 @@ pub struct FilePartition {
 enum Input {
     File(BufReader<File>),
     /// Standard input is read on a thread of its own so a quiet pipe never blocks the worker.
-    Stdin(Receiver<std::io::Result<Vec<u8>>>),
+    Stdin(Receiver<std::io::Result<(Vec<u8>, u64)>>),
+}
+
+/// Reads one line (without its `\n`) into `buf`, keeping at most `MAX_RECORD_BYTES + 1` bytes of
+/// it; returns the line's full length, or `None` at the end of the input.
+pub fn read_line_bounded(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+    buf.clear();
+    let mut len = 0u64;
+    let mut any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(len));
+        }
+        any = true;
+        let newline = available.iter().position(|&b| b == b'\n');
+        let part = &available[..newline.unwrap_or(available.len())];
+        let room = (MAX_RECORD_BYTES + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        len += part.len() as u64;
+        let used = part.len() + newline.map_or(0, |_| 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(len));
+        }
+    }
+}
+
+/// The record for a line read by [`read_line_bounded`].
+fn record(buf: &[u8], len: u64) -> Record<'_> {
+    if len > MAX_RECORD_BYTES as u64 {
+        Record::Oversized { head: &buf[..OVERSIZED_HEAD.min(buf.len())], len }
+    } else {
+        Record::Line(buf)
+    }
 }
 
 impl FilePartition {
@@ -32,10 +73,10 @@ impl FilePartition {
                     let mut lock = stdin.lock();
                     loop {
                         let mut line = Vec::new();
-                        match lock.read_until(b'\n', &mut line) {
-                            Ok(0) => break,
-                            Ok(_) => {
-                                if tx.send(Ok(line)).is_err() {
+                        match read_line_bounded(&mut lock, &mut line) {
+                            Ok(None) => break,
+                            Ok(Some(len)) => {
+                                if tx.send(Ok((line, len))).is_err() {
                                     break;
                                 }
                             }
@@ -57,10 +98,6 @@ impl FilePartition {
     }
 }
 
-fn strip_newline(buf: &[u8]) -> &[u8] {
-    buf.strip_suffix(b"\n").unwrap_or(buf)
-}
-
 impl Partition for FilePartition {
     fn name(&self) -> &str {
         &self.name
@@ -70,19 +107,16 @@ impl Partition for FilePartition {
         for _ in 0..max {
             match &mut self.input {
                 Input::File(reader) => {
-                    self.buf.clear();
-                    let n =
-                        reader.read_until(b'\n', &mut self.buf).map_err(|source| SourceError::Io { name: self.name.clone(), source })?;
-                    if n == 0 {
-                        return Ok(Poll::Finished);
-                    }
+                    let read =
+                        read_line_bounded(reader, &mut self.buf).map_err(|source| SourceError::Io { name: self.name.clone(), source })?;
+                    let Some(len) = read else { return Ok(Poll::Finished) };
                     self.line += 1;
-                    emit(Record::Line(strip_newline(&self.buf)), self.line);
+                    emit(record(&self.buf, len), self.line);
                 }
                 Input::Stdin(rx) => match rx.try_recv() {
-                    Ok(Ok(line)) => {
+                    Ok(Ok((line, len))) => {
                         self.line += 1;
-                        emit(Record::Line(strip_newline(&line)), self.line);
+                        emit(record(&line, len), self.line);
                     }
                     Ok(Err(source)) => return Err(SourceError::Io { name: self.name.clone(), source }),
                     Err(TryRecvError::Empty) => return Ok(Poll::Pending),
@@ -91,5 +125,35 @@ impl Partition for FilePartition {
             }
         }
         Ok(Poll::Ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_above_the_limit_is_read_past_without_holding_it() {
+        let huge = MAX_RECORD_BYTES * 3 + 17;
+        let mut input = Vec::new();
+        input.extend_from_slice(b"first\n");
+        input.extend(std::iter::repeat_n(b'x', huge));
+        input.extend_from_slice(b"\nlast");
+        // A small buffer: the long line arrives in many pieces.
+        let mut reader = BufReader::with_capacity(4096, &input[..]);
+        let mut buf = Vec::new();
+        assert_eq!(read_line_bounded(&mut reader, &mut buf).unwrap(), Some(5));
+        assert_eq!(buf, b"first");
+        assert_eq!(read_line_bounded(&mut reader, &mut buf).unwrap(), Some(huge as u64));
+        assert_eq!(buf.len(), MAX_RECORD_BYTES + 1, "no more than the limit (and one byte) is held");
+        assert!(matches!(record(&buf, huge as u64), Record::Oversized { head, len } if head.len() == OVERSIZED_HEAD && len == huge as u64));
+        assert_eq!(read_line_bounded(&mut reader, &mut buf).unwrap(), Some(4), "the last line has no newline");
+        assert_eq!(buf, b"last");
+        assert_eq!(read_line_bounded(&mut reader, &mut buf).unwrap(), None);
+        // A line of exactly the limit is a line.
+        let exact = vec![b'y'; MAX_RECORD_BYTES];
+        let mut reader = BufReader::with_capacity(4096, &exact[..]);
+        let len = read_line_bounded(&mut reader, &mut buf).unwrap().unwrap();
+        assert!(matches!(record(&buf, len), Record::Line(l) if l.len() == MAX_RECORD_BYTES));
     }
 }

@@ -17,6 +17,14 @@ pub enum Record<'a> {
     Line(&'a [u8]),
     /// A reading produced already parsed (the generator).
     Reading(Reading),
+    /// A line longer than [`crate::parse::MAX_RECORD_BYTES`]: its first KiB and its length. It is
+    /// an error; the source skipped the rest without holding it.
+    Oversized {
+        /// The line's first bytes.
+        head: &'a [u8],
+        /// The line's length in bytes.
+        len: u64,
+    },
     /// A message to be parsed, with its key, which when present must be the reading's vin.
     Message {
         /// The value: one reading, text or JSON (a trailing newline is allowed).
