@@ -30,8 +30,8 @@ fn window_state_stays_proportional_to_open_windows_as_keys_grow() {
             // Keys never seen before, each reporting twice in its minute.
             for k in 0..PER_MINUTE {
                 let key = minute * PER_MINUTE + k;
-                input.send((key, minute * MINUTE + 1_000, sample.clone()));
-                input.send((key, minute * MINUTE + 31_000, sample.clone()));
+                input.send((key, minute * MINUTE + 1_000, sample));
+                input.send((key, minute * MINUTE + 31_000, sample));
             }
             input.advance_to((minute + 1) * MINUTE);
             worker.step_while(|| probe.less_than(input.time()));

@@ -39,7 +39,7 @@ pub fn read_line_bounded(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::i
             return Ok(any.then_some(len));
         }
         any = true;
-        let newline = available.iter().position(|&b| b == b'\n');
+        let newline = memchr::memchr(b'\n', available);
         let part = &available[..newline.unwrap_or(available.len())];
         let room = (MAX_RECORD_BYTES + 1).saturating_sub(buf.len());
         buf.extend_from_slice(&part[..part.len().min(room)]);
