@@ -4,6 +4,8 @@
 #
 #   scripts/kafka.sh start    resolve the jars (first time), format the storage, start, wait until ready
 #   scripts/kafka.sh stop     stop the broker and delete its data
+#   scripts/kafka.sh kill     stop the broker, keeping its data (for fault tests)
+#   scripts/kafka.sh restart  start a killed broker again on its data
 #   scripts/kafka.sh status   exit 0 if the broker answers
 #
 # Environment: FLEETFLOW_KAFKA_PORT (default 19092; the controller uses the port + 1),
@@ -16,6 +18,11 @@ home="${FLEETFLOW_KAFKA_HOME:-$root/.tools/kafka}"
 mkdir -p "$home"
 
 classpath() {
+  # A broker with a home of its own (a fault test's) reuses the default home's resolved jars.
+  local shared="$root/.tools/kafka/classpath"
+  if [ ! -s "$home/classpath" ] && [ -s "$shared" ] && [ "$shared" -nt "$root/scripts/kafka/pom.xml" ]; then
+    cp "$shared" "$home/classpath"
+  fi
   if [ ! -s "$home/classpath" ] || [ "$root/scripts/kafka/pom.xml" -nt "$home/classpath" ]; then
     command -v mvn >/dev/null || { echo "kafka.sh: Maven (mvn) is needed to fetch the broker's jars" >&2; exit 1; }
     echo "kafka.sh: resolving the broker's jars with Maven" >&2
@@ -26,6 +33,14 @@ classpath() {
 
 # shellcheck source=scripts/service.sh
 source "$root/scripts/service.sh"
+
+# Starts the broker on its formatted storage and waits until it answers.
+launch() {
+  nohup java -Xms256m -Xmx768m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$1" kafka.Kafka \
+    "$home/server.properties" >"$home/stdout.log" 2>&1 &
+  echo $! > "$home/pid"
+  wait_ready kafka.sh broker "$port" "$home/pid" "$home/stdout.log" "$home/broker.log"
+}
 
 case "${1:-}" in
   start)
@@ -64,14 +79,19 @@ appender.file.layout.pattern=[%d] %p %m (%c)%n
 PROPS
     java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
       -c "$home/server.properties" >"$home/format.log" 2>&1 || { cat "$home/format.log" >&2; exit 1; }
-    nohup java -Xms256m -Xmx768m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$cp" kafka.Kafka \
-      "$home/server.properties" >"$home/stdout.log" 2>&1 &
-    echo $! > "$home/pid"
-    wait_ready kafka.sh broker "$port" "$home/pid" "$home/stdout.log" "$home/broker.log"
+    launch "$cp"
     ;;
   stop)
     stop_pid "$home/pid"
     rm -rf "$home/data"
+    ;;
+  kill)
+    stop_pid "$home/pid"
+    ;;
+  restart)
+    [ -f "$home/server.properties" ] && [ -d "$home/data" ] || { echo "kafka.sh: no broker storage to restart in $home; use start" >&2; exit 1; }
+    if answers "$port"; then echo "kafka.sh: a broker already answers on 127.0.0.1:$port"; exit 0; fi
+    launch "$(classpath)"
     ;;
   status)
     answers "$port"
@@ -80,6 +100,6 @@ PROPS
     classpath
     ;;
   *)
-    echo "usage: scripts/kafka.sh start|stop|status|classpath" >&2; exit 2
+    echo "usage: scripts/kafka.sh start|stop|kill|restart|status|classpath" >&2; exit 2
     ;;
 esac

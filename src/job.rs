@@ -119,7 +119,10 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
             let bind = bind.as_str();
             let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
             match crate::http::start(bind, token, live.clone(), metrics.clone()) {
-                Ok(s) => Some(s),
+                Ok(s) => {
+                    live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Some(s)
+                }
                 // The API is for operating the job; its port being taken must not stop the job.
                 Err(e) => {
                     warn!("{e}; running without the HTTP API");

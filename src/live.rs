@@ -130,6 +130,8 @@ pub struct LiveState {
     pub ready: AtomicBool,
     /// The job is shutting down (or failed).
     pub stopping: AtomicBool,
+    /// The HTTP API is up: only then are the vehicles' latest windows kept.
+    pub serving: AtomicBool,
     /// The HTTP server's address, once bound.
     pub http_addr: Mutex<Option<SocketAddr>>,
     /// Folder sinks that store `daily_speeders`.
@@ -137,8 +139,8 @@ pub struct LiveState {
 }
 
 /// How long a vehicle without a new window stays in [`LiveState`]'s latest windows (event time):
-/// the live state stays proportional to the vehicles of the last day, not to every vehicle seen.
-pub const VEHICLE_HORIZON_MS: Time = DAY_MS;
+/// the live state stays proportional to the vehicles of the last hour, not to every vehicle seen.
+pub const VEHICLE_HORIZON_MS: Time = 3_600_000;
 
 /// Each vehicle's latest window, and when vehicles past the horizon were last dropped.
 #[derive(Default)]
@@ -167,6 +169,9 @@ impl LiveState {
 
     /// Notes closed tumbling windows (each vehicle's latest).
     pub fn note_windows(&self, windows: &[SpeedWindow]) {
+        if !self.serving.load(Ordering::Relaxed) {
+            return;
+        }
         let mut guard = lock(&self.latest);
         let state = &mut *guard;
         for w in windows {
@@ -186,8 +191,8 @@ impl LiveState {
                 );
             }
         }
-        // Once an hour of event time, drop the vehicles not seen for the horizon.
-        if state.newest_end >= state.swept_at + 3_600_000 {
+        // Every twelfth of the horizon (event time), drop the vehicles not seen for the horizon.
+        if state.newest_end >= state.swept_at + VEHICLE_HORIZON_MS / 12 {
             let oldest = state.newest_end.saturating_sub(VEHICLE_HORIZON_MS);
             state.by_vin.retain(|_, l| l.end >= oldest);
             state.swept_at = state.newest_end;
@@ -359,9 +364,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vehicles_not_seen_for_a_day_are_dropped_as_new_ones_come() {
+    fn vehicles_not_seen_for_an_hour_are_dropped_as_new_ones_come() {
         use fleetflow_dataflows::stats::SpeedStats;
         let live = LiveState::new(Vec::new());
+        live.serving.store(true, Ordering::Relaxed);
         let window = |n: u64, hour: u64| SpeedWindow {
             key: Vin::parse(format!("1HGCM8263{n:08}").as_bytes()).unwrap(),
             start: hour * 3_600_000,
@@ -372,10 +378,13 @@ mod tests {
         for hour in 0..72 {
             let windows: Vec<SpeedWindow> = (0..100).map(|i| window(hour * 100 + i, hour)).collect();
             live.note_windows(&windows);
-            assert!(live.vehicles_held() <= 100 * 26, "hour {hour}: {} vehicles held", live.vehicles_held());
+            assert!(live.vehicles_held() <= 100 * 2, "hour {hour}: {} vehicles held", live.vehicles_held());
         }
         assert!(live.vehicle(&window(7_100, 71).key).0.is_some(), "a vehicle of the last hour is served");
-        assert!(live.vehicle(&window(5, 0).key).0.is_none(), "one not seen for two days is not");
+        assert!(live.vehicle(&window(5, 0).key).0.is_none(), "one not seen for three days is not");
+        let quiet = LiveState::new(Vec::new());
+        quiet.note_windows(&[window(1, 0)]);
+        assert_eq!(quiet.vehicles_held(), 0, "without the API nothing is kept");
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! A Kafka broker restarted in the middle of a run: the test starts a broker of its own (scripts
+//! `kafka.sh` with its own port and folder, so the other Kafka tests keep theirs), a job reads a
+//! topic while the vehicles publish, the broker is stopped for a few seconds and started again on
+//! its data, and the job carries on: every reading is read once, the windows equal an
+//! uninterrupted run's, and SIGTERM then ends the job cleanly with its offsets committed.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
+use fleetflow::sources::generator::{FleetConfig, FleetPartition};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+mod common;
+use common::{lines_of, two_free_ports};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
+
+/// A broker of this test's own, stopped (and its data deleted) when dropped.
+struct Broker {
+    port: u16,
+    home: PathBuf,
+}
+
+impl Broker {
+    fn script(&self, command: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .arg(command)
+            .env("FLEETFLOW_KAFKA_PORT", self.port.to_string())
+            .env("FLEETFLOW_KAFKA_HOME", &self.home)
+            .status()
+            .expect("running scripts/kafka.sh");
+        assert!(status.success(), "kafka.sh {command} failed");
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker { port: two_free_ports(), home: dir.path().join("broker") };
+    broker.script("start");
+    let brokers = broker.address();
+    let topic = "restart";
+    fleetflow::kafka_admin::ensure_topic(&brokers, topic, 2).unwrap();
+
+    let cfg = FleetConfig { vehicles: 20, duration_ms: Some(1_200_000), max_delay_ms: 2_000, ..FleetConfig::default() };
+    let mut p = FleetPartition::new(cfg, 0, 1);
+    let readings: Vec<(String, String, u64)> =
+        std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at())))
+            .collect();
+
+    // The job: daily speeders off (the day never closes here); SIGTERM ends it.
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[routes]\ndaily_speeders = []\n").unwrap();
+    let out = dir.path().join("out");
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let job = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
+        .args(["--buffer-secs", "0", "-w", "2", "--http", &http, "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The vehicles publish for about six seconds; the producer holds what it cannot send.
+    let producer = {
+        let (brokers, readings) = (brokers.clone(), readings.clone());
+        std::thread::spawn(move || {
+            let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5")
+                .set("message.timeout.ms", "120000")
+                .create()
+                .unwrap();
+            let started = Instant::now();
+            for (i, (line, vin, at)) in readings.iter().enumerate() {
+                p.send(BaseRecord::to(topic).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+                if let Some(wait) = Duration::from_micros(i as u64 * 250).checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            p.flush(Duration::from_secs(120)).unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    broker.script("kill");
+    std::thread::sleep(Duration::from_secs(3));
+    broker.script("restart");
+    producer.join().unwrap();
+
+    // Every message read (once: records read never passes the count), then SIGTERM.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut read = 0;
+    while Instant::now() < deadline {
+        read = get(&http, "/metrics").and_then(|m| metric(&m, "fleetflow_records_read_total")).unwrap_or(read);
+        if read >= readings.len() as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(read, readings.len() as u64, "every message read once");
+    // SAFETY: kill(2) on the child's pid; no memory is involved.
+    unsafe {
+        libc::kill(job.id() as i32, libc::SIGTERM);
+    }
+    let ended = job.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&ended.stderr).to_string();
+    assert!(ended.status.success(), "{log}");
+    assert!(log.contains(&format!("done: {} records read", readings.len())), "{log}");
+    assert!(log.contains("AllBrokersDown") || log.contains("BrokerTransportFailure"), "the job saw the broker go: {log}");
+
+    // Reference: the same readings from a file, in one uninterrupted run.
+    let file = dir.path().join("readings.txt");
+    std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
+    let reference = dir.path().join("reference");
+    let mut c = Config { source: SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] }, ..Config::default() };
+    c.http.bind = String::new();
+    c.routes.insert("daily_speeders".into(), vec![]);
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false });
+    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    for stream in ["speed_windows", "speeders", "alerts"] {
+        let expected: Vec<String> = lines_of(&reference, stream);
+        let delivered: Vec<String> = lines_of(&out, stream);
+        assert!(!expected.is_empty() || stream == "alerts");
+        let (e, d): (BTreeSet<&String>, BTreeSet<&String>) = (expected.iter().collect(), delivered.iter().collect());
+        assert_eq!(delivered.len(), d.len(), "{stream}: no window delivered twice");
+        let missing: Vec<&&String> = e.difference(&d).take(3).collect();
+        let extra: Vec<&&String> = d.difference(&e).take(3).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{stream}: missing {missing:#?}, not in the reference {extra:#?}");
+    }
+    assert!(lines_of(&out, "late").is_empty() && lines_of(&out, "errors").is_empty());
+
+    // The final offsets were committed: a second run from the committed offsets reads nothing new.
+    let again = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
+        .args(["--stop", "end", "--http", "", "--output", dir.path().join("again").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(again.status.success() && log.contains("done: 0 records read"), "{log}");
+}
