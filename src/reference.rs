@@ -47,7 +47,7 @@ pub fn parse_vin_sensors(path: &str, text: &str) -> Result<BTreeSet<(Vin, Sensor
         if fields.len() != 3 {
             return Err(err(format!("expected 3 fields vin,sensor_id,effective_from, found {}", fields.len())));
         }
-        let vin = Vin::parse(fields[0].as_bytes()).map_err(|e| err(e.to_string()))?;
+        let vin = Vin::parse(fields[0].as_bytes()).map_err(|e| err(format!("vin {:?}: {e}", fields[0])))?;
         if fields[1].is_empty() {
             return Err(err("sensor_id is empty".into()));
         }

@@ -217,6 +217,14 @@ fn reference_edits_take_effect_while_running() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(lines_of(&out, "buggy_devices").is_empty());
+    // The table edited into an invalid state: rejected with the reason, the last good version
+    // (the vin on S1) stays in force, the job runs on.
+    std::fs::write(&reference, format!("vin,sensor_id,effective_from\n{VIN},S1,\nNOT-A-VIN,S2,\n")).unwrap();
+    while !log.lock().unwrap().contains("keeping the last good version") {
+        assert!(Instant::now() < deadline, "the invalid edit was never reported");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(log.lock().unwrap().contains("NOT-A-VIN"), "the error names the bad value: {}", log.lock().unwrap());
     // S1 turns out to be buggy: the closed window is corrected, without a restart. The edit takes
     // effect at the watermark (10:03); the correction is complete once the watermark moves on.
     std::fs::write(&buggy, "sensor_id\nS1\n").unwrap();
