@@ -2,7 +2,10 @@
 //! the wall clock, and measures window latency (from the moment a tumbling window can close, its
 //! end plus the allowed lateness by the wall clock, to its hand-off to the sinks), throughput, CPU
 //! and peak memory. Latency is measured against that scheduled moment, not against when the job got
-//! round to a reading, so a job that falls behind shows it (no coordinated omission).
+//! round to a reading, so a job that falls behind shows it (no coordinated omission). Alert latency
+//! runs from the end of the alert's window (when its latest reading is ingested) to its hand-off.
+//! A sweep raises the rate run by run until the job stops keeping up, and reports the highest rate
+//! it sustained. The report is JSON, the plot SVG (`bench_plot`).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -40,6 +43,23 @@ pub struct BenchArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench-report.json")]
     pub report: PathBuf,
+    /// Where to draw the plot (SVG): the latency distribution, or for a sweep latency against rate.
+    #[arg(long, default_value = "bench-report.svg")]
+    pub plot: PathBuf,
+    /// Sweep: start at `--rate` and raise it by `--sweep-factor` each run until a run does not
+    /// sustain it (see `--max-p99-ms`), at most `--sweep-steps` runs; report the highest sustained.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Sweep: the factor between runs' rates.
+    #[arg(long, default_value_t = 1.5)]
+    pub sweep_factor: f64,
+    /// Sweep: the most runs.
+    #[arg(long, default_value_t = 8)]
+    pub sweep_steps: usize,
+    /// A rate is sustained when the job keeps up (achieves 97% of it) and the p99 window latency
+    /// stays below this, ms.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub max_p99_ms: f64,
 }
 
 /// Latency percentiles, milliseconds.
@@ -80,6 +100,11 @@ pub struct Report {
     pub max_delay_ms: u64,
     /// Window latency beyond the allowed lateness.
     pub window_latency_ms: Percentiles,
+    /// Alert latency: from the end of the alert's window (its latest reading's ingest) to the
+    /// alert's hand-off, allowed lateness included.
+    pub alert_latency_ms: Percentiles,
+    /// The window latency distribution: `(quantile, ms)` pairs, for plots.
+    pub window_latency_cdf: Vec<(f64, f64)>,
     /// CPU time in user mode, s.
     pub cpu_user_secs: f64,
     /// CPU time in the kernel, s.
@@ -99,16 +124,93 @@ fn rusage() -> (f64, f64, f64) {
     (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0)
 }
 
-/// Runs the benchmark and writes the report.
-pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
-    anyhow::ensure!(args.rate > 0 && args.vehicles > 0, "--rate and --vehicles: use positive numbers");
-    let interval_ms = args.vehicles * 1000 / args.rate;
+/// A sweep's runs and the highest rate sustained.
+#[derive(Debug, Serialize)]
+pub struct Sweep {
+    /// Each run, by rising rate.
+    pub runs: Vec<Report>,
+    /// The highest offered rate that was sustained (none when even the first was not).
+    pub highest_sustained_rate: Option<u64>,
+    /// The p99 window latency bound used, ms.
+    pub max_p99_ms: f64,
+}
+
+/// What `fleetflow bench` did: one run, or a sweep.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// One run at `--rate`.
+    Run(Report),
+    /// A sweep of rising rates.
+    Sweep(Sweep),
+}
+
+impl Report {
+    /// Whether the run kept up with its rate and kept the p99 window latency below `max_p99_ms`.
+    pub fn sustained(&self, max_p99_ms: f64) -> bool {
+        self.rate_achieved >= 0.97 * self.rate_offered as f64
+            && self.window_latency_ms.windows > 0
+            && self.window_latency_ms.p99 < max_p99_ms
+    }
+}
+
+/// Runs the benchmark (or the sweep), writes the JSON report and the plot.
+pub fn bench(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(args.sweep_factor > 1.0, "--sweep-factor: {} does not raise the rate; use more than 1", args.sweep_factor);
+    let outcome = if args.sweep {
+        let mut runs: Vec<Report> = Vec::new();
+        let mut rate = args.rate;
+        let mut highest = None;
+        for _ in 0..args.sweep_steps.max(1) {
+            let r = run_once(args, rate)?;
+            tracing::info!(
+                "sweep: {rate} readings/s offered, {:.0} achieved, p99 window latency {:.1} ms",
+                r.rate_achieved,
+                r.window_latency_ms.p99
+            );
+            let sustained = r.sustained(args.max_p99_ms);
+            runs.push(r);
+            if !sustained {
+                break;
+            }
+            highest = Some(rate);
+            rate = (rate as f64 * args.sweep_factor) as u64;
+        }
+        Outcome::Sweep(Sweep { runs, highest_sustained_rate: highest, max_p99_ms: args.max_p99_ms })
+    } else {
+        Outcome::Run(run_once(args, args.rate)?)
+    };
+    let json = serde_json::to_string_pretty(&outcome).context("encoding the report")?;
+    std::fs::write(&args.report, json + "\n").with_context(|| format!("writing {}", args.report.display()))?;
+    match &outcome {
+        Outcome::Run(r) => crate::bench_plot::latency_cdf(&args.plot, r)?,
+        Outcome::Sweep(s) => crate::bench_plot::latency_by_rate(&args.plot, s)?,
+    }
+    Ok(outcome)
+}
+
+fn percentiles(hist: Option<&hdrhistogram::Histogram<u64>>) -> Percentiles {
+    let pct = |q: f64| hist.map(|h| h.value_at_quantile(q) as f64 / 1000.0).unwrap_or(0.0);
+    Percentiles {
+        windows: hist.map(|h| h.len()).unwrap_or(0),
+        p50: pct(0.5),
+        p90: pct(0.9),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        max: hist.map(|h| h.max() as f64 / 1000.0).unwrap_or(0.0),
+    }
+}
+
+/// One run at `rate` readings/s.
+fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
+    anyhow::ensure!(rate > 0 && args.vehicles > 0, "--rate and --vehicles: use positive numbers");
+    let interval_ms = args.vehicles * 1000 / rate;
     anyhow::ensure!(
         interval_ms >= 1,
         "--rate {} with --vehicles {}: a vehicle would report more than once per millisecond; use at least {} vehicles",
-        args.rate,
+        rate,
         args.vehicles,
-        args.rate.div_ceil(1000)
+        rate.div_ceil(1000)
     );
     anyhow::ensure!(args.duration >= 70, "--duration: at least 70 s, so that some windows close on the watermark, not at the end of input");
     let temp = tempfile_dir()?;
@@ -126,14 +228,20 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
     // Windows the end of the input closes (before the watermark would) are not measured.
     let until = (start + args.duration * 1000).saturating_sub(lateness + config.generator.max_delay_ms);
     let metrics = Arc::new(Metrics::new(args.workers).measuring_latency(lateness, until));
+    let (user_before, system_before, _) = rusage();
     let started = Instant::now();
     let summary = crate::job::run_with(config, Arc::new(AtomicBool::new(false)), metrics.clone())?;
     let wall = started.elapsed().as_secs_f64();
     let (user, system, rss) = rusage();
-    let hist = metrics.window_latency.as_ref().map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
-    let pct = |q: f64| hist.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0).unwrap_or(0.0);
+    let lock = |h: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| h.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let windows = metrics.window_latency.as_ref().map(lock);
+    let alerts = metrics.alert_latency.as_ref().map(lock);
+    let cdf = windows
+        .as_ref()
+        .map(|h| h.iter_quantiles(2).map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1000.0)).collect())
+        .unwrap_or_default();
     let report = Report {
-        rate_offered: args.rate,
+        rate_offered: rate,
         rate_achieved: summary.readings as f64 / wall,
         readings: summary.readings,
         wall_secs: wall,
@@ -141,20 +249,13 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
         vehicles: args.vehicles,
         allowed_lateness_ms: lateness,
         max_delay_ms: args.max_delay_ms,
-        window_latency_ms: Percentiles {
-            windows: hist.as_ref().map(|h| h.len()).unwrap_or(0),
-            p50: pct(0.5),
-            p90: pct(0.9),
-            p99: pct(0.99),
-            p999: pct(0.999),
-            max: hist.as_ref().map(|h| h.max() as f64 / 1000.0).unwrap_or(0.0),
-        },
-        cpu_user_secs: user,
-        cpu_system_secs: system,
+        window_latency_ms: percentiles(windows.as_ref()),
+        alert_latency_ms: percentiles(alerts.as_ref()),
+        window_latency_cdf: cdf,
+        cpu_user_secs: user - user_before,
+        cpu_system_secs: system - system_before,
         peak_rss_mib: rss,
     };
-    let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
-    std::fs::write(&args.report, json + "\n").with_context(|| format!("writing {}", args.report.display()))?;
     if args.output.is_none() {
         let _ = std::fs::remove_dir_all(&temp);
     }

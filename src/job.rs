@@ -417,8 +417,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             }
         })
         .probe_with(&done_probe);
-        let l = live.clone();
+        let (l, m) = (live.clone(), metrics.clone());
         route_tapped(out.alerts, StreamName::Alerts, &router, encode::alert, move |alerts, _| {
+            m.alerts_handed_off(alerts.iter().map(|a| a.end));
             l.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&encode::alert(a).line).trim_end().to_string()))
         })
         .probe_with(&done_probe);

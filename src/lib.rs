@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod aws_setup;
 pub mod bench;
+pub mod bench_plot;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -50,23 +50,33 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => {
-            let r = fleetflow::bench::bench(&args)?;
-            let l = &r.window_latency_ms;
-            println!(
-                "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
-                r.rate_offered, r.rate_achieved, r.wall_secs, r.readings, r.workers
-            );
-            println!(
-                "window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
-                r.allowed_lateness_ms, l.windows, l.p50, l.p90, l.p99, l.p999, l.max
-            );
-            println!(
-                "CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB; report in {}",
-                r.cpu_user_secs,
-                r.cpu_system_secs,
-                r.peak_rss_mib,
-                args.report.display()
-            );
+            let print = |r: &fleetflow::bench::Report| {
+                let (l, a) = (&r.window_latency_ms, &r.alert_latency_ms);
+                println!(
+                    "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
+                    r.rate_offered, r.rate_achieved, r.wall_secs, r.readings, r.workers
+                );
+                println!(
+                    "  window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+                    r.allowed_lateness_ms, l.windows, l.p50, l.p90, l.p99, l.p999, l.max
+                );
+                println!(
+                    "  alert latency from the window's end, {} alerts: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+                    a.windows, a.p50, a.p90, a.p99, a.p999, a.max
+                );
+                println!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
+            };
+            match fleetflow::bench::bench(&args)? {
+                fleetflow::bench::Outcome::Run(r) => print(&r),
+                fleetflow::bench::Outcome::Sweep(s) => {
+                    s.runs.iter().for_each(print);
+                    match s.highest_sustained_rate {
+                        Some(rate) => println!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
+                        None => println!("no rate sustained (p99 window latency under {} ms)", s.max_p99_ms),
+                    }
+                }
+            }
+            println!("report in {}, plot in {}", args.report.display(), args.plot.display());
             Ok(())
         }
         Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => {

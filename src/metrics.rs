@@ -31,6 +31,10 @@ pub struct Metrics {
     /// When measuring (`fleetflow bench`): microseconds from the moment each tumbling window could
     /// close by the wall clock (its end plus the allowed lateness) to its hand-off to the sinks.
     pub window_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// When measuring: microseconds from the end of each alert's sliding window (the event time of
+    /// the latest reading that can trigger it, which an open-loop source ingests at that moment of
+    /// the wall clock) to the alert's hand-off. It includes the allowed lateness.
+    pub alert_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     /// The allowed lateness the latency is measured against, ms.
     pub lateness_ms: u64,
     /// Windows ending after this (epoch ms) are not measured: the end of the input closes them early.
@@ -79,6 +83,7 @@ impl Metrics {
             reference_errors: zero(),
             kafka_lag: Default::default(),
             window_latency: None,
+            alert_latency: None,
             lateness_ms: 0,
             latency_until: u64::MAX,
             window_latency_seconds: prometheus_client::metrics::histogram::Histogram::new(
@@ -101,6 +106,7 @@ impl Metrics {
         self.latency_until = until;
         // 1 µs to 1 hour (longer latencies count as an hour), three significant digits.
         self.window_latency = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
+        self.alert_latency = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
         self.lateness_ms = lateness_ms;
         self
     }
@@ -116,6 +122,16 @@ impl Metrics {
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
             h.saturating_record_n(now_us.saturating_sub(due_us), count);
+        }
+    }
+
+    /// Records the hand-off, now, of alerts whose windows ended at `ends` (epoch ms), when measuring.
+    pub fn alerts_handed_off(&self, ends: impl Iterator<Item = u64>) {
+        let Some(h) = &self.alert_latency else { return };
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+        for end in ends.filter(|e| *e <= self.latency_until) {
+            h.saturating_record(now_us.saturating_sub(end * 1000));
         }
     }
 

@@ -325,3 +325,40 @@ fn a_record_above_1000_kib_is_an_error_and_the_readings_around_it_count() {
         assert_eq!(lines_of(&out, "speed_windows").len(), 1, "{input}: the readings on either side are in their window");
     }
 }
+
+#[test]
+fn bench_measures_window_and_alert_latency_and_draws_them() {
+    // The shortest run the benchmark allows (70 s), at a low rate: it checks what is measured and
+    // written, not the figures (those come from release builds, README "Performance").
+    let dir = tempfile::tempdir().unwrap();
+    let (report, plot) = (dir.path().join("r.json"), dir.path().join("r.svg"));
+    let o = fleetflow(&[
+        "bench",
+        "--rate",
+        "2000",
+        "--vehicles",
+        "400",
+        "--duration",
+        "70",
+        "--report",
+        report.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["readings"].as_u64().unwrap() > 100_000, "{r}");
+    let windows = &r["window_latency_ms"];
+    assert!(windows["windows"].as_u64().unwrap() >= 400, "a window per vehicle closed during the run: {windows}");
+    assert!(windows["p50"].as_f64().unwrap() <= windows["p99"].as_f64().unwrap());
+    let alerts = &r["alert_latency_ms"];
+    assert!(alerts["windows"].as_u64().unwrap() > 0, "alerts measured: {alerts}");
+    // An alert can only be decided once the watermark has passed its window's end, which is
+    // the allowed lateness after its latest reading.
+    assert!(alerts["p50"].as_f64().unwrap() >= 5_000.0, "{alerts}");
+    assert!(r["window_latency_cdf"].as_array().unwrap().len() > 3);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("alert latency") && out.contains("window latency"), "{out}");
+}
