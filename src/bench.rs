@@ -103,6 +103,11 @@ pub struct Report {
     /// Alert latency: from the end of the alert's window (its latest reading's ingest) to the
     /// alert's hand-off, allowed lateness included.
     pub alert_latency_ms: Percentiles,
+    /// Where window latency goes: from the window's due moment to the sources' watermark passing
+    /// its end (readings arriving), ms.
+    pub window_latency_source_ms: Percentiles,
+    /// ... and from the watermark passing its end to the hand-off (the dataflow), ms.
+    pub window_latency_dataflow_ms: Percentiles,
     /// The window latency distribution: `(quantile, ms)` pairs, for plots.
     pub window_latency_cdf: Vec<(f64, f64)>,
     /// CPU time in user mode, s.
@@ -140,7 +145,7 @@ pub struct Sweep {
 #[serde(untagged)]
 pub enum Outcome {
     /// One run at `--rate`.
-    Run(Report),
+    Run(Box<Report>),
     /// A sweep of rising rates.
     Sweep(Sweep),
 }
@@ -178,7 +183,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Outcome> {
         }
         Outcome::Sweep(Sweep { runs, highest_sustained_rate: highest, max_p99_ms: args.max_p99_ms })
     } else {
-        Outcome::Run(run_once(args, args.rate)?)
+        Outcome::Run(Box::new(run_once(args, args.rate)?))
     };
     let json = serde_json::to_string_pretty(&outcome).context("encoding the report")?;
     std::fs::write(&args.report, json + "\n").with_context(|| format!("writing {}", args.report.display()))?;
@@ -227,7 +232,8 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let start = crate::sources::driver::now_ms();
     // Windows the end of the input closes (before the watermark would) are not measured.
     let until = (start + args.duration * 1000).saturating_sub(lateness + config.generator.max_delay_ms);
-    let metrics = Arc::new(Metrics::new(args.workers).measuring_latency(lateness, until));
+    let window_ms = config.windows.tumbling_secs * 1000;
+    let metrics = Arc::new(Metrics::new(args.workers).measuring_latency(lateness, until, window_ms));
     let (user_before, system_before, _) = rusage();
     let started = Instant::now();
     let summary = crate::job::run_with(config, Arc::new(AtomicBool::new(false)), metrics.clone())?;
@@ -236,6 +242,10 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let lock = |h: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| h.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let windows = metrics.window_latency.as_ref().map(lock);
     let alerts = metrics.alert_latency.as_ref().map(lock);
+    let split = metrics.latency_split.as_ref().map(|s| {
+        let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        (s.source.clone(), s.dataflow.clone())
+    });
     let cdf = windows
         .as_ref()
         .map(|h| h.iter_quantiles(2).map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1000.0)).collect())
@@ -251,6 +261,8 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         max_delay_ms: args.max_delay_ms,
         window_latency_ms: percentiles(windows.as_ref()),
         alert_latency_ms: percentiles(alerts.as_ref()),
+        window_latency_source_ms: percentiles(split.as_ref().map(|s| &s.0)),
+        window_latency_dataflow_ms: percentiles(split.as_ref().map(|s| &s.1)),
         window_latency_cdf: cdf,
         cpu_user_secs: user - user_before,
         cpu_system_secs: system - system_before,

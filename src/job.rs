@@ -494,6 +494,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         if let Some(w) = metrics.watermarks.get(local) {
             w.store(driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
         }
+        metrics.note_watermarks();
 
         // The job's watermark, as the dataflow sees it after the exchange of progress.
         let watermark = watermark_probe.with_frontier(|f| f.first().copied());

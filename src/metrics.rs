@@ -35,6 +35,10 @@ pub struct Metrics {
     /// the latest reading that can trigger it, which an open-loop source ingests at that moment of
     /// the wall clock) to the alert's hand-off. It includes the allowed lateness.
     pub alert_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// When measuring, window latency split in two: from the window's due moment to the moment
+    /// every worker's sources had passed its end (the source side: readings arriving, the
+    /// watermark moving), and from then to the hand-off (the dataflow side), microseconds.
+    pub latency_split: Option<std::sync::Mutex<LatencySplit>>,
     /// The allowed lateness the latency is measured against, ms.
     pub lateness_ms: u64,
     /// Windows ending after this (epoch ms) are not measured: the end of the input closes them early.
@@ -50,6 +54,21 @@ pub struct Metrics {
     pub archive_skipped: AtomicU64,
     /// Per configured sink, by name: what it delivered, retried and dead-lettered.
     pub sinks: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SinkCounters>>>,
+}
+
+/// Window latency split at the moment the sources' watermark passed the window's end.
+#[derive(Debug)]
+pub struct LatencySplit {
+    /// Tumbling window length, ms: the ends to note.
+    pub window_ms: u64,
+    /// Window ends the watermark has passed, with the wall-clock moment (µs), until handed off.
+    pub passed_at: std::collections::BTreeMap<u64, u64>,
+    /// The highest window end noted.
+    pub noted_to: u64,
+    /// Due moment to watermark passing the end.
+    pub source: hdrhistogram::Histogram<u64>,
+    /// Watermark passing the end to hand-off.
+    pub dataflow: hdrhistogram::Histogram<u64>,
 }
 
 /// One sink's delivery counters, shared by its instances on every worker of the process.
@@ -84,6 +103,7 @@ impl Metrics {
             kafka_lag: Default::default(),
             window_latency: None,
             alert_latency: None,
+            latency_split: None,
             lateness_ms: 0,
             latency_until: u64::MAX,
             window_latency_seconds: prometheus_client::metrics::histogram::Histogram::new(
@@ -102,7 +122,12 @@ impl Metrics {
     }
 
     /// Also measures window latency against `lateness_ms` (for an event time that follows the clock).
-    pub fn measuring_latency(mut self, lateness_ms: u64, until: u64) -> Self {
+    pub fn measuring_latency(mut self, lateness_ms: u64, until: u64, window_ms: u64) -> Self {
+        let histogram = || hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
+        if let (Some(source), Some(dataflow)) = (histogram(), histogram()) {
+            let split = LatencySplit { window_ms: window_ms.max(1), passed_at: Default::default(), noted_to: 0, source, dataflow };
+            self.latency_split = Some(std::sync::Mutex::new(split));
+        }
         self.latency_until = until;
         // 1 µs to 1 hour (longer latencies count as an hour), three significant digits.
         self.window_latency = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
@@ -122,7 +147,37 @@ impl Metrics {
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
             h.saturating_record_n(now_us.saturating_sub(due_us), count);
+            if let Some(split) = &self.latency_split {
+                let mut s = split.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(&passed) = s.passed_at.get(&end) {
+                    s.source.saturating_record_n(passed.saturating_sub(due_us), count);
+                    s.dataflow.saturating_record_n(now_us.saturating_sub(passed), count);
+                }
+            }
         }
+    }
+
+    /// When measuring: notes the moment the lowest of the workers' source watermarks passes
+    /// window ends (called by each worker after it updated its own watermark).
+    pub fn note_watermarks(&self) {
+        let Some(split) = &self.latency_split else { return };
+        let Some(low) = self.watermarks.iter().map(Self::get).min().filter(|w| *w != u64::MAX) else { return };
+        let mut s = split.lock().unwrap_or_else(|p| p.into_inner());
+        let passed = low / s.window_ms * s.window_ms;
+        if passed <= s.noted_to {
+            return;
+        }
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        // Every end passed since the last note (the first note starts at the latest end).
+        let first = if s.noted_to == 0 { passed } else { s.noted_to + s.window_ms };
+        let window = s.window_ms;
+        for end in (first..=passed).step_by(window as usize).take(10_000) {
+            s.passed_at.insert(end, now_us);
+        }
+        s.noted_to = passed;
+        // Ends long handed off are not needed any more.
+        let keep_from = passed.saturating_sub(3_600_000);
+        s.passed_at = s.passed_at.split_off(&keep_from);
     }
 
     /// Records the hand-off, now, of alerts whose windows ended at `ends` (epoch ms), when measuring.
@@ -166,7 +221,7 @@ mod tests {
     #[test]
     fn window_latency_is_measured_from_end_plus_lateness_until_the_cut_off() {
         let now = crate::sources::driver::now_ms();
-        let m = Metrics::new(1).measuring_latency(5_000, now);
+        let m = Metrics::new(1).measuring_latency(5_000, now, 60_000);
         m.windows_handed_off(now - 6_000, 3); // could close 1 s ago
         m.windows_handed_off(now + 60_000, 1); // after the cut-off: not measured
         let h = m.window_latency.as_ref().unwrap().lock().unwrap();
@@ -174,5 +229,24 @@ mod tests {
         let ms = h.value_at_quantile(0.5) as f64 / 1000.0;
         assert!((1_000.0..2_000.0).contains(&ms), "{ms}");
         assert!(Metrics::new(1).window_latency.is_none(), "off unless asked for");
+    }
+
+    #[test]
+    fn latency_splits_where_the_watermark_passed_the_window_end() {
+        let now = crate::sources::driver::now_ms();
+        let end = now / 60_000 * 60_000 - 60_000; // a minute end passed a minute or so ago
+        let m = Metrics::new(2).measuring_latency(5_000, u64::MAX, 60_000);
+        m.watermarks[0].store(end + 10, Ordering::Relaxed);
+        m.watermarks[1].store(end - 10, Ordering::Relaxed);
+        m.note_watermarks();
+        let passed = m.latency_split.as_ref().unwrap().lock().unwrap().passed_at.contains_key(&end);
+        assert!(!passed, "one worker is not there yet");
+        m.watermarks[1].store(end + 60_000 + 5, Ordering::Relaxed);
+        m.note_watermarks();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        m.windows_handed_off(end, 1);
+        let s = m.latency_split.as_ref().unwrap().lock().unwrap();
+        assert_eq!((s.source.len(), s.dataflow.len()), (1, 1));
+        assert!(s.dataflow.value_at_quantile(0.5) >= 20_000, "the dataflow side is the 20 ms after the watermark passed");
     }
 }
