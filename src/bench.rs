@@ -82,7 +82,8 @@ pub struct Percentiles {
 /// What `fleetflow bench` measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Offered readings per second.
+    /// Offered readings per second: the vehicles over their reporting interval, a whole number of
+    /// milliseconds (so it can be above the rate asked for).
     pub rate_offered: u64,
     /// Readings processed per second of wall time.
     pub rate_achieved: f64,
@@ -251,7 +252,8 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         .map(|h| h.iter_quantiles(2).map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1000.0)).collect())
         .unwrap_or_default();
     let report = Report {
-        rate_offered: rate,
+        // What the generator offers: its reporting interval is whole milliseconds.
+        rate_offered: args.vehicles * 1000 / interval_ms,
         rate_achieved: summary.readings as f64 / wall,
         readings: summary.readings,
         wall_secs: wall,
