@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 
 mod common;
-use common::{files_under, lines_of};
+use common::{files_in, files_under, lines_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const ROLE: &str = "arn:aws:iam::123456789012:role/fleetflow-firehose";
@@ -287,15 +287,6 @@ fn rt_delete_bucket(bucket: &str) {
     rt.block_on(s3().delete_bucket().bucket(bucket).send()).unwrap();
 }
 
-/// The sealed files of `stream`s under `root` in hour folder `hour` (`YYYY/MM/DD/HH`), by name.
-fn sealed_hour(root: &Path, streams: &[&str], hour: &str) -> Vec<(String, Vec<u8>)> {
-    streams
-        .iter()
-        .flat_map(|s| files_under(&root.join(s).join(hour)))
-        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
-        .collect()
-}
-
 #[test]
 fn replay_from_an_s3_archive_writes_what_the_live_run_wrote() {
     let endpoint = endpoint();
@@ -379,12 +370,12 @@ bind = ""
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains(" 0 late"), "{report}");
     let streams = ["speed_windows", "speeders", "alerts", "buggy_devices"];
-    let expected = sealed_hour(&live, &streams, "2025/11/25/01");
+    let expected = files_in(&live, &streams, "2025/11/25/01");
     for s in streams {
         assert!(expected.iter().any(|(n, _)| n.starts_with(s)), "the live hour has {s}");
     }
-    assert_eq!(sealed_hour(&replayed, &streams, "2025/11/25/01"), expected, "the replayed hour equals the live one");
+    assert_eq!(files_in(&replayed, &streams, "2025/11/25/01"), expected, "the replayed hour equals the live one");
     for other in ["2025/11/25/00", "2025/11/25/02"] {
-        assert!(sealed_hour(&replayed, &streams, other).is_empty(), "only the replayed hour is written, not {other}");
+        assert!(files_in(&replayed, &streams, other).is_empty(), "only the replayed hour is written, not {other}");
     }
 }

@@ -22,6 +22,9 @@ use fleetflow::sinks::retry::RetryPolicy;
 use fleetflow::sinks::Sink;
 use serde_json::{json, Value};
 
+mod common;
+use common::files_under;
+
 #[derive(Default)]
 struct Server {
     calls: AtomicUsize,
@@ -205,23 +208,10 @@ fn an_unreachable_endpoint_dead_letters_after_the_budget() {
     s.flush().unwrap();
     assert_eq!(s.delivered(StreamName::Speeders), 10, "dead-lettered records count as durable");
     assert_eq!(Metrics::get(&counters.dead_lettered), 10);
-    let files: Vec<_> = walk(dir.path());
+    let files: Vec<_> = files_under(dir.path());
     let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
     assert_eq!(text.lines().count(), 10, "each record in the dead-letter folder once");
     assert!(text.contains("dispatch failure") || text.contains("connect"), "{text}");
-}
-
-fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(root).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -240,7 +230,7 @@ fn a_record_above_the_record_limit_is_dead_lettered_and_the_rest_delivered() {
     let mut accepted = server.accepted.lock().unwrap().get("faults-errors").cloned().unwrap_or_default();
     accepted.sort();
     assert_eq!(accepted, vec![lines[0].clone(), lines[2].clone()]);
-    let dead: Vec<Value> = walk(dir.path())
+    let dead: Vec<Value> = files_under(dir.path())
         .iter()
         .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>())
         .collect();
@@ -277,13 +267,5 @@ fn an_outage_shorter_than_the_retry_budget_loses_and_repeats_nothing() {
     assert_eq!(accepted, written, "every record delivered once the endpoint is back, none twice");
     assert!(Metrics::get(&counters.failed_requests) > 0, "the outage was seen");
     assert_eq!(Metrics::get(&counters.dead_lettered), 0);
-    assert!(walk_if_exists(dir.path()).is_empty(), "nothing dead-lettered");
-}
-
-fn walk_if_exists(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    if root.exists() {
-        walk(root)
-    } else {
-        Vec::new()
-    }
+    assert!(files_under(dir.path()).is_empty(), "nothing dead-lettered");
 }

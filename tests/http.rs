@@ -15,20 +15,13 @@ use std::time::{Duration, Instant};
 use fleetflow::config::{Config, SinkConfig, SourceKind};
 
 mod common;
-use common::lines_of;
+use common::{lines_of, metric};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const MIDNIGHT: u64 = 1_764_115_200_000; // 2025-11-26T00:00:00Z
 
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    common::http_get(addr, path).unwrap_or_else(|| panic!("GET {path}: the API did not answer"))
 }
 
 /// Per (day start, vin): speeding readings (above 65 mph) and top speed, over `lines`.
@@ -52,10 +45,6 @@ fn day_rows(oracle: &BTreeMap<(u64, String), (u64, f64)>, day: u64) -> Vec<serde
         .filter(|((d, _), _)| *d == day)
         .map(|((_, vin), (n, max))| serde_json::json!({"vin": vin, "speeding_readings": n, "max_speed": max}))
         .collect()
-}
-
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
 }
 
 #[test]

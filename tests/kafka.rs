@@ -342,15 +342,6 @@ fn two_processes_of_two_workers_read_a_topic_as_one_worker_does() {
     }
 }
 
-/// `stream/YYYY/MM/DD/...` -> bytes of every file under `root` in the day folder `day`.
-fn day_files(root: &Path, streams: &[&str], day: &str) -> Vec<(String, Vec<u8>)> {
-    streams
-        .iter()
-        .flat_map(|s| common::files_under(&root.join(s).join(day)))
-        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
-        .collect()
-}
-
 #[test]
 fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
     // Across midnight: the replay reads the topic from the day's start less its margin, by
@@ -392,10 +383,10 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
     let r = fleetflow::replay::replay(&args, Arc::new(AtomicBool::new(false))).unwrap();
     assert!(r.outside_range > 0, "the evening before is read for context, not written");
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts"];
-    let expected = day_files(&live, &streams, "2025/11/25");
+    let expected = common::files_in(&live, &streams, "2025/11/25");
     for s in streams {
         assert!(expected.iter().any(|(n, _)| n.starts_with(s)), "the live day has {s}");
     }
-    assert_eq!(day_files(&replayed, &streams, "2025/11/25"), expected);
-    assert!(day_files(&replayed, &streams, "2025/11/24").is_empty(), "nothing of the day before is written");
+    assert_eq!(common::files_in(&replayed, &streams, "2025/11/25"), expected);
+    assert!(common::files_in(&replayed, &streams, "2025/11/24").is_empty(), "nothing of the day before is written");
 }

@@ -5,7 +5,6 @@
 //! uninterrupted run's, and SIGTERM then ends the job cleanly with its offsets committed.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -18,7 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 mod common;
-use common::{lines_of, two_free_ports};
+use common::{http_get, lines_of, metric, two_free_ports};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 
@@ -50,19 +49,6 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.script("stop");
     }
-}
-
-fn get(addr: &str, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
 }
 
 #[cfg(unix)]
@@ -123,7 +109,7 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut read = 0;
     while Instant::now() < deadline {
-        read = get(&http, "/metrics").and_then(|m| metric(&m, "fleetflow_records_read_total")).unwrap_or(read);
+        read = http_get(&http, "/metrics").and_then(|(_, m)| metric(&m, "fleetflow_records_read_total")).unwrap_or(read);
         if read >= readings.len() as u64 {
             break;
         }

@@ -11,7 +11,7 @@ use fleetflow::config::{Config, SinkConfig, SourceKind};
 use fleetflow::replay::{replay, ReplayArgs};
 
 mod common;
-use common::files_under;
+use common::{files_in, files_under};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const WINDOW_STREAMS: [&str; 5] = ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"];
@@ -51,17 +51,6 @@ fn live(dir: &Path, files: &[String], vin: &str, buggy: &str) -> (PathBuf, PathB
     (out, archive)
 }
 
-/// `stream/YYYY/MM/DD/HH/name` -> bytes of every file under `root` whose path starts with a
-/// window stream and the given day folder (`None`: every file).
-fn files_of(root: &Path, day: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    files_under(root)
-        .into_iter()
-        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
-        .filter(|(name, _)| WINDOW_STREAMS.iter().any(|s| name.starts_with(&format!("{s}/"))))
-        .filter(|(name, _)| day.is_none_or(|d| name.split('/').skip(1).take(3).collect::<Vec<_>>().join("/") == d))
-        .collect()
-}
-
 fn replay_args(archive: &Path, out: &Path, workers: usize, vin: &str, buggy: &str) -> ReplayArgs {
     ReplayArgs {
         from: "2025-11-25".into(),
@@ -80,7 +69,7 @@ fn a_replayed_day_is_byte_for_byte_the_live_output_at_any_worker_count() {
     let dir = tempfile::tempdir().unwrap();
     let (files, vin, buggy) = generate(dir.path());
     let (live_out, archive) = live(dir.path(), &files, &vin, &buggy);
-    let expected = files_of(&live_out, Some("2025/11/25"));
+    let expected = files_in(&live_out, &WINDOW_STREAMS, "2025/11/25");
     for stream in WINDOW_STREAMS {
         assert!(expected.iter().any(|(n, _)| n.starts_with(stream)), "the live day has {stream}");
     }
@@ -91,7 +80,7 @@ fn a_replayed_day_is_byte_for_byte_the_live_output_at_any_worker_count() {
         let r = replay(&replay_args(&archive, &out, workers, &vin, &buggy), Arc::new(AtomicBool::new(false))).unwrap();
         assert_eq!(r.summary.late, 0, "archived readings were accepted live: none is late on replay");
         assert!(r.skipped > 0 && r.outside_range > 0, "the day's margin is read, and not written");
-        let got = files_of(&out, None);
+        let got = files_in(&out, &WINDOW_STREAMS, "");
         let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(&got), names(&expected), "{workers} worker(s): the same files, and only the day's");
         for ((name, a), (_, b)) in got.iter().zip(&expected) {
@@ -119,7 +108,7 @@ fn a_replayed_day_is_byte_for_byte_the_live_output_at_any_worker_count() {
     assert!(!stale.exists(), "a replay owns its days in its output");
     assert_eq!(std::fs::read_to_string(&other_day).unwrap(), "kept\n");
     std::fs::remove_file(&other_day).unwrap();
-    assert_eq!(files_of(&out, None), expected, "the second replay overwrote the first");
+    assert_eq!(files_in(&out, &WINDOW_STREAMS, ""), expected, "the second replay overwrote the first");
 }
 
 #[test]

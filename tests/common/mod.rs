@@ -33,6 +33,37 @@ pub fn lines_of(root: &Path, stream: &str) -> Vec<String> {
     lines
 }
 
+/// Each file of each of `streams` under `root/<stream>/<folder>` (a `YYYY/MM/DD[/HH]` prefix, or
+/// `""` for all), by its path from `root`, with its bytes: what byte-for-byte comparisons compare.
+#[allow(dead_code)] // not every test binary compares files
+pub fn files_in(root: &Path, streams: &[&str], folder: &str) -> Vec<(String, Vec<u8>)> {
+    streams
+        .iter()
+        .flat_map(|s| files_under(&root.join(s).join(folder)))
+        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// `GET path` from the job's HTTP API at `addr`: the status and the body (none if it does not answer).
+#[allow(dead_code)] // not every test binary asks the API
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of Prometheus metric `name` (a sample without labels) in an exposition text.
+#[allow(dead_code)] // not every test binary reads metrics
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
+}
+
 /// A loopback port whose successor is free too (both free when asked): a base port for a
 /// 2-process cluster.
 #[allow(dead_code)] // not every test binary runs a cluster
