@@ -71,15 +71,16 @@ impl SealedFolderSink {
 
     fn write_group(&self, stream: StreamName, (completion, hour): (Time, Time), mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
         let path = self.file_of(stream, completion, hour);
-        if completion * HOUR_MS < self.resumed_below {
-            // An earlier run may have written part of this file's records and not be repeated.
-            if let Ok(existing) = std::fs::read(&path) {
-                lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
-                lines.sort_unstable();
-                lines.dedup();
-            }
+        // An earlier run may have written part of this file's records and not be repeated.
+        let existing = if completion * HOUR_MS < self.resumed_below { std::fs::read(&path).ok() } else { None };
+        let merged = existing.is_some();
+        if let Some(existing) = existing {
+            lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
         }
         lines.sort_unstable();
+        if merged {
+            lines.dedup();
+        }
         write_atomically(&path, &lines.concat())
     }
 }
