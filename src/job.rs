@@ -109,7 +109,11 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
     let archive = match config.source.kind {
-        SourceKind::Archive => Some(Arc::new(list_archive(&config)?)),
+        SourceKind::Archive => {
+            let listing = list_archive(&config)?;
+            Metrics::add(&metrics.archive_total_bytes, listing.total_bytes());
+            Some(Arc::new(listing))
+        }
         _ => None,
     };
     let live = Arc::new(LiveState::new(daily_folders(&config)));

@@ -4,6 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::route::StreamName;
 
+/// The wall clock in microseconds since the epoch, what latencies are measured with.
+fn wall_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
 /// Process-wide counters. Cheap to update (relaxed atomics), read by the progress log.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +55,8 @@ pub struct Metrics {
     pub outside_range: AtomicU64,
     /// Replay: bytes read from the archive.
     pub archive_bytes: AtomicU64,
+    /// Replay: bytes in the archive objects listed for it (set once listed).
+    pub archive_total_bytes: AtomicU64,
     /// Replay: archived readings outside the replayed days and their margin (not read into windows).
     pub archive_skipped: AtomicU64,
     /// Per configured sink, by name: what it delivered, retried and dead-lettered.
@@ -111,6 +118,7 @@ impl Metrics {
             ),
             outside_range: zero(),
             archive_bytes: zero(),
+            archive_total_bytes: zero(),
             archive_skipped: zero(),
             sinks: Default::default(),
         }
@@ -138,7 +146,7 @@ impl Metrics {
 
     /// Records the hand-off, now, of `count` windows that ended at `end` (epoch ms).
     pub fn windows_handed_off(&self, end: u64, count: u64) {
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now_us = wall_us();
         let due_us = (end + self.lateness_ms) * 1000;
         let seconds = now_us.saturating_sub(due_us) as f64 / 1e6;
         for _ in 0..count {
@@ -167,7 +175,7 @@ impl Metrics {
         if passed <= s.noted_to {
             return;
         }
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now_us = wall_us();
         // Every end passed since the last note (the first note starts at the latest end).
         let first = if s.noted_to == 0 { passed } else { s.noted_to + s.window_ms };
         let window = s.window_ms;
@@ -183,7 +191,7 @@ impl Metrics {
     /// Records the hand-off, now, of alerts whose windows ended at `ends` (epoch ms), when measuring.
     pub fn alerts_handed_off(&self, ends: impl Iterator<Item = u64>) {
         let Some(h) = &self.alert_latency else { return };
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now_us = wall_us();
         let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
         for end in ends.filter(|e| *e <= self.latency_until) {
             h.saturating_record(now_us.saturating_sub(end * 1000));

@@ -193,16 +193,12 @@ pub fn replay(args: &ReplayArgs, stop: Arc<AtomicBool>) -> Result<ReplayReport, 
     if let (false, Some(SinkConfig::Folder { path, sealed: true, .. })) = (args.config_sinks, config.sinks.get("local")) {
         clear_days(path, days).map_err(|source| crate::sinks::SinkError::Io { path: path.display().to_string(), source })?;
     }
-    let total_bytes = match config.source.kind {
-        SourceKind::Archive => crate::job::list_archive(&config)?.total_bytes(),
-        _ => 0,
-    };
     let mut metrics = Metrics::new(config.workers);
     metrics.lateness_ms = config.windows.allowed_lateness_ms;
     let metrics = Arc::new(metrics);
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    let bar = (!args.quiet).then(|| progress(metrics.clone(), total_bytes, done.clone()));
+    let bar = (!args.quiet).then(|| progress(metrics.clone(), done.clone()));
     let result = crate::job::run_with(config, stop, metrics.clone());
     done.store(true, Ordering::SeqCst);
     if let Some(handle) = bar {
@@ -217,22 +213,25 @@ pub fn replay(args: &ReplayArgs, stop: Arc<AtomicBool>) -> Result<ReplayReport, 
     })
 }
 
-/// A thread drawing the progress bar: bytes of the archive read (and the ETA), readings, and the
-/// event time the replay has reached.
-fn progress(metrics: Arc<Metrics>, total_bytes: u64, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// A thread drawing the progress bar: bytes of the archive read (and the ETA, once the job has
+/// listed the archive), readings, and the event time the replay has reached. From Kafka, a spinner.
+fn progress(metrics: Arc<Metrics>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let bar = if total_bytes > 0 {
-            indicatif::ProgressBar::new(total_bytes).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            )
-        } else {
-            indicatif::ProgressBar::new_spinner()
-        };
+        let bar = indicatif::ProgressBar::new_spinner();
+        let mut sized = false;
         while !done.load(Ordering::SeqCst) {
+            let total = Metrics::get(&metrics.archive_total_bytes);
+            if !sized && total > 0 {
+                bar.set_length(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                sized = true;
+            }
             bar.set_position(Metrics::get(&metrics.archive_bytes));
             let reached = metrics.watermark().map(crate::encode::rfc3339).unwrap_or_else(|| "-".into());
             bar.set_message(format!("{} readings, event time {reached}", Metrics::get(&metrics.readings)));
