@@ -1,6 +1,8 @@
 //! The job's configuration: one TOML file (see `reference/fleetflow.toml`), every field optional,
 //! overridden by command-line flags. Priority, lowest first: built-in defaults < file < flags.
 
+use fleetflow_dataflows::analyses::{self, REGISTRY};
+use fleetflow_dataflows::analysis::{Analysis, Setting, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +68,79 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Replay of past days (`fleetflow replay`).
     pub replay: ReplayConfig,
+    /// Which analyses run, and their settings.
+    pub analyses: AnalysesConfig,
+}
+
+/// `[analyses]`: the analyses to run (`enabled`, by name; when absent, those on by default) and,
+/// under `[analyses.<name>]`, each one's settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalysesConfig {
+    /// The analyses to run, by name; `None`: those on by default.
+    pub enabled: Option<Vec<String>>,
+    /// Settings by analysis and key.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+impl Config {
+    /// The enabled analyses with their settings, in registry (build) order; the error names the
+    /// field and the fix.
+    pub fn analyses(&self) -> Result<Vec<(&'static dyn Analysis, Settings)>, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let known: Vec<&str> = REGISTRY.iter().map(|a| a.spec().name).collect();
+        if let Some(enabled) = &self.analyses.enabled {
+            for name in enabled {
+                if !known.contains(&name.as_str()) {
+                    return bad(format!("analyses.enabled: {name:?} is not an analysis; analyses are {}", known.join(", ")));
+                }
+            }
+        }
+        for (name, table) in &self.analyses.settings {
+            let Some(analysis) = analyses::named(name) else {
+                return bad(format!("analyses.{name}: no such analysis; analyses are {}", known.join(", ")));
+            };
+            let Some(table) = table.as_table() else {
+                return bad(format!("analyses.{name}: not a table; write [analyses.{name}] with its settings"));
+            };
+            for (key, value) in table {
+                if !matches!(value, toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::String(_)) {
+                    return bad(format!("analyses.{name}.{key}: {value} is not a number or a string"));
+                }
+                if !analysis.spec().settings.iter().any(|s| s.name == key) {
+                    let keys: Vec<&str> = analysis.spec().settings.iter().map(|s| s.name).collect();
+                    let allowed = if keys.is_empty() { "it has none".to_string() } else { format!("its settings are {}", keys.join(", ")) };
+                    return bad(format!("analyses.{name}.{key}: not a setting of {name}; {allowed}"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for analysis in REGISTRY.iter().copied() {
+            let name = analysis.spec().name;
+            let on = match &self.analyses.enabled {
+                Some(list) => list.iter().any(|n| n == name),
+                None => analysis.spec().on_by_default,
+            };
+            if !on {
+                continue;
+            }
+            let mut settings = Settings::new();
+            if let Some(table) = self.analyses.settings.get(name).and_then(|t| t.as_table()) {
+                for (key, value) in table {
+                    let setting = match value {
+                        toml::Value::Integer(i) => Setting::Number(*i as f64),
+                        toml::Value::Float(f) => Setting::Number(*f),
+                        toml::Value::String(s) => Setting::Text(s.clone()),
+                        other => return bad(format!("analyses.{name}.{key}: {other} is not a number or a string")),
+                    };
+                    settings.insert(key.clone(), setting);
+                }
+            }
+            out.push((analysis, settings));
+        }
+        Ok(out)
+    }
 }
 
 /// `[replay]`: recompute the outputs of past days from the `raw` archive (`source.kind =
@@ -165,6 +240,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             cluster: ClusterConfig::default(),
             replay: ReplayConfig::default(),
+            analyses: AnalysesConfig::default(),
         }
     }
 }
@@ -557,12 +633,11 @@ impl Config {
     /// For each stream, the indexes (into the sorted sink names) of the sinks that receive it.
     pub fn routes(&self) -> Vec<(StreamName, Vec<usize>)> {
         let names: Vec<&String> = self.sinks.keys().collect();
-        StreamName::ALL
-            .iter()
-            .map(|&stream| {
+        StreamName::all()
+            .map(|stream| {
                 let wanted: Vec<String> = match self.routes.get(stream.as_str()) {
                     Some(list) => list.clone(),
-                    None if stream == StreamName::Raw => Vec::new(),
+                    None if stream == StreamName::RAW => Vec::new(),
                     None => vec!["local".to_string()],
                 };
                 let indexes = wanted.iter().filter_map(|w| names.iter().position(|n| *n == w)).collect();
@@ -654,10 +729,20 @@ impl Config {
                 ));
             }
         }
+        let enabled = self.analyses()?;
         for (stream, sinks) in &self.routes {
             if StreamName::parse(stream).is_none() {
-                let all: Vec<&str> = StreamName::ALL.iter().map(|s| s.as_str()).collect();
+                let all: Vec<&str> = StreamName::all().map(|s| s.as_str()).collect();
                 return bad(format!("routes.{stream}: no such output stream; streams are {}", all.join(", ")));
+            }
+            let producer = REGISTRY.iter().find(|a| a.spec().outputs.iter().any(|o| o.name == stream));
+            if let Some(analysis) = producer {
+                let name = analysis.spec().name;
+                if !sinks.is_empty() && !enabled.iter().any(|(a, _)| a.spec().name == name) {
+                    return bad(format!(
+                        "routes.{stream}: the stream of analysis {name}, which is not enabled; add {name:?} to analyses.enabled"
+                    ));
+                }
             }
             for sink in sinks {
                 if !self.sinks.contains_key(sink) {
@@ -726,12 +811,40 @@ mod tests {
     }
 
     #[test]
+    fn analyses_are_enabled_by_name_with_their_settings_and_mistakes_name_the_field() {
+        let names = |cfg: &Config| cfg.analyses().unwrap().iter().map(|(a, _)| a.spec().name).collect::<Vec<_>>();
+        assert_eq!(names(&Config::default()), ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"]);
+        let cfg = Config::from_toml(
+            "[analyses]\nenabled = [\"harsh_braking\", \"speeders\"]\n[analyses.harsh_braking]\ndrop_mph = 25\nwithin_secs = 2.5\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(names(&cfg), ["speeders", "harsh_braking"], "registry order");
+        let enabled = cfg.analyses().unwrap();
+        assert_eq!(enabled[1].1.get("drop_mph"), Some(&Setting::Number(25.0)));
+        assert_eq!(enabled[1].1.get("within_secs"), Some(&Setting::Number(2.5)));
+
+        let error = |text: &str| Config::from_toml(text).unwrap().validate().unwrap_err().to_string();
+        assert!(error("[analyses]\nenabled = [\"geo\"]\n")
+            .starts_with("analyses.enabled: \"geo\" is not an analysis; analyses are speed_windows"));
+        assert!(error("[analyses.harsh_braking]\ndrop = 3\n")
+            .starts_with("analyses.harsh_braking.drop: not a setting of harsh_braking; its settings are drop_mph, within_secs"));
+        assert!(error("[analyses.nope]\nx = 1\n").starts_with("analyses.nope: no such analysis"));
+        assert!(error("[analyses.harsh_braking]\ndrop_mph = [1]\n")
+            .starts_with("analyses.harsh_braking.drop_mph: [1] is not a number or a string"));
+        assert_eq!(
+            error("[routes]\nharsh_braking = [\"local\"]\n"),
+            "routes.harsh_braking: the stream of analysis harsh_braking, which is not enabled; add \"harsh_braking\" to analyses.enabled"
+        );
+    }
+
+    #[test]
     fn the_aws_example_config_parses_and_validates() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/fleetflow-aws.toml")).unwrap();
         let cfg = Config::from_toml(&text).unwrap();
         cfg.validate().unwrap();
         let routes = cfg.routes();
-        let raw = routes.iter().find(|(s, _)| *s == StreamName::Raw).unwrap();
+        let raw = routes.iter().find(|(s, _)| *s == StreamName::RAW).unwrap();
         assert_eq!(raw.1.len(), 1, "raw goes to the firehose sink only");
         let sns = &cfg.sinks["sns"];
         assert_eq!(sns.aws_settings().unwrap().region.as_deref(), Some("eu-west-1"), "the region comes from the topic ARN");

@@ -7,18 +7,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
+use fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders;
+use fleetflow_dataflows::analysis::Core;
 use fleetflow_dataflows::reference::{SensorId, SensorRow};
-use fleetflow_dataflows::{Pipeline, Time, Vin};
+use fleetflow_dataflows::{Time, Vin};
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::core::unordered_input::UnorderedInput;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
-use timely::ExchangeData;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, SourceKind};
-use crate::encode::{self, Encoded, Filed};
+use crate::encode::{self, Encoded};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
@@ -50,6 +52,9 @@ pub enum JobError {
     /// An AWS sink could not be set up.
     #[error(transparent)]
     Aws(#[from] crate::aws::AwsError),
+    /// An analysis could not be built (a setting out of range).
+    #[error(transparent)]
+    Analysis(#[from] fleetflow_dataflows::analysis::AnalysisError),
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
@@ -80,7 +85,7 @@ impl Summary {
             blank: Metrics::get(&m.blank),
             malformed: Metrics::get(&m.malformed),
             late: Metrics::get(&m.late),
-            out: StreamName::ALL.iter().map(|&s| (s, m.out(s))).collect(),
+            out: StreamName::all().map(|s| (s, m.out(s))).collect(),
         }
     }
 }
@@ -210,7 +215,7 @@ fn http_bind(config: &Config) -> Option<String> {
 /// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
 fn daily_folders(config: &Config) -> Vec<std::path::PathBuf> {
     let routes = config.routes();
-    let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DailySpeeders) else { return Vec::new() };
+    let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DAILY_SPEEDERS) else { return Vec::new() };
     config
         .sinks
         .values()
@@ -271,34 +276,24 @@ fn partitions_for(
     Ok(out)
 }
 
-/// Attaches an output stream to the router: encode each record once, hand it to the stream's sinks.
+/// Attaches an output stream to the router: hand each encoded record to the stream's sinks.
 ///
 /// The returned (empty) stream's frontier is how far this stream's output is durable: the operator
 /// holds a capability for the times of records its sinks have not flushed yet, so a probe on it
-/// tells what every worker has delivered (what Kafka offsets may be committed for).
-fn route<'scope, D: ExchangeData + Filed>(
-    stream: StreamVec<'scope, Time, D>,
+/// tells what every worker has delivered (what Kafka offsets may be committed for). `tap` sees
+/// each batch after its hand-off, with its timely time, and then the input frontier.
+fn route<'scope>(
+    stream: StreamVec<'scope, Time, Encoded>,
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
-    encode: fn(&D) -> Encoded,
-) -> StreamVec<'scope, Time, ()> {
-    route_tapped(stream, name, router, encode, |_: &[D], _| {})
-}
-
-/// [`route`], also showing each batch to `tap` (for the live state), and then the input frontier.
-fn route_tapped<'scope, D: ExchangeData + Filed>(
-    stream: StreamVec<'scope, Time, D>,
-    name: StreamName,
-    router: &std::rc::Rc<std::cell::RefCell<Router>>,
-    encode: fn(&D) -> Encoded,
-    mut tap: impl FnMut(&[D], Option<Time>) + 'static,
+    mut tap: impl FnMut(&[Encoded], Time, Option<Time>) + 'static,
 ) -> StreamVec<'scope, Time, ()> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
     let stream = if router.borrow().sealed(name) {
         // Sealed files hold all records of one event hour: they are gathered on one worker.
         use timely::dataflow::operators::core::Exchange;
-        stream.exchange(move |record: &D| record.filed_at() / 3_600_000)
+        stream.exchange(move |record: &Encoded| record.time / 3_600_000)
     } else {
         stream
     };
@@ -318,16 +313,16 @@ fn route_tapped<'scope, D: ExchangeData + Filed>(
                 let time = cap.least().copied().unwrap_or(0);
                 let mut wrote = false;
                 for batch in data {
-                    tap(batch, None);
                     if wanted && !router.suppressed(name, time) {
                         for record in batch.iter() {
-                            wrote |= router.write(name, time, &encode(record));
+                            wrote |= router.write(name, time, record);
                         }
-                        if name == StreamName::SpeedWindows {
+                        if name == StreamName::SPEED_WINDOWS {
                             // Windows travel at their last millisecond: they ended at `time + 1`.
                             router.metrics().windows_handed_off(time + 1, batch.len() as u64);
                         }
                     }
+                    tap(batch, time, None);
                     batch.clear();
                 }
                 if wrote {
@@ -349,7 +344,7 @@ fn route_tapped<'scope, D: ExchangeData + Filed>(
                 }
             });
             let sealed_to = frontier.frontier().first().copied().unwrap_or(Time::MAX);
-            tap(&[], Some(sealed_to));
+            tap(&[], sealed_to, Some(sealed_to));
             if wanted {
                 router.borrow_mut().seal(name, sealed_to);
             }
@@ -357,6 +352,32 @@ fn route_tapped<'scope, D: ExchangeData + Filed>(
             held.retain(|(mark, _)| !router.durable(name, mark));
         }
     })
+}
+
+/// A batch handed off (with its timely time), or the input frontier (with no batch).
+type Tap = Box<dyn FnMut(&[Encoded], Time, Option<Time>)>;
+
+/// What the runtime does with a batch of a stream after its hand-off: feed the live state behind
+/// the HTTP API and the latency measurements.
+fn tap_for(name: StreamName, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Tap {
+    let (live, metrics) = (live.clone(), metrics.clone());
+    match name {
+        StreamName::DAILY_SPEEDERS => Box::new(move |days, _, frontier| {
+            live.note_days(days);
+            if let Some(f) = frontier {
+                live.days_closed_to(f);
+            }
+        }),
+        StreamName::ALERTS => Box::new(move |alerts, time, _| {
+            if alerts.is_empty() {
+                return;
+            }
+            // Alerts travel at their window's last millisecond.
+            metrics.alerts_handed_off(std::iter::repeat_n(time + 1, alerts.len()));
+            live.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&a.line).trim_end().to_string()))
+        }),
+        _ => Box::new(|_, _, _| {}),
+    }
 }
 
 type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>);
@@ -382,6 +403,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let local = index - config.cluster.process * config.workers;
     let peers = worker.peers();
     let params = config.params();
+    let analyses = &config.analyses()?;
     let router = std::rc::Rc::new(std::cell::RefCell::new(Router::new(
         plan.build(&format!("p{:03}-w{index:03}-{run_id}", config.cluster.process))?,
         &config.routes(),
@@ -402,39 +424,38 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
         let readings: StreamVec<'_, Time, fleetflow_dataflows::Reading> = readings;
         let readings = readings.probe_with(&watermark_probe);
-        if router.borrow().wants(StreamName::Raw) {
+        if router.borrow().wants(StreamName::RAW) {
             // Only when routed: a second consumer of the readings costs a copy of every batch.
-            route(readings.clone(), StreamName::Raw, &router, encode::raw).probe_with(&done_probe);
+            route(readings.clone().map(|r| encode::raw(&r)), StreamName::RAW, &router, |_, _, _| {}).probe_with(&done_probe);
         }
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
-        let out = Pipeline::build(readings, rows, buggy, &params);
-        let l = live.clone();
-        route_tapped(out.speed_windows, StreamName::SpeedWindows, &router, encode::speed_window, move |w, _| l.note_windows(w))
-            .probe_with(&done_probe);
-        route(out.speeders, StreamName::Speeders, &router, encode::speeder).probe_with(&done_probe);
-        let l = live.clone();
-        route_tapped(out.daily_speeders, StreamName::DailySpeeders, &router, encode::daily_speeder, move |days, frontier| {
-            l.note_days(days);
-            if let Some(f) = frontier {
-                l.days_closed_to(f);
-            }
-        })
-        .probe_with(&done_probe);
-        let (l, m) = (live.clone(), metrics.clone());
-        route_tapped(out.alerts, StreamName::Alerts, &router, encode::alert, move |alerts, _| {
-            m.alerts_handed_off(alerts.iter().map(|a| a.end));
-            l.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&encode::alert(a).line).trim_end().to_string()))
-        })
-        .probe_with(&done_probe);
-        route(out.buggy_devices, StreamName::BuggyDevices, &router, encode::buggy_device).probe_with(&done_probe);
-        route(late, StreamName::Late, &router, encode::rejected).probe_with(&done_probe);
-        route(errors, StreamName::Errors, &router, encode::rejected).probe_with(&done_probe);
+        let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
+        let clock: fleetflow_dataflows::analysis::Clock = std::rc::Rc::new(crate::sources::driver::now_ms);
+        let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock);
+        // Each output is attached to its sinks as its analysis declares it, so the first streams
+        // are handed off before later analyses run in the same step.
+        let mut attach = |stream: &'static str, records: StreamVec<'_, Time, Encoded>| {
+            let name = StreamName::parse(stream).unwrap_or(StreamName::ERRORS);
+            route(records, name, &router, tap_for(name, live, metrics)).probe_with(&done_probe);
+        };
+        let published = fleetflow_dataflows::analysis::build(&mut core, analyses, &mut attach);
+        if live.serving.load(std::sync::atomic::Ordering::Relaxed) {
+            // The latest window of each vehicle, for the HTTP API (after the outputs' hand-off).
+            let l = live.clone();
+            core.speed_windows().inspect_core(move |event| {
+                if let Ok((_, windows)) = event {
+                    l.note_windows(windows);
+                }
+            });
+        }
+        route(late.map(|r| encode::rejected(&r)), StreamName::LATE, &router, |_, _, _| {}).probe_with(&done_probe);
+        route(errors.map(|r| encode::rejected(&r)), StreamName::ERRORS, &router, |_, _, _| {}).probe_with(&done_probe);
         let inputs =
             SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) };
-        (inputs, out.live_daily)
+        published.map(|published| (inputs, published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok())))
     });
-    let (inputs, live_daily) = inputs;
+    let (inputs, live_daily) = inputs?;
     let queries = live.register();
 
     // Worker 0 owns the reference files; every worker advances its (empty) sessions alike.
@@ -467,7 +488,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
             .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
             .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
-            .with_completion(completion(&params, &router.borrow()));
+            .with_completion(completion(&params, analyses, &router.borrow()));
     if config.source.kind == SourceKind::Kafka {
         // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
         let resume = crate::sources::kafka::resume_frontier(&config.kafka)?;
@@ -552,7 +573,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         }
         // Queries from the HTTP API, answered between steps from this worker's open windows.
         while let Ok(q) = queries.try_recv() {
-            LiveState::answer(q, &live_daily);
+            LiveState::answer(q, live_daily.as_deref());
         }
         router.borrow_mut().poll();
         // What every worker's sinks have delivered: the sources may commit what lies before it.
@@ -598,8 +619,8 @@ fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_
         new_readings as f64 / elapsed.as_secs_f64(),
         metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
         closed_to.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
-        metrics.out(StreamName::SpeedWindows),
-        metrics.out(StreamName::Alerts),
+        metrics.out(StreamName::SPEED_WINDOWS),
+        metrics.out(StreamName::ALERTS),
         Metrics::get(&metrics.late),
         Metrics::get(&metrics.malformed),
     );
@@ -612,27 +633,20 @@ fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_
 }
 
 /// When every enabled output derived from a reading of event time `ts` has been emitted: the
-/// timely time of the last window containing it (for alerts, one slide more: the next window's
-/// episode decision looks back at it).
-fn completion(params: &fleetflow_dataflows::Params, router: &Router) -> impl Fn(Time) -> Time + 'static {
-    use fleetflow_dataflows::time::{align, DAY_MS};
-    let tumbling = [StreamName::SpeedWindows, StreamName::Speeders, StreamName::BuggyDevices].iter().any(|&s| router.wants(s));
-    let alerts = router.wants(StreamName::Alerts);
-    let daily = router.wants(StreamName::DailySpeeders);
+/// latest [`Analysis::settles`](fleetflow_dataflows::analysis::Analysis::settles) of the enabled
+/// analyses with a routed output.
+fn completion(
+    params: &fleetflow_dataflows::Params,
+    analyses: &[(&'static dyn fleetflow_dataflows::analysis::Analysis, fleetflow_dataflows::analysis::Settings)],
+    router: &Router,
+) -> impl Fn(Time) -> Time + 'static {
+    let routed: Vec<_> = analyses
+        .iter()
+        .filter(|(a, _)| a.spec().outputs.iter().any(|o| StreamName::parse(o.name).is_some_and(|s| router.wants(s))))
+        .map(|(a, s)| (*a, s.clone()))
+        .collect();
     let p = params.clone();
-    move |ts| {
-        let mut c = ts;
-        if tumbling {
-            c = c.max(align(ts, p.tumbling_ms) + p.tumbling_ms - 1);
-        }
-        if alerts {
-            c = c.max(align(ts, p.sliding_slide_ms) + p.sliding_size_ms + p.sliding_slide_ms - 1);
-        }
-        if daily {
-            c = c.max(align(ts, DAY_MS) + DAY_MS - 1);
-        }
-        c
-    }
+    move |ts| routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max)
 }
 
 /// Keeps the first error of a worker and asks every source to stop.

@@ -115,6 +115,17 @@ pub enum QueryError {
     Timeout,
 }
 
+/// A `daily_speeders` line's date and row.
+fn daily_row(line: &str) -> Option<(String, SpeederRow)> {
+    let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    let row = SpeederRow {
+        vin: v["vin"].as_str()?.to_string(),
+        speeding_readings: v["speeding_readings"].as_u64().unwrap_or(0),
+        max_speed: v["max_speed"].as_f64().unwrap_or(0.0),
+    };
+    Some((v["date"].as_str()?.to_string(), row))
+}
+
 /// The job's live state, shared by its workers and the HTTP server.
 #[derive(Default)]
 pub struct LiveState {
@@ -204,12 +215,13 @@ impl LiveState {
         lock(&self.latest).by_vin.len()
     }
 
-    /// Notes closed days' `daily_speeders` rows.
-    pub fn note_days(&self, days: &[SpeedWindow]) {
+    /// Notes closed days' `daily_speeders` rows (as written to the sinks).
+    pub fn note_days(&self, days: &[crate::encode::Encoded]) {
         let mut closed = lock(&self.closed_days);
         for d in days {
-            let row = SpeederRow { vin: d.key.to_string(), speeding_readings: d.agg.speeding, max_speed: d.agg.max };
-            closed.entry(align(d.start, DAY_MS)).or_default().push(row);
+            if let Some((_, row)) = std::str::from_utf8(&d.line).ok().and_then(daily_row) {
+                closed.entry(align(d.time, DAY_MS)).or_default().push(row);
+            }
         }
         while closed.len() > CLOSED_DAYS_KEPT {
             closed.pop_first();
@@ -269,10 +281,11 @@ impl LiveState {
     }
 
     /// A worker answers a query from its live daily state.
-    pub fn answer(query: Query, live: &fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders) {
+    /// (`live` is `None` when the `daily_speeders` analysis is not enabled: no open state.)
+    pub fn answer(query: Query, live: Option<&fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders>) {
         match query {
             Query::DailySpeeders { day, reply } => {
-                let _ = reply.send(live.on_day(day));
+                let _ = reply.send(live.map(|l| l.on_day(day)).unwrap_or_default());
             }
         }
     }
@@ -326,15 +339,10 @@ impl LiveState {
                     }
                     let rows: &mut Vec<SpeederRow> = found.get_or_insert_with(Vec::new);
                     for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
-                        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                        if v["date"] != date {
-                            continue;
+                        match daily_row(line) {
+                            Some((day, row)) if day == date => rows.push(row),
+                            _ => {}
                         }
-                        rows.push(SpeederRow {
-                            vin: v["vin"].as_str().unwrap_or_default().to_string(),
-                            speeding_readings: v["speeding_readings"].as_u64().unwrap_or(0),
-                            max_speed: v["max_speed"].as_f64().unwrap_or(0.0),
-                        });
                     }
                 }
             }

@@ -26,7 +26,7 @@ pub struct Metrics {
     /// (`u64::MAX` once it has none).
     pub watermarks: Vec<AtomicU64>,
     /// Records handed to sinks, per output stream.
-    pub out: [AtomicU64; StreamName::ALL.len()],
+    pub out: Vec<AtomicU64>,
     /// Reference reloads applied (as diffs).
     pub reference_updates: AtomicU64,
     /// Reference files rejected (the last good version is kept).
@@ -104,7 +104,7 @@ impl Metrics {
             malformed: zero(),
             late: zero(),
             watermarks: (0..workers).map(|_| zero()).collect(),
-            out: std::array::from_fn(|_| zero()),
+            out: StreamName::all().map(|_| zero()).collect(),
             reference_updates: zero(),
             reference_errors: zero(),
             kafka_lag: Default::default(),
@@ -218,7 +218,7 @@ impl Metrics {
 
     /// Records handed to sinks for `stream`.
     pub fn out(&self, stream: StreamName) -> u64 {
-        Self::get(&self.out[stream as usize])
+        Self::get(&self.out[stream.index()])
     }
 }
 

@@ -39,7 +39,7 @@ impl Collector for JobCollector {
         {
             let mut family =
                 e.encode_descriptor("fleetflow_records_out", "Records handed to sinks, per output stream", None, MetricType::Counter)?;
-            for s in StreamName::ALL {
+            for s in StreamName::all() {
                 let labels = [("stream", s.as_str())];
                 ConstCounter::new(m.out(s)).encode(family.encode_family(&labels)?)?;
             }
@@ -119,7 +119,7 @@ mod tests {
     fn counters_and_families_are_exposed() {
         let m = Arc::new(Metrics::new(1));
         Metrics::add(&m.readings, 42);
-        Metrics::add(&m.out[StreamName::Alerts as usize], 3);
+        Metrics::add(&m.out[StreamName::ALERTS.index()], 3);
         Metrics::add(&m.sink("fh").dead_lettered, 2);
         m.windows_handed_off(0, 1);
         let text = render(&registry(m));

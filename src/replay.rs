@@ -163,7 +163,7 @@ impl ReplayArgs {
 /// now finds fewer records (a reference change) leaves no file of an earlier one behind.
 pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usize> {
     let mut removed = 0;
-    for stream in crate::route::StreamName::ALL {
+    for stream in crate::route::StreamName::all() {
         let mut hour = start / 3_600_000;
         while hour * 3_600_000 < end {
             let dir = root.join(stream.as_str()).join(crate::sinks::folder::hour_folder(hour * 3_600_000));

@@ -8,57 +8,71 @@ use crate::encode::Encoded;
 use crate::metrics::Metrics;
 use crate::sinks::{Sink, SinkError};
 
-/// The job's output streams.
+/// An output stream: one of the runtime's own (`late`, `errors`, `raw`) or one an analysis
+/// declares. Streams are numbered once per build, from the analysis registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StreamName {
-    /// Every tumbling window.
-    SpeedWindows = 0,
-    /// Tumbling windows above the speed limit.
-    Speeders,
-    /// Per vehicle and day with speeding.
-    DailySpeeders,
-    /// Sliding-window alert episodes.
-    Alerts,
-    /// Readings under buggy sensors.
-    BuggyDevices,
-    /// Late readings.
-    Late,
-    /// Malformed records.
-    Errors,
-    /// The accepted readings, as text lines: the archive that backfills replay. Off unless routed.
-    Raw,
-}
+pub struct StreamName(u16);
+
+/// Every stream name: the runtime's, then the registered analyses' outputs in registry order.
+static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut names = vec!["late", "errors", "raw"];
+    for analysis in fleetflow_dataflows::analyses::REGISTRY {
+        for output in analysis.spec().outputs {
+            if !names.contains(&output.name) {
+                names.push(output.name);
+            }
+        }
+    }
+    names
+});
 
 impl StreamName {
+    /// Late readings.
+    pub const LATE: StreamName = StreamName(0);
+    /// Malformed records.
+    pub const ERRORS: StreamName = StreamName(1);
+    /// The accepted readings, as text lines: the archive that backfills replay. Off unless routed.
+    pub const RAW: StreamName = StreamName(2);
+    /// Every tumbling window (analysis `speed_windows`, first in the registry).
+    pub const SPEED_WINDOWS: StreamName = StreamName(3);
+    /// Tumbling windows above the speed limit.
+    pub const SPEEDERS: StreamName = StreamName(4);
+    /// Per vehicle and day with speeding.
+    pub const DAILY_SPEEDERS: StreamName = StreamName(5);
+    /// Sliding-window alert episodes.
+    pub const ALERTS: StreamName = StreamName(6);
+    /// Readings under buggy sensors.
+    pub const BUGGY_DEVICES: StreamName = StreamName(7);
+
     /// Every stream, in a fixed order.
-    pub const ALL: [StreamName; 8] = [
-        StreamName::SpeedWindows,
-        StreamName::Speeders,
-        StreamName::DailySpeeders,
-        StreamName::Alerts,
-        StreamName::BuggyDevices,
-        StreamName::Late,
-        StreamName::Errors,
-        StreamName::Raw,
-    ];
+    pub fn all() -> impl Iterator<Item = StreamName> {
+        (0..NAMES.len() as u16).map(StreamName)
+    }
+
+    /// How many streams there are.
+    pub fn count() -> usize {
+        NAMES.len()
+    }
+
+    /// The stream's number, for per-stream tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
 
     /// The name used in configuration and as the output folder.
     pub fn as_str(self) -> &'static str {
-        match self {
-            StreamName::SpeedWindows => "speed_windows",
-            StreamName::Speeders => "speeders",
-            StreamName::DailySpeeders => "daily_speeders",
-            StreamName::Alerts => "alerts",
-            StreamName::BuggyDevices => "buggy_devices",
-            StreamName::Late => "late",
-            StreamName::Errors => "errors",
-            StreamName::Raw => "raw",
-        }
+        NAMES.get(self.index()).copied().unwrap_or("unknown")
     }
 
     /// The stream called `name`.
     pub fn parse(name: &str) -> Option<StreamName> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
+        NAMES.iter().position(|n| *n == name).map(|i| StreamName(i as u16))
+    }
+}
+
+impl std::fmt::Display for StreamName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -87,9 +101,9 @@ impl Router {
     /// A router over `sinks`, with `routes[stream]` the indexes of the sinks for each stream.
     pub fn new(sinks: Vec<Box<dyn Sink>>, routes: &[(StreamName, Vec<usize>)], metrics: Arc<Metrics>) -> Self {
         let sinks: Vec<SharedSink> = sinks.into_iter().map(|s| Rc::new(RefCell::new(s))).collect();
-        let mut table = vec![Vec::new(); StreamName::ALL.len()];
+        let mut table = vec![Vec::new(); StreamName::count()];
         for (stream, indexes) in routes {
-            table[*stream as usize] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
+            table[stream.index()] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
         }
         Router { routes: table, sinks, metrics, failed: None, activators: Vec::new(), suppress_below: 0, range: None }
     }
@@ -110,12 +124,12 @@ impl Router {
 
     /// Whether a sink of `stream` needs all records of an event hour on one worker.
     pub fn sealed(&self, stream: StreamName) -> bool {
-        self.routes[stream as usize].iter().any(|s| s.borrow().sealed())
+        self.routes[stream.index()].iter().any(|s| s.borrow().sealed())
     }
 
     /// No record of `stream` below `frontier` will come: lets sealed sinks write complete files.
     pub fn seal(&mut self, stream: StreamName, frontier: fleetflow_dataflows::Time) {
-        for sink in &self.routes[stream as usize] {
+        for sink in &self.routes[stream.index()] {
             if let Err(e) = sink.borrow_mut().seal(stream, frontier) {
                 self.failed.get_or_insert(e);
             }
@@ -124,7 +138,7 @@ impl Router {
 
     /// Whether a record of `stream` at timely time `time` was already delivered by an earlier run.
     pub fn suppressed(&self, stream: StreamName, time: fleetflow_dataflows::Time) -> bool {
-        time < self.suppress_below && !matches!(stream, StreamName::Late | StreamName::Errors)
+        time < self.suppress_below && !matches!(stream, StreamName::LATE | StreamName::ERRORS)
     }
 
     /// The job's counters.
@@ -134,7 +148,7 @@ impl Router {
 
     /// Whether any sink receives `stream` (streams with none are not encoded at all).
     pub fn wants(&self, stream: StreamName) -> bool {
-        !self.routes[stream as usize].is_empty()
+        !self.routes[stream.index()].is_empty()
     }
 
     /// Registers an output operator to wake after flushes.
@@ -144,7 +158,7 @@ impl Router {
 
     /// Where the stream's sinks stand now.
     pub fn mark(&self, stream: StreamName) -> FlushMark {
-        self.routes[stream as usize]
+        self.routes[stream.index()]
             .iter()
             .map(|s| {
                 let s = s.borrow();
@@ -155,25 +169,25 @@ impl Router {
 
     /// Whether any of the stream's sinks delivered records since `mark` was taken.
     pub fn delivered_since(&self, stream: StreamName, mark: &FlushMark) -> bool {
-        self.routes[stream as usize].iter().zip(mark).any(|(s, (_, delivered))| s.borrow().delivered(stream) > *delivered)
+        self.routes[stream.index()].iter().zip(mark).any(|(s, (_, delivered))| s.borrow().delivered(stream) > *delivered)
     }
 
     /// Whether everything written at `mark` is durable.
     pub fn durable(&self, stream: StreamName, mark: &FlushMark) -> bool {
-        self.routes[stream as usize].iter().zip(mark).all(|(s, (written, _))| s.borrow().delivered(stream) >= *written)
+        self.routes[stream.index()].iter().zip(mark).all(|(s, (written, _))| s.borrow().delivered(stream) >= *written)
     }
 
     /// Hands one record, produced at dataflow time `stamp`, to the stream's sinks; false when it
     /// falls outside [`Router::keep_only`]. A sink error is kept and reported by [`Router::check`].
     pub fn write(&mut self, stream: StreamName, stamp: fleetflow_dataflows::Time, record: &Encoded) -> bool {
         if let Some((start, end)) = self.range {
-            if !(start..end).contains(&record.time) && !matches!(stream, StreamName::Late | StreamName::Errors) {
+            if !(start..end).contains(&record.time) && !matches!(stream, StreamName::LATE | StreamName::ERRORS) {
                 Metrics::add(&self.metrics.outside_range, 1);
                 return false;
             }
         }
-        Metrics::add(&self.metrics.out[stream as usize], 1);
-        for sink in &self.routes[stream as usize] {
+        Metrics::add(&self.metrics.out[stream.index()], 1);
+        for sink in &self.routes[stream.index()] {
             if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
                 self.failed.get_or_insert(e);
             }
@@ -182,7 +196,7 @@ impl Router {
     }
 
     fn delivered_count(&self) -> u64 {
-        self.sinks.iter().map(|s| StreamName::ALL.iter().map(|&n| s.borrow().delivered(n)).sum::<u64>()).sum()
+        self.sinks.iter().map(|s| StreamName::all().map(|n| s.borrow().delivered(n)).sum::<u64>()).sum()
     }
 
     fn wake(&self) {
@@ -219,5 +233,36 @@ impl Router {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::StreamName;
+
+    #[test]
+    fn the_named_constants_are_the_registry_streams_and_names_are_unique() {
+        let named = [
+            (StreamName::LATE, "late"),
+            (StreamName::ERRORS, "errors"),
+            (StreamName::RAW, "raw"),
+            (StreamName::SPEED_WINDOWS, "speed_windows"),
+            (StreamName::SPEEDERS, "speeders"),
+            (StreamName::DAILY_SPEEDERS, "daily_speeders"),
+            (StreamName::ALERTS, "alerts"),
+            (StreamName::BUGGY_DEVICES, "buggy_devices"),
+        ];
+        for (stream, name) in named {
+            assert_eq!(stream.as_str(), name);
+            assert_eq!(StreamName::parse(name), Some(stream));
+        }
+        let mut outputs: Vec<&str> =
+            fleetflow_dataflows::analyses::REGISTRY.iter().flat_map(|a| a.spec().outputs.iter().map(|o| o.name)).collect();
+        let declared = outputs.len();
+        outputs.sort();
+        outputs.dedup();
+        assert_eq!(outputs.len(), declared, "two analyses declare the same output stream");
+        assert_eq!(StreamName::count(), declared + 3);
+        assert!(StreamName::parse("harsh_braking").is_some());
     }
 }

@@ -86,7 +86,7 @@ pub fn render(metrics: &Metrics, live: &LiveState, samples: &Samples, day: u64, 
         lag.last().copied().unwrap_or(0.0),
         Metrics::get(&metrics.late),
         Metrics::get(&metrics.malformed),
-        metrics.out(crate::route::StreamName::Alerts),
+        metrics.out(crate::route::StreamName::ALERTS),
     );
     html.push_str(&chart(&rate, "readings per second"));
     html.push_str(&chart(&lag, "watermark lag, seconds"));

@@ -362,3 +362,44 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("alert latency") && out.contains("window latency"), "{out}");
 }
+
+#[test]
+fn analyses_are_chosen_and_set_in_the_config_and_their_streams_reach_the_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let d = data.to_str().unwrap();
+    let g = fleetflow(&["generate", "--output", d, "--vehicles", "20", "--duration-secs", "180", "--files", "1"]);
+    assert!(g.status.success(), "{}", stderr(&g));
+    let config = dir.path().join("fleetflow.toml");
+    std::fs::write(
+        &config,
+        "[analyses]\nenabled = [\"speed_windows\", \"harsh_braking\", \"unit_transform\"]\n\
+         [analyses.harsh_braking]\ndrop_mph = 8\nwithin_secs = 30\n\
+         [analyses.unit_transform]\nunit = \"m/s\"\n",
+    )
+    .unwrap();
+    let input = format!("{d}/readings-000.txt");
+    let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "-w", "2"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let accepted = std::fs::read_to_string(&input).unwrap().lines().count();
+    let converted = lines_of(&out, "readings_converted");
+    assert_eq!(converted.len(), accepted, "every reading converted once");
+    let c: serde_json::Value = serde_json::from_str(&converted[0]).unwrap();
+    assert_eq!(c["unit"], "m/s");
+    assert!(c["processed_at"].as_str().unwrap().ends_with('Z'));
+    let braking = lines_of(&out, "harsh_braking");
+    assert!(!braking.is_empty(), "a random fleet brakes by 8 mph within 30 s");
+    for line in &braking {
+        let b: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(b["drop_mph"].as_f64().unwrap() > 8.0, "{b}");
+    }
+    assert!(!lines_of(&out, "speed_windows").is_empty());
+    assert!(lines_of(&out, "speeders").is_empty() && lines_of(&out, "alerts").is_empty(), "analyses not enabled do not run");
+
+    // A setting out of range stops the job at start with the field named.
+    std::fs::write(&config, "[analyses]\nenabled = [\"harsh_braking\"]\n[analyses.harsh_braking]\nwithin_secs = 0\n").unwrap();
+    let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("analyses.harsh_braking.within_secs: 0 is not allowed"), "{}", stderr(&r));
+}

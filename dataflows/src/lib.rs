@@ -12,7 +12,10 @@
 #![forbid(missing_docs)]
 
 pub mod analyses;
+pub mod analysis;
 pub mod changelog;
+pub mod harness;
+pub mod output;
 pub mod params;
 pub mod pipeline;
 pub mod reading;

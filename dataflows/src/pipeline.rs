@@ -4,7 +4,7 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use crate::analyses::alerts::Alerts;
+use crate::analyses::alerts::AlertEpisodes;
 use crate::analyses::buggy_devices::{buggy_devices, BuggyDevice};
 use crate::analyses::daily_speeders::{daily_speeders_open, LiveDailySpeeders};
 use crate::analyses::speeders::speeders;
@@ -47,7 +47,7 @@ impl Pipeline {
     ) -> Outputs<'scope> {
         let limit = params.speed_limit_mph;
         let windows = readings
-            .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), ())))
+            .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), true)))
             .tumbling_open::<(SpeedStats, Offsets)>(params.tumbling_ms);
         let (windows, panes) = windows;
         let offsets = windows.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 });

@@ -2,7 +2,7 @@
 //! none while consecutive windows stay above it, a new one after a window below it or a gap,
 //! whatever order the windows arrive in within a time.
 
-use fleetflow_dataflows::analyses::alerts::Alerts;
+use fleetflow_dataflows::analyses::alerts::AlertEpisodes;
 use fleetflow_dataflows::analyses::SpeedWindow;
 use fleetflow_dataflows::stats::SpeedStats;
 use fleetflow_dataflows::windows::Window;

@@ -39,19 +39,19 @@ impl<D: Deliver> Dispatcher<D> {
             dead_letter,
             counters,
             in_flight: Arc::new(InFlight::new(max_in_flight_bytes)),
-            ledgers: vec![Ledger::default(); StreamName::ALL.len()],
+            ledgers: vec![Ledger::default(); StreamName::count()],
         }
     }
 
     /// Counts one record written to `stream`.
     pub fn wrote(&mut self, stream: StreamName) {
-        self.ledgers[stream as usize].write();
+        self.ledgers[stream.index()].write();
     }
 
     /// Sends the next `lines` written records of `stream` as `items` to `target`. Waits first
     /// while the in-flight bound is reached.
     pub fn dispatch(&mut self, stream: StreamName, target: &str, items: Vec<D::Item>, lines: u64, bytes: usize) {
-        let first = self.ledgers[stream as usize].send(lines);
+        let first = self.ledgers[stream.index()].send(lines);
         self.in_flight.reserve(bytes);
         let (service, policy, dl, counters, in_flight) =
             (self.service.clone(), self.policy.clone(), self.dead_letter.clone(), self.counters.clone(), self.in_flight.clone());
@@ -60,13 +60,13 @@ impl<D: Deliver> Dispatcher<D> {
             if let Err(e) = deliver(service, target, items, policy, dl, counters).await {
                 in_flight.fail(e);
             }
-            in_flight.complete(Completion { stream: stream as usize, first, bytes });
+            in_flight.complete(Completion { stream: stream.index(), first, bytes });
         });
     }
 
     /// Dead-letters the next written record of `stream` at once (the service can never take it).
     pub fn refuse(&mut self, stream: StreamName, target: &str, error: &str, data: &[u8]) -> Result<(), SinkError> {
-        let ledger = &mut self.ledgers[stream as usize];
+        let ledger = &mut self.ledgers[stream.index()];
         let first = ledger.send(1);
         let path = self
             .dead_letter
@@ -102,16 +102,16 @@ impl<D: Deliver> Dispatcher<D> {
 
     /// Records of `stream` written.
     pub fn written(&self, stream: StreamName) -> u64 {
-        self.ledgers[stream as usize].written()
+        self.ledgers[stream.index()].written()
     }
 
     /// Records of `stream` delivered or dead-lettered, as a prefix of those written.
     pub fn delivered(&self, stream: StreamName) -> u64 {
-        self.ledgers[stream as usize].delivered()
+        self.ledgers[stream.index()].delivered()
     }
 
     /// Records of `stream` written but not yet handed to a batch.
     pub fn unsent(&self, stream: StreamName) -> u64 {
-        self.ledgers[stream as usize].unsent()
+        self.ledgers[stream.index()].unsent()
     }
 }

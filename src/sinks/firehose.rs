@@ -103,19 +103,19 @@ impl FirehoseSink {
             Dispatcher::new(Arc::new(FirehoseApi::new(client)), options.retry.clone(), dead_letter, counters, options.max_in_flight_bytes);
         FirehoseSink {
             dispatcher,
-            targets: StreamName::ALL.iter().map(|s| target(&options.delivery_stream, *s)).collect(),
-            streams: StreamName::ALL.iter().map(|_| StreamState { batcher: Batcher::new(options.pack), since: None }).collect(),
+            targets: StreamName::all().map(|s| target(&options.delivery_stream, s)).collect(),
+            streams: StreamName::all().map(|_| StreamState { batcher: Batcher::new(options.pack), since: None }).collect(),
             interval: options.buffer_interval,
         }
     }
 
     fn send(&mut self, stream: StreamName, batch: Batch) {
-        let target = &self.targets[stream as usize];
+        let target = &self.targets[stream.index()];
         self.dispatcher.dispatch(stream, target, batch.records, batch.lines, batch.bytes);
     }
 
     fn send_open(&mut self, stream: StreamName) {
-        let state = &mut self.streams[stream as usize];
+        let state = &mut self.streams[stream.index()];
         state.since = None;
         if let Some(batch) = state.batcher.take() {
             self.send(stream, batch);
@@ -131,18 +131,18 @@ pub fn target(pattern: &str, stream: StreamName) -> String {
 impl Sink for FirehoseSink {
     fn write(&mut self, stream: StreamName, _stamp: fleetflow_dataflows::Time, record: &Encoded) -> Result<(), SinkError> {
         self.dispatcher.wrote(stream);
-        let state = &mut self.streams[stream as usize];
+        let state = &mut self.streams[stream.index()];
         match state.batcher.push(&record.line) {
             Ok(None) => {}
             Ok(Some(full)) => self.send(stream, full),
             Err(too_large) => {
                 // Keep the order of the ledger: what was gathered before goes first.
                 self.send_open(stream);
-                let target = self.targets[stream as usize].clone();
+                let target = self.targets[stream.index()].clone();
                 self.dispatcher.refuse(stream, &target, &too_large.to_string(), &record.line)?;
             }
         }
-        let state = &mut self.streams[stream as usize];
+        let state = &mut self.streams[stream.index()];
         if state.batcher.lines() > 0 {
             state.since.get_or_insert_with(Instant::now);
         }
@@ -150,8 +150,8 @@ impl Sink for FirehoseSink {
     }
 
     fn poll(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
-            if self.streams[stream as usize].since.is_some_and(|s| s.elapsed() >= self.interval) {
+        for stream in StreamName::all() {
+            if self.streams[stream.index()].since.is_some_and(|s| s.elapsed() >= self.interval) {
                 self.send_open(stream);
             }
         }
@@ -159,7 +159,7 @@ impl Sink for FirehoseSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
+        for stream in StreamName::all() {
             self.send_open(stream);
         }
         self.dispatcher.wait_idle()

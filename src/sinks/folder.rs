@@ -50,15 +50,14 @@ pub struct FolderSink {
 impl FolderSink {
     /// A sink writing under `root`, naming files `<stream>-<tag>-<seq>.jsonl`.
     pub fn new(root: impl AsRef<Path>, tag: String, hints: BufferHints) -> Self {
-        let streams = StreamName::ALL
-            .iter()
+        let streams = StreamName::all()
             .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, written: 0, delivered: 0, last_hour: None })
             .collect();
         FolderSink { root: root.as_ref().to_path_buf(), tag, hints, streams }
     }
 
     fn flush_stream(&mut self, stream: StreamName) -> Result<(), SinkError> {
-        let buffer = &mut self.streams[stream as usize];
+        let buffer = &mut self.streams[stream.index()];
         for (hour, bytes) in std::mem::take(&mut buffer.by_hour) {
             let dir = self.root.join(stream.as_str()).join(&hour);
             let name = format!("{}-{}-{:06}.jsonl", stream.as_str(), self.tag, buffer.files);
@@ -96,7 +95,7 @@ pub fn hour_folder(ms: Time) -> String {
 
 impl Sink for FolderSink {
     fn write(&mut self, stream: StreamName, _stamp: Time, record: &Encoded) -> Result<(), SinkError> {
-        let buffer = &mut self.streams[stream as usize];
+        let buffer = &mut self.streams[stream.index()];
         let hour = record.time / 3_600_000;
         let key = match &buffer.last_hour {
             Some((h, key)) if *h == hour => key,
@@ -118,8 +117,8 @@ impl Sink for FolderSink {
     }
 
     fn poll(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
-            let due = self.streams[stream as usize].since.is_some_and(|s| s.elapsed() >= self.hints.interval);
+        for stream in StreamName::all() {
+            let due = self.streams[stream.index()].since.is_some_and(|s| s.elapsed() >= self.hints.interval);
             if due {
                 self.flush_stream(stream)?;
             }
@@ -128,18 +127,18 @@ impl Sink for FolderSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
+        for stream in StreamName::all() {
             self.flush_stream(stream)?;
         }
         Ok(())
     }
 
     fn written(&self, stream: StreamName) -> u64 {
-        self.streams[stream as usize].written
+        self.streams[stream.index()].written
     }
 
     fn delivered(&self, stream: StreamName) -> u64 {
-        self.streams[stream as usize].delivered
+        self.streams[stream.index()].delivered
     }
 }
 
@@ -170,11 +169,11 @@ mod tests {
         let hints = BufferHints { size_bytes: 10, interval: Duration::from_secs(3600) };
         let mut sink = FolderSink::new(dir.path(), "w000-run".into(), hints);
         let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time, key: None };
-        sink.write(StreamName::Alerts, 0, &rec(1_764_064_860_000)).unwrap();
+        sink.write(StreamName::ALERTS, 0, &rec(1_764_064_860_000)).unwrap();
         assert!(files(dir.path()).is_empty(), "below the size hint nothing is written");
-        sink.write(StreamName::Alerts, 0, &rec(1_764_064_860_000)).unwrap();
+        sink.write(StreamName::ALERTS, 0, &rec(1_764_064_860_000)).unwrap();
         assert_eq!(files(dir.path()), vec!["alerts/2025/11/25/10/alerts-w000-run-000000.jsonl"]);
-        sink.write(StreamName::Late, 0, &rec(0)).unwrap();
+        sink.write(StreamName::LATE, 0, &rec(0)).unwrap();
         sink.flush().unwrap();
         let all = files(dir.path());
         assert_eq!(all.len(), 2);
@@ -188,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hints = BufferHints { size_bytes: 1 << 20, interval: Duration::from_millis(0) };
         let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
-        sink.write(StreamName::Errors, 0, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
+        sink.write(StreamName::ERRORS, 0, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
         sink.poll().unwrap();
         assert_eq!(files(dir.path()).len(), 1);
     }

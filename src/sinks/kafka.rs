@@ -19,11 +19,17 @@ use crate::route::StreamName;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Delivery reports, per stream, from the producer's thread.
-#[derive(Default)]
 struct Deliveries {
-    acked: [AtomicU64; StreamName::ALL.len()],
-    failed: [AtomicU64; StreamName::ALL.len()],
+    acked: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
     first_error: Mutex<Option<String>>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        let zeros = || StreamName::all().map(|_| AtomicU64::new(0)).collect();
+        Deliveries { acked: zeros(), failed: zeros(), first_error: Mutex::new(None) }
+    }
 }
 
 impl ClientContext for Deliveries {}
@@ -47,9 +53,9 @@ impl ProducerContext for Deliveries {
 pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     topics: Vec<String>,
-    written: [u64; StreamName::ALL.len()],
+    written: Vec<u64>,
     /// `written` when each stream last had every record acknowledged.
-    settled: [u64; StreamName::ALL.len()],
+    settled: Vec<u64>,
 }
 
 impl KafkaSink {
@@ -63,9 +69,9 @@ impl KafkaSink {
         let producer = config
             .create_with_context(Deliveries::default())
             .map_err(|source| SinkError::Kafka { what: format!("creating a producer for {brokers}"), source })?;
-        let topics = StreamName::ALL.iter().map(|s| topic.replace("{stream}", s.as_str())).collect();
-        let zeros = [0; StreamName::ALL.len()];
-        Ok(KafkaSink { producer, topics, written: zeros, settled: zeros })
+        let topics = StreamName::all().map(|s| topic.replace("{stream}", s.as_str())).collect();
+        let zeros = vec![0; StreamName::count()];
+        Ok(KafkaSink { producer, topics, written: zeros.clone(), settled: zeros })
     }
 
     fn check(&self) -> Result<(), SinkError> {
@@ -91,7 +97,7 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn write(&mut self, stream: StreamName, _stamp: fleetflow_dataflows::Time, record: &Encoded) -> Result<(), SinkError> {
-        let index = stream as usize;
+        let index = stream.index();
         let key = record.key.map(|v| v.to_string()).unwrap_or_default();
         let payload = record.line.strip_suffix(b"\n").unwrap_or(&record.line);
         let mut message = BaseRecord::with_opaque_to(&self.topics[index], index).payload(payload);
@@ -126,10 +132,10 @@ impl Sink for KafkaSink {
     }
 
     fn written(&self, stream: StreamName) -> u64 {
-        self.written[stream as usize]
+        self.written[stream.index()]
     }
 
     fn delivered(&self, stream: StreamName) -> u64 {
-        self.settled[stream as usize]
+        self.settled[stream.index()]
     }
 }

@@ -55,7 +55,7 @@ impl SealedFolderSink {
     pub fn new(root: impl AsRef<Path>) -> Self {
         SealedFolderSink {
             root: root.as_ref().to_path_buf(),
-            streams: StreamName::ALL.iter().map(|_| StreamState::default()).collect(),
+            streams: StreamName::all().map(|_| StreamState::default()).collect(),
             resumed_below: 0,
         }
     }
@@ -87,7 +87,7 @@ impl SealedFolderSink {
 
 impl Sink for SealedFolderSink {
     fn write(&mut self, stream: StreamName, stamp: Time, record: &Encoded) -> Result<(), SinkError> {
-        let state = &mut self.streams[stream as usize];
+        let state = &mut self.streams[stream.index()];
         let first = state.written;
         state.written += 1;
         let key = (stamp / HOUR_MS, record.time / HOUR_MS);
@@ -96,14 +96,14 @@ impl Sink for SealedFolderSink {
     }
 
     fn seal(&mut self, stream: StreamName, frontier: Time) -> Result<(), SinkError> {
-        let complete: Vec<(Time, Time)> = self.streams[stream as usize]
+        let complete: Vec<(Time, Time)> = self.streams[stream.index()]
             .open
             .keys()
             .take_while(|(completion, _)| (completion + 1) * HOUR_MS <= frontier)
             .copied()
             .collect();
         for key in complete {
-            if let Some(group) = self.streams[stream as usize].open.remove(&key) {
+            if let Some(group) = self.streams[stream.index()].open.remove(&key) {
                 self.write_group(stream, key, group.lines)?;
             }
         }
@@ -129,11 +129,11 @@ impl Sink for SealedFolderSink {
     }
 
     fn written(&self, stream: StreamName) -> u64 {
-        self.streams[stream as usize].written
+        self.streams[stream.index()].written
     }
 
     fn delivered(&self, stream: StreamName) -> u64 {
-        self.streams[stream as usize].delivered()
+        self.streams[stream.index()].delivered()
     }
 }
 
@@ -151,22 +151,22 @@ mod tests {
     fn writes_a_file_once_its_completion_hour_is_sealed_with_sorted_lines() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = SealedFolderSink::new(dir.path());
-        sink.write(StreamName::Speeders, T + 59_999, &rec("b", T)).unwrap();
-        sink.write(StreamName::Speeders, T + 59_999, &rec("a", T)).unwrap();
+        sink.write(StreamName::SPEEDERS, T + 59_999, &rec("b", T)).unwrap();
+        sink.write(StreamName::SPEEDERS, T + 59_999, &rec("a", T)).unwrap();
         // Completed in the next hour: a file of its own.
-        sink.write(StreamName::Speeders, T + HOUR_MS, &rec("c", T)).unwrap();
-        assert_eq!(sink.delivered(StreamName::Speeders), 0);
-        sink.seal(StreamName::Speeders, T + 60_000).unwrap();
+        sink.write(StreamName::SPEEDERS, T + HOUR_MS, &rec("c", T)).unwrap();
+        assert_eq!(sink.delivered(StreamName::SPEEDERS), 0);
+        sink.seal(StreamName::SPEEDERS, T + 60_000).unwrap();
         assert!(!dir.path().join("speeders").exists(), "the hour is not complete yet");
-        sink.seal(StreamName::Speeders, 1_764_068_400_000).unwrap(); // 11:00
+        sink.seal(StreamName::SPEEDERS, 1_764_068_400_000).unwrap(); // 11:00
         let first = dir.path().join("speeders/2025/11/25/10/speeders-20251125T10.jsonl");
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "a\nb\n");
-        assert_eq!(sink.delivered(StreamName::Speeders), 2);
-        assert_eq!(sink.written(StreamName::Speeders), 3);
-        sink.seal(StreamName::Speeders, Time::MAX).unwrap();
+        assert_eq!(sink.delivered(StreamName::SPEEDERS), 2);
+        assert_eq!(sink.written(StreamName::SPEEDERS), 3);
+        sink.seal(StreamName::SPEEDERS, Time::MAX).unwrap();
         let second = dir.path().join("speeders/2025/11/25/10/speeders-20251125T11.jsonl");
         assert_eq!(std::fs::read_to_string(second).unwrap(), "c\n");
-        assert_eq!(sink.delivered(StreamName::Speeders), 3);
+        assert_eq!(sink.delivered(StreamName::SPEEDERS), 3);
     }
 
     #[test]
@@ -174,20 +174,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut first = SealedFolderSink::new(dir.path());
         for l in ["a", "b"] {
-            first.write(StreamName::Alerts, T, &rec(l, T)).unwrap();
+            first.write(StreamName::ALERTS, T, &rec(l, T)).unwrap();
         }
-        first.seal(StreamName::Alerts, Time::MAX).unwrap();
-        let path = first.file_of(StreamName::Alerts, T / HOUR_MS, T / HOUR_MS);
+        first.seal(StreamName::ALERTS, Time::MAX).unwrap();
+        let path = first.file_of(StreamName::ALERTS, T / HOUR_MS, T / HOUR_MS);
         let mut rerun = SealedFolderSink::new(dir.path());
-        rerun.write(StreamName::Alerts, T, &rec("b", T)).unwrap();
-        rerun.seal(StreamName::Alerts, Time::MAX).unwrap();
+        rerun.write(StreamName::ALERTS, T, &rec("b", T)).unwrap();
+        rerun.seal(StreamName::ALERTS, Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
         let mut resumed = SealedFolderSink::new(dir.path());
         resumed.resumed_below(T + 1);
         for l in ["c", "a"] {
-            resumed.write(StreamName::Alerts, T, &rec(l, T)).unwrap();
+            resumed.write(StreamName::ALERTS, T, &rec(l, T)).unwrap();
         }
-        resumed.seal(StreamName::Alerts, Time::MAX).unwrap();
+        resumed.seal(StreamName::ALERTS, Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
     }
 }

@@ -57,7 +57,7 @@ pub fn message(stream: StreamName, record: &Encoded) -> Message {
     let (start, end) = (text("window_start"), text("window_end"));
     let avg = value.get("avg_speed").and_then(Value::as_f64);
     let (subject, sentence) = match (stream, &vin, &start, &end, avg) {
-        (StreamName::Alerts, Some(vin), Some(s), Some(e), Some(avg)) => (
+        (StreamName::ALERTS, Some(vin), Some(s), Some(e), Some(avg)) => (
             format!("Speeding alert: {vin} averaged {avg:.1} mph"),
             format!("Vehicle {vin} averaged {avg:.1} mph over the window from {s} to {e}."),
         ),
@@ -169,12 +169,12 @@ impl SnsSink {
         SnsSink {
             dispatcher: Dispatcher::new(Arc::new(api), retry, dead_letter, counters, max_in_flight_bytes),
             topic_arn,
-            pending: StreamName::ALL.iter().map(|_| Vec::new()).collect(),
+            pending: StreamName::all().map(|_| Vec::new()).collect(),
         }
     }
 
     fn send(&mut self, stream: StreamName) {
-        let pending = std::mem::take(&mut self.pending[stream as usize]);
+        let pending = std::mem::take(&mut self.pending[stream.index()]);
         let mut batch: Vec<Message> = Vec::new();
         let mut bytes = 0;
         for m in pending {
@@ -202,8 +202,8 @@ impl Sink for SnsSink {
             let error = format!("a message of {} bytes is above SNS's limit of {MAX_BYTES_PER_CALL} bytes", m.size());
             return self.dispatcher.refuse(stream, &self.topic_arn.clone(), &error, &record.line);
         }
-        self.pending[stream as usize].push(m);
-        if self.pending[stream as usize].len() >= MAX_MESSAGES_PER_CALL {
+        self.pending[stream.index()].push(m);
+        if self.pending[stream.index()].len() >= MAX_MESSAGES_PER_CALL {
             self.send(stream);
         }
         Ok(())
@@ -211,8 +211,8 @@ impl Sink for SnsSink {
 
     /// Alerts should not wait: whatever is pending goes out at every poll.
     fn poll(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
-            if !self.pending[stream as usize].is_empty() {
+        for stream in StreamName::all() {
+            if !self.pending[stream.index()].is_empty() {
                 self.send(stream);
             }
         }
@@ -220,7 +220,7 @@ impl Sink for SnsSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        for stream in StreamName::ALL {
+        for stream in StreamName::all() {
             self.send(stream);
         }
         self.dispatcher.wait_idle()
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn alerts_read_well_and_carry_filterable_attributes() {
         let line = b"{\"vin\":\"1HGCM82633A004352\",\"window_start\":\"2025-11-25T10:00:00.000Z\",\"window_end\":\"2025-11-25T10:05:00.000Z\",\"avg_speed\":84.25}\n";
-        let m = message(StreamName::Alerts, &Encoded { line: line.to_vec(), time: 0, key: None });
+        let m = message(StreamName::ALERTS, &Encoded { line: line.to_vec(), time: 0, key: None });
         assert_eq!(m.subject, "Speeding alert: 1HGCM82633A004352 averaged 84.2 mph");
         assert!(m.body.starts_with(
             "Vehicle 1HGCM82633A004352 averaged 84.2 mph over the window from 2025-11-25T10:00:00.000Z to 2025-11-25T10:05:00.000Z."
@@ -255,10 +255,10 @@ mod tests {
 
     #[test]
     fn any_record_gets_a_valid_subject() {
-        let m = message(StreamName::Errors, &Encoded { line: b"{\"record\":\"\\u00e9\\n\"}\n".to_vec(), time: 0, key: None });
+        let m = message(StreamName::ERRORS, &Encoded { line: b"{\"record\":\"\\u00e9\\n\"}\n".to_vec(), time: 0, key: None });
         assert_eq!(m.subject, "fleetflow errors");
         let long = format!("{{\"vin\":\"{}\"}}\n", "\u{e9}".repeat(200));
-        let m = message(StreamName::Speeders, &Encoded { line: long.into_bytes(), time: 0, key: None });
+        let m = message(StreamName::SPEEDERS, &Encoded { line: long.into_bytes(), time: 0, key: None });
         assert!(m.subject.len() <= MAX_SUBJECT_CHARS && m.subject.is_ascii());
     }
 

@@ -2,23 +2,86 @@
 //! episode (no alert when the window one slide earlier was already above it).
 
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
+use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::output::{json, Output, Rfc3339};
+use crate::params::Params;
 use crate::reading::Vin;
-use crate::time::{Pending, Time};
+use crate::time::{align, Pending, Time};
+use crate::windows::Sliding;
+
+/// The `alerts` analysis: sliding windows (`params.sliding_size_ms` every `params.sliding_slide_ms`)
+/// whose average speed goes above `params.alert_avg_mph`, once per episode.
+pub struct Alerts;
+
+/// An `alerts` record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRow(pub SpeedWindow);
+
+#[derive(Serialize)]
+struct Line<'a> {
+    vin: &'a str,
+    window_start: Rfc3339,
+    window_end: Rfc3339,
+    avg_speed: f64,
+}
+
+impl Output for AlertRow {
+    fn filed_at(&self) -> Time {
+        self.0.start
+    }
+    fn key(&self) -> Option<Vin> {
+        Some(self.0.key)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let w = &self.0;
+        json(out, &Line { vin: w.key.as_str(), window_start: Rfc3339(w.start), window_end: Rfc3339(w.end), avg_speed: w.agg.avg() });
+    }
+}
+
+impl Analysis for Alerts {
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "alerts",
+            about: "a vehicle's sliding-window average speed went above the alert threshold (once per episode)",
+            outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed" }],
+            settings: &[],
+            on_by_default: true,
+            uses_offsets: false,
+        }
+    }
+
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        let p = ctx.params().clone();
+        let alerts = ctx.speed_windows().sliding(p.sliding_size_ms, p.sliding_slide_ms).alerts(
+            p.alert_avg_mph,
+            p.sliding_size_ms,
+            p.sliding_slide_ms,
+        );
+        ctx.output("alerts", alerts.map(AlertRow))
+    }
+
+    /// The next window's episode decision looks back at the window of `ts`: one slide more.
+    fn settles(&self, ts: Time, p: &Params, _: &Settings) -> Time {
+        align(ts, p.sliding_slide_ms) + p.sliding_size_ms + p.sliding_slide_ms - 1
+    }
+}
 
 /// Extension trait for the alert episode detector on a stream of sliding windows.
-pub trait Alerts<'scope> {
+pub trait AlertEpisodes<'scope> {
     /// Sliding windows whose average is above `threshold_mph` while the same vehicle's window one
     /// `slide` earlier was not (or did not exist). Windows are `size` ms long. Windows are processed in event-time order,
     /// whatever order they arrive in.
     fn alerts(self, threshold_mph: f64, size: Time, slide: Time) -> StreamVec<'scope, Time, SpeedWindow>;
 }
 
-impl<'scope> Alerts<'scope> for StreamVec<'scope, Time, SpeedWindow> {
+impl<'scope> AlertEpisodes<'scope> for StreamVec<'scope, Time, SpeedWindow> {
     fn alerts(self, threshold_mph: f64, size: Time, slide: Time) -> StreamVec<'scope, Time, SpeedWindow> {
         let pact = Exchange::new(|w: &SpeedWindow| w.key.route());
         self.unary_frontier(pact, "Alerts", move |_cap, _info| {

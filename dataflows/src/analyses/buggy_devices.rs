@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
 use crate::changelog::{Change, Changelog};
+use crate::output::{json, Output, Rfc3339};
+use crate::params::Params;
 use crate::reading::Vin;
 use crate::reference::{SensorId, TimelineTrace};
 use crate::time::Time;
@@ -87,4 +90,78 @@ pub fn buggy_devices<'scope>(
     })
     .changelog()
     .filter(move |c| c.time < c.data.end - 1 + horizon)
+}
+
+/// The `buggy_devices` analysis: the incremental join of the tumbling windows' readings with the
+/// sensor timelines; a reference change within `params.correction_horizon_ms` corrects its rows.
+pub struct BuggyDevices;
+
+#[derive(Serialize)]
+struct Line<'a> {
+    vin: &'a str,
+    sensor_id: &'a str,
+    window_start: Rfc3339,
+    window_end: Rfc3339,
+    readings: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revised_at: Option<Rfc3339>,
+}
+
+/// A `buggy_devices` record: the window's row when it closed, or a later correction carrying
+/// `revision` (`retract` or `insert`) and `revised_at` (the watermark when the reference changed).
+impl Output for Change<BuggyDevice> {
+    fn filed_at(&self) -> Time {
+        self.data.start
+    }
+    fn key(&self) -> Option<Vin> {
+        Some(self.data.vin)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let d = &self.data;
+        let (revision, revised_at) = match self.revision() {
+            Revision::Initial => (None, None),
+            Revision::Retract => (Some("retract"), Some(Rfc3339(self.time))),
+            Revision::Insert => (Some("insert"), Some(Rfc3339(self.time))),
+        };
+        let line = Line {
+            vin: d.vin.as_str(),
+            sensor_id: &d.sensor,
+            window_start: Rfc3339(d.start),
+            window_end: Rfc3339(d.end),
+            readings: d.readings,
+            revision,
+            revised_at,
+        };
+        json(out, &line);
+    }
+}
+
+impl Analysis for BuggyDevices {
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "buggy_devices",
+            about: "per vehicle, buggy sensor and tumbling window, the readings taken while it was installed",
+            outputs: &[OutputSpec {
+                name: "buggy_devices",
+                about: "vin, sensor_id, window_start, window_end, readings[, revision, revised_at]",
+            }],
+            settings: &[],
+            on_by_default: true,
+            uses_offsets: true,
+        }
+    }
+
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        let offsets = ctx.window_offsets()?;
+        let timelines = ctx.timelines();
+        let rows = buggy_devices(offsets, timelines, ctx.params().correction_horizon_ms);
+        ctx.output("buggy_devices", rows)
+    }
+
+    /// Corrections follow reference changes, not readings: a reading is settled with its window.
+    fn settles(&self, ts: Time, params: &Params, _: &Settings) -> Time {
+        settles_with_tumbling(ts, params)
+    }
 }

@@ -1,12 +1,16 @@
 //! `daily_speeders`: per vehicle and UTC day, the speeding readings and the day's top speed.
 
-use timely::dataflow::operators::vec::Filter;
+use serde::Serialize;
+use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
+use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::output::{json, Date, Output};
+use crate::params::Params;
 use crate::reading::Vin;
 use crate::stats::SpeedStats;
-use crate::time::{Time, DAY_MS};
+use crate::time::{align, Time, DAY_MS};
 use crate::windows::{Offsets, OpenWindows, Sliding};
 
 /// Re-windows speeding panes (tumbling windows with at least one speeding reading) into UTC days.
@@ -60,6 +64,58 @@ impl LiveDailySpeeders {
         self.days.for_each_ending_in(day, day + DAY_MS, |_, _, vin, stats| add(vin, stats));
         self.panes.for_each_ending_in(day, day + DAY_MS, |_, _, vin, (stats, _)| add(vin, stats));
         by_vin.into_values().collect()
+    }
+}
+
+/// The `daily_speeders` analysis. It publishes its [`LiveDailySpeeders`] for the HTTP API.
+pub struct DailySpeeders;
+
+/// A `daily_speeders` record: the window is one UTC day.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DailySpeederRow(pub SpeedWindow);
+
+#[derive(Serialize)]
+struct Line<'a> {
+    vin: &'a str,
+    date: Date,
+    speeding_readings: u64,
+    max_speed: f64,
+}
+
+impl Output for DailySpeederRow {
+    fn filed_at(&self) -> Time {
+        align(self.0.start, DAY_MS)
+    }
+    fn key(&self) -> Option<Vin> {
+        Some(self.0.key)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let w = &self.0;
+        json(out, &Line { vin: w.key.as_str(), date: Date(w.start), speeding_readings: w.agg.speeding, max_speed: w.agg.max });
+    }
+}
+
+impl Analysis for DailySpeeders {
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "daily_speeders",
+            about: "per vehicle and UTC day with speeding readings, their count and the day's top speed",
+            outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed" }],
+            settings: &[],
+            on_by_default: true,
+            uses_offsets: false,
+        }
+    }
+
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        let (days, open_days) = daily_speeders_open(ctx.speed_windows());
+        let panes = ctx.open_windows();
+        ctx.publish(Box::new(LiveDailySpeeders { panes, days: open_days }));
+        ctx.output("daily_speeders", days.map(DailySpeederRow))
+    }
+
+    fn settles(&self, ts: Time, _params: &Params, _: &Settings) -> Time {
+        align(ts, DAY_MS) + DAY_MS - 1
     }
 }
 

@@ -1,14 +1,85 @@
 //! `speeders`: tumbling windows in which a vehicle went above the speed limit.
 
-use timely::dataflow::operators::vec::Filter;
+use serde::Serialize;
+use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::output::{json, Output, Rfc3339};
+use crate::params::Params;
+use crate::reading::Vin;
 use crate::time::Time;
 
 /// The tumbling windows whose highest speed is strictly above `speed_limit_mph`.
 pub fn speeders<'scope>(windows: StreamVec<'scope, Time, SpeedWindow>, speed_limit_mph: f64) -> StreamVec<'scope, Time, SpeedWindow> {
     windows.filter(move |w| w.agg.max > speed_limit_mph)
+}
+
+/// The `speeders` analysis.
+pub struct Speeders;
+
+/// A `speeders` record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeederRow(pub SpeedWindow);
+
+#[derive(Serialize)]
+struct Line<'a> {
+    vin: &'a str,
+    window_start: Rfc3339,
+    window_end: Rfc3339,
+    readings: u64,
+    speeding_readings: u64,
+    avg_speed: f64,
+    max_speed: f64,
+}
+
+impl Output for SpeederRow {
+    fn filed_at(&self) -> Time {
+        self.0.start
+    }
+    fn key(&self) -> Option<Vin> {
+        Some(self.0.key)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let w = &self.0;
+        let line = Line {
+            vin: w.key.as_str(),
+            window_start: Rfc3339(w.start),
+            window_end: Rfc3339(w.end),
+            readings: w.agg.readings,
+            speeding_readings: w.agg.speeding,
+            avg_speed: w.agg.avg(),
+            max_speed: w.agg.max,
+        };
+        json(out, &line);
+    }
+}
+
+impl Analysis for Speeders {
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "speeders",
+            about: "tumbling windows in which a vehicle went above the speed limit",
+            outputs: &[OutputSpec {
+                name: "speeders",
+                about: "vin, window_start, window_end, readings, speeding_readings, avg_speed, max_speed",
+            }],
+            settings: &[],
+            on_by_default: true,
+            uses_offsets: false,
+        }
+    }
+
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        let limit = ctx.params().speed_limit_mph;
+        let rows = speeders(ctx.speed_windows(), limit).map(SpeederRow);
+        ctx.output("speeders", rows)
+    }
+
+    fn settles(&self, ts: Time, params: &Params, _: &Settings) -> Time {
+        settles_with_tumbling(ts, params)
+    }
 }
 
 #[cfg(test)]

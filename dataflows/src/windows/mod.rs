@@ -12,11 +12,13 @@ use crate::time::Time;
 
 pub mod offsets;
 pub mod open;
+pub mod ordered;
 pub mod sliding;
 pub mod tumbling;
 
 pub use offsets::Offsets;
 pub use open::OpenWindows;
+pub use ordered::Ordered;
 pub use sliding::Sliding;
 pub use tumbling::Tumbling;
 

@@ -1,0 +1,79 @@
+//! `speed_windows`: every vehicle's tumbling speed window (readings, average, top and lowest speed).
+
+use serde::Serialize;
+use timely::dataflow::operators::vec::Map;
+
+use super::SpeedWindow;
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::output::{json, Output, Rfc3339};
+use crate::params::Params;
+use crate::reading::Vin;
+use crate::time::Time;
+
+/// The `speed_windows` analysis.
+pub struct SpeedWindows;
+
+/// A `speed_windows` record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeedWindowRow(pub SpeedWindow);
+
+#[derive(Serialize)]
+struct Line<'a> {
+    vin: &'a str,
+    window_start: Rfc3339,
+    window_end: Rfc3339,
+    readings: u64,
+    avg_speed: f64,
+    max_speed: f64,
+    min_speed: f64,
+}
+
+impl Output for SpeedWindowRow {
+    /// Windows are filed under their start.
+    fn filed_at(&self) -> Time {
+        self.0.start
+    }
+    fn key(&self) -> Option<Vin> {
+        Some(self.0.key)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let w = &self.0;
+        json(
+            out,
+            &Line {
+                vin: w.key.as_str(),
+                window_start: Rfc3339(w.start),
+                window_end: Rfc3339(w.end),
+                readings: w.agg.readings,
+                avg_speed: w.agg.avg(),
+                max_speed: w.agg.max,
+                min_speed: w.agg.min,
+            },
+        );
+    }
+}
+
+impl Analysis for SpeedWindows {
+    fn spec(&self) -> &'static Spec {
+        &Spec {
+            name: "speed_windows",
+            about: "every vehicle's tumbling speed window",
+            outputs: &[OutputSpec {
+                name: "speed_windows",
+                about: "vin, window_start, window_end, readings, avg_speed, max_speed, min_speed",
+            }],
+            settings: &[],
+            on_by_default: true,
+            uses_offsets: false,
+        }
+    }
+
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        let windows = ctx.speed_windows().map(SpeedWindowRow);
+        ctx.output("speed_windows", windows)
+    }
+
+    fn settles(&self, ts: Time, params: &Params, _: &Settings) -> Time {
+        settles_with_tumbling(ts, params)
+    }
+}

@@ -1,0 +1,393 @@
+//! The analysis API: what an analysis is given (readings, shared windows, reference data, its
+//! settings, a processing-time clock), how it declares its named output streams, and how the
+//! runtime builds the enabled analyses into one dataflow.
+//!
+//! An analysis is a unit struct implementing [`Analysis`] in a file of its own under
+//! `dataflows/src/analyses/`, registered with one line in `analyses/mod.rs`. It never performs I/O:
+//! the runtime feeds it and routes each output stream it declares to the sinks the configuration
+//! names for that stream.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::VecCollection;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use crate::analyses::SpeedWindow;
+use crate::output::{encode, Encoded, Output};
+use crate::params::Params;
+use crate::reading::{Reading, Vin};
+use crate::reference::{arrange_timelines, timelines, SensorId, SensorRow, TimelineTrace};
+use crate::stats::{SpeedSample, SpeedStats};
+use crate::time::Time;
+use crate::windows::{Offsets, OpenWindows, Tumbling, Window};
+
+/// One named output stream of an analysis.
+#[derive(Debug)]
+pub struct OutputSpec {
+    /// The stream's name: its key under `[routes]`, its folder, its Firehose/Kafka `{stream}`.
+    pub name: &'static str,
+    /// What one record is (for `fleetflow analyses` and the docs).
+    pub about: &'static str,
+}
+
+/// A setting's default value (also its type).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DefaultValue {
+    /// A number.
+    Number(f64),
+    /// A string.
+    Text(&'static str),
+}
+
+/// One setting of an analysis, under `[analyses.<name>]` in the configuration.
+#[derive(Debug)]
+pub struct SettingSpec {
+    /// The key.
+    pub name: &'static str,
+    /// Its default value and type.
+    pub default: DefaultValue,
+    /// What it means, with its unit.
+    pub about: &'static str,
+}
+
+/// What an analysis is: its name, outputs and settings.
+#[derive(Debug)]
+pub struct Spec {
+    /// The name used in `analyses.enabled`.
+    pub name: &'static str,
+    /// One line on what it computes.
+    pub about: &'static str,
+    /// The output streams it declares (it may emit only these).
+    pub outputs: &'static [OutputSpec],
+    /// Its settings.
+    pub settings: &'static [SettingSpec],
+    /// Whether it runs when the configuration does not list the enabled analyses.
+    pub on_by_default: bool,
+    /// Whether it uses [`Context::window_offsets`] (the tumbling windows then keep every reading's
+    /// time, four bytes per reading of each open window).
+    pub uses_offsets: bool,
+}
+
+/// A setting's value, as the configuration gave it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Setting {
+    /// A number.
+    Number(f64),
+    /// A string.
+    Text(String),
+}
+
+/// An analysis's settings by key (the configuration's `[analyses.<name>]`); missing keys take
+/// the defaults of its [`Spec`].
+pub type Settings = BTreeMap<String, Setting>;
+
+/// Why an analysis could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnalysisError {
+    /// A setting is missing from the spec, of the wrong type or out of range.
+    #[error("analyses.{analysis}.{key}: {problem}")]
+    Setting {
+        /// The analysis.
+        analysis: &'static str,
+        /// The setting.
+        key: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// The analysis emitted a stream its spec does not declare.
+    #[error("analysis {analysis} emits `{stream}`, which its spec does not declare among its outputs")]
+    Undeclared {
+        /// The analysis.
+        analysis: &'static str,
+        /// The stream.
+        stream: String,
+    },
+    /// Timely could not start its workers (in the test harness).
+    #[error("starting timely workers: {0}")]
+    Workers(String),
+    /// The analysis asked for reading offsets without declaring `uses_offsets`.
+    #[error("analysis {0} uses window offsets but its spec does not set `uses_offsets`")]
+    Offsets(&'static str),
+}
+
+/// An analysis: builds its part of the dataflow from a [`Context`].
+///
+/// # Examples
+/// A complete analysis (this is `dataflows/src/analyses/speeders.rs` less its tests):
+/// ```
+/// use fleetflow_dataflows::analysis::{Analysis, AnalysisError, Context, OutputSpec, Settings, Spec};
+/// use fleetflow_dataflows::analyses::speeders::SpeederRow;
+/// use fleetflow_dataflows::{Params, Time};
+/// use timely::dataflow::operators::vec::{Filter, Map};
+///
+/// pub struct Fast;
+///
+/// impl Analysis for Fast {
+///     fn spec(&self) -> &'static Spec {
+///         &Spec {
+///             name: "fast",
+///             about: "tumbling windows whose top speed is above the speed limit",
+///             outputs: &[OutputSpec { name: "fast", about: "a speeders row" }],
+///             settings: &[],
+///             on_by_default: false,
+///             uses_offsets: false,
+///         }
+///     }
+///     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+///         let limit = ctx.params().speed_limit_mph;
+///         let fast = ctx.speed_windows().filter(move |w| w.agg.max > limit).map(SpeederRow);
+///         ctx.output("fast", fast)
+///     }
+///     fn settles(&self, ts: Time, params: &Params, _: &Settings) -> Time {
+///         fleetflow_dataflows::analysis::settles_with_tumbling(ts, params)
+///     }
+/// }
+/// ```
+pub trait Analysis: Sync {
+    /// Name, outputs and settings.
+    fn spec(&self) -> &'static Spec;
+
+    /// Wires the analysis: reads inputs from `ctx` and hands each output stream to
+    /// [`Context::output`].
+    fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError>;
+
+    /// The latest timely time at which an output derived from a reading of event time `ts` can be
+    /// emitted: the runtime commits source offsets (Kafka) only once outputs up to it are
+    /// delivered. `ts` for analyses that emit at the reading's own time.
+    fn settles(&self, ts: Time, params: &Params, settings: &Settings) -> Time;
+}
+
+/// A number setting of `spec` from `settings`, or its default.
+pub fn number(spec: &'static Spec, settings: &Settings, key: &str) -> Result<f64, AnalysisError> {
+    let default = spec.settings.iter().find(|s| s.name == key).ok_or_else(|| AnalysisError::Setting {
+        analysis: spec.name,
+        key: key.to_string(),
+        problem: "not a setting of this analysis's spec".into(),
+    })?;
+    match (default.default, settings.get(key)) {
+        (_, Some(Setting::Number(n))) => Ok(*n),
+        (DefaultValue::Number(n), None) => Ok(n),
+        (_, given) => Err(AnalysisError::Setting {
+            analysis: spec.name,
+            key: key.to_string(),
+            problem: format!("{given:?} is not a number; give a number"),
+        }),
+    }
+}
+
+/// [`Analysis::settles`] for outputs of tumbling windows: the last millisecond of the window of `ts`.
+pub fn settles_with_tumbling(ts: Time, params: &Params) -> Time {
+    crate::time::align(ts, params.tumbling_ms) + params.tumbling_ms - 1
+}
+
+/// What every analysis shares: the readings, the reference collections and, built on first use,
+/// the tumbling windows and the sensor timelines.
+pub struct Core<'scope> {
+    readings: StreamVec<'scope, Time, Reading>,
+    rows: VecCollection<'scope, Time, (Vin, SensorRow)>,
+    buggy: VecCollection<'scope, Time, SensorId>,
+    params: Params,
+    keep_offsets: bool,
+    clock: Rc<dyn Fn() -> Time>,
+    windows: Option<Windows<'scope>>,
+    timelines: Option<Arranged<'scope, TimelineTrace>>,
+}
+
+/// The shared tumbling windows, the reading offsets beside them, and the open panes.
+struct Windows<'scope> {
+    speed: StreamVec<'scope, Time, SpeedWindow>,
+    offsets: StreamVec<'scope, Time, Window<Vin, Offsets>>,
+    open: OpenWindows<Vin, (SpeedStats, Offsets)>,
+}
+
+/// The processing-time clock of the running job: epoch milliseconds.
+pub type Clock = Rc<dyn Fn() -> Time>;
+
+impl<'scope> Core<'scope> {
+    /// The inputs of the analyses. `readings` travel at timely times no later than their event
+    /// times; `keep_offsets` must be set if an enabled analysis [`Spec::uses_offsets`]; `clock`
+    /// gives processing time (the wall clock when running, a fixed one in tests).
+    pub fn new(
+        readings: StreamVec<'scope, Time, Reading>,
+        rows: VecCollection<'scope, Time, (Vin, SensorRow)>,
+        buggy: VecCollection<'scope, Time, SensorId>,
+        params: &Params,
+        keep_offsets: bool,
+        clock: Clock,
+    ) -> Self {
+        Core { readings, rows, buggy, params: params.clone(), keep_offsets, clock, windows: None, timelines: None }
+    }
+
+    /// The job's parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The readings.
+    pub fn readings(&self) -> StreamVec<'scope, Time, Reading> {
+        self.readings.clone()
+    }
+
+    fn windows(&mut self) -> &Windows<'scope> {
+        let (limit, size, keep) = (self.params.speed_limit_mph, self.params.tumbling_ms, self.keep_offsets);
+        let readings = self.readings.clone();
+        self.windows.get_or_insert_with(|| {
+            let (windows, open) = readings
+                .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), keep)))
+                .tumbling_open::<(SpeedStats, Offsets)>(size);
+            let offsets = windows.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 });
+            let speed = windows.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
+            Windows { speed, offsets, open }
+        })
+    }
+
+    /// Every vehicle's tumbling speed windows (built once, shared by every analysis).
+    pub fn speed_windows(&mut self) -> StreamVec<'scope, Time, SpeedWindow> {
+        self.windows().speed.clone()
+    }
+
+    /// This worker's open tumbling windows (for answering queries from live state).
+    pub fn open_windows(&mut self) -> OpenWindows<Vin, (SpeedStats, Offsets)> {
+        self.windows().open.clone()
+    }
+
+    /// The vehicles' sensor timelines, arranged by vehicle (built once).
+    pub fn timelines(&mut self) -> Arranged<'scope, TimelineTrace> {
+        let (rows, buggy) = (self.rows.clone(), self.buggy.clone());
+        self.timelines.get_or_insert_with(|| arrange_timelines(timelines(rows, buggy))).clone()
+    }
+}
+
+/// The sink of the analyses' output streams: the runtime attaches each to its sinks as it is
+/// declared (so a stream declared early is handed off before later analyses run in a step).
+pub type OutputSink<'scope, 'a> = dyn FnMut(&'static str, StreamVec<'scope, Time, Encoded>) + 'a;
+
+/// What one analysis is given while it is built.
+pub struct Context<'scope, 'a> {
+    spec: &'static Spec,
+    settings: &'a Settings,
+    core: &'a mut Core<'scope>,
+    sink: &'a mut OutputSink<'scope, 'a>,
+    published: &'a mut Vec<Box<dyn Any>>,
+}
+
+impl<'scope, 'a> Context<'scope, 'a> {
+    /// The job's parameters (window sizes, thresholds).
+    pub fn params(&self) -> &Params {
+        &self.core.params
+    }
+
+    /// This analysis's settings as configured (see [`Context::number`] and [`Context::text`]).
+    pub fn settings(&self) -> &Settings {
+        self.settings
+    }
+
+    /// The parsed readings, at timely times no later than their event times.
+    pub fn readings(&self) -> StreamVec<'scope, Time, Reading> {
+        self.core.readings()
+    }
+
+    /// Every vehicle's tumbling speed windows (`params().tumbling_ms`), shared by all analyses.
+    pub fn speed_windows(&mut self) -> StreamVec<'scope, Time, SpeedWindow> {
+        self.core.speed_windows()
+    }
+
+    /// The offsets of the readings in each tumbling window (the spec must set `uses_offsets`).
+    pub fn window_offsets(&mut self) -> Result<StreamVec<'scope, Time, Window<Vin, Offsets>>, AnalysisError> {
+        if !self.spec.uses_offsets {
+            return Err(AnalysisError::Offsets(self.spec.name));
+        }
+        Ok(self.core.windows().offsets.clone())
+    }
+
+    /// This worker's open tumbling windows.
+    pub fn open_windows(&mut self) -> OpenWindows<Vin, (SpeedStats, Offsets)> {
+        self.core.open_windows()
+    }
+
+    /// The vehicles' sensor timelines, arranged by vehicle (a differential arrangement: changes to
+    /// the reference files arrive as changes at the watermark).
+    pub fn timelines(&mut self) -> Arranged<'scope, TimelineTrace> {
+        self.core.timelines()
+    }
+
+    /// Processing time (epoch ms): the wall clock in the job, a fixed clock in tests.
+    pub fn clock(&self) -> Clock {
+        self.core.clock.clone()
+    }
+
+    fn setting(&self, key: &str) -> Result<(DefaultValue, Option<&Setting>), AnalysisError> {
+        let spec = self.spec.settings.iter().find(|s| s.name == key).ok_or_else(|| AnalysisError::Setting {
+            analysis: self.spec.name,
+            key: key.to_string(),
+            problem: "not a setting of this analysis's spec".into(),
+        })?;
+        Ok((spec.default, self.settings.get(key)))
+    }
+
+    /// A number setting (its default when not configured).
+    pub fn number(&self, key: &str) -> Result<f64, AnalysisError> {
+        number(self.spec, self.settings, key)
+    }
+
+    /// A number setting that must lie in `range`; the error names the key, the value and the range.
+    pub fn number_in(&self, key: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, AnalysisError> {
+        let n = self.number(key)?;
+        if range.contains(&n) {
+            Ok(n)
+        } else {
+            Err(AnalysisError::Setting {
+                analysis: self.spec.name,
+                key: key.to_string(),
+                problem: format!("{n} is out of range; use {} to {}", range.start(), range.end()),
+            })
+        }
+    }
+
+    /// A text setting (its default when not configured).
+    pub fn text(&self, key: &str) -> Result<String, AnalysisError> {
+        match self.setting(key)? {
+            (_, Some(Setting::Text(s))) => Ok(s.clone()),
+            (DefaultValue::Text(s), None) => Ok(s.to_string()),
+            (_, given) => Err(AnalysisError::Setting {
+                analysis: self.spec.name,
+                key: key.to_string(),
+                problem: format!("{given:?} is not text; give a quoted string"),
+            }),
+        }
+    }
+
+    /// Hands a declared output stream to the runtime, which encodes each record as a JSON line
+    /// and routes it to the stream's sinks.
+    pub fn output<D: Output>(&mut self, stream: &'static str, records: StreamVec<'scope, Time, D>) -> Result<(), AnalysisError> {
+        if !self.spec.outputs.iter().any(|o| o.name == stream) {
+            return Err(AnalysisError::Undeclared { analysis: self.spec.name, stream: stream.to_string() });
+        }
+        (self.sink)(stream, records.map(|r| encode(&r)));
+        Ok(())
+    }
+
+    /// Publishes state the runtime may query between steps (e.g. open windows for the HTTP API).
+    pub fn publish(&mut self, state: Box<dyn Any>) {
+        self.published.push(state);
+    }
+}
+
+/// Builds `analyses` (each with its settings) over `core`, handing their outputs to `sink` as they
+/// are declared; returns what they published.
+pub fn build<'scope>(
+    core: &mut Core<'scope>,
+    analyses: &[(&dyn Analysis, Settings)],
+    sink: &mut OutputSink<'scope, '_>,
+) -> Result<Vec<Box<dyn Any>>, AnalysisError> {
+    let mut published = Vec::new();
+    for (analysis, settings) in analyses {
+        let mut ctx = Context { spec: analysis.spec(), settings, core: &mut *core, sink: &mut *sink, published: &mut published };
+        analysis.build(&mut ctx)?;
+    }
+    Ok(published)
+}
