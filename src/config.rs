@@ -2,7 +2,7 @@
 //! overridden by command-line flags. Priority, lowest first: built-in defaults < file < flags.
 
 use fleetflow_dataflows::analyses::{self, REGISTRY};
-use fleetflow_dataflows::analysis::{Analysis, Setting, Settings};
+use fleetflow_dataflows::analysis::{Analysis, Setting, Settings, TableSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -137,7 +137,31 @@ impl Config {
                     settings.insert(key.clone(), setting);
                 }
             }
+            for table in analysis.spec().tables {
+                match settings.get(table.setting) {
+                    Some(Setting::Text(path)) if !path.trim().is_empty() => {}
+                    _ => {
+                        return bad(format!(
+                            "analyses.{name}.{}: no file given; give the path of its {} table ({})",
+                            table.setting, table.name, table.about
+                        ))
+                    }
+                }
+            }
             out.push((analysis, settings));
+        }
+        Ok(out)
+    }
+
+    /// The reference tables of the enabled analyses: `(analysis, table, file)`.
+    pub fn analysis_tables(&self) -> Result<Vec<(&'static str, &'static TableSpec, PathBuf)>, ConfigError> {
+        let mut out = Vec::new();
+        for (analysis, settings) in self.analyses()? {
+            for table in analysis.spec().tables {
+                if let Some(Setting::Text(path)) = settings.get(table.setting) {
+                    out.push((analysis.spec().name, table, PathBuf::from(path)));
+                }
+            }
         }
         Ok(out)
     }
@@ -830,6 +854,8 @@ mod tests {
         assert!(error("[analyses.harsh_braking]\ndrop = 3\n")
             .starts_with("analyses.harsh_braking.drop: not a setting of harsh_braking; its settings are drop_mph, within_secs"));
         assert!(error("[analyses.nope]\nx = 1\n").starts_with("analyses.nope: no such analysis"));
+        assert!(error("[analyses]\nenabled = [\"geofence\"]\n")
+            .starts_with("analyses.geofence.zones: no file given; give the path of its zones table"));
         assert!(error("[analyses.harsh_braking]\ndrop_mph = [1]\n")
             .starts_with("analyses.harsh_braking.drop_mph: [1] is not a number or a string"));
         assert_eq!(

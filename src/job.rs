@@ -23,7 +23,7 @@ use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
-use crate::reference::{parse_buggy, parse_vin_sensors, ReferenceError, Watched};
+use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
 use crate::rejected::Rejected;
 use crate::route::{Router, StreamName};
 use crate::sinks::plan::SinkPlan;
@@ -109,6 +109,9 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         }
         if let Some(p) = &config.reference.buggy_sensors {
             Watched::open(p, parse_buggy)?;
+        }
+        for (_, table, path) in config.analysis_tables()? {
+            Watched::open(&path, table_parser(table.check))?;
         }
     }
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
@@ -380,7 +383,7 @@ fn tap_for(name: StreamName, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> T
     }
 }
 
-type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>);
+type RefInputs = (InputSession<Time, (Vin, SensorRow), isize>, InputSession<Time, SensorId, isize>, Vec<InputSession<Time, String, isize>>);
 
 /// What the workers of a process share.
 struct Shared {
@@ -414,6 +417,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     }
     let mut rows_input: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
     let mut buggy_input: InputSession<Time, SensorId, isize> = InputSession::new();
+    // The analyses' reference tables: their files (read by worker 0) and their sessions.
+    let table_files = config.analysis_tables()?;
+    let mut table_inputs: Vec<InputSession<Time, String, isize>> = table_files.iter().map(|_| InputSession::new()).collect();
     let watermark_probe = ProbeHandle::new();
     let done_probe = ProbeHandle::new();
 
@@ -433,6 +439,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
         let clock: fleetflow_dataflows::analysis::Clock = std::rc::Rc::new(crate::sources::driver::now_ms);
         let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock);
+        for ((analysis, table, _), session) in table_files.iter().zip(table_inputs.iter_mut()) {
+            core.add_table(analysis, table.name, session.to_collection(scope));
+        }
         // Each output is attached to its sinks as its analysis declares it, so the first streams
         // are handed off before later analyses run in the same step.
         let mut attach = |stream: &'static str, records: StreamVec<'_, Time, Encoded>| {
@@ -481,7 +490,20 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         }
         watchers = Some((vin, bug));
     }
-    let mut refs: Option<RefInputs> = Some((rows_input, buggy_input));
+    let mut table_watchers: Vec<Option<Watched<String>>> = Vec::new();
+    for ((analysis, table, path), session) in table_files.iter().zip(table_inputs.iter_mut()) {
+        if index != 0 {
+            table_watchers.push(None);
+            continue;
+        }
+        let (w, lines) = Watched::open(path, table_parser(table.check))?;
+        info!("analysis {analysis}: table {} from {}: {} lines", table.name, path.display(), lines.len());
+        for line in lines {
+            session.insert(line);
+        }
+        table_watchers.push(Some(w));
+    }
+    let mut refs: Option<RefInputs> = Some((rows_input, buggy_input, table_inputs));
 
     let partitions = partitions_for(config, archive, metrics, index, peers)?;
     let mut driver =
@@ -523,7 +545,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
 
         // The job's watermark, as the dataflow sees it after the exchange of progress.
         let watermark = watermark_probe.with_frontier(|f| f.first().copied());
-        if let Some((rows, buggy)) = refs.as_mut() {
+        if let Some((rows, buggy, tables)) = refs.as_mut() {
             match watermark {
                 Some(w) => {
                     // Advance first: an edit takes effect at the current watermark, after every
@@ -531,6 +553,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                     if *rows.time() < w {
                         rows.advance_to(w);
                         buggy.advance_to(w);
+                        for t in tables.iter_mut() {
+                            t.advance_to(w);
+                        }
                     }
                     if last_poll.elapsed() >= poll_every {
                         last_poll = Instant::now();
@@ -542,9 +567,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                                 live.note_reference((&[], &[]), (&d.added, &d.removed));
                             }
                         }
+                        for (watched, table) in table_watchers.iter_mut().zip(tables.iter_mut()) {
+                            apply_edits(watched.as_mut(), table, metrics);
+                        }
                     }
                     rows.flush();
                     buggy.flush();
+                    for t in tables.iter_mut() {
+                        t.flush();
+                    }
                 }
                 // Every source of every worker is finished: no more reference changes matter.
                 None => refs = None,

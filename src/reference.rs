@@ -96,18 +96,41 @@ pub fn diff<T: Ord + Clone>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> Diff<T> {
     Diff { added: new.difference(old).cloned().collect(), removed: old.difference(new).cloned().collect() }
 }
 
+/// Parses a file's text (`path` for errors) into its rows.
+pub type Parser<T> = Box<dyn Fn(&str, &str) -> Result<BTreeSet<T>, ReferenceError>>;
+
+/// A parser for an analysis's reference table: its lines, trimmed, without blank lines and `#`
+/// comments, each passing `check`.
+pub fn table_parser(check: fn(&str) -> Result<(), String>) -> Parser<String> {
+    Box::new(move |path: &str, text: &str| {
+        let mut lines = BTreeSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            check(line).map_err(|reason| ReferenceError::Line { path: path.to_string(), line: i + 1, reason })?;
+            lines.insert(line.to_string());
+        }
+        Ok(lines)
+    })
+}
+
 /// Watches one reference file and yields diffs of its parsed contents when it changes.
 pub struct Watched<T> {
     path: PathBuf,
-    parse: fn(&str, &str) -> Result<BTreeSet<T>, ReferenceError>,
+    parse: Parser<T>,
     stamp: Option<(SystemTime, u64)>,
     current: BTreeSet<T>,
 }
 
 impl<T: Ord + Clone> Watched<T> {
     /// Loads `path` now: a missing or invalid file at start-up is an error.
-    pub fn open(path: &Path, parse: fn(&str, &str) -> Result<BTreeSet<T>, ReferenceError>) -> Result<(Self, Vec<T>), ReferenceError> {
-        let mut w = Watched { path: path.to_path_buf(), parse, stamp: None, current: BTreeSet::new() };
+    pub fn open(
+        path: &Path,
+        parse: impl Fn(&str, &str) -> Result<BTreeSet<T>, ReferenceError> + 'static,
+    ) -> Result<(Self, Vec<T>), ReferenceError> {
+        let mut w = Watched { path: path.to_path_buf(), parse: Box::new(parse), stamp: None, current: BTreeSet::new() };
         let initial = w.reload()?.map(|d| d.added).unwrap_or_default();
         Ok((w, initial))
     }

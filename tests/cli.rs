@@ -363,14 +363,20 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
     assert!(out.contains("alert latency") && out.contains("window latency"), "{out}");
 }
 
-#[test]
-fn analyses_are_chosen_and_set_in_the_config_and_their_streams_reach_the_sinks() {
+/// A temporary folder with one generated readings file of `vehicles` over `secs`: (folder, file).
+fn generated(vehicles: &str, secs: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = dir.path().join("out");
-    let d = data.to_str().unwrap();
-    let g = fleetflow(&["generate", "--output", d, "--vehicles", "20", "--duration-secs", "180", "--files", "1"]);
+    let g = fleetflow(&["generate", "--output", data.to_str().unwrap(), "--vehicles", vehicles, "--duration-secs", secs, "--files", "1"]);
     assert!(g.status.success(), "{}", stderr(&g));
+    let input = data.join("readings-000.txt").to_str().unwrap().to_string();
+    (dir, input)
+}
+
+#[test]
+fn analyses_are_chosen_and_set_in_the_config_and_their_streams_reach_the_sinks() {
+    let (dir, input) = generated("20", "180");
+    let out = dir.path().join("out");
     let config = dir.path().join("fleetflow.toml");
     std::fs::write(
         &config,
@@ -379,7 +385,6 @@ fn analyses_are_chosen_and_set_in_the_config_and_their_streams_reach_the_sinks()
          [analyses.unit_transform]\nunit = \"m/s\"\n",
     )
     .unwrap();
-    let input = format!("{d}/readings-000.txt");
     let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "-w", "2"]);
     assert!(r.status.success(), "{}", stderr(&r));
     let accepted = std::fs::read_to_string(&input).unwrap().lines().count();
@@ -402,4 +407,35 @@ fn analyses_are_chosen_and_set_in_the_config_and_their_streams_reach_the_sinks()
     let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap()]);
     assert!(!r.status.success());
     assert!(stderr(&r).contains("analyses.harsh_braking.within_secs: 0 is not allowed"), "{}", stderr(&r));
+}
+
+#[test]
+fn geofence_reads_its_zones_file_and_a_bad_file_names_the_line() {
+    let (dir, input) = generated("30", "600");
+    let out = dir.path().join("out");
+    let zones = dir.path().join("zones.txt");
+    std::fs::write(
+        &zones,
+        "# the generator's city, split at -122.42\nwest -122.6 37.6 -122.42 37.6 -122.42 37.9 -122.6 37.9\neast -122.42 37.6 -122.2 37.6 -122.2 37.9 -122.42 37.9\n",
+    )
+    .unwrap();
+    let config = dir.path().join("fleetflow.toml");
+    std::fs::write(&config, format!("[analyses]\nenabled = [\"geofence\"]\n[analyses.geofence]\nzones = {:?}\n", zones.to_str().unwrap()))
+        .unwrap();
+    let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "-w", "2"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let mut events: Vec<serde_json::Value> = lines_of(&out, "geofence").iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    events.sort_by_key(|e| (e["vin"].as_str().unwrap().to_string(), e["time"].as_str().unwrap().to_string()));
+    let vins: std::collections::BTreeSet<&str> = events.iter().map(|e| e["vin"].as_str().unwrap()).collect();
+    assert_eq!(vins.len(), 30, "every vehicle starts inside a zone: it enters it");
+    assert!(events.iter().any(|e| e["event"] == "leave"), "some vehicles cross the line");
+    for e in &events {
+        assert!(e["zone"] == "west" || e["zone"] == "east", "{e}");
+    }
+
+    std::fs::write(&zones, "west -122.6 37.6 -122.42 37.6 -122.42 37.9\neast -122.42 north\n").unwrap();
+    let r = fleetflow(&["run", "--config", config.to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap()]);
+    assert!(!r.status.success());
+    let log = stderr(&r);
+    assert!(log.contains("zones.txt, line 2: \"north\" is not a coordinate"), "{log}");
 }

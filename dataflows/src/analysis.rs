@@ -54,6 +54,22 @@ pub struct SettingSpec {
     pub about: &'static str,
 }
 
+/// A reference table of an analysis: a text file named by one of its settings, read by the runtime
+/// (blank lines and `#` comments skipped), watched for edits, and given to the analysis as a
+/// differential collection of its lines (an edit arrives as changes at the watermark).
+#[derive(Debug)]
+pub struct TableSpec {
+    /// The table's name, for [`Context::table`].
+    pub name: &'static str,
+    /// The text setting holding the file's path.
+    pub setting: &'static str,
+    /// What one line is.
+    pub about: &'static str,
+    /// Checks one line: the runtime refuses a file (at start) or an edit (keeping the last good
+    /// version) with a line that fails, naming the file, the line and the reason.
+    pub check: fn(&str) -> Result<(), String>,
+}
+
 /// What an analysis is: its name, outputs and settings.
 #[derive(Debug)]
 pub struct Spec {
@@ -65,6 +81,8 @@ pub struct Spec {
     pub outputs: &'static [OutputSpec],
     /// Its settings.
     pub settings: &'static [SettingSpec],
+    /// Its reference tables.
+    pub tables: &'static [TableSpec],
     /// Whether it runs when the configuration does not list the enabled analyses.
     pub on_by_default: bool,
     /// Whether it uses [`Context::window_offsets`] (the tumbling windows then keep every reading's
@@ -133,6 +151,7 @@ pub enum AnalysisError {
 ///             about: "tumbling windows whose top speed is above the speed limit",
 ///             outputs: &[OutputSpec { name: "fast", about: "a speeders row" }],
 ///             settings: &[],
+///             tables: &[],
 ///             on_by_default: false,
 ///             uses_offsets: false,
 ///         }
@@ -195,6 +214,7 @@ pub struct Core<'scope> {
     clock: Rc<dyn Fn() -> Time>,
     windows: Option<Windows<'scope>>,
     timelines: Option<Arranged<'scope, TimelineTrace>>,
+    tables: BTreeMap<(&'static str, &'static str), VecCollection<'scope, Time, String>>,
 }
 
 /// The shared tumbling windows, the reading offsets beside them, and the open panes.
@@ -219,7 +239,12 @@ impl<'scope> Core<'scope> {
         keep_offsets: bool,
         clock: Clock,
     ) -> Self {
-        Core { readings, rows, buggy, params: params.clone(), keep_offsets, clock, windows: None, timelines: None }
+        Core { readings, rows, buggy, params: params.clone(), keep_offsets, clock, windows: None, timelines: None, tables: BTreeMap::new() }
+    }
+
+    /// Gives analysis `analysis` its table `table`: the lines of the file, as a collection.
+    pub fn add_table(&mut self, analysis: &'static str, table: &'static str, lines: VecCollection<'scope, Time, String>) {
+        self.tables.insert((analysis, table), lines);
     }
 
     /// The job's parameters.
@@ -313,6 +338,17 @@ impl<'scope, 'a> Context<'scope, 'a> {
     /// the reference files arrive as changes at the watermark).
     pub fn timelines(&mut self) -> Arranged<'scope, TimelineTrace> {
         self.core.timelines()
+    }
+
+    /// The lines of this analysis's reference table `name` (declared in its spec's `tables`).
+    pub fn table(&self, name: &str) -> Result<VecCollection<'scope, Time, String>, AnalysisError> {
+        self.core.tables.iter().find(|((a, t), _)| *a == self.spec.name && *t == name).map(|(_, c)| c.clone()).ok_or_else(|| {
+            AnalysisError::Setting {
+                analysis: self.spec.name,
+                key: self.spec.tables.iter().find(|t| t.name == name).map_or(name, |t| t.setting).to_string(),
+                problem: format!("table {name:?} was not given; set the file's path"),
+            }
+        })
     }
 
     /// Processing time (epoch ms): the wall clock in the job, a fixed clock in tests.

@@ -37,11 +37,14 @@ pub struct Setup {
     pub clock: Time,
     /// The job's parameters.
     pub params: Params,
+    /// Versions of the analysis's reference tables: `(table, time, lines)`, each replacing the
+    /// table's previous version from `time` on (the watermark at which the job read the edit).
+    pub tables: Vec<(&'static str, Time, Vec<String>)>,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { workers: 1, lateness: 5_000, clock: 1_764_064_800_000, params: Params::default() }
+        Setup { workers: 1, lateness: 5_000, clock: 1_764_064_800_000, params: Params::default(), tables: Vec::new() }
     }
 }
 
@@ -73,6 +76,8 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
         let mut input: InputHandleVec<Time, Reading> = InputHandleVec::new();
         let mut rows: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
         let mut buggy: InputSession<Time, SensorId, isize> = InputSession::new();
+        let mut tables: Vec<(&'static str, InputSession<Time, String, isize>)> =
+            analysis.spec().tables.iter().map(|t| (t.name, InputSession::new())).collect();
         let built = worker.dataflow::<Time, _, _>(|scope| {
             let clock = setup.clock;
             let mut core = Core::new(
@@ -83,6 +88,9 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
                 analysis.spec().uses_offsets,
                 std::rc::Rc::new(move || clock),
             );
+            for (name, session) in tables.iter_mut() {
+                core.add_table(analysis.spec().name, name, session.to_collection(scope));
+            }
             let mut sink = |name: &'static str, records: timely::dataflow::StreamVec<'_, Time, crate::output::Encoded>| {
                 records.map(move |e| (name, String::from_utf8_lossy(&e.line).trim_end().to_string())).capture_into(tx.clone());
             };
@@ -93,6 +101,32 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
         }
         if worker.index() == 0 {
             let mut max_seen: Option<Time> = None;
+            let mut versions: Vec<(&'static str, Time, Vec<String>)> = setup.tables.clone();
+            versions.sort_by_key(|(_, t, _)| *t);
+            let mut versions = versions.into_iter().peekable();
+            let mut current: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+            // Applies the table versions due by `time` (each at its own time), then advances to `time`.
+            let mut advance = |time: Time, tables: &mut Vec<(&'static str, InputSession<Time, String, isize>)>| {
+                while let Some((name, at, lines)) = versions.next_if(|(_, at, _)| *at <= time) {
+                    for (n, session) in tables.iter_mut() {
+                        if *n == name {
+                            session.advance_to(at.max(*session.time()));
+                            for old in current.remove(name).unwrap_or_default() {
+                                session.remove(old);
+                            }
+                            for line in &lines {
+                                session.insert(line.clone());
+                            }
+                            current.insert(name, lines.clone());
+                        }
+                    }
+                }
+                for (_, session) in tables.iter_mut() {
+                    session.advance_to(time);
+                    session.flush();
+                }
+            };
+            advance(0, &mut tables);
             for r in arrivals.iter() {
                 let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness));
                 if r.timestamp < watermark {
@@ -105,6 +139,7 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
                     buggy.advance_to(watermark);
                     rows.flush();
                     buggy.flush();
+                    advance(watermark, &mut tables);
                     worker.step();
                 }
                 input.send(*r);

@@ -52,6 +52,7 @@ impl Analysis for Alerts {
             about: "a vehicle's sliding-window average speed went above the alert threshold (once per episode)",
             outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed" }],
             settings: &[],
+            tables: &[],
             on_by_default: true,
             uses_offsets: false,
         }

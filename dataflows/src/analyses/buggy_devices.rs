@@ -148,6 +148,7 @@ impl Analysis for BuggyDevices {
                 about: "vin, sensor_id, window_start, window_end, readings[, revision, revised_at]",
             }],
             settings: &[],
+            tables: &[],
             on_by_default: true,
             uses_offsets: true,
         }

@@ -102,6 +102,7 @@ impl Analysis for DailySpeeders {
             about: "per vehicle and UTC day with speeding readings, their count and the day's top speed",
             outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed" }],
             settings: &[],
+            tables: &[],
             on_by_default: true,
             uses_offsets: false,
         }

@@ -121,6 +121,7 @@ impl Analysis for HarshBraking {
                 SettingSpec { name: "drop_mph", default: DefaultValue::Number(20.0), about: "speed drop that counts as harsh, mph" },
                 SettingSpec { name: "within_secs", default: DefaultValue::Number(3.0), about: "within this many seconds" },
             ],
+            tables: &[],
             on_by_default: false,
             uses_offsets: false,
         }

@@ -25,6 +25,7 @@ register! {
     buggy_devices::BuggyDevices,
     harsh_braking::HarshBraking,
     unit_transform::UnitTransform,
+    geofence::Geofence,
 }
 
 /// The registered analysis called `name`.

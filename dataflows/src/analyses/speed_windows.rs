@@ -63,6 +63,7 @@ impl Analysis for SpeedWindows {
                 about: "vin, window_start, window_end, readings, avg_speed, max_speed, min_speed",
             }],
             settings: &[],
+            tables: &[],
             on_by_default: true,
             uses_offsets: false,
         }

@@ -66,6 +66,7 @@ impl Analysis for Speeders {
                 about: "vin, window_start, window_end, readings, speeding_readings, avg_speed, max_speed",
             }],
             settings: &[],
+            tables: &[],
             on_by_default: true,
             uses_offsets: false,
         }

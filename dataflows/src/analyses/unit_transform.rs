@@ -84,6 +84,7 @@ impl Analysis for UnitTransform {
                 about: "record_id, timestamp, vin, lon, lat, speed, unit, processed_at",
             }],
             settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"" }],
+            tables: &[],
             on_by_default: false,
             uses_offsets: false,
         }

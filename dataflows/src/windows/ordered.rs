@@ -1,11 +1,14 @@
 //! `Ordered`: per-key state updated record by record in event-time order, whatever order the
 //! records arrive in within the allowed lateness.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use differential_dataflow::VecCollection;
 use rustc_hash::FxHashMap;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -53,6 +56,146 @@ pub trait Ordered<'scope, K, V>: Sized {
         S: Default + 'static,
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &mut Vec<O>) + 'static;
+
+    /// As [`Ordered::ordered_by_key`], with a reference table: `logic` also gets `view(table)`, the
+    /// view of the table's contents as of the record's event time (a table change at time `t`
+    /// applies to records at `t` and after). The view is rebuilt when the table changes.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use differential_dataflow::input::Input;
+    /// use timely::dataflow::operators::{ToStream, Capture};
+    /// use timely::dataflow::operators::capture::Extract;
+    /// use fleetflow_dataflows::windows::Ordered;
+    ///
+    /// // Records above the table's (single) threshold; the threshold changes at 2 s.
+    /// let captured = timely::example(|scope| {
+    ///     let thresholds = scope.new_collection_from(vec![10i64]).1;
+    ///     let raised = scope.new_collection_from_raw(vec![(10i64, 2_000u64, -1isize), (20, 2_000, 1)]).1;
+    ///     vec![(1u64, 1_000u64, 15i64), (1, 2_000, 15), (1, 3_000, 25)]
+    ///         .to_stream(scope)
+    ///         .ordered_by_key_with(thresholds.concat(raised), "Above", 60_000,
+    ///             |table: &BTreeMap<i64, isize>| table.keys().next().copied().unwrap_or(0),
+    ///             |key, _: &mut (), ts, value, limit, out| if value > limit { out.push((*key, ts)) })
+    ///         .capture()
+    /// });
+    /// let above: Vec<(u64, u64)> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// assert_eq!(above, vec![(1, 1_000), (1, 3_000)]);
+    /// ```
+    fn ordered_by_key_with<T, W, S, O, F, L>(
+        self,
+        table: VecCollection<'scope, Time, T>,
+        name: &str,
+        idle: Time,
+        view: F,
+        logic: L,
+    ) -> StreamVec<'scope, Time, O>
+    where
+        T: ExchangeData + Ord + Clone,
+        W: 'static,
+        F: Fn(&BTreeMap<T, isize>) -> W + 'static,
+        S: Default + 'static,
+        O: Clone + 'static,
+        L: FnMut(&K, &mut S, Time, &V, &W, &mut Vec<O>) + 'static;
+}
+
+/// The per-worker state of an ordered operator: held records, the capability to emit at their
+/// times, each key's state.
+struct Keyed<K, V, S> {
+    held: Vec<(K, Time, V)>,
+    cap: Option<Capability<Time>>,
+    states: FxHashMap<K, (S, Time)>,
+    swept_to: Time,
+    idle: Time,
+}
+
+impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
+    fn new(idle: Time) -> Self {
+        Keyed { held: Vec::new(), cap: None, states: FxHashMap::default(), swept_to: 0, idle }
+    }
+
+    /// Holds a batch of records that arrived with capability `c`.
+    fn hold(&mut self, c: &timely::dataflow::operators::InputCapability<Time>, batch: &mut Vec<(K, Time, V)>) {
+        if let Some(&t) = c.least() {
+            if self.cap.as_ref().is_none_or(|held| t < *held.time()) {
+                self.cap = c.retain_least(0);
+            }
+        }
+        self.held.append(batch);
+    }
+
+    /// Runs `step(with, key, state, time, value, out)` over the records before `complete_to` in
+    /// `(time, key, value)` order, each time after `before(with, time)`; emits the outputs at their
+    /// records' times.
+    fn process<O: Clone + 'static, C>(
+        &mut self,
+        complete_to: Time,
+        output: &mut OutputBuilderSession<'_, Time, timely::container::CapacityContainerBuilder<Vec<O>>>,
+        with: &mut C,
+        mut before: impl FnMut(&mut C, Time),
+        mut step: impl FnMut(&C, &K, &mut S, Time, &V, &mut Vec<O>),
+    ) {
+        let Some(cap) = self.cap.as_mut() else { return };
+        let (mut ready, rest): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(_, ts, _)| *ts < complete_to);
+        self.held = rest;
+        ready.sort_unstable_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
+        let mut out = Vec::new();
+        let mut records = ready.iter().peekable();
+        while let Some((_, ts, _)) = records.peek() {
+            let ts = *ts;
+            before(with, ts);
+            let at = cap.delayed(&ts);
+            let mut session = output.session(&at);
+            while let Some((key, _, value)) = records.next_if(|(_, t, _)| *t == ts) {
+                let entry = self.states.entry(key.clone()).or_insert_with(|| (S::default(), ts));
+                if entry.1.saturating_add(self.idle) <= ts {
+                    entry.0 = S::default();
+                }
+                entry.1 = ts;
+                step(with, key, &mut entry.0, ts, value, &mut out);
+                session.give_iterator(out.drain(..));
+            }
+        }
+        // Drop the state of keys idle for `idle` ms of event time (once per `idle / 4`).
+        if complete_to != Time::MAX && complete_to >= self.swept_to.saturating_add(self.idle / 4) {
+            let idle = self.idle;
+            self.states.retain(|_, (_, last)| last.saturating_add(idle) > complete_to);
+            self.swept_to = complete_to;
+        }
+        // Later outputs are at event times at or after the frontier.
+        if self.held.is_empty() || complete_to == Time::MAX {
+            self.cap = None;
+        } else if *cap.time() < complete_to {
+            cap.downgrade(&complete_to);
+        }
+    }
+}
+
+/// A reference table inside an ordered operator: changes not yet applied (sorted by time), the
+/// contents as of the last applied one, and their view.
+struct Table<T, W> {
+    pending: Vec<(T, Time, isize)>,
+    contents: BTreeMap<T, isize>,
+    current: W,
+}
+
+impl<T: Ord + Clone, W> Table<T, W> {
+    /// Applies the changes at times up to `ts`; rebuilds the view if any.
+    fn apply_to(&mut self, ts: Time, view: &impl Fn(&BTreeMap<T, isize>) -> W) {
+        let due = self.pending.iter().take_while(|(_, t, _)| *t <= ts).count();
+        if due == 0 {
+            return;
+        }
+        for (row, _, diff) in self.pending.drain(..due) {
+            let count = self.contents.entry(row.clone()).or_insert(0);
+            *count += diff;
+            if *count == 0 {
+                self.contents.remove(&row);
+            }
+        }
+        self.current = view(&self.contents);
+    }
 }
 
 impl<'scope, K, V> Ordered<'scope, K, V> for StreamVec<'scope, Time, (K, Time, V)>
@@ -68,62 +211,58 @@ where
     {
         let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
         self.unary_frontier(pact, name, move |_cap, _info| {
-            // Records not yet complete, and a capability no later than any of their event times.
-            let mut held: Vec<(K, Time, V)> = Vec::new();
-            let mut cap: Option<Capability<Time>> = None;
-            // Each key's state and the event time of its latest record.
-            let mut states: FxHashMap<K, (S, Time)> = FxHashMap::default();
-            let mut swept_to: Time = 0;
-            let mut out: Vec<O> = Vec::new();
-            let mut stamped: Vec<(Time, O)> = Vec::new();
+            let mut keyed: Keyed<K, V, S> = Keyed::new(idle);
             move |(input, frontier), output| {
                 input.for_each_stamp(|c, data| {
-                    if let Some(&t) = c.least() {
-                        if cap.as_ref().is_none_or(|held| t < *held.time()) {
-                            cap = c.retain_least(0);
-                        }
-                    }
                     for batch in data {
-                        held.append(batch);
+                        keyed.hold(&c, batch);
                     }
                 });
-                let Some(held_cap) = cap.as_mut() else { return };
                 // Every record with an event time below the frontier has arrived.
                 let complete_to = frontier.frontier().iter().copied().min().unwrap_or(Time::MAX);
-                let (mut ready, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|(_, ts, _)| *ts < complete_to);
-                held = rest;
-                if !ready.is_empty() {
-                    ready.sort_unstable_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
-                    for (key, ts, value) in &ready {
-                        let entry = states.entry(key.clone()).or_insert_with(|| (S::default(), *ts));
-                        if entry.1.saturating_add(idle) <= *ts {
-                            entry.0 = S::default();
-                        }
-                        entry.1 = *ts;
-                        logic(key, &mut entry.0, *ts, value, &mut out);
-                        stamped.extend(out.drain(..).map(|o| (*ts, o)));
+                keyed.process(complete_to, output, &mut (), |_, _| {}, |_, k, s, ts, v, out| logic(k, s, ts, v, out));
+            }
+        })
+    }
+
+    fn ordered_by_key_with<T, W, S, O, F, L>(
+        self,
+        table: VecCollection<'scope, Time, T>,
+        name: &str,
+        idle: Time,
+        view: F,
+        mut logic: L,
+    ) -> StreamVec<'scope, Time, O>
+    where
+        T: ExchangeData + Ord + Clone,
+        W: 'static,
+        F: Fn(&BTreeMap<T, isize>) -> W + 'static,
+        S: Default + 'static,
+        O: Clone + 'static,
+        L: FnMut(&K, &mut S, Time, &V, &W, &mut Vec<O>) + 'static,
+    {
+        let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
+        // Every worker sees every change of the table.
+        let changes = table.inner.broadcast();
+        self.binary_frontier(changes, pact, Pipeline, name, move |_cap, _info| {
+            let mut keyed: Keyed<K, V, S> = Keyed::new(idle);
+            let mut table = Table { pending: Vec::new(), current: view(&BTreeMap::new()), contents: BTreeMap::new() };
+            move |(input, frontier), (changes, table_frontier), output| {
+                input.for_each_stamp(|c, data| {
+                    for batch in data {
+                        keyed.hold(&c, batch);
                     }
-                    stamped.sort_by_key(|(t, _)| *t);
-                    let mut records = stamped.drain(..).peekable();
-                    while let Some((t, first)) = records.next() {
-                        let at = held_cap.delayed(&t);
-                        let mut session = output.session(&at);
-                        session.give(first);
-                        while let Some((_, o)) = records.next_if(|(u, _)| *u == t) {
-                            session.give(o);
-                        }
-                    }
-                }
-                // Drop the state of keys idle for `idle` ms of event time (once per `idle / 4`).
-                if complete_to != Time::MAX && complete_to >= swept_to.saturating_add(idle / 4) {
-                    states.retain(|_, (_, last)| last.saturating_add(idle) > complete_to);
-                    swept_to = complete_to;
-                }
-                // Later outputs are at event times at or after the frontier.
-                if held.is_empty() || complete_to == Time::MAX {
-                    cap = None;
-                } else if *held_cap.time() < complete_to {
-                    held_cap.downgrade(&complete_to);
+                });
+                changes.for_each(|_, data| table.pending.append(data));
+                // Complete when both the records and the table have passed a time.
+                let low = |f: &timely::progress::frontier::MutableAntichain<Time>| f.frontier().iter().copied().min().unwrap_or(Time::MAX);
+                let complete_to = low(frontier).min(low(table_frontier));
+                table.pending.sort_by_key(|(_, t, _)| *t);
+                let apply = |table: &mut Table<T, W>, ts: Time| table.apply_to(ts, &view);
+                keyed.process(complete_to, output, &mut table, apply, |table, k, s, ts, v, out| logic(k, s, ts, v, &table.current, out));
+                // Changes before the frontier apply to every later record.
+                if complete_to > 0 {
+                    table.apply_to(complete_to - 1, &view);
                 }
             }
         })
