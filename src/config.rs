@@ -655,11 +655,16 @@ impl Config {
     }
 
     /// For each stream, the indexes (into the sorted sink names) of the sinks that receive it.
+    /// Streams of analyses that are not enabled go nowhere.
     pub fn routes(&self) -> Vec<(StreamName, Vec<usize>)> {
         let names: Vec<&String> = self.sinks.keys().collect();
+        let enabled: Vec<&str> =
+            self.analyses().unwrap_or_default().iter().flat_map(|(a, _)| a.spec().outputs.iter().map(|o| o.name)).collect();
+        let of_analysis = |s: &str| REGISTRY.iter().any(|a| a.spec().outputs.iter().any(|o| o.name == s));
         StreamName::all()
             .map(|stream| {
                 let wanted: Vec<String> = match self.routes.get(stream.as_str()) {
+                    _ if of_analysis(stream.as_str()) && !enabled.contains(&stream.as_str()) => Vec::new(),
                     Some(list) => list.clone(),
                     None if stream == StreamName::RAW => Vec::new(),
                     None => vec!["local".to_string()],
@@ -838,12 +843,16 @@ mod tests {
     fn analyses_are_enabled_by_name_with_their_settings_and_mistakes_name_the_field() {
         let names = |cfg: &Config| cfg.analyses().unwrap().iter().map(|(a, _)| a.spec().name).collect::<Vec<_>>();
         assert_eq!(names(&Config::default()), ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"]);
+        let routed = |cfg: &Config, s: StreamName| !cfg.routes().iter().find(|(t, _)| *t == s).unwrap().1.is_empty();
+        let harsh = StreamName::parse("harsh_braking").unwrap();
+        assert!(routed(&Config::default(), StreamName::SPEEDERS) && !routed(&Config::default(), harsh), "off analyses go nowhere");
         let cfg = Config::from_toml(
             "[analyses]\nenabled = [\"harsh_braking\", \"speeders\"]\n[analyses.harsh_braking]\ndrop_mph = 25\nwithin_secs = 2.5\n",
         )
         .unwrap();
         cfg.validate().unwrap();
         assert_eq!(names(&cfg), ["speeders", "harsh_braking"], "registry order");
+        assert!(routed(&cfg, harsh) && !routed(&cfg, StreamName::ALERTS));
         let enabled = cfg.analyses().unwrap();
         assert_eq!(enabled[1].1.get("drop_mph"), Some(&Setting::Number(25.0)));
         assert_eq!(enabled[1].1.get("within_secs"), Some(&Setting::Number(2.5)));

@@ -73,19 +73,19 @@ pub struct Summary {
     pub malformed: u64,
     /// Late readings.
     pub late: u64,
-    /// Records out per stream, in [`StreamName::ALL`] order.
+    /// Records out per routed stream, in [`StreamName::all`] order.
     pub out: Vec<(StreamName, u64)>,
 }
 
 impl Summary {
-    fn of(m: &Metrics) -> Self {
+    fn of(m: &Metrics, routed: &[StreamName]) -> Self {
         Summary {
             records_read: Metrics::get(&m.records_read),
             readings: Metrics::get(&m.readings),
             blank: Metrics::get(&m.blank),
             malformed: Metrics::get(&m.malformed),
             late: Metrics::get(&m.late),
-            out: StreamName::all().map(|s| (s, m.out(s))).collect(),
+            out: routed.iter().map(|&s| (s, m.out(s))).collect(),
         }
     }
 }
@@ -125,6 +125,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         _ => None,
     };
     let live = Arc::new(LiveState::new(daily_folders(&config)));
+    let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
     let server = match http_bind(&config) {
         None => None,
         Some(bind) => {
@@ -173,7 +174,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
-    Ok(Summary::of(&metrics))
+    Ok(Summary::of(&metrics, &routed))
 }
 
 /// How much event time around replayed days is read for context: a sliding window and one slide
