@@ -72,12 +72,25 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     std::fs::write(&config, "[routes]\ndaily_speeders = []\n").unwrap();
     let out = dir.path().join("out");
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let job = Command::new(BIN)
+    let mut job = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
         .args(["--buffer-secs", "0", "-w", "2", "--http", &http, "--output", out.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The job's log, read as it is written (a full pipe would stall the job), shown on failure.
+    let job_log = Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (stderr, log) = (job.stderr.take().unwrap(), job_log.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
 
     // The vehicles publish for about six seconds; the producer holds what it cannot send.
     let producer = {
@@ -87,6 +100,8 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
                 .set("bootstrap.servers", &brokers)
                 .set("linger.ms", "5")
                 .set("message.timeout.ms", "120000")
+                // Retries across the restart must not write a message twice.
+                .set("enable.idempotence", "true")
                 .create()
                 .unwrap();
             let started = Instant::now();
@@ -115,14 +130,16 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(read, readings.len() as u64, "every message read once");
+    let so_far = job_log.lock().unwrap().clone();
+    assert_eq!(read, readings.len() as u64, "every message read once; the job's log:\n{so_far}");
     // SAFETY: kill(2) on the child's pid; no memory is involved.
     unsafe {
         libc::kill(job.id() as i32, libc::SIGTERM);
     }
-    let ended = job.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&ended.stderr).to_string();
-    assert!(ended.status.success(), "{log}");
+    let ended = job.wait().unwrap();
+    reader.join().unwrap();
+    let log = job_log.lock().unwrap().clone();
+    assert!(ended.success(), "{log}");
     assert!(log.contains(&format!("done: {} records read", readings.len())), "{log}");
     assert!(log.contains("AllBrokersDown") || log.contains("BrokerTransportFailure"), "the job saw the broker go: {log}");
 
