@@ -180,14 +180,19 @@ pub trait Analysis: Sync {
     fn settles(&self, ts: Time, params: &Params, settings: &Settings) -> Time;
 }
 
-/// A number setting of `spec` from `settings`, or its default.
-pub fn number(spec: &'static Spec, settings: &Settings, key: &str) -> Result<f64, AnalysisError> {
-    let default = spec.settings.iter().find(|s| s.name == key).ok_or_else(|| AnalysisError::Setting {
+/// The default of `spec`'s setting `key` and its configured value, if any.
+fn setting<'s>(spec: &'static Spec, settings: &'s Settings, key: &str) -> Result<(DefaultValue, Option<&'s Setting>), AnalysisError> {
+    let declared = spec.settings.iter().find(|s| s.name == key).ok_or_else(|| AnalysisError::Setting {
         analysis: spec.name,
         key: key.to_string(),
         problem: "not a setting of this analysis's spec".into(),
     })?;
-    match (default.default, settings.get(key)) {
+    Ok((declared.default, settings.get(key)))
+}
+
+/// A number setting of `spec` from `settings`, or its default.
+pub fn number(spec: &'static Spec, settings: &Settings, key: &str) -> Result<f64, AnalysisError> {
+    match setting(spec, settings, key)? {
         (_, Some(Setting::Number(n))) => Ok(*n),
         (DefaultValue::Number(n), None) => Ok(n),
         (_, given) => Err(AnalysisError::Setting {
@@ -356,15 +361,6 @@ impl<'scope, 'a> Context<'scope, 'a> {
         self.core.clock.clone()
     }
 
-    fn setting(&self, key: &str) -> Result<(DefaultValue, Option<&Setting>), AnalysisError> {
-        let spec = self.spec.settings.iter().find(|s| s.name == key).ok_or_else(|| AnalysisError::Setting {
-            analysis: self.spec.name,
-            key: key.to_string(),
-            problem: "not a setting of this analysis's spec".into(),
-        })?;
-        Ok((spec.default, self.settings.get(key)))
-    }
-
     /// A number setting (its default when not configured).
     pub fn number(&self, key: &str) -> Result<f64, AnalysisError> {
         number(self.spec, self.settings, key)
@@ -386,7 +382,7 @@ impl<'scope, 'a> Context<'scope, 'a> {
 
     /// A text setting (its default when not configured).
     pub fn text(&self, key: &str) -> Result<String, AnalysisError> {
-        match self.setting(key)? {
+        match setting(self.spec, self.settings, key)? {
             (_, Some(Setting::Text(s))) => Ok(s.clone()),
             (DefaultValue::Text(s), None) => Ok(s.to_string()),
             (_, given) => Err(AnalysisError::Setting {
