@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// Worker threads.
     #[arg(short = 'w', long)]
     pub workers: Option<usize>,
+    /// Pin each worker thread to its own CPU when there are several (true, the default, or false).
+    #[arg(long, value_name = "BOOL")]
+    pub pin_workers: Option<bool>,
     /// Generator: vehicles.
     #[arg(long)]
     pub vehicles: Option<u64>,
@@ -193,6 +196,9 @@ impl RunArgs {
         }
         if let Some(w) = self.workers {
             c.workers = w;
+        }
+        if let Some(p) = self.pin_workers {
+            c.pin_workers = p;
         }
         if let Some(v) = self.vehicles {
             c.generator.vehicles = v;

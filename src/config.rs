@@ -42,6 +42,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Worker threads in this process (`-w`).
     pub workers: usize,
+    /// Pin each worker thread of a multi-worker process to its own CPU (`--pin-workers`).
+    pub pin_workers: bool,
     /// Where readings come from.
     pub source: SourceConfig,
     /// The built-in fleet generator (when `source.kind = "generator"`).
@@ -252,6 +254,7 @@ impl Default for Config {
         sinks.insert("local".to_string(), SinkConfig::default());
         Config {
             workers: 1,
+            pin_workers: true,
             source: SourceConfig::default(),
             generator: GeneratorConfig::default(),
             kafka: KafkaConfig::default(),

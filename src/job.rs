@@ -17,7 +17,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
@@ -318,9 +318,7 @@ fn route<'scope>(
                 let mut wrote = false;
                 for batch in data {
                     if wanted && !router.suppressed(name, time) {
-                        for record in batch.iter() {
-                            wrote |= router.write(name, time, record);
-                        }
+                        wrote |= router.write(name, time, batch) > 0;
                         if name == StreamName::SPEED_WINDOWS {
                             // Windows travel at their last millisecond: they ended at `time + 1`.
                             router.metrics().windows_handed_off(time + 1, batch.len() as u64);
@@ -406,6 +404,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     // This process's workers are numbered from `process * workers`.
     let local = index - config.cluster.process * config.workers;
     let peers = worker.peers();
+    if config.pin_workers && config.workers > 1 {
+        match crate::affinity::pin_current_thread(index) {
+            Ok(Some(cpu)) => debug!("worker {index} pinned to CPU {cpu}"),
+            Ok(None) => {}
+            Err(e) => warn!("worker {index}: could not pin to a CPU ({e}); running unpinned"),
+        }
+    }
     let params = config.params();
     let analyses = &config.analyses()?;
     let router = std::rc::Rc::new(std::cell::RefCell::new(Router::new(

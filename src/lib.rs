@@ -4,6 +4,7 @@
 //! Data flows one way: `source -> parse -> dataflows -> route -> sinks`.
 #![forbid(missing_docs)]
 
+pub mod affinity;
 pub mod aws;
 pub mod aws_setup;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod encode;
 pub mod generate;
+pub mod histogram;
 pub mod http;
 pub mod job;
 pub mod kafka_admin;

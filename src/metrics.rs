@@ -50,7 +50,7 @@ pub struct Metrics {
     pub latency_until: u64,
     /// Window latency for `/metrics`: seconds from a window's end plus the allowed lateness (by
     /// the wall clock) to its hand-off to the sinks. Meaningful when event time follows the clock.
-    pub window_latency_seconds: prometheus_client::metrics::histogram::Histogram,
+    pub window_latency_seconds: crate::histogram::BatchHistogram,
     /// Replay: output records filed outside the replayed days (computed for context, not written).
     pub outside_range: AtomicU64,
     /// Replay: bytes read from the archive.
@@ -113,9 +113,7 @@ impl Metrics {
             latency_split: None,
             lateness_ms: 0,
             latency_until: u64::MAX,
-            window_latency_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
-            ),
+            window_latency_seconds: crate::histogram::BatchHistogram::exponential(0.001, 2.0, 20),
             outside_range: zero(),
             archive_bytes: zero(),
             archive_total_bytes: zero(),
@@ -149,9 +147,7 @@ impl Metrics {
         let now_us = wall_us();
         let due_us = (end + self.lateness_ms) * 1000;
         let seconds = now_us.saturating_sub(due_us) as f64 / 1e6;
-        for _ in 0..count {
-            self.window_latency_seconds.observe(seconds);
-        }
+        self.window_latency_seconds.observe_n(seconds, count);
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
             h.saturating_record_n(now_us.saturating_sub(due_us), count);

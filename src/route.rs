@@ -177,22 +177,28 @@ impl Router {
         self.routes[stream.index()].iter().zip(mark).all(|(s, (written, _))| s.borrow().delivered(stream) >= *written)
     }
 
-    /// Hands one record, produced at dataflow time `stamp`, to the stream's sinks; false when it
-    /// falls outside [`Router::keep_only`]. A sink error is kept and reported by [`Router::check`].
-    pub fn write(&mut self, stream: StreamName, stamp: fleetflow_dataflows::Time, record: &Encoded) -> bool {
-        if let Some((start, end)) = self.range {
-            if !(start..end).contains(&record.time) && !matches!(stream, StreamName::LATE | StreamName::ERRORS) {
-                Metrics::add(&self.metrics.outside_range, 1);
-                return false;
+    /// Hands a batch of records, produced at dataflow time `stamp`, to the stream's sinks, and
+    /// returns how many it handed (records outside [`Router::keep_only`] are not). A sink error is
+    /// kept and reported by [`Router::check`]. The shared counters move once per batch.
+    pub fn write(&mut self, stream: StreamName, stamp: fleetflow_dataflows::Time, records: &[Encoded]) -> u64 {
+        let (mut written, mut outside) = (0, 0);
+        for record in records {
+            if let Some((start, end)) = self.range {
+                if !(start..end).contains(&record.time) && !matches!(stream, StreamName::LATE | StreamName::ERRORS) {
+                    outside += 1;
+                    continue;
+                }
+            }
+            written += 1;
+            for sink in &self.routes[stream.index()] {
+                if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
+                    self.failed.get_or_insert(e);
+                }
             }
         }
-        Metrics::add(&self.metrics.out[stream.index()], 1);
-        for sink in &self.routes[stream.index()] {
-            if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
-                self.failed.get_or_insert(e);
-            }
-        }
-        true
+        Metrics::add(&self.metrics.outside_range, outside);
+        Metrics::add(&self.metrics.out[stream.index()], written);
+        written
     }
 
     fn delivered_count(&self) -> u64 {

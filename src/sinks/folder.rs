@@ -2,6 +2,10 @@
 //! `ROOT/<stream>/YYYY/MM/DD/HH/<file>.jsonl`, each file written atomically (temporary file, then
 //! rename), flushed when a stream's buffer reaches its size hint or its interval hint, and at
 //! shutdown. The hour folder is the record's event time (UTC), so reruns file records alike.
+//!
+//! Files are written (and synced) by a writer thread of the sink, not by the worker: a flush
+//! hands the buffers over and the worker goes on; records count as delivered once their file is
+//! on disk. The hand-over queue is short, so a disk slower than the output holds the worker back.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,6 +42,16 @@ struct StreamBuffer {
     last_hour: Option<(u64, String)>,
 }
 
+/// Files of one stream to write, and the stream's record count once they are on disk.
+struct Flush {
+    stream: StreamName,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    written: u64,
+}
+
+/// Flushes queued for the writer thread before a flush waits for room.
+const QUEUED_FLUSHES: usize = 4;
+
 /// Writes output streams under a folder.
 pub struct FolderSink {
     root: PathBuf,
@@ -45,6 +59,13 @@ pub struct FolderSink {
     tag: String,
     hints: BufferHints,
     streams: Vec<StreamBuffer>,
+    /// Hands flushes to the writer thread (`None` once it is gone).
+    to_writer: Option<std::sync::mpsc::SyncSender<Flush>>,
+    /// What the writer thread finished: a flush's stream and record count, and how it went.
+    from_writer: std::sync::mpsc::Receiver<(StreamName, u64, Result<(), SinkError>)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Flushes handed over and not reported back yet.
+    in_flight: usize,
 }
 
 impl FolderSink {
@@ -53,21 +74,110 @@ impl FolderSink {
         let streams = StreamName::all()
             .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, written: 0, delivered: 0, last_hour: None })
             .collect();
-        FolderSink { root: root.as_ref().to_path_buf(), tag, hints, streams }
+        let (to_writer, jobs) = std::sync::mpsc::sync_channel::<Flush>(QUEUED_FLUSHES);
+        let (done, from_writer) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("fleetflow-folder".into())
+            .spawn(move || {
+                for flush in jobs {
+                    let result = flush.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes));
+                    if done.send((flush.stream, flush.written, result)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        FolderSink {
+            root: root.as_ref().to_path_buf(),
+            tag,
+            hints,
+            streams,
+            to_writer: writer.as_ref().map(|_| to_writer),
+            from_writer,
+            writer,
+            in_flight: 0,
+        }
     }
 
+    /// Hands the stream's buffered lines to the writer thread (or writes them here, if the
+    /// thread could not be started).
     fn flush_stream(&mut self, stream: StreamName) -> Result<(), SinkError> {
         let buffer = &mut self.streams[stream.index()];
+        if buffer.by_hour.is_empty() {
+            return Ok(());
+        }
+        let mut files = Vec::new();
         for (hour, bytes) in std::mem::take(&mut buffer.by_hour) {
             let dir = self.root.join(stream.as_str()).join(&hour);
             let name = format!("{}-{}-{:06}.jsonl", stream.as_str(), self.tag, buffer.files);
             buffer.files += 1;
-            write_atomically(&dir.join(name), &bytes)?;
+            files.push((dir.join(name), bytes));
         }
         buffer.bytes = 0;
         buffer.since = None;
-        buffer.delivered = buffer.written;
+        let flush = Flush { stream, files, written: buffer.written };
+        match &self.to_writer {
+            Some(to) => match to.send(flush) {
+                Ok(()) => self.in_flight += 1,
+                // The writer thread is gone: it reported why, or panicked.
+                Err(std::sync::mpsc::SendError(flush)) => {
+                    self.settle()?;
+                    self.write_here(flush)?;
+                }
+            },
+            None => self.write_here(flush)?,
+        }
         Ok(())
+    }
+
+    fn write_here(&mut self, flush: Flush) -> Result<(), SinkError> {
+        for (path, bytes) in &flush.files {
+            write_atomically(path, bytes)?;
+        }
+        self.streams[flush.stream.index()].delivered = flush.written;
+        Ok(())
+    }
+
+    /// Takes in what the writer thread finished, without waiting.
+    fn settle(&mut self) -> Result<(), SinkError> {
+        while let Ok(done) = self.from_writer.try_recv() {
+            self.finished(done)?;
+        }
+        Ok(())
+    }
+
+    /// A flush the writer finished. A failed one is reported (the job stops on it) and its
+    /// records are settled all the same, so the dataflow can drain.
+    fn finished(&mut self, (stream, written, result): (StreamName, u64, Result<(), SinkError>)) -> Result<(), SinkError> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.streams[stream.index()].delivered = written;
+        result
+    }
+
+    /// Waits until every flush handed over is on disk.
+    fn wait_idle(&mut self) -> Result<(), SinkError> {
+        while self.in_flight > 0 {
+            match self.from_writer.recv() {
+                Ok(done) => self.finished(done)?,
+                Err(_) => {
+                    return Err(SinkError::Io {
+                        path: self.root.display().to_string(),
+                        source: std::io::Error::other("the folder writer thread stopped"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FolderSink {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer thread once it has written what it holds.
+        self.to_writer = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -123,14 +233,14 @@ impl Sink for FolderSink {
                 self.flush_stream(stream)?;
             }
         }
-        Ok(())
+        self.settle()
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
         for stream in StreamName::all() {
             self.flush_stream(stream)?;
         }
-        Ok(())
+        self.wait_idle()
     }
 
     fn written(&self, stream: StreamName) -> u64 {
@@ -170,9 +280,13 @@ mod tests {
         let mut sink = FolderSink::new(dir.path(), "w000-run".into(), hints);
         let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time, key: None };
         sink.write(StreamName::ALERTS, 0, &rec(1_764_064_860_000)).unwrap();
+        sink.wait_idle().unwrap();
         assert!(files(dir.path()).is_empty(), "below the size hint nothing is written");
+        assert_eq!((sink.written(StreamName::ALERTS), sink.delivered(StreamName::ALERTS)), (1, 0));
         sink.write(StreamName::ALERTS, 0, &rec(1_764_064_860_000)).unwrap();
+        sink.wait_idle().unwrap();
         assert_eq!(files(dir.path()), vec!["alerts/2025/11/25/10/alerts-w000-run-000000.jsonl"]);
+        assert_eq!(sink.delivered(StreamName::ALERTS), 2, "delivered once on disk");
         sink.write(StreamName::LATE, 0, &rec(0)).unwrap();
         sink.flush().unwrap();
         let all = files(dir.path());
@@ -189,6 +303,20 @@ mod tests {
         let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
         sink.write(StreamName::ERRORS, 0, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
         sink.poll().unwrap();
+        sink.wait_idle().unwrap();
         assert_eq!(files(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_sink_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the stream's folder should be: the writer cannot create the folder.
+        std::fs::write(dir.path().join("errors"), b"").unwrap();
+        let hints = BufferHints { size_bytes: 1, interval: Duration::from_secs(3600) };
+        let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
+        sink.write(StreamName::ERRORS, 0, &Encoded { line: b"x\n".to_vec(), time: 0, key: None }).unwrap();
+        let e = sink.flush().unwrap_err().to_string();
+        assert!(e.contains("errors"), "{e}");
+        assert!(sink.flush().is_ok(), "reported once; the failed records are settled so the job can drain");
     }
 }
