@@ -7,12 +7,8 @@
 
 /// Pins the calling thread to the `index`-th CPU (modulo their number) of those it may run on,
 /// and returns that CPU's number. Linux only; elsewhere it does nothing and returns `None`.
-pub fn pin_current_thread(index: usize) -> std::io::Result<Option<usize>> {
-    pin(index)
-}
-
 #[cfg(target_os = "linux")]
-fn pin(index: usize) -> std::io::Result<Option<usize>> {
+pub fn pin_current_thread(index: usize) -> std::io::Result<Option<usize>> {
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it for this thread (0).
     let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -30,8 +26,9 @@ fn pin(index: usize) -> std::io::Result<Option<usize>> {
     Ok(Some(cpu))
 }
 
+/// Elsewhere than Linux: does nothing.
 #[cfg(not(target_os = "linux"))]
-fn pin(_index: usize) -> std::io::Result<Option<usize>> {
+pub fn pin_current_thread(_index: usize) -> std::io::Result<Option<usize>> {
     Ok(None)
 }
 

@@ -49,6 +49,12 @@ struct Flush {
     written: u64,
 }
 
+impl Flush {
+    fn write(&self) -> Result<(), SinkError> {
+        self.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes))
+    }
+}
+
 /// Flushes queued for the writer thread before a flush waits for room.
 const QUEUED_FLUSHES: usize = 4;
 
@@ -80,7 +86,7 @@ impl FolderSink {
             .name("fleetflow-folder".into())
             .spawn(move || {
                 for flush in jobs {
-                    let result = flush.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes));
+                    let result = flush.write();
                     if done.send((flush.stream, flush.written, result)).is_err() {
                         return;
                     }
@@ -131,25 +137,22 @@ impl FolderSink {
     }
 
     fn write_here(&mut self, flush: Flush) -> Result<(), SinkError> {
-        for (path, bytes) in &flush.files {
-            write_atomically(path, bytes)?;
-        }
-        self.streams[flush.stream.index()].delivered = flush.written;
-        Ok(())
+        let result = flush.write();
+        self.finished((flush.stream, flush.written, result))
     }
 
     /// Takes in what the writer thread finished, without waiting.
     fn settle(&mut self) -> Result<(), SinkError> {
         while let Ok(done) = self.from_writer.try_recv() {
+            self.in_flight -= 1;
             self.finished(done)?;
         }
         Ok(())
     }
 
-    /// A flush the writer finished. A failed one is reported (the job stops on it) and its
-    /// records are settled all the same, so the dataflow can drain.
+    /// A finished flush. A failed one is reported (the job stops on it) and its records are
+    /// settled all the same, so the dataflow can drain.
     fn finished(&mut self, (stream, written, result): (StreamName, u64, Result<(), SinkError>)) -> Result<(), SinkError> {
-        self.in_flight = self.in_flight.saturating_sub(1);
         self.streams[stream.index()].delivered = written;
         result
     }
@@ -158,7 +161,10 @@ impl FolderSink {
     fn wait_idle(&mut self) -> Result<(), SinkError> {
         while self.in_flight > 0 {
             match self.from_writer.recv() {
-                Ok(done) => self.finished(done)?,
+                Ok(done) => {
+                    self.in_flight -= 1;
+                    self.finished(done)?
+                }
                 Err(_) => {
                     return Err(SinkError::Io {
                         path: self.root.display().to_string(),
