@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// end plus the lateness only once a reading that recent arrives, so delays add to latency.
     #[arg(long, default_value_t = 2_000)]
     pub max_delay_ms: u64,
+    /// Tumbling window length, s (sliding windows: five of them, sliding by one). The default is
+    /// the job's; a shorter window closes more boundaries (10,000 windows each) in one run, so a
+    /// change's effect on the burst can be told from run-to-run variance.
+    #[arg(long, default_value_t = 60)]
+    pub window_secs: u64,
     /// Folder for the job's outputs (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -109,6 +114,9 @@ pub struct Report {
     pub window_latency_source_ms: Percentiles,
     /// ... and from the watermark passing its end to the hand-off (the dataflow), ms.
     pub window_latency_dataflow_ms: Percentiles,
+    /// Window latency boundary by boundary (the windows ending together), to tell a slow boundary
+    /// from a slow job.
+    pub window_latency_by_boundary: Vec<crate::metrics::BoundaryLatency>,
     /// The window latency distribution: `(quantile, ms)` pairs, for plots.
     pub window_latency_cdf: Vec<(f64, f64)>,
     /// CPU time in user mode, s.
@@ -218,7 +226,16 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         args.vehicles,
         rate.div_ceil(1000)
     );
-    anyhow::ensure!(args.duration >= 70, "--duration: at least 70 s, so that some windows close on the watermark, not at the end of input");
+    anyhow::ensure!(
+        args.window_secs > 0 && 86_400 % args.window_secs == 0,
+        "--window-secs: {} does not divide a day; use e.g. 5, 10, 15, 30 or 60",
+        args.window_secs
+    );
+    let min_duration = args.window_secs + 10;
+    anyhow::ensure!(
+        args.duration >= min_duration,
+        "--duration: at least {min_duration} s (a window and then some), so that some windows close on the watermark, not at the end of input"
+    );
     let temp = tempfile_dir()?;
     let output = args.output.clone().unwrap_or_else(|| temp.clone());
     let mut config = Config { workers: args.workers, progress_interval_secs: 10, ..Config::default() };
@@ -228,6 +245,9 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     config.generator.duration_secs = args.duration;
     config.generator.late_fraction = 0.0;
     config.generator.max_delay_ms = args.max_delay_ms;
+    config.windows.tumbling_secs = args.window_secs;
+    config.windows.sliding_slide_secs = args.window_secs;
+    config.windows.sliding_size_secs = args.window_secs * 5;
     config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false });
     let lateness = config.windows.allowed_lateness_ms;
     let start = crate::sources::driver::now_ms();
@@ -265,6 +285,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         alert_latency_ms: percentiles(alerts.as_ref()),
         window_latency_source_ms: percentiles(split.as_ref().map(|s| &s.0)),
         window_latency_dataflow_ms: percentiles(split.as_ref().map(|s| &s.1)),
+        window_latency_by_boundary: metrics.latency_by_boundary(),
         window_latency_cdf: cdf,
         cpu_user_secs: user - user_before,
         cpu_system_secs: system - system_before,

@@ -105,6 +105,7 @@ mod tests {
             alert_latency_ms: pct(p99 + 5_000.0),
             window_latency_source_ms: pct(p99 / 2.0),
             window_latency_dataflow_ms: pct(p99 / 2.0),
+            window_latency_by_boundary: Vec::new(),
             window_latency_cdf: vec![(0.0, 0.5), (0.5, 2.0), (0.99, p99), (1.0, p99 * 1.5)],
             cpu_user_secs: 1.0,
             cpu_system_secs: 0.1,

@@ -5,6 +5,7 @@
 #![forbid(missing_docs)]
 
 pub mod affinity;
+pub mod allocator;
 pub mod aws;
 pub mod aws_setup;
 pub mod bench;

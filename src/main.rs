@@ -10,6 +10,8 @@ use fleetflow::cli::{Cli, Command};
 use tracing::info;
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: window bursts reuse freed memory instead of faulting it in again.
+    fleetflow::allocator::keep_freed_memory();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log: not a valid log filter (e.g. info)")?)
@@ -65,6 +67,10 @@ fn main() -> anyhow::Result<()> {
                     "  of which until the sources' watermark passed the window's end: p50 {:.1} ms, p99 {:.1}; then the dataflow: p50 {:.1} ms, p99 {:.1}",
                     s.p50, s.p99, d.p50, d.p99
                 );
+                let last: Vec<f64> = r.window_latency_by_boundary.iter().map(|b| b.last_ms).collect();
+                if let (Some(best), Some(worst)) = (last.iter().copied().reduce(f64::min), last.iter().copied().reduce(f64::max)) {
+                    println!("  {} window boundaries, each one's last hand-off: best {best:.1} ms, worst {worst:.1}", last.len());
+                }
                 println!(
                     "  alert latency from the window's end, {} alerts: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
                     a.windows, a.p50, a.p90, a.p99, a.p999, a.max

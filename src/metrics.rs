@@ -76,6 +76,23 @@ pub struct LatencySplit {
     pub source: hdrhistogram::Histogram<u64>,
     /// Watermark passing the end to hand-off.
     pub dataflow: hdrhistogram::Histogram<u64>,
+    /// Per window end: windows handed off, and the first and last hand-off's latency (µs).
+    pub boundaries: std::collections::BTreeMap<u64, (u64, u64, u64)>,
+}
+
+/// Window latency of one boundary: the windows that ended at one moment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BoundaryLatency {
+    /// The windows' end, epoch ms.
+    pub end_ms: u64,
+    /// Windows handed off.
+    pub windows: u64,
+    /// From the due moment to the sources' watermark passing the end, ms (none if not seen).
+    pub source_ms: Option<f64>,
+    /// Latency of the first hand-off, ms.
+    pub first_ms: f64,
+    /// Latency of the last hand-off, ms.
+    pub last_ms: f64,
 }
 
 /// One sink's delivery counters, shared by its instances on every worker of the process.
@@ -131,7 +148,14 @@ impl Metrics {
     pub fn measuring_latency(mut self, lateness_ms: u64, until: u64, window_ms: u64) -> Self {
         let histogram = || hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
         if let (Some(source), Some(dataflow)) = (histogram(), histogram()) {
-            let split = LatencySplit { window_ms: window_ms.max(1), passed_at: Default::default(), noted_to: 0, source, dataflow };
+            let split = LatencySplit {
+                window_ms: window_ms.max(1),
+                passed_at: Default::default(),
+                noted_to: 0,
+                source,
+                dataflow,
+                boundaries: Default::default(),
+            };
             self.latency_split = Some(std::sync::Mutex::new(split));
         }
         self.latency_until = until;
@@ -149,16 +173,36 @@ impl Metrics {
         let seconds = now_us.saturating_sub(due_us) as f64 / 1e6;
         self.window_latency_seconds.observe_n(seconds, count);
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
+            let latency = now_us.saturating_sub(due_us);
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
-            h.saturating_record_n(now_us.saturating_sub(due_us), count);
+            h.saturating_record_n(latency, count);
             if let Some(split) = &self.latency_split {
                 let mut s = split.lock().unwrap_or_else(|p| p.into_inner());
+                let b = s.boundaries.entry(end).or_insert((0, latency, latency));
+                *b = (b.0 + count, b.1.min(latency), b.2.max(latency));
                 if let Some(&passed) = s.passed_at.get(&end) {
                     s.source.saturating_record_n(passed.saturating_sub(due_us), count);
                     s.dataflow.saturating_record_n(now_us.saturating_sub(passed), count);
                 }
             }
         }
+    }
+
+    /// When measuring: the window latency of each boundary measured, by end.
+    pub fn latency_by_boundary(&self) -> Vec<BoundaryLatency> {
+        let Some(split) = &self.latency_split else { return Vec::new() };
+        let s = split.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = |us: u64| us as f64 / 1000.0;
+        s.boundaries
+            .iter()
+            .map(|(&end_ms, &(windows, first, last))| BoundaryLatency {
+                end_ms,
+                windows,
+                source_ms: s.passed_at.get(&end_ms).map(|&p| ms(p.saturating_sub((end_ms + self.lateness_ms) * 1000))),
+                first_ms: ms(first),
+                last_ms: ms(last),
+            })
+            .collect()
     }
 
     /// When measuring: notes the moment the lowest of the workers' source watermarks passes
@@ -252,5 +296,15 @@ mod tests {
         let s = m.latency_split.as_ref().unwrap().lock().unwrap();
         assert_eq!((s.source.len(), s.dataflow.len()), (1, 1));
         assert!(s.dataflow.value_at_quantile(0.5) >= 20_000, "the dataflow side is the 20 ms after the watermark passed");
+        drop(s);
+        // A second batch of the same boundary, later: the boundary's last hand-off moves.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        m.windows_handed_off(end, 3);
+        let b = m.latency_by_boundary();
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].end_ms, b[0].windows), (end, 4));
+        assert!(b[0].last_ms >= b[0].first_ms + 10.0, "{:?}", b[0]);
+        let source = b[0].source_ms.expect("the watermark passed this end");
+        assert!(b[0].first_ms >= source + 20.0, "{:?}", b[0]);
     }
 }

@@ -328,18 +328,24 @@ fn a_record_above_1000_kib_is_an_error_and_the_readings_around_it_count() {
 
 #[test]
 fn bench_measures_window_and_alert_latency_and_draws_them() {
-    // The shortest run the benchmark allows (70 s), at a low rate: it checks what is measured and
-    // written, not the figures (those come from release builds, README "Performance").
+    // A short run with 5 s windows (several boundaries), at a low rate: it checks what is
+    // measured and written, not the figures (those come from release builds, README "Performance").
     let dir = tempfile::tempdir().unwrap();
     let (report, plot) = (dir.path().join("r.json"), dir.path().join("r.svg"));
+    let too_short = fleetflow(&["bench", "--window-secs", "5", "--duration", "14"]);
+    assert!(!too_short.status.success() && stderr(&too_short).contains("--duration: at least 15 s"), "{}", stderr(&too_short));
+    let odd = fleetflow(&["bench", "--window-secs", "7"]);
+    assert!(!odd.status.success() && stderr(&odd).contains("--window-secs: 7 does not divide a day"), "{}", stderr(&odd));
     let o = fleetflow(&[
         "bench",
         "--rate",
         "2000",
         "--vehicles",
         "400",
+        "--window-secs",
+        "5",
         "--duration",
-        "70",
+        "30",
         "--report",
         report.to_str().unwrap(),
         "--plot",
@@ -347,10 +353,22 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert!(r["readings"].as_u64().unwrap() > 100_000, "{r}");
+    assert!(r["readings"].as_u64().unwrap() > 50_000, "{r}");
     let windows = &r["window_latency_ms"];
     assert!(windows["windows"].as_u64().unwrap() >= 400, "a window per vehicle closed during the run: {windows}");
     assert!(windows["p50"].as_f64().unwrap() <= windows["p99"].as_f64().unwrap());
+    let boundaries = r["window_latency_by_boundary"].as_array().unwrap();
+    assert!(boundaries.len() >= 3, "5 s windows close several times in 30 s: {boundaries:?}");
+    for (i, b) in boundaries.iter().enumerate() {
+        // The run may start late in the first window: vehicles yet to report have none in it.
+        if i > 0 {
+            assert_eq!(b["windows"], 400, "every vehicle's window closes at each boundary: {b}");
+        }
+        assert_eq!(b["end_ms"].as_u64().unwrap() % 5_000, 0, "{b}");
+        assert!(b["first_ms"].as_f64().unwrap() <= b["last_ms"].as_f64().unwrap(), "{b}");
+    }
+    let per_boundary: u64 = boundaries.iter().map(|b| b["windows"].as_u64().unwrap()).sum();
+    assert_eq!(windows["windows"].as_u64().unwrap(), per_boundary);
     let alerts = &r["alert_latency_ms"];
     assert!(alerts["windows"].as_u64().unwrap() > 0, "alerts measured: {alerts}");
     // An alert can only be decided once the watermark has passed its window's end, which is
@@ -360,7 +378,7 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("alert latency") && out.contains("window latency"), "{out}");
+    assert!(out.contains("alert latency") && out.contains("window latency") && out.contains("window boundaries"), "{out}");
 }
 
 /// A temporary folder with one generated readings file of `vehicles` over `secs`: (folder, file).

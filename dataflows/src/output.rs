@@ -59,7 +59,7 @@ pub struct Encoded {
 
 /// Encodes one record.
 pub fn encode<D: Output>(record: &D) -> Encoded {
-    let mut line = Vec::with_capacity(160);
+    let mut line = Vec::with_capacity(256);
     record.write_json(&mut line);
     line.push(b'\n');
     Encoded { line, time: record.filed_at(), key: record.key() }
@@ -73,6 +73,111 @@ pub fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
         out.truncate(mark);
         out.extend_from_slice(b"null");
     }
+}
+
+/// Writes one JSON object field by field, byte for byte as `serde_json` writes the same struct
+/// (strings escaped, integers in decimal, floats shortest round-trip, non-finite floats as `null`),
+/// without serde's per-field machinery: for the records written by the thousand when windows close.
+///
+/// # Examples
+/// ```
+/// use fleetflow_dataflows::output::JsonObject;
+///
+/// let mut out = Vec::new();
+/// JsonObject::new(&mut out).str("vin", "1HGCM82633A000001").time("at", 1_764_064_860_000).u64("n", 3).f64("avg", 61.5).end();
+/// assert_eq!(out, br#"{"vin":"1HGCM82633A000001","at":"2025-11-25T10:01:00.000Z","n":3,"avg":61.5}"#);
+/// ```
+pub struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    /// Starts an object at the end of `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, first: true }
+    }
+
+    #[inline]
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        push_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    /// A string field.
+    pub fn str(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        push_str(self.out, value);
+        self
+    }
+
+    /// An unsigned integer field.
+    pub fn u64(mut self, key: &str, value: u64) -> Self {
+        self.key(key);
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::ser::Formatter::write_u64(&mut serde_json::ser::CompactFormatter, self.out, value);
+        self
+    }
+
+    /// A float field (`null` when not finite, as `serde_json` writes it).
+    pub fn f64(mut self, key: &str, value: f64) -> Self {
+        self.key(key);
+        if value.is_finite() {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::ser::Formatter::write_f64(&mut serde_json::ser::CompactFormatter, self.out, value);
+        } else {
+            self.out.extend_from_slice(b"null");
+        }
+        self
+    }
+
+    /// An epoch-ms time as an RFC 3339 string (see [`Rfc3339`]).
+    pub fn time(mut self, key: &str, ms: Time) -> Self {
+        self.key(key);
+        // Formatted times hold digits, `-`, `:`, `.`, `T` and `Z` only: nothing to escape.
+        with_rfc3339(ms, |t| push_quoted(self.out, t.as_bytes()));
+        self
+    }
+
+    /// An epoch-ms time's UTC date as a `YYYY-MM-DD` string (see [`Date`]).
+    pub fn date(mut self, key: &str, ms: Time) -> Self {
+        self.key(key);
+        push_str(self.out, &date(ms));
+        self
+    }
+
+    /// Closes the object.
+    pub fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Appends `value` as a JSON string, escaped as `serde_json` escapes it.
+#[inline]
+fn push_str(out: &mut Vec<u8>, value: &str) {
+    // serde_json escapes only control characters, `"` and `\`: a string of none (keys, VINs)
+    // is copied as it is. The test has no early exit, so it runs a vector's width at a time.
+    let escape = value.bytes().fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if escape {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(out, value);
+    } else {
+        push_quoted(out, value.as_bytes());
+    }
+}
+
+/// Appends `bytes`, which need no escaping, between quotes.
+#[inline]
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
 }
 
 /// An epoch-ms time written as RFC 3339 UTC with milliseconds: `2025-11-25T10:01:00.000Z`.
@@ -107,23 +212,27 @@ pub fn date(ms: Time) -> String {
     }
 }
 
+/// Calls `f` with `ms` formatted as by [`rfc3339`], from this thread's cache of recent times.
+fn with_rfc3339<R>(ms: Time, f: impl FnOnce(&str) -> R) -> R {
+    FORMATTED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        // Slot 0 is the most recent; a miss replaces the oldest.
+        let hit = cache.iter().position(|(t, s)| *t == ms && !s.is_empty());
+        let at = match hit {
+            Some(i) => i,
+            None => {
+                cache.rotate_right(1);
+                cache[0] = (ms, rfc3339(ms));
+                0
+            }
+        };
+        f(&cache[at].1)
+    })
+}
+
 impl Serialize for Rfc3339 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let ms = self.0;
-        FORMATTED.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            // Slot 0 is the most recent; a miss replaces the oldest.
-            let hit = cache.iter().position(|(t, s)| *t == ms && !s.is_empty());
-            let at = match hit {
-                Some(i) => i,
-                None => {
-                    cache.rotate_right(1);
-                    cache[0] = (ms, rfc3339(ms));
-                    0
-                }
-            };
-            serializer.serialize_str(&cache[at].1)
-        })
+        with_rfc3339(self.0, |t| serializer.serialize_str(t))
     }
 }
 
@@ -146,5 +255,45 @@ mod tests {
             assert_eq!(serde_json::to_string(&Rfc3339(t)).unwrap(), format!("\"{}\"", rfc3339(t)));
         }
         assert_eq!(serde_json::to_string(&Date(86_400_000)).unwrap(), "\"1970-01-02\"");
+    }
+
+    #[test]
+    fn json_object_writes_what_serde_json_writes() {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            s: &'a str,
+            at: Rfc3339,
+            day: Date,
+            n: u64,
+            x: f64,
+        }
+        let strings = ["plain", "quote \" back \\ slash", "ctl \u{1} \n \t", "é ünï 🚗", ""];
+        let numbers = [0u64, 7, 1_000_000, u64::MAX];
+        let floats = [
+            0.0,
+            -0.0,
+            61.5,
+            0.1 + 0.2,
+            1e16,
+            1.5e-7,
+            123_456_789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        let times = [0u64, 1_764_064_860_000, 1_764_064_920_001, 253_402_300_799_999];
+        for (i, x) in floats.iter().enumerate() {
+            let (s, n, t) = (strings[i % strings.len()], numbers[i % numbers.len()], times[i % times.len()]);
+            let expected = serde_json::to_vec(&Line { s, at: Rfc3339(t), day: Date(t), n, x: *x }).unwrap();
+            let mut out = b"prefix ".to_vec();
+            JsonObject::new(&mut out).str("s", s).time("at", t).date("day", t).u64("n", n).f64("x", *x).end();
+            assert_eq!(String::from_utf8_lossy(&out[7..]), String::from_utf8_lossy(&expected), "float {x}");
+            assert_eq!(&out[..7], b"prefix ", "appends");
+        }
+        let mut out = Vec::new();
+        JsonObject::new(&mut out).end();
+        assert_eq!(out, b"{}");
     }
 }

@@ -7,8 +7,29 @@ use crate::time::Time;
 
 /// A vehicle identification number: 17 characters of the VIN alphabet (digits and `A`-`Z` without
 /// `I`, `O`, `Q`), stored upper-cased inline so readings are `Copy` and hash cheaply.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vin([u8; 17]);
+
+/// Byte-wise order, as `[u8; 17]` orders, compared as one 128-bit number and a byte rather than
+/// by `memcmp`: windows closing together (thousands) are sorted by VIN.
+impl Ord for Vin {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let split = |v: &Vin| {
+            let mut head = [0u8; 16];
+            head.copy_from_slice(&v.0[..16]);
+            (u128::from_be_bytes(head), v.0[16])
+        };
+        split(self).cmp(&split(other))
+    }
+}
+
+impl PartialOrd for Vin {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Hashes as its [`Vin::route`] value: one pass over the bytes, and a well-spread `u64` for the
 /// hash maps of the window operators. Fleets number their VINs in sequence, and the derived
@@ -137,5 +158,32 @@ impl Reading {
     #[inline]
     pub fn speed_micro(&self) -> u64 {
         (self.speed * MICRO).round() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vins_order_as_their_bytes() {
+        let vins: Vec<Vin> = [
+            "1HGCM82633A000001",
+            "1HGCM82633A000002",
+            "1HGCM82633A00000Z",
+            "ZZZZZZZZZZZZZZZZ0",
+            "0000000000000000Z",
+            "1HGCM82633B000001",
+            "2HGCM82633A000000",
+        ]
+        .iter()
+        .map(|v| Vin::parse(v.as_bytes()).unwrap())
+        .collect();
+        for a in &vins {
+            for b in &vins {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0), "{a} vs {b}");
+                assert_eq!(a.partial_cmp(b), Some(a.0.cmp(&b.0)));
+            }
+        }
     }
 }

@@ -49,11 +49,32 @@ struct Flush {
     written: u64,
 }
 
+/// A flush done: its stream and record count, how it went, and its emptied buffers (reused, so
+/// a burst of output fills memory that is already mapped instead of faulting in fresh pages).
+struct Written {
+    stream: StreamName,
+    written: u64,
+    result: Result<(), SinkError>,
+    buffers: Vec<Vec<u8>>,
+}
+
 impl Flush {
-    fn write(&self) -> Result<(), SinkError> {
-        self.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes))
+    fn write(self) -> Written {
+        let result = self.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes));
+        let buffers = self
+            .files
+            .into_iter()
+            .map(|(_, mut bytes)| {
+                bytes.clear();
+                bytes
+            })
+            .collect();
+        Written { stream: self.stream, written: self.written, result, buffers }
     }
 }
+
+/// Emptied buffers kept for reuse, at most (and at most twice the size hint in all).
+const SPARE_BUFFERS: usize = 4;
 
 /// Flushes queued for the writer thread before a flush waits for room.
 const QUEUED_FLUSHES: usize = 4;
@@ -68,7 +89,9 @@ pub struct FolderSink {
     /// Hands flushes to the writer thread (`None` once it is gone).
     to_writer: Option<std::sync::mpsc::SyncSender<Flush>>,
     /// What the writer thread finished: a flush's stream and record count, and how it went.
-    from_writer: std::sync::mpsc::Receiver<(StreamName, u64, Result<(), SinkError>)>,
+    from_writer: std::sync::mpsc::Receiver<Written>,
+    /// Emptied buffers of finished flushes, for the next hours' lines.
+    spare: Vec<Vec<u8>>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Flushes handed over and not reported back yet.
     in_flight: usize,
@@ -86,8 +109,7 @@ impl FolderSink {
             .name("fleetflow-folder".into())
             .spawn(move || {
                 for flush in jobs {
-                    let result = flush.write();
-                    if done.send((flush.stream, flush.written, result)).is_err() {
+                    if done.send(flush.write()).is_err() {
                         return;
                     }
                 }
@@ -100,6 +122,7 @@ impl FolderSink {
             streams,
             to_writer: writer.as_ref().map(|_| to_writer),
             from_writer,
+            spare: Vec::new(),
             writer,
             in_flight: 0,
         }
@@ -137,8 +160,8 @@ impl FolderSink {
     }
 
     fn write_here(&mut self, flush: Flush) -> Result<(), SinkError> {
-        let result = flush.write();
-        self.finished((flush.stream, flush.written, result))
+        let written = flush.write();
+        self.finished(written)
     }
 
     /// Takes in what the writer thread finished, without waiting.
@@ -152,9 +175,16 @@ impl FolderSink {
 
     /// A finished flush. A failed one is reported (the job stops on it) and its records are
     /// settled all the same, so the dataflow can drain.
-    fn finished(&mut self, (stream, written, result): (StreamName, u64, Result<(), SinkError>)) -> Result<(), SinkError> {
-        self.streams[stream.index()].delivered = written;
-        result
+    fn finished(&mut self, done: Written) -> Result<(), SinkError> {
+        self.streams[done.stream.index()].delivered = done.written;
+        let mut kept: usize = self.spare.iter().map(Vec::capacity).sum();
+        for bytes in done.buffers {
+            if self.spare.len() < SPARE_BUFFERS && kept + bytes.capacity() <= 2 * self.hints.size_bytes {
+                kept += bytes.capacity();
+                self.spare.push(bytes);
+            }
+        }
+        done.result
     }
 
     /// Waits until every flush handed over is on disk.
@@ -220,7 +250,9 @@ impl Sink for FolderSink {
         match buffer.by_hour.get_mut(key) {
             Some(bytes) => bytes.extend_from_slice(&record.line),
             None => {
-                buffer.by_hour.insert(key.clone(), record.line.clone());
+                let mut bytes = self.spare.pop().unwrap_or_default();
+                bytes.extend_from_slice(&record.line);
+                buffer.by_hour.insert(key.clone(), bytes);
             }
         }
         buffer.bytes += record.line.len();
@@ -300,6 +332,24 @@ mod tests {
         assert!(all.contains(&"late/1970/01/01/00/late-w000-run-000000.jsonl".to_string()));
         let content = std::fs::read_to_string(dir.path().join(&all[0])).unwrap();
         assert_eq!(content, "{\"a\":1}\n{\"a\":1}\n");
+    }
+
+    #[test]
+    fn reuses_flushed_buffers_without_their_old_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let hints = BufferHints { size_bytes: 1 << 20, interval: Duration::from_secs(3600) };
+        let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
+        let rec = |line: &[u8], time| Encoded { line: line.to_vec(), time, key: None };
+        sink.write(StreamName::ALERTS, 0, &rec(b"first\n", 0)).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(sink.spare.len(), 1, "the written buffer comes back");
+        sink.write(StreamName::ALERTS, 0, &rec(b"second\n", 3_600_000)).unwrap();
+        assert!(sink.spare.is_empty(), "and holds the next hour's lines");
+        sink.flush().unwrap();
+        let all = files(dir.path());
+        assert_eq!(all.len(), 2);
+        assert_eq!(std::fs::read_to_string(dir.path().join(&all[0])).unwrap(), "first\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join(&all[1])).unwrap(), "second\n");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! episode (no alert when the window one slide earlier was already above it).
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
@@ -10,7 +9,7 @@ use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
 use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
-use crate::output::{json, Output, Rfc3339};
+use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::{align, Pending, Time};
@@ -24,14 +23,6 @@ pub struct Alerts;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertRow(pub SpeedWindow);
 
-#[derive(Serialize)]
-struct Line<'a> {
-    vin: &'a str,
-    window_start: Rfc3339,
-    window_end: Rfc3339,
-    avg_speed: f64,
-}
-
 impl Output for AlertRow {
     fn filed_at(&self) -> Time {
         self.0.start
@@ -41,7 +32,7 @@ impl Output for AlertRow {
     }
     fn write_json(&self, out: &mut Vec<u8>) {
         let w = &self.0;
-        json(out, &Line { vin: w.key.as_str(), window_start: Rfc3339(w.start), window_end: Rfc3339(w.end), avg_speed: w.agg.avg() });
+        JsonObject::new(out).str("vin", w.key.as_str()).time("window_start", w.start).time("window_end", w.end).f64("avg_speed", w.agg.avg()).end();
     }
 }
 

@@ -1,12 +1,11 @@
 //! `daily_speeders`: per vehicle and UTC day, the speeding readings and the day's top speed.
 
-use serde::Serialize;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
 use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
-use crate::output::{json, Date, Output};
+use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
 use crate::stats::SpeedStats;
@@ -74,14 +73,6 @@ pub struct DailySpeeders;
 #[derive(Clone, Debug, PartialEq)]
 pub struct DailySpeederRow(pub SpeedWindow);
 
-#[derive(Serialize)]
-struct Line<'a> {
-    vin: &'a str,
-    date: Date,
-    speeding_readings: u64,
-    max_speed: f64,
-}
-
 impl Output for DailySpeederRow {
     fn filed_at(&self) -> Time {
         align(self.0.start, DAY_MS)
@@ -91,7 +82,7 @@ impl Output for DailySpeederRow {
     }
     fn write_json(&self, out: &mut Vec<u8>) {
         let w = &self.0;
-        json(out, &Line { vin: w.key.as_str(), date: Date(w.start), speeding_readings: w.agg.speeding, max_speed: w.agg.max });
+        JsonObject::new(out).str("vin", w.key.as_str()).date("date", w.start).u64("speeding_readings", w.agg.speeding).f64("max_speed", w.agg.max).end();
     }
 }
 

@@ -1,11 +1,10 @@
 //! `speed_windows`: every vehicle's tumbling speed window (readings, average, top and lowest speed).
 
-use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
 use super::SpeedWindow;
 use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
-use crate::output::{json, Output, Rfc3339};
+use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::Time;
@@ -17,17 +16,6 @@ pub struct SpeedWindows;
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpeedWindowRow(pub SpeedWindow);
 
-#[derive(Serialize)]
-struct Line<'a> {
-    vin: &'a str,
-    window_start: Rfc3339,
-    window_end: Rfc3339,
-    readings: u64,
-    avg_speed: f64,
-    max_speed: f64,
-    min_speed: f64,
-}
-
 impl Output for SpeedWindowRow {
     /// Windows are filed under their start.
     fn filed_at(&self) -> Time {
@@ -38,18 +26,15 @@ impl Output for SpeedWindowRow {
     }
     fn write_json(&self, out: &mut Vec<u8>) {
         let w = &self.0;
-        json(
-            out,
-            &Line {
-                vin: w.key.as_str(),
-                window_start: Rfc3339(w.start),
-                window_end: Rfc3339(w.end),
-                readings: w.agg.readings,
-                avg_speed: w.agg.avg(),
-                max_speed: w.agg.max,
-                min_speed: w.agg.min,
-            },
-        );
+        JsonObject::new(out)
+            .str("vin", w.key.as_str())
+            .time("window_start", w.start)
+            .time("window_end", w.end)
+            .u64("readings", w.agg.readings)
+            .f64("avg_speed", w.agg.avg())
+            .f64("max_speed", w.agg.max)
+            .f64("min_speed", w.agg.min)
+            .end();
     }
 }
 

@@ -1,12 +1,11 @@
 //! `speeders`: tumbling windows in which a vehicle went above the speed limit.
 
-use serde::Serialize;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
 use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
-use crate::output::{json, Output, Rfc3339};
+use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::Time;
@@ -23,17 +22,6 @@ pub struct Speeders;
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpeederRow(pub SpeedWindow);
 
-#[derive(Serialize)]
-struct Line<'a> {
-    vin: &'a str,
-    window_start: Rfc3339,
-    window_end: Rfc3339,
-    readings: u64,
-    speeding_readings: u64,
-    avg_speed: f64,
-    max_speed: f64,
-}
-
 impl Output for SpeederRow {
     fn filed_at(&self) -> Time {
         self.0.start
@@ -43,16 +31,15 @@ impl Output for SpeederRow {
     }
     fn write_json(&self, out: &mut Vec<u8>) {
         let w = &self.0;
-        let line = Line {
-            vin: w.key.as_str(),
-            window_start: Rfc3339(w.start),
-            window_end: Rfc3339(w.end),
-            readings: w.agg.readings,
-            speeding_readings: w.agg.speeding,
-            avg_speed: w.agg.avg(),
-            max_speed: w.agg.max,
-        };
-        json(out, &line);
+        JsonObject::new(out)
+            .str("vin", w.key.as_str())
+            .time("window_start", w.start)
+            .time("window_end", w.end)
+            .u64("readings", w.agg.readings)
+            .u64("speeding_readings", w.agg.speeding)
+            .f64("avg_speed", w.agg.avg())
+            .f64("max_speed", w.agg.max)
+            .end();
     }
 }
 
