@@ -224,9 +224,34 @@ pub struct Core<'scope> {
 
 /// The shared tumbling windows, the reading offsets beside them, and the open panes.
 struct Windows<'scope> {
+    /// The tumbling operator's output: each window's speed figures and reading offsets.
+    tumbling: StreamVec<'scope, Time, Window<Vin, (SpeedStats, Offsets)>>,
+    /// The speed windows as emitted, for the first analysis that asks.
     speed: StreamVec<'scope, Time, SpeedWindow>,
-    offsets: StreamVec<'scope, Time, Window<Vin, Offsets>>,
+    /// Whether an analysis has had `speed`.
+    speed_given: bool,
+    /// The speed windows handed on after the first analysis's operators, for the others.
+    handed_on: Option<StreamVec<'scope, Time, SpeedWindow>>,
+    /// The reading offsets (built when first asked for).
+    offsets: Option<StreamVec<'scope, Time, Window<Vin, Offsets>>>,
     open: OpenWindows<Vin, (SpeedStats, Offsets)>,
+}
+
+/// Passes a stream on unchanged, batch by batch. Built after other operators, it runs after them
+/// within a step: what is attached to it waits for them.
+fn hand_on<'scope, D: Clone + 'static>(stream: StreamVec<'scope, Time, D>) -> StreamVec<'scope, Time, D> {
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::Operator;
+    stream.unary(Pipeline, "HandOn", |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let mut session = output.session(&cap);
+                for batch in data {
+                    session.give_container(batch);
+                }
+            });
+        }
+    })
 }
 
 /// The processing-time clock of the running job: epoch milliseconds.
@@ -262,22 +287,40 @@ impl<'scope> Core<'scope> {
         self.readings.clone()
     }
 
-    fn windows(&mut self) -> &Windows<'scope> {
+    fn windows(&mut self) -> &mut Windows<'scope> {
         let (limit, size, keep) = (self.params.speed_limit_mph, self.params.tumbling_ms, self.keep_offsets);
         let readings = self.readings.clone();
         self.windows.get_or_insert_with(|| {
-            let (windows, open) = readings
+            let (tumbling, open) = readings
                 .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), keep)))
                 .tumbling_open::<(SpeedStats, Offsets)>(size);
-            let offsets = windows.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 });
-            let speed = windows.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
-            Windows { speed, offsets, open }
+            let speed = tumbling.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
+            Windows { tumbling, speed, speed_given: false, handed_on: None, offsets: None, open }
         })
     }
 
     /// Every vehicle's tumbling speed windows (built once, shared by every analysis).
+    ///
+    /// When windows end, every vehicle's closes in the same step. The first analysis to ask gets
+    /// the windows as they are emitted; the others get them handed on by an operator built after
+    /// the first one's operators (and its output's hand-off to the sinks), so the first stream
+    /// (`speed_windows`, in the default order) reaches the sinks before the windows are copied and
+    /// exchanged for every other analysis.
     pub fn speed_windows(&mut self) -> StreamVec<'scope, Time, SpeedWindow> {
-        self.windows().speed.clone()
+        let w = self.windows();
+        if !w.speed_given {
+            w.speed_given = true;
+            return w.speed.clone();
+        }
+        let speed = w.speed.clone();
+        w.handed_on.get_or_insert_with(|| hand_on(speed)).clone()
+    }
+
+    /// The offsets of the readings in each tumbling window (built when first asked for).
+    fn window_offsets(&mut self) -> StreamVec<'scope, Time, Window<Vin, Offsets>> {
+        let w = self.windows();
+        let tumbling = w.tumbling.clone();
+        w.offsets.get_or_insert_with(|| tumbling.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 })).clone()
     }
 
     /// This worker's open tumbling windows (for answering queries from live state).
@@ -331,7 +374,7 @@ impl<'scope, 'a> Context<'scope, 'a> {
         if !self.spec.uses_offsets {
             return Err(AnalysisError::Offsets(self.spec.name));
         }
-        Ok(self.core.windows().offsets.clone())
+        Ok(self.core.window_offsets())
     }
 
     /// This worker's open tumbling windows.
@@ -422,4 +465,61 @@ pub fn build<'scope>(
         analysis.build(&mut ctx)?;
     }
     Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::input::Input;
+    use timely::dataflow::operators::capture::{Capture, Event};
+    use timely::dataflow::operators::ToStream;
+
+    use super::*;
+
+    #[test]
+    fn later_analyses_get_the_same_windows_handed_on() {
+        let vin = |i: u64| Vin::parse(format!("1HGCM82633A{i:06}").as_bytes()).unwrap();
+        let reading = |i: u64, timestamp: Time, speed: f64| Reading { record_id: i, timestamp, vin: vin(i % 3), lon: 0.0, lat: 0.0, speed };
+        let readings: Vec<Reading> = (0..30).map(|i| reading(i, i * 5_000, 50.0 + i as f64)).collect();
+        let (first, later, names) = timely::execute_directly(move |worker| {
+            let names = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let seen = names.clone();
+            worker.log_register().expect("a logging registry").insert::<timely::logging::TimelyEventBuilder, _>(
+                "timely",
+                move |_, events| {
+                    for (_, e) in events.iter().flatten() {
+                        if let timely::logging::TimelyEvent::Operates(o) = e {
+                            seen.borrow_mut().push(o.name.clone());
+                        }
+                    }
+                },
+            );
+            let (first, later) = worker.dataflow::<Time, _, _>(|scope| {
+                let rows = scope.new_collection_from(Vec::<(Vin, SensorRow)>::new()).1;
+                let buggy = scope.new_collection_from(Vec::<SensorId>::new()).1;
+                let mut core = Core::new(readings.to_stream(scope), rows, buggy, &Params::default(), false, Rc::new(|| 0));
+                let first = core.speed_windows().capture();
+                let later = core.speed_windows().capture();
+                (first, later)
+            });
+            while worker.step_or_park(None) {}
+            let names = names.borrow().clone();
+            (first, later, names)
+        });
+        let timed = |events: std::sync::mpsc::Receiver<Event<Time, Vec<SpeedWindow>>>| {
+            // A batch's stamp is its times; window batches travel at one time each.
+            let mut windows: Vec<(Time, SpeedWindow)> = events
+                .try_iter()
+                .flat_map(|e| match e {
+                    Event::Messages(stamp, ws) => ws.into_iter().map(|w| (stamp.least().copied().unwrap_or(Time::MAX), w)).collect(),
+                    Event::Progress(_) => Vec::new(),
+                })
+                .collect();
+            windows.sort_by_key(|(t, w)| (*t, w.key));
+            windows
+        };
+        let (first, later) = (timed(first), timed(later));
+        assert_eq!(first.len(), 9, "three vehicles, three windows each: {first:?}");
+        assert_eq!(first, later, "the same windows at the same times");
+        assert!(names.iter().any(|n| n == "HandOn"), "the second consumer reads from a pass-through: {names:?}");
+    }
 }
