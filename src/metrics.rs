@@ -170,10 +170,9 @@ impl Metrics {
     pub fn windows_handed_off(&self, end: u64, count: u64) {
         let now_us = wall_us();
         let due_us = (end + self.lateness_ms) * 1000;
-        let seconds = now_us.saturating_sub(due_us) as f64 / 1e6;
-        self.window_latency_seconds.observe_n(seconds, count);
+        let latency = now_us.saturating_sub(due_us);
+        self.window_latency_seconds.observe_n(latency as f64 / 1e6, count);
         if let (Some(h), true) = (&self.window_latency, end <= self.latency_until) {
-            let latency = now_us.saturating_sub(due_us);
             let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
             h.saturating_record_n(latency, count);
             if let Some(split) = &self.latency_split {
