@@ -356,6 +356,9 @@ pub struct KafkaConfig {
     pub stop: String,
     /// A partition without messages for this long stops holding the watermark back, ms.
     pub idle_timeout_ms: u64,
+    /// Offsets are committed at most this often, ms (0: whenever more is committable). A restart
+    /// reads again what was read after the last commit (at least once).
+    pub commit_interval_ms: u64,
     /// Extra librdkafka properties (e.g. `"security.protocol" = "SSL"`).
     pub properties: BTreeMap<String, String>,
 }
@@ -369,6 +372,7 @@ impl Default for KafkaConfig {
             start: "committed".to_string(),
             stop: String::new(),
             idle_timeout_ms: 10_000,
+            commit_interval_ms: 1_000,
             properties: BTreeMap::new(),
         }
     }

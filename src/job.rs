@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
+use crate::failure::FailureNotices;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
@@ -58,6 +59,9 @@ pub enum JobError {
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
+    /// Another worker failed (this one stopped reading and committed nothing after it).
+    #[error("stopped: {0}")]
+    Peer(String),
 }
 
 /// What a finished run reports.
@@ -158,13 +162,19 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
             worker: timely::WorkerConfig::default(),
         },
     };
-    let shared = Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, run_id };
+    let shared =
+        Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
     let f = failure.clone();
     let guards = timely::execute(timely_config, move |worker| {
         if let Err(e) = run_worker(worker, &shared) {
             error!("worker {} failed: {e}", worker.index());
+            shared.failing.store(true, std::sync::atomic::Ordering::SeqCst);
             shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            // A worker's own failure is the job's error rather than a peer's report of it.
+            let mut first = f.lock().unwrap_or_else(|p| p.into_inner());
+            if first.as_ref().is_none_or(|kept| matches!(kept, JobError::Peer(_)) && !matches!(e, JobError::Peer(_))) {
+                *first = Some(e);
+            }
         }
     })
     .map_err(JobError::Workers)?;
@@ -172,6 +182,10 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     live.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(server);
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let discarded = Metrics::get(&metrics.discarded);
+        if discarded > 0 {
+            warn!("{discarded} output records computed after the failure were not written (windows closed by the stop are partial; a Kafka source derives them again from its committed offsets)");
+        }
         return Err(e);
     }
     Ok(Summary::of(&metrics, &routed))
@@ -282,16 +296,17 @@ fn partitions_for(
 
 /// Attaches an output stream to the router: hand each encoded record to the stream's sinks.
 ///
-/// The returned (empty) stream's frontier is how far this stream's output is durable: the operator
-/// holds a capability for the times of records its sinks have not flushed yet, so a probe on it
-/// tells what every worker has delivered (what Kafka offsets may be committed for). `tap` sees
-/// each batch after its hand-off, with its timely time, and then the input frontier.
+/// The returned stream's frontier is how far this stream's output is durable: the operator holds a
+/// capability for the times of records its sinks have not flushed yet, so a probe on it tells what
+/// every worker has delivered (what Kafka offsets may be committed for). Its records are failure
+/// notices (see [`crate::failure`]). `tap` sees each batch after its hand-off, with its timely time,
+/// and then the input frontier.
 fn route<'scope>(
     stream: StreamVec<'scope, Time, Encoded>,
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
     mut tap: impl FnMut(&[Encoded], Time, Option<Time>) + 'static,
-) -> StreamVec<'scope, Time, ()> {
+) -> StreamVec<'scope, Time, String> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
     let stream = if router.borrow().sealed(name) {
@@ -302,15 +317,17 @@ fn route<'scope>(
         stream
     };
     let scope = stream.scope();
+    let worker = scope.index();
     stream.unary_frontier(Local, name.as_str(), move |_cap, info| {
         router.borrow_mut().on_flush(scope.activator_for(info.address));
         // Times not yet durable, with where the sinks stood when they were written.
         let mut held: Vec<(crate::route::FlushMark, timely::dataflow::operators::Capability<Time>)> = Vec::new();
+        let mut announced = false;
         move |(input, frontier),
-              _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+              output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
             '_,
             Time,
-            timely::container::CapacityContainerBuilder<Vec<()>>,
+            timely::container::CapacityContainerBuilder<Vec<String>>,
         >| {
             input.for_each_stamp(|cap, data| {
                 let mut router = router.borrow_mut();
@@ -351,6 +368,15 @@ fn route<'scope>(
                 router.borrow_mut().seal(name, sealed_to);
             }
             let router = router.borrow();
+            if !announced {
+                // The job failed: before letting go of records the failure may have lost (a failed
+                // sink settles them), tell every worker at the earliest time still held, so none
+                // commits offsets past them (see `failure`).
+                if let (Some(failure), Some((_, cap))) = (router.failure(), held.iter().min_by_key(|(_, c)| *c.time())) {
+                    output.session(cap).give(format!("worker {worker} failed: {failure}"));
+                    announced = true;
+                }
+            }
             held.retain(|(mark, _)| !router.durable(name, mark));
         }
     })
@@ -393,12 +419,14 @@ struct Shared {
     metrics: Arc<Metrics>,
     live: Arc<LiveState>,
     stop: Arc<AtomicBool>,
+    /// A worker of this process failed: nothing more is written or committed (set before `stop`).
+    failing: AtomicBool,
     /// Names this run's output files.
     run_id: String,
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), JobError> {
-    let Shared { config, plan, archive, metrics, live, stop, run_id } = shared;
+    let Shared { config, plan, archive, metrics, live, stop, failing, run_id } = shared;
     let archive = archive.as_ref();
     let index = worker.index();
     // This process's workers are numbered from `process * workers`.
@@ -436,9 +464,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
         let readings: StreamVec<'_, Time, fleetflow_dataflows::Reading> = readings;
         let readings = readings.probe_with(&watermark_probe);
+        // Each output operator's failure notices (see `failure`).
+        let mut notices = Vec::new();
         if router.borrow().wants(StreamName::RAW) {
             // Only when routed: a second consumer of the readings costs a copy of every batch.
-            route(readings.clone().map(|r| encode::raw(&r)), StreamName::RAW, &router, |_, _, _| {}).probe_with(&done_probe);
+            notices.push(route(readings.clone().map(|r| encode::raw(&r)), StreamName::RAW, &router, |_, _, _| {}));
         }
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
@@ -450,11 +480,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         }
         // Each output is attached to its sinks as its analysis declares it, so the first streams
         // are handed off before later analyses run in the same step.
-        let mut attach = |stream: &'static str, records: StreamVec<'_, Time, Encoded>| {
+        let attach: &mut fleetflow_dataflows::analysis::OutputSink<'_, '_> = &mut |stream, records| {
             let name = StreamName::parse(stream).unwrap_or(StreamName::ERRORS);
-            route(records, name, &router, tap_for(name, live, metrics)).probe_with(&done_probe);
+            notices.push(route(records, name, &router, tap_for(name, live, metrics)));
         };
-        let published = fleetflow_dataflows::analysis::build(&mut core, analyses, &mut attach);
+        let published = fleetflow_dataflows::analysis::build(&mut core, analyses, attach);
         if live.serving.load(std::sync::atomic::Ordering::Relaxed) {
             // The latest window of each vehicle, for the HTTP API (after the outputs' hand-off).
             let l = live.clone();
@@ -464,13 +494,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                 }
             });
         }
-        route(late.map(|r| encode::rejected(&r)), StreamName::LATE, &router, |_, _, _| {}).probe_with(&done_probe);
-        route(errors.map(|r| encode::rejected(&r)), StreamName::ERRORS, &router, |_, _, _| {}).probe_with(&done_probe);
+        notices.push(route(late.map(|r| encode::rejected(&r)), StreamName::LATE, &router, |_, _, _| {}));
+        notices.push(route(errors.map(|r| encode::rejected(&r)), StreamName::ERRORS, &router, |_, _, _| {}));
+        let (failures, notices) = FailureNotices::build(scope, notices);
+        notices.probe_with(&done_probe);
         let inputs =
             SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) };
-        published.map(|published| (inputs, published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok())))
+        published.map(|published| (inputs, failures, published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok())))
     });
-    let (inputs, live_daily) = inputs?;
+    let (inputs, mut failures, live_daily) = inputs?;
     let queries = live.register();
 
     // Worker 0 owns the reference files; every worker advances its (empty) sessions alike.
@@ -540,10 +572,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         let status = match driver.pump(16_384) {
             Ok(status) => status,
             Err(e) => {
-                fail(&mut failed, e.into(), stop);
+                fail(&mut failed, e.into(), stop, failing);
                 Poll::Pending
             }
         };
+        // Once a worker of this process failed (set before the stop its sources just saw), nothing
+        // more is written: closing the sources closes every window, and those written now would be
+        // partial; all of it is derived again from the uncommitted readings at the next start.
+        if failing.load(std::sync::atomic::Ordering::SeqCst) {
+            router.borrow_mut().halt();
+        }
         if let Some(w) = metrics.watermarks.get(local) {
             w.store(driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
         }
@@ -551,6 +589,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
 
         // The job's watermark, as the dataflow sees it after the exchange of progress.
         let watermark = watermark_probe.with_frontier(|f| f.first().copied());
+        failures.follow(watermark);
+        if let Some(e) = &failed {
+            failures.announce(&format!("worker {index} failed: {e}"));
+        }
         if let Some((rows, buggy, tables)) = refs.as_mut() {
             match watermark {
                 Some(w) => {
@@ -591,7 +633,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             // Every source is finished: flush at once rather than on the buffering hints, so the
             // output operators see their records durable and the dataflow can complete.
             if let Err(e) = router.borrow_mut().flush() {
-                fail(&mut failed, e.into(), stop);
+                fail(&mut failed, e.into(), stop, failing);
             }
             if done_probe.done() {
                 break;
@@ -613,14 +655,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             LiveState::answer(q, live_daily.as_deref());
         }
         router.borrow_mut().poll();
-        // What every worker's sinks have delivered: the sources may commit what lies before it.
-        let durable = done_probe.with_frontier(|f| f.first().copied());
-        if let Err(e) = driver.commit(durable, false) {
-            fail(&mut failed, e.into(), stop);
-        }
         if let Err(e) = router.borrow_mut().check() {
-            fail(&mut failed, e.into(), stop);
+            fail(&mut failed, e.into(), stop, failing);
         }
+        // What every worker's sinks have delivered: the sources may commit what lies before it,
+        // unless a worker failed (its sinks may have lost records below this frontier: it reaches
+        // here only after the failure's notice, see `failure`).
+        let durable = done_probe.with_frontier(|f| f.first().copied());
+        commit_unless_failed(&mut driver, durable, false, failures.heard(), &mut failed, (stop, failing));
 
         if last_progress.0.elapsed() >= progress_every {
             let lags = driver.lags();
@@ -635,13 +677,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         }
     }
     if let Err(e) = router.borrow_mut().flush() {
-        fail(&mut failed, e.into(), stop);
+        fail(&mut failed, e.into(), stop, failing);
     }
-    if failed.is_none() {
-        if let Err(e) = driver.commit(None, true) {
-            fail(&mut failed, e.into(), stop);
-        }
-    }
+    commit_unless_failed(&mut driver, None, true, failures.heard(), &mut failed, (stop, failing));
     if local == 0 {
         info!("worker {index} finished in {:.2}s", started.elapsed().as_secs_f64());
     }
@@ -686,10 +724,33 @@ fn completion(
     move |ts| routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max)
 }
 
-/// Keeps the first error of a worker and asks every source to stop.
-fn fail(failed: &mut Option<JobError>, e: JobError, stop: &AtomicBool) {
+/// Commits what the durable frontier allows (`None`: everything read), unless this worker failed,
+/// another worker of the process did, or a notice of a failure was `heard` (then this worker fails
+/// too: it stops reading and commits nothing more).
+fn commit_unless_failed(
+    driver: &mut SourceDriver,
+    durable: Option<Time>,
+    force: bool,
+    heard: Option<String>,
+    failed: &mut Option<JobError>,
+    (stop, failing): (&AtomicBool, &AtomicBool),
+) {
+    if let Some(notice) = heard {
+        fail(failed, JobError::Peer(notice), stop, failing);
+    }
+    if failed.is_none() && !failing.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Err(e) = driver.commit(durable, force) {
+            fail(failed, e.into(), stop, failing);
+        }
+    }
+}
+
+/// Keeps the first error of a worker, tells the process's workers that one failed, and asks every
+/// source to stop.
+fn fail(failed: &mut Option<JobError>, e: JobError, stop: &AtomicBool, failing: &AtomicBool) {
     if failed.is_none() {
         error!("{e}; stopping the sources and draining the dataflow");
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         *failed = Some(e);
     }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod encode;
+pub mod failure;
 pub mod generate;
 pub mod histogram;
 pub mod http;

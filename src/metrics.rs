@@ -53,6 +53,9 @@ pub struct Metrics {
     pub window_latency_seconds: crate::histogram::BatchHistogram,
     /// Replay: output records filed outside the replayed days (computed for context, not written).
     pub outside_range: AtomicU64,
+    /// Output records not written because the job had failed (derived again from the uncommitted
+    /// readings at the next start).
+    pub discarded: AtomicU64,
     /// Replay: bytes read from the archive.
     pub archive_bytes: AtomicU64,
     /// Replay: bytes in the archive objects listed for it (set once listed).
@@ -132,6 +135,7 @@ impl Metrics {
             latency_until: u64::MAX,
             window_latency_seconds: crate::histogram::BatchHistogram::exponential(0.001, 2.0, 20),
             outside_range: zero(),
+            discarded: zero(),
             archive_bytes: zero(),
             archive_total_bytes: zero(),
             archive_skipped: zero(),

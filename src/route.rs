@@ -83,12 +83,32 @@ pub type SharedSink = Rc<RefCell<Box<dyn Sink>>>;
 /// was written: the record is durable once every one of them has delivered as many as it accepted.
 pub type FlushMark = Vec<(u64, u64)>;
 
+/// The sinks' errors: the first not yet reported by [`Router::check`], and the job's first failure,
+/// kept after it was reported (the output operators announce it to every worker before they let
+/// go of records it may have lost, see [`crate::failure`]).
+#[derive(Default)]
+struct Failed {
+    unreported: Option<SinkError>,
+    first: Option<String>,
+}
+
+impl Failed {
+    /// A sink reports an error in the same call that settles the records it lost, so the failure
+    /// is known here before any output operator sees those records settled.
+    fn note(&mut self, e: SinkError) {
+        self.first.get_or_insert_with(|| e.to_string());
+        self.unreported.get_or_insert(e);
+    }
+}
+
 /// One worker's routing table: for each stream, the sinks that receive it.
 pub struct Router {
     routes: Vec<Vec<SharedSink>>,
     sinks: Vec<SharedSink>,
     metrics: Arc<Metrics>,
-    failed: Option<SinkError>,
+    failed: Failed,
+    /// The job failed: records are no longer written (counted in `discarded`).
+    halted: bool,
     /// Output operators to wake when a flush may have made their records durable.
     activators: Vec<timely::scheduling::Activator>,
     /// Records at timely times below this were delivered by an earlier run (Kafka restart).
@@ -105,7 +125,16 @@ impl Router {
         for (stream, indexes) in routes {
             table[stream.index()] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
         }
-        Router { routes: table, sinks, metrics, failed: None, activators: Vec::new(), suppress_below: 0, range: None }
+        Router {
+            routes: table,
+            sinks,
+            metrics,
+            failed: Failed::default(),
+            halted: false,
+            activators: Vec::new(),
+            suppress_below: 0,
+            range: None,
+        }
     }
 
     /// Window outputs at timely times below `time` are not written again (an earlier run did).
@@ -131,7 +160,7 @@ impl Router {
     pub fn seal(&mut self, stream: StreamName, frontier: fleetflow_dataflows::Time) {
         for sink in &self.routes[stream.index()] {
             if let Err(e) = sink.borrow_mut().seal(stream, frontier) {
-                self.failed.get_or_insert(e);
+                self.failed.note(e);
             }
         }
     }
@@ -181,6 +210,10 @@ impl Router {
     /// returns how many it handed (records outside [`Router::keep_only`] are not). A sink error is
     /// kept and reported by [`Router::check`]. The shared counters move once per batch.
     pub fn write(&mut self, stream: StreamName, stamp: fleetflow_dataflows::Time, records: &[Encoded]) -> u64 {
+        if self.halted {
+            Metrics::add(&self.metrics.discarded, records.len() as u64);
+            return 0;
+        }
         let (mut written, mut outside) = (0, 0);
         for record in records {
             if let Some((start, end)) = self.range {
@@ -192,7 +225,7 @@ impl Router {
             written += 1;
             for sink in &self.routes[stream.index()] {
                 if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
-                    self.failed.get_or_insert(e);
+                    self.failed.note(e);
                 }
             }
         }
@@ -215,8 +248,9 @@ impl Router {
     pub fn poll(&mut self) {
         let before = self.delivered_count();
         for sink in &self.sinks {
-            if let Err(e) = sink.borrow_mut().poll() {
-                self.failed.get_or_insert(e);
+            let polled = sink.borrow_mut().poll();
+            if let Err(e) = polled {
+                self.failed.note(e);
             }
         }
         if self.delivered_count() != before {
@@ -226,16 +260,29 @@ impl Router {
 
     /// Flushes every sink (at shutdown, and once the sources are done).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        for sink in &self.sinks {
-            sink.borrow_mut().flush()?;
+        for i in 0..self.sinks.len() {
+            let flushed = self.sinks[i].borrow_mut().flush();
+            if let Err(e) = flushed {
+                self.failed.note(e);
+            }
         }
         self.wake();
         self.check()
     }
 
+    /// Writes nothing more (the job failed): [`Router::write`] counts what it is given as discarded.
+    pub fn halt(&mut self) {
+        self.halted = true;
+    }
+
+    /// The job's first failure, if it has failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.first.as_deref()
+    }
+
     /// The first sink error since the last check, if any.
     pub fn check(&mut self) -> Result<(), SinkError> {
-        match self.failed.take() {
+        match self.failed.unreported.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }

@@ -1,6 +1,7 @@
 //! Kafka source against a real broker (KRaft, one node on loopback, started by
 //! `scripts/kafka.sh`; `FLEETFLOW_KAFKA_BROKERS` points at another one): the same window outputs as
-//! the file source, offsets for a start time, and idle partitions that stop holding the watermark.
+//! the file source, offsets for a start time, idle partitions that stop holding the watermark, and
+//! no offset committed past what a failed sink lost (one process or a cluster).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +78,22 @@ fn publish(topic: &str, readings: &[(String, String, u64)]) {
         p.send(BaseRecord::to(topic).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
     }
     p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Publishes readings as the vehicles would, one every `spacing`, on a thread of its own.
+fn publish_live(topic: &str, readings: &[(String, String, u64)], spacing: Duration) -> std::thread::JoinHandle<()> {
+    let (t, readings) = (topic.to_string(), readings.to_vec());
+    std::thread::spawn(move || {
+        let p = producer();
+        let started = Instant::now();
+        for (i, (line, vin, at)) in readings.iter().enumerate() {
+            p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+            if let Some(wait) = (spacing * i as u32).checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    })
 }
 
 /// Writes the readings to `dir/readings.txt` and returns a job reading that file into `out`.
@@ -220,20 +237,7 @@ fn killed_mid_topic_then_restarted_loses_no_reading() {
     };
 
     // The vehicles publish for about four seconds; the job is killed halfway.
-    let producer_thread = {
-        let (t, readings) = (t.clone(), readings.clone());
-        std::thread::spawn(move || {
-            let p = producer();
-            let started = Instant::now();
-            for (i, (line, vin, at)) in readings.iter().enumerate() {
-                p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
-                if let Some(wait) = Duration::from_micros(i as u64 * 160).checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            p.flush(Duration::from_secs(30)).unwrap();
-        })
-    };
+    let producer_thread = publish_live(&t, &readings, Duration::from_micros(160));
     let mut first = job(&[]).spawn().unwrap();
     // Killed once it has committed something (by the clock this was flaky on a loaded machine).
     let waiting = Instant::now();
@@ -389,4 +393,159 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
     }
     assert_eq!(common::files_in(&replayed, &streams, "2025/11/25"), expected);
     assert!(common::files_in(&replayed, &streams, "2025/11/24").is_empty(), "nothing of the day before is written");
+}
+
+/// The windows, speeders and alerts of `readings` from one uninterrupted run on a file (daily
+/// speeders off), under `dir/reference`, compared as sets with what `out` holds.
+fn assert_delivered_as_the_reference(dir: &Path, readings: &[(String, String, u64)], out: &Path) {
+    use std::collections::BTreeSet;
+    let reference = dir.join("reference");
+    let mut c = file_job(dir, readings, &reference, 1);
+    c.routes.insert("daily_speeders".into(), vec![]);
+    run(c);
+    for stream in ["speed_windows", "speeders", "alerts"] {
+        let expected: BTreeSet<String> = lines_of(&reference, stream).into_iter().collect();
+        let delivered: BTreeSet<String> = lines_of(out, stream).into_iter().collect();
+        assert!(!expected.is_empty() || stream == "alerts");
+        let missing: Vec<&String> = expected.difference(&delivered).take(3).collect();
+        let extra: Vec<&String> = delivered.difference(&expected).take(3).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{stream}: {} of {} missing, e.g. {missing:#?}; not in the reference: {extra:#?}",
+            expected.difference(&delivered).count(),
+            expected.len()
+        );
+    }
+    assert!(lines_of(out, "late").is_empty() && lines_of(out, "errors").is_empty(), "no reading late or malformed");
+}
+
+/// Twenty vehicles over 20 minutes from 00:50 (2025-11-25), and a folder under `out` where their
+/// speed windows of 01:00-02:00 cannot be written (the hour's folder is a file): a job writing
+/// them fails halfway, once it has delivered (and committed) the first ten minutes.
+fn fails_at_one_o_clock(out: &Path) -> Vec<(String, String, u64)> {
+    let start_ms = 1_764_028_800_000 + 50 * 60_000;
+    let cfg = FleetConfig { vehicles: 20, start_ms, duration_ms: Some(1_200_000), max_delay_ms: 2_000, ..FleetConfig::default() };
+    let mut p = FleetPartition::new(cfg, 0, 1);
+    let blocked = out.join("speed_windows/2025/11/25/01");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"").unwrap();
+    std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at()))).collect()
+}
+
+/// A job on `topic` from its group's committed offsets into `out`, daily speeders off (the day
+/// never closes here: offsets become committable as the sliding windows close), committing
+/// whenever it can.
+fn resuming_job(out: &Path, workers: usize, topic: &str, stop: &str) -> Config {
+    let mut c = kafka_config(out, workers, topic, "committed", stop);
+    c.routes.insert("daily_speeders".into(), vec![]);
+    // Committing whenever it can: a commit while a failed job drains would show.
+    c.kafka.commit_interval_ms = 0;
+    c.http.bind = String::new();
+    c
+}
+
+#[test]
+fn a_failed_sink_commits_no_offset_past_the_records_it_lost() {
+    // The job reads as the vehicles publish (four seconds) and commits as windows close; at 01:00
+    // the speed windows' sink fails, the job stops, and while it drains, the other outputs'
+    // frontier moves on: offsets committed then would skip the lost windows at the next start.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let readings = fails_at_one_o_clock(&out);
+    let t = topic("sinkfail", 2);
+    let producer = publish_live(&t, &readings, Duration::from_micros(500));
+    // (Stopped after a minute if it does not fail: the error below tells.)
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(60) && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let failed = fleetflow::job::run(resuming_job(&out, 2, &t, ""), stop);
+    let error = failed.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("speed_windows/2025/11/25/01"), "the job stops with the sink's error: {error:?}");
+    watchdog.join().unwrap();
+    producer.join().unwrap();
+    assert!(lines_of(&out, "speed_windows").len() >= 150, "the first run delivered the windows before 01:00");
+
+    // Mended, the job starts from what was committed and delivers what the first run lost.
+    std::fs::remove_file(out.join("speed_windows/2025/11/25/01")).unwrap();
+    let second = run(resuming_job(&out, 2, &t, "end"));
+    assert!(second.readings < readings.len() as u64, "the restart resumed from committed offsets");
+    assert_delivered_as_the_reference(dir.path(), &readings, &out);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_failed_process_stops_the_cluster_and_no_process_commits_past_its_loss() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    // Two processes of one worker read a topic with no end as the vehicles publish; the second
+    // one's speed windows cannot be written from 01:00. Both must stop (the first hears of the
+    // failure through the dataflow; it would otherwise read on, and the second wait for it), and
+    // neither may commit offsets past the windows the second lost.
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
+    let readings = fails_at_one_o_clock(&bad);
+    let t = topic("procfail", 2);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[routes]\ndaily_speeders = []\n[kafka]\ncommit_interval_ms = 0\n").unwrap();
+    let port = common::two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    let mut h = std::fs::File::create(&hosts).unwrap();
+    writeln!(h, "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let group = format!("g-{t}");
+    let spawn = |process: usize, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_fleetflow"))
+            .args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &group])
+            .args(["--buffer-secs", "0", "-w", "1", "--http", "", "--output", out.to_str().unwrap()])
+            .args(["-n", "2", "-p", &process.to_string(), "-h", hosts.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut processes = [spawn(0, &good), spawn(1, &bad)];
+    let producer = publish_live(&t, &readings, Duration::from_micros(500));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes.iter_mut().any(|p| p.try_wait().unwrap().is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running = processes.iter_mut().map(|p| p.try_wait().unwrap().is_none()).filter(|r| *r).count();
+    for p in processes.iter_mut() {
+        let _ = p.kill();
+    }
+    let [first, second] = processes.map(|p| p.wait_with_output().unwrap());
+    producer.join().unwrap();
+    let logs = [&first, &second].map(|o| String::from_utf8_lossy(&o.stderr).to_string());
+    assert_eq!(running, 0, "a failed process stops the cluster; the logs:\n{}\n---\n{}", logs[0], logs[1]);
+    let cause = "speed_windows/2025/11/25/01";
+    assert!(!second.status.success() && logs[1].contains(cause), "process 1 fails with its sink's error:\n{}", logs[1]);
+    assert!(!first.status.success(), "process 0 fails too:\n{}", logs[0]);
+    assert!(logs[0].contains("stopped: worker 1 failed: ") && logs[0].contains(cause), "and names the failure:\n{}", logs[0]);
+
+    // One process, mended, from what was committed: with the files both processes delivered,
+    // every output.
+    std::fs::remove_file(bad.join("speed_windows/2025/11/25/01")).unwrap();
+    copy_tree(&bad, &good);
+    let second = run(resuming_job(&good, 1, &t, "end"));
+    assert!(second.readings < readings.len() as u64, "the restart resumed from committed offsets");
+    assert_delivered_as_the_reference(dir.path(), &readings, &good);
+}
+
+/// Copies a folder tree (or a file); nothing when `from` does not exist.
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else if from.is_file() {
+        std::fs::copy(from, to).unwrap();
+    }
 }

@@ -23,8 +23,6 @@ use crate::config::KafkaConfig;
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// At most one asynchronous offset commit per partition this often.
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a commit's metadata records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +201,8 @@ pub struct KafkaPartition {
     /// What was last committed.
     committed: Option<i64>,
     last_commit: Instant,
+    /// Commits at most this often (unless forced).
+    commit_interval: Duration,
     resumed: Option<Committed>,
 }
 
@@ -264,6 +264,7 @@ impl KafkaPartition {
             committable: None,
             committed: None,
             last_commit: Instant::now(),
+            commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             resumed,
         })
     }
@@ -341,7 +342,7 @@ impl Partition for KafkaPartition {
             self.runs.pop_front();
         }
         let Some((offset, meta)) = self.committable else { return Ok(()) };
-        if self.committed == Some(offset) || (!force && self.last_commit.elapsed() < COMMIT_INTERVAL) {
+        if self.committed == Some(offset) || (!force && self.last_commit.elapsed() < self.commit_interval) {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();

@@ -1,0 +1,164 @@
+//! A worker's failure, told to every worker of every process through the dataflow.
+//!
+//! A failed sink settles the records it lost (so the dataflow can drain), and a process's stop flag
+//! reaches only its own workers. Without more, the outputs' frontier would move past the lost
+//! records and a Kafka source could commit offsets for readings whose outputs were never written,
+//! and the other processes of a cluster would read on while the failed one waited for them.
+//!
+//! So a failure travels as data, broadcast to every worker: the output operators send a notice at
+//! the earliest time they still hold (at or before any record the failure may have lost) before they
+//! let go of it, and each worker sends one at the readings' frontier when it fails for another
+//! reason. Every worker's durable frontier (the probe behind offset commits) passes that time only
+//! after its own copy of the notice has arrived, so a worker reads the notice no later than the
+//! frontier that would have let it commit past the loss, and commits nothing more.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use fleetflow_dataflows::Time;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::unordered_input::{UnorderedHandle, UnorderedInput};
+use timely::dataflow::operators::core::Concatenate;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{ActivateCapability, Inspect};
+use timely::dataflow::{Scope, StreamVec};
+
+/// Where a worker sends its own notices.
+type NoticeInput = UnorderedHandle<Time, CapacityContainerBuilder<Vec<String>>>;
+
+/// This worker's side of the failure notices: where it announces its own failure, and the first
+/// notice it heard from any worker (itself included).
+pub struct FailureNotices {
+    /// This worker's notices, at a capability that follows the readings' frontier (dropped once
+    /// the readings are done: the dataflow is draining and no worker reads on).
+    input: Option<(NoticeInput, ActivateCapability<Time>)>,
+    heard: Rc<RefCell<Option<String>>>,
+    announced: bool,
+}
+
+impl FailureNotices {
+    /// Gathers `notices` (the output operators' own) with this worker's announcements, broadcasts
+    /// them to every worker and keeps the first heard. Probe the returned stream: its frontier
+    /// passes a notice's time only after this worker has heard it.
+    pub fn build<'scope>(
+        scope: Scope<'scope, Time>,
+        notices: Vec<StreamVec<'scope, Time, String>>,
+    ) -> (Self, StreamVec<'scope, Time, String>) {
+        let ((handle, cap), own) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<String>>>();
+        let heard = Rc::new(RefCell::new(None));
+        let first = heard.clone();
+        let all = scope.concatenate(notices.into_iter().chain(std::iter::once(own))).broadcast().inspect(move |notice: &String| {
+            first.borrow_mut().get_or_insert_with(|| notice.clone());
+        });
+        (FailureNotices { input: Some((handle, cap)), heard, announced: false }, all)
+    }
+
+    /// Moves this worker's announcement capability up to the readings' frontier (`None`: they are
+    /// done, and it is dropped).
+    pub fn follow(&mut self, readings: Option<Time>) {
+        match readings {
+            None => self.input = None,
+            Some(t) => {
+                if let Some((_, cap)) = self.input.as_mut() {
+                    if *cap.time() < t {
+                        cap.downgrade(&t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells every worker that this one failed (once; later calls do nothing).
+    pub fn announce(&mut self, failure: &str) {
+        if std::mem::replace(&mut self.announced, true) {
+            return;
+        }
+        if let Some((handle, cap)) = self.input.as_mut() {
+            handle.activate().session(&*cap).give(failure.to_string());
+        }
+    }
+
+    /// The first failure heard from any worker, this one's included.
+    pub fn heard(&self) -> Option<String> {
+        self.heard.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use timely::dataflow::operators::vec::Input;
+    use timely::dataflow::operators::Probe;
+    use timely::dataflow::ProbeHandle;
+
+    use super::*;
+
+    /// Runs two workers: each builds the notices with one stand-in output operator (an input),
+    /// does `each(worker index, input, notices)` and steps until the probe is done, checking at
+    /// every step that the probe never passes `notice_at` before a notice is heard. Returns what
+    /// each worker heard.
+    fn two_workers(
+        notice_at: Option<Time>,
+        each: impl Fn(usize, &mut timely::dataflow::operators::vec::input::Handle<Time, String>, &mut FailureNotices) + Send + Sync + 'static,
+    ) -> Vec<Option<String>> {
+        let heard = Arc::new(Mutex::new(vec![None, None]));
+        let out = heard.clone();
+        timely::execute(timely::Config::process(2), move |worker| {
+            let index = worker.index();
+            let probe = ProbeHandle::new();
+            let (mut input, mut failures) = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, stand_in) = scope.new_input::<String>();
+                let (failures, all) = FailureNotices::build(scope, vec![stand_in]);
+                all.probe_with(&probe);
+                (input, failures)
+            });
+            each(index, &mut input, &mut failures);
+            drop(input);
+            let mut steps = 0;
+            while !probe.done() {
+                // The readings' frontier moves on to 100, then they are done.
+                failures.follow((steps < 20).then_some(100));
+                worker.step();
+                steps += 1;
+                if let Some(t) = notice_at.filter(|t| !probe.less_equal(t)) {
+                    assert!(failures.heard().is_some(), "worker {index}: the frontier passed {t} before the notice at {t} was heard");
+                }
+            }
+            out.lock().unwrap()[index] = failures.heard();
+        })
+        .unwrap();
+        let heard = heard.lock().unwrap().clone();
+        heard
+    }
+
+    #[test]
+    fn every_worker_hears_an_output_operators_notice_before_its_frontier_passes_the_notice() {
+        let heard = two_workers(Some(5), |index, input, _| {
+            input.advance_to(5);
+            if index == 0 {
+                input.send("worker 0 failed: a sink".to_string());
+            }
+        });
+        assert_eq!(heard, vec![Some("worker 0 failed: a sink".to_string()); 2]);
+    }
+
+    #[test]
+    fn an_announced_failure_is_heard_by_every_worker_once() {
+        // Announced at the readings' frontier, which has not passed 0 yet.
+        let heard = two_workers(Some(0), |index, input, failures| {
+            input.advance_to(5);
+            if index == 1 {
+                failures.announce("worker 1 failed: a source");
+                failures.announce("worker 1 failed: again");
+            }
+        });
+        assert_eq!(heard, vec![Some("worker 1 failed: a source".to_string()); 2]);
+    }
+
+    #[test]
+    fn without_a_failure_nothing_is_heard_and_the_dataflow_completes() {
+        let heard = two_workers(None, |_, input, _| input.advance_to(5));
+        assert_eq!(heard, vec![None, None]);
+    }
+}
