@@ -143,7 +143,8 @@ fn rusage() -> (f64, f64, f64) {
 pub struct Sweep {
     /// Each run, by rising rate.
     pub runs: Vec<Report>,
-    /// The highest offered rate that was sustained (none when even the first was not).
+    /// The highest rate offered (as run: whole-ms report intervals) that was sustained (none when
+    /// even the first was not).
     pub highest_sustained_rate: Option<u64>,
     /// The p99 window latency bound used, ms.
     pub max_p99_ms: f64,
@@ -177,8 +178,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Outcome> {
         let mut highest = None;
         for _ in 0..args.sweep_steps.max(1) {
             let r = run_once(args, rate)?;
+            // The rate offered: the rate asked for, rounded to whole-ms report intervals.
+            let offered = r.rate_offered;
             tracing::info!(
-                "sweep: {rate} readings/s offered, {:.0} achieved, p99 window latency {:.1} ms",
+                "sweep: {offered} readings/s offered, {:.0} achieved, p99 window latency {:.1} ms",
                 r.rate_achieved,
                 r.window_latency_ms.p99
             );
@@ -187,7 +190,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Outcome> {
             if !sustained {
                 break;
             }
-            highest = Some(rate);
+            highest = Some(offered);
             rate = (rate as f64 * args.sweep_factor) as u64;
         }
         Outcome::Sweep(Sweep { runs, highest_sustained_rate: highest, max_p99_ms: args.max_p99_ms })

@@ -381,6 +381,31 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
     assert!(out.contains("alert latency") && out.contains("window latency") && out.contains("window boundaries"), "{out}");
 }
 
+#[test]
+fn bench_sweep_raises_the_rate_and_reports_the_highest_offered_rate_sustained() {
+    // Two short runs at low rates (both sustained): 1,000/s, then 3,000/s asked, which 100
+    // vehicles reporting every whole 33 ms offer as 3,030/s: the report names the rate run.
+    let dir = tempfile::tempdir().unwrap();
+    let (report, plot) = (dir.path().join("s.json"), dir.path().join("s.svg"));
+    let sweep = "bench --rate 1000 --vehicles 100 --window-secs 1 --duration 11 --sweep --sweep-factor 3 --sweep-steps 2";
+    let files = [report.to_str().unwrap(), plot.to_str().unwrap()];
+    let args: Vec<&str> = sweep.split(' ').chain(["--report", files[0], "--plot", files[1]]).collect();
+    let o = fleetflow(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    let offered: Vec<u64> = runs.iter().map(|run| run["rate_offered"].as_u64().unwrap()).collect();
+    assert_eq!(offered, vec![1000, 3030], "{r}");
+    for run in runs {
+        assert!(run["rate_achieved"].as_f64().unwrap() >= 0.97 * run["rate_offered"].as_f64().unwrap(), "{run}");
+    }
+    assert_eq!(r["highest_sustained_rate"], 3030, "{r}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("highest sustained rate: 3030 readings/s"), "{out}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("3030"), "the plot captions the highest rate sustained");
+}
+
 /// A temporary folder with one generated readings file of `vehicles` over `secs`: (folder, file).
 fn generated(vehicles: &str, secs: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
