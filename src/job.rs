@@ -590,7 +590,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         // The job's watermark, as the dataflow sees it after the exchange of progress.
         let watermark = watermark_probe.with_frontier(|f| f.first().copied());
         failures.follow(watermark);
-        if let Some(e) = &failed {
+        // (A peer's failure is not announced again: every worker hears the peer's own notice.)
+        if let Some(e) = failed.as_ref().filter(|e| !matches!(e, JobError::Peer(_))) {
             failures.announce(&format!("worker {index} failed: {e}"));
         }
         if let Some((rows, buggy, tables)) = refs.as_mut() {

@@ -248,8 +248,7 @@ impl Router {
     pub fn poll(&mut self) {
         let before = self.delivered_count();
         for sink in &self.sinks {
-            let polled = sink.borrow_mut().poll();
-            if let Err(e) = polled {
+            if let Err(e) = sink.borrow_mut().poll() {
                 self.failed.note(e);
             }
         }
@@ -260,9 +259,8 @@ impl Router {
 
     /// Flushes every sink (at shutdown, and once the sources are done).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        for i in 0..self.sinks.len() {
-            let flushed = self.sinks[i].borrow_mut().flush();
-            if let Err(e) = flushed {
+        for sink in &self.sinks {
+            if let Err(e) = sink.borrow_mut().flush() {
                 self.failed.note(e);
             }
         }
