@@ -739,7 +739,8 @@ fn commit_unless_failed(
     if let Some(notice) = heard {
         fail(failed, JobError::Peer(notice), stop, failing);
     }
-    if failed.is_none() && !failing.load(std::sync::atomic::Ordering::SeqCst) {
+    // (`fail` sets `failing` whenever it keeps an error, so this covers this worker's own.)
+    if !failing.load(std::sync::atomic::Ordering::SeqCst) {
         if let Err(e) = driver.commit(durable, force) {
             fail(failed, e.into(), stop, failing);
         }

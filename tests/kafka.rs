@@ -66,7 +66,11 @@ fn run(c: Config) -> Summary {
 
 /// Generated readings as text lines with their vin and send time.
 fn fleet(vehicles: u64, secs: u64) -> Vec<(String, String, u64)> {
-    let cfg = FleetConfig { vehicles, duration_ms: Some(secs * 1000), max_delay_ms: 2_000, ..FleetConfig::default() };
+    fleet_of(FleetConfig { vehicles, duration_ms: Some(secs * 1000), max_delay_ms: 2_000, ..FleetConfig::default() })
+}
+
+/// The readings a fleet generates, as text lines with their vin and send time.
+fn fleet_of(cfg: FleetConfig) -> Vec<(String, String, u64)> {
     let mut p = FleetPartition::new(cfg, 0, 1);
     std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at()))).collect()
 }
@@ -360,10 +364,7 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
         speeder_fraction: 0.3,
         ..FleetConfig::default()
     };
-    let mut p = FleetPartition::new(cfg, 0, 1);
-    let readings: Vec<(String, String, u64)> =
-        std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at())))
-            .collect();
+    let readings = fleet_of(cfg);
     publish(&t, &readings);
 
     let dir = tempfile::tempdir().unwrap();
@@ -424,12 +425,10 @@ fn assert_delivered_as_the_reference(dir: &Path, readings: &[(String, String, u6
 /// them fails halfway, once it has delivered (and committed) the first ten minutes.
 fn fails_at_one_o_clock(out: &Path) -> Vec<(String, String, u64)> {
     let start_ms = 1_764_028_800_000 + 50 * 60_000;
-    let cfg = FleetConfig { vehicles: 20, start_ms, duration_ms: Some(1_200_000), max_delay_ms: 2_000, ..FleetConfig::default() };
-    let mut p = FleetPartition::new(cfg, 0, 1);
     let blocked = out.join("speed_windows/2025/11/25/01");
     std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
     std::fs::write(&blocked, b"").unwrap();
-    std::iter::from_fn(|| p.next_reading().ok().map(|r| (fleetflow::encode::reading_line(&r), r.vin.to_string(), p.emitted_at()))).collect()
+    fleet_of(FleetConfig { vehicles: 20, start_ms, duration_ms: Some(1_200_000), max_delay_ms: 2_000, ..FleetConfig::default() })
 }
 
 /// A job on `topic` from its group's committed offsets into `out`, daily speeders off (the day
