@@ -96,6 +96,13 @@ pub struct RunArgs {
     /// Pin each worker thread to its own CPU when there are several (true, the default, or false).
     #[arg(long, value_name = "BOOL")]
     pub pin_workers: Option<bool>,
+    /// On SIGTERM/Ctrl-C, close and write every open window (partial) instead of stopping exactly
+    /// (Kafka; files and the generator always drain).
+    #[arg(long)]
+    pub drain: bool,
+    /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered [default: 25].
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
     /// Generator: vehicles.
     #[arg(long)]
     pub vehicles: Option<u64>,
@@ -199,6 +206,12 @@ impl RunArgs {
         }
         if let Some(p) = self.pin_workers {
             c.pin_workers = p;
+        }
+        if self.drain {
+            c.drain = true;
+        }
+        if let Some(t) = self.shutdown_timeout_secs {
+            c.shutdown_timeout_secs = t;
         }
         if let Some(v) = self.vehicles {
             c.generator.vehicles = v;

@@ -44,6 +44,13 @@ pub struct Config {
     pub workers: usize,
     /// Pin each worker thread of a multi-worker process to its own CPU (`--pin-workers`).
     pub pin_workers: bool,
+    /// On SIGTERM or Ctrl-C, close every open window and write it (partial) before exiting
+    /// (`--drain`). Without it a Kafka job stops exactly: open windows stay open, the restart
+    /// continues them. Files and the generator always drain.
+    pub drain: bool,
+    /// How long a stop may take before the job gives up and exits non-zero, having committed
+    /// nothing it did not deliver (`--shutdown-timeout-secs`; under Kubernetes' 30 s grace).
+    pub shutdown_timeout_secs: u64,
     /// Where readings come from.
     pub source: SourceConfig,
     /// The built-in fleet generator (when `source.kind = "generator"`).
@@ -255,6 +262,8 @@ impl Default for Config {
         Config {
             workers: 1,
             pin_workers: true,
+            drain: false,
+            shutdown_timeout_secs: 25,
             source: SourceConfig::default(),
             generator: GeneratorConfig::default(),
             kafka: KafkaConfig::default(),

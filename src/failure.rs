@@ -1,4 +1,5 @@
-//! A worker's failure, told to every worker of every process through the dataflow.
+//! A worker's failure or its pause for an exact stop, told to every worker of every process
+//! through the dataflow.
 //!
 //! A failed sink settles the records it lost (so the dataflow can drain), and a process's stop flag
 //! reaches only its own workers. Without more, the outputs' frontier would move past the lost
@@ -11,6 +12,12 @@
 //! reason. Every worker's durable frontier (the probe behind offset commits) passes that time only
 //! after its own copy of the notice has arrived, so a worker reads the notice no later than the
 //! frontier that would have let it commit past the loss, and commits nothing more.
+//!
+//! An exact stop (SIGTERM on a Kafka source) travels the same way: a worker that stops reading
+//! announces that it has paused. Every worker that hears of a pause pauses too and announces it,
+//! so a signal to one process stops the whole cluster. No worker lets the frontier move past its
+//! paused capabilities (which would close windows) before it has heard every worker's pause: until
+//! then another worker could still be reading, and the windows it closed would be lost.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,17 +30,36 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ActivateCapability, Inspect};
 use timely::dataflow::{Scope, StreamVec};
 
-/// Where a worker sends its own notices.
-type NoticeInput = UnorderedHandle<Time, CapacityContainerBuilder<Vec<String>>>;
+/// What one worker tells every worker.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Notice {
+    /// A worker failed, with its error (`worker N failed: ...`).
+    Failed(String),
+    /// Worker N stopped reading for an exact stop: its input capabilities stay where they are.
+    Paused(usize),
+}
 
-/// This worker's side of the failure notices: where it announces its own failure, and the first
-/// notice it heard from any worker (itself included).
+/// Where a worker sends its own notices.
+type NoticeInput = UnorderedHandle<Time, CapacityContainerBuilder<Vec<Notice>>>;
+
+/// What a worker has heard from all workers (itself included).
+#[derive(Default)]
+struct Heard {
+    /// The first failure.
+    failure: Option<String>,
+    /// The workers that have paused.
+    paused: std::collections::BTreeSet<usize>,
+}
+
+/// This worker's side of the notices: where it announces its own failure or pause, and what it
+/// heard from any worker (itself included).
 pub struct FailureNotices {
     /// This worker's notices, at a capability that follows the readings' frontier (dropped once
     /// the readings are done: the dataflow is draining and no worker reads on).
     input: Option<(NoticeInput, ActivateCapability<Time>)>,
-    heard: Rc<RefCell<Option<String>>>,
+    heard: Rc<RefCell<Heard>>,
     announced: bool,
+    paused: bool,
 }
 
 impl FailureNotices {
@@ -42,15 +68,19 @@ impl FailureNotices {
     /// passes a notice's time only after this worker has heard it.
     pub fn build<'scope>(
         scope: Scope<'scope, Time>,
-        notices: Vec<StreamVec<'scope, Time, String>>,
-    ) -> (Self, StreamVec<'scope, Time, String>) {
-        let ((handle, cap), own) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<String>>>();
-        let heard = Rc::new(RefCell::new(None));
-        let first = heard.clone();
-        let all = scope.concatenate(notices.into_iter().chain(std::iter::once(own))).broadcast().inspect(move |notice: &String| {
-            first.borrow_mut().get_or_insert_with(|| notice.clone());
+        notices: Vec<StreamVec<'scope, Time, Notice>>,
+    ) -> (Self, StreamVec<'scope, Time, Notice>) {
+        let ((handle, cap), own) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Notice>>>();
+        let heard = Rc::new(RefCell::new(Heard::default()));
+        let seen = heard.clone();
+        let all = scope.concatenate(notices.into_iter().chain(std::iter::once(own))).broadcast().inspect(move |notice: &Notice| {
+            let mut seen = seen.borrow_mut();
+            match notice {
+                Notice::Failed(f) => drop(seen.failure.get_or_insert_with(|| f.clone())),
+                Notice::Paused(worker) => drop(seen.paused.insert(*worker)),
+            }
         });
-        (FailureNotices { input: Some((handle, cap)), heard, announced: false }, all)
+        (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false }, all)
     }
 
     /// Moves this worker's announcement capability up to the readings' frontier (`None`: they are
@@ -73,14 +103,35 @@ impl FailureNotices {
         if std::mem::replace(&mut self.announced, true) {
             return;
         }
+        self.send(Notice::Failed(failure.to_string()));
+    }
+
+    /// Tells every worker that worker `index` has paused for an exact stop (once).
+    pub fn announce_pause(&mut self, index: usize) {
+        if !std::mem::replace(&mut self.paused, true) {
+            self.send(Notice::Paused(index));
+        }
+    }
+
+    fn send(&mut self, notice: Notice) {
         if let Some((handle, cap)) = self.input.as_mut() {
-            handle.activate().session(&*cap).give(failure.to_string());
+            handle.activate().session(&*cap).give(notice);
         }
     }
 
     /// The first failure heard from any worker, this one's included.
     pub fn heard(&self) -> Option<String> {
-        self.heard.borrow().clone()
+        self.heard.borrow().failure.clone()
+    }
+
+    /// Whether any worker has paused for an exact stop (then this one must pause too).
+    pub fn pause_heard(&self) -> bool {
+        !self.heard.borrow().paused.is_empty()
+    }
+
+    /// How many workers have paused for an exact stop.
+    pub fn paused(&self) -> usize {
+        self.heard.borrow().paused.len()
     }
 }
 
@@ -100,7 +151,7 @@ mod tests {
     /// each worker heard.
     fn two_workers(
         notice_at: Option<Time>,
-        each: impl Fn(usize, &mut timely::dataflow::operators::vec::input::Handle<Time, String>, &mut FailureNotices) + Send + Sync + 'static,
+        each: impl Fn(usize, &mut timely::dataflow::operators::vec::input::Handle<Time, Notice>, &mut FailureNotices) + Send + Sync + 'static,
     ) -> Vec<Option<String>> {
         let heard = Arc::new(Mutex::new(vec![None, None]));
         let out = heard.clone();
@@ -108,7 +159,7 @@ mod tests {
             let index = worker.index();
             let probe = ProbeHandle::new();
             let (mut input, mut failures) = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, stand_in) = scope.new_input::<String>();
+                let (input, stand_in) = scope.new_input::<Notice>();
                 let (failures, all) = FailureNotices::build(scope, vec![stand_in]);
                 all.probe_with(&probe);
                 (input, failures)
@@ -137,7 +188,7 @@ mod tests {
         let heard = two_workers(Some(5), |index, input, _| {
             input.advance_to(5);
             if index == 0 {
-                input.send("worker 0 failed: a sink".to_string());
+                input.send(Notice::Failed("worker 0 failed: a sink".to_string()));
             }
         });
         assert_eq!(heard, vec![Some("worker 0 failed: a sink".to_string()); 2]);
@@ -160,5 +211,42 @@ mod tests {
     fn without_a_failure_nothing_is_heard_and_the_dataflow_completes() {
         let heard = two_workers(None, |_, input, _| input.advance_to(5));
         assert_eq!(heard, vec![None, None]);
+    }
+
+    #[test]
+    fn a_pause_reaches_every_worker_and_each_pauses_in_turn() {
+        let paused = Arc::new(Mutex::new(vec![0, 0]));
+        let out = paused.clone();
+        timely::execute(timely::Config::process(2), move |worker| {
+            let index = worker.index();
+            let probe = ProbeHandle::new();
+            let mut notices = worker.dataflow::<Time, _, _>(|scope| {
+                let (notices, all) = FailureNotices::build(scope, Vec::new());
+                all.probe_with(&probe);
+                notices
+            });
+            assert!(!notices.pause_heard());
+            if index == 1 {
+                notices.announce_pause(1);
+                notices.announce_pause(1);
+            }
+            let mut steps = 0;
+            while notices.paused() < 2 && steps < 10_000 {
+                if notices.pause_heard() {
+                    notices.announce_pause(index);
+                }
+                notices.follow(Some(100));
+                worker.step();
+                steps += 1;
+            }
+            assert_eq!(notices.heard(), None, "a pause is no failure");
+            notices.follow(None);
+            while !probe.done() {
+                worker.step();
+            }
+            out.lock().unwrap()[index] = notices.paused();
+        })
+        .unwrap();
+        assert_eq!(*paused.lock().unwrap(), vec![2, 2], "each worker heard both pauses, each once");
     }
 }

@@ -15,13 +15,13 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::core::unordered_input::UnorderedInput;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::operators::{Concat, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::encode::{self, Encoded};
-use crate::failure::FailureNotices;
+use crate::failure::{FailureNotices, Notice};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
@@ -306,7 +306,7 @@ fn route<'scope>(
     name: StreamName,
     router: &std::rc::Rc<std::cell::RefCell<Router>>,
     mut tap: impl FnMut(&[Encoded], Time, Option<Time>) + 'static,
-) -> StreamVec<'scope, Time, String> {
+) -> StreamVec<'scope, Time, Notice> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
     let stream = if router.borrow().sealed(name) {
@@ -327,7 +327,7 @@ fn route<'scope>(
               output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
             '_,
             Time,
-            timely::container::CapacityContainerBuilder<Vec<String>>,
+            timely::container::CapacityContainerBuilder<Vec<Notice>>,
         >| {
             input.for_each_stamp(|cap, data| {
                 let mut router = router.borrow_mut();
@@ -373,7 +373,7 @@ fn route<'scope>(
                 // sink settles them), tell every worker at the earliest time still held, so none
                 // commits offsets past them (see `failure`).
                 if let (Some(failure), Some((_, cap))) = (router.failure(), held.iter().min_by_key(|(_, c)| *c.time())) {
-                    output.session(cap).give(format!("worker {worker} failed: {failure}"));
+                    output.session(cap).give(Notice::Failed(format!("worker {worker} failed: {failure}")));
                     announced = true;
                 }
             }
@@ -462,14 +462,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         let ((late_handle, late_cap), late) = scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
         let ((errors_handle, errors_cap), errors) =
             scope.new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<Rejected>>>();
+        let ((reread_handle, reread_cap), reread) = scope.new_unordered_input();
         let readings: StreamVec<'_, Time, fleetflow_dataflows::Reading> = readings;
-        let readings = readings.probe_with(&watermark_probe);
         // Each output operator's failure notices (see `failure`).
         let mut notices = Vec::new();
         if router.borrow().wants(StreamName::RAW) {
             // Only when routed: a second consumer of the readings costs a copy of every batch.
+            // (Readings an earlier run archived before it stopped exactly are not archived again.)
             notices.push(route(readings.clone().map(|r| encode::raw(&r)), StreamName::RAW, &router, |_, _, _| {}));
         }
+        let readings = readings.concat(reread).probe_with(&watermark_probe);
         let rows = rows_input.to_collection(scope);
         let buggy = buggy_input.to_collection(scope);
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
@@ -485,21 +487,25 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             notices.push(route(records, name, &router, tap_for(name, live, metrics)));
         };
         let published = fleetflow_dataflows::analysis::build(&mut core, analyses, attach);
-        if live.serving.load(std::sync::atomic::Ordering::Relaxed) {
-            // The latest window of each vehicle, for the HTTP API (after the outputs' hand-off).
-            let l = live.clone();
-            core.speed_windows().inspect_core(move |event| {
-                if let Ok((_, windows)) = event {
-                    l.note_windows(windows);
-                }
-            });
-        }
+        // The latest window of each vehicle, for the HTTP API (after the outputs' hand-off). Built
+        // whether or not this process serves the API: every process of a cluster must build the
+        // same dataflow (one without an API would otherwise mismatch channels and stall progress).
+        let (l, serving) = (live.clone(), live.serving.load(std::sync::atomic::Ordering::Relaxed));
+        core.speed_windows().inspect_core(move |event| {
+            if let (true, Ok((_, windows))) = (serving, event) {
+                l.note_windows(windows);
+            }
+        });
         notices.push(route(late.map(|r| encode::rejected(&r)), StreamName::LATE, &router, |_, _, _| {}));
         notices.push(route(errors.map(|r| encode::rejected(&r)), StreamName::ERRORS, &router, |_, _, _| {}));
         let (failures, notices) = FailureNotices::build(scope, notices);
         notices.probe_with(&done_probe);
-        let inputs =
-            SourceInputs { readings: (readings_handle, readings_cap), late: (late_handle, late_cap), errors: (errors_handle, errors_cap) };
+        let inputs = SourceInputs {
+            readings: (readings_handle, readings_cap),
+            reread: (reread_handle, reread_cap),
+            late: (late_handle, late_cap),
+            errors: (errors_handle, errors_cap),
+        };
         published.map(|published| (inputs, failures, published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok())))
     });
     let (inputs, mut failures, live_daily) = inputs?;
@@ -544,11 +550,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let mut refs: Option<RefInputs> = Some((rows_input, buggy_input, table_inputs));
 
     let partitions = partitions_for(config, archive, metrics, index, peers)?;
-    let mut driver =
-        SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone(), stop.clone())
-            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
-            .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
-            .with_completion(completion(&params, analyses, &router.borrow()));
+    let mut driver = SourceDriver::new(partitions, inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
+        .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
+        .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
+        .with_completion(completion(&params, analyses, &router.borrow()));
     if config.source.kind == SourceKind::Kafka {
         // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
         let resume = crate::sources::kafka::resume_frontier(&config.kafka)?;
@@ -563,23 +568,39 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let started = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
     let mut failed: Option<JobError> = None;
+    // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
+    let exact = config.source.kind == SourceKind::Kafka && !config.drain;
+    let mut phase = Phase::Reading;
     // The dataflow is built and the sources are open.
     live.ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
     loop {
-        // A failure stops the sources but not the dataflow: every worker steps on until the
-        // dataflow has drained, so no peer waits forever on this one; the error is returned then.
-        let status = match driver.pump(16_384) {
-            Ok(status) => status,
-            Err(e) => {
+        // (`fail` sets `failing` before `stop`: read in this order, a failure is never taken for a stop.)
+        let failing_now = failing.load(std::sync::atomic::Ordering::SeqCst);
+        let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
+        if phase == Phase::Reading && exact && !failing_now && (stopping || failures.pause_heard()) {
+            phase = Phase::Paused;
+            failures.announce_pause(index);
+            if local == 0 {
+                info!("stopping: reading paused; delivering what the closed windows produced, then committing (open windows stay open for the restart)");
+            }
+        }
+        // A failure or a draining stop closes the sources but not the dataflow: every worker steps
+        // on until the dataflow has drained, so no peer waits forever on this one.
+        if failing_now || (phase == Phase::Reading && stopping) {
+            driver.close();
+        }
+        let status = match phase {
+            Phase::Reading => driver.pump(16_384).unwrap_or_else(|e| {
                 fail(&mut failed, e.into(), stop, failing);
                 Poll::Pending
-            }
+            }),
+            Phase::Paused | Phase::Halted => Poll::Pending,
         };
-        // Once a worker of this process failed (set before the stop its sources just saw), nothing
-        // more is written: closing the sources closes every window, and those written now would be
-        // partial; all of it is derived again from the uncommitted readings at the next start.
-        if failing.load(std::sync::atomic::Ordering::SeqCst) {
+        // Once a worker of this process failed, nothing more is written: closing the sources
+        // closes every window, and those written now would be partial; all of it is derived again
+        // from the uncommitted readings at the next start.
+        if failing_now {
             router.borrow_mut().halt();
         }
         if let Some(w) = metrics.watermarks.get(local) {
@@ -663,7 +684,20 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         // unless a worker failed (its sinks may have lost records below this frontier: it reaches
         // here only after the failure's notice, see `failure`).
         let durable = done_probe.with_frontier(|f| f.first().copied());
-        commit_unless_failed(&mut driver, durable, false, failures.heard(), &mut failed, (stop, failing));
+        if phase != Phase::Halted {
+            commit_unless_failed(&mut driver, durable, false, failures.heard(), &mut failed, (stop, failing));
+        }
+        if phase == Phase::Paused && !failing.load(std::sync::atomic::Ordering::SeqCst) {
+            let stopped = exact_stop(&mut driver, &mut router.borrow_mut(), &failures, peers, (durable, watermark));
+            phase = stopped.unwrap_or_else(|e| {
+                fail(&mut failed, e, stop, failing);
+                Phase::Paused
+            });
+            if phase == Phase::Halted && local == 0 {
+                let at = watermark.map(encode::rfc3339).unwrap_or_default();
+                info!("stopped exactly: every output before {at} delivered and its offsets committed; a restart from them continues the open windows");
+            }
+        }
 
         if last_progress.0.elapsed() >= progress_every {
             let lags = driver.lags();
@@ -680,7 +714,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     if let Err(e) = router.borrow_mut().flush() {
         fail(&mut failed, e.into(), stop, failing);
     }
-    commit_unless_failed(&mut driver, None, true, failures.heard(), &mut failed, (stop, failing));
+    if phase != Phase::Halted {
+        commit_unless_failed(&mut driver, None, true, failures.heard(), &mut failed, (stop, failing));
+    }
     if local == 0 {
         info!("worker {index} finished in {:.2}s", started.elapsed().as_secs_f64());
     }
@@ -723,6 +759,49 @@ fn completion(
         .collect();
     let p = params.clone();
     move |ts| routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max)
+}
+
+/// Where a worker is in an exact stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading its sources (a draining stop stays here: its sources are closed).
+    Reading,
+    /// Reading paused with the input capabilities where they were: waiting for every worker to
+    /// pause and for what the closed windows produced to be delivered.
+    Paused,
+    /// Committed at the stop's frontier: nothing more is written or committed while the dataflow
+    /// drains (the windows it closes now would be partial).
+    Halted,
+}
+
+/// One look at an exact stop: once every worker has paused (no worker reads on, so the readings'
+/// frontier is final) and every output below that frontier is delivered (the durable frontier
+/// has reached it, and the sinks hold nothing undelivered), commits there and halts.
+///
+/// Consistency: every reading below the frontier entered windows that closed below it, and
+/// their outputs were delivered; a reading at or above it is in an open window, whose outputs
+/// have not been written. So committing the offsets up to the first reading whose outputs are not
+/// all delivered, with the frontier as the point below which a restart writes nothing again, and
+/// how far each partition was read (its `late`, `errors` and `raw` records were delivered), loses
+/// and repeats nothing. No worker closes its inputs before it has heard every worker's pause, so
+/// the frontier cannot move past the stop while any worker still writes.
+fn exact_stop(
+    driver: &mut SourceDriver,
+    router: &mut Router,
+    notices: &FailureNotices,
+    peers: usize,
+    (durable, watermark): (Option<Time>, Option<Time>),
+) -> Result<Phase, JobError> {
+    // Every source already finished: this is the end of the input, drained as usual.
+    let Some(frontier) = watermark.filter(|_| notices.paused() >= peers) else { return Ok(Phase::Paused) };
+    router.flush_for_stop()?;
+    if !router.settled() || durable.is_none_or(|d| d < frontier) {
+        return Ok(Phase::Paused);
+    }
+    driver.commit_stop(frontier)?;
+    router.halt();
+    driver.close();
+    Ok(Phase::Halted)
 }
 
 /// Commits what the durable frontier allows (`None`: everything read), unless this worker failed,

@@ -1,37 +1,99 @@
 //! The `fleetflow` binary: parses the command line and runs a subcommand; errors are reported with
 //! their cause chain and a non-zero exit.
 
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use fleetflow::cli::{Cli, Command};
 use tracing::info;
 
-fn main() -> anyhow::Result<()> {
+/// Prints a line on stdout, best effort: a closed stdout (`| head`) is no reason to fail.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints a line on stderr, best effort.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            err!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once (an error that already quotes its
+/// cause is not followed by it again). No backtrace: these are the user's errors to fix.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn run() -> anyhow::Result<()> {
     // Before any thread starts: window bursts reuse freed memory instead of faulting it in again.
     fleetflow::allocator::keep_freed_memory();
     let cli = Cli::parse();
+    // Logging is best effort: a closed stderr (a log shipper restarting) must not stop the job,
+    // so a failed write is dropped rather than reported on the same closed stderr (which panics).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log: not a valid log filter (e.g. info)")?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .init();
     match cli.command.unwrap_or_else(|| Command::Run(Box::default())) {
         Command::Run(args) => {
             let config = args.config()?;
             if args.print_config {
-                print!("{}", toml::to_string(&config).context("printing the config")?);
+                out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
                 return Ok(());
             }
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
+            let exact = config.source.kind == fleetflow::config::SourceKind::Kafka && !config.drain;
+            let timeout = Duration::from_secs(config.shutdown_timeout_secs);
             ctrlc::set_handler(move || {
                 if flag.swap(true, Ordering::SeqCst) {
-                    eprintln!("second interrupt: exiting without flushing");
+                    err!("second interrupt: exiting at once (nothing more is committed; a restart resumes from the last commit)");
                     std::process::exit(130);
                 }
-                eprintln!("interrupt: closing windows, flushing sinks (Ctrl-C again to abort)");
+                if exact {
+                    err!("stopping: reading paused, delivering and committing what closed windows produced; open windows stay open for the restart (signal again to abort)");
+                } else {
+                    err!("stopping: closing every window, flushing sinks (signal again to abort)");
+                }
+                // A stop is bounded in time: a sink or broker that does not answer must not hold
+                // the job until an orchestrator's SIGKILL. Commits follow deliveries, so leaving
+                // now commits nothing undelivered.
+                std::thread::spawn(move || {
+                    std::thread::sleep(timeout);
+                    err!(
+                        "error: the stop did not finish within {} s (shutdown_timeout_secs): a sink or the Kafka broker is not answering; exiting without committing more, a restart resumes from the last commit",
+                        timeout.as_secs()
+                    );
+                    std::process::exit(1);
+                });
             })
             .context("installing the Ctrl-C handler")?;
             let summary = fleetflow::job::run(config, stop)?;
@@ -54,53 +116,62 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => {
             let print = |r: &fleetflow::bench::Report| {
                 let (l, a) = (&r.window_latency_ms, &r.alert_latency_ms);
-                println!(
+                out!(
                     "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
-                    r.rate_offered, r.rate_achieved, r.wall_secs, r.readings, r.workers
+                    r.rate_offered,
+                    r.rate_achieved,
+                    r.wall_secs,
+                    r.readings,
+                    r.workers
                 );
-                println!(
+                out!(
                     "  window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
                     r.allowed_lateness_ms, l.windows, l.p50, l.p90, l.p99, l.p999, l.max
                 );
                 let (s, d) = (&r.window_latency_source_ms, &r.window_latency_dataflow_ms);
-                println!(
+                out!(
                     "  of which until the sources' watermark passed the window's end: p50 {:.1} ms, p99 {:.1}; then the dataflow: p50 {:.1} ms, p99 {:.1}",
                     s.p50, s.p99, d.p50, d.p99
                 );
                 let last: Vec<f64> = r.window_latency_by_boundary.iter().map(|b| b.last_ms).collect();
                 if let (Some(best), Some(worst)) = (last.iter().copied().reduce(f64::min), last.iter().copied().reduce(f64::max)) {
-                    println!("  {} window boundaries, each one's last hand-off: best {best:.1} ms, worst {worst:.1}", last.len());
+                    out!("  {} window boundaries, each one's last hand-off: best {best:.1} ms, worst {worst:.1}", last.len());
                 }
-                println!(
+                out!(
                     "  alert latency from the window's end, {} alerts: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
-                    a.windows, a.p50, a.p90, a.p99, a.p999, a.max
+                    a.windows,
+                    a.p50,
+                    a.p90,
+                    a.p99,
+                    a.p999,
+                    a.max
                 );
-                println!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
+                out!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
             };
             match fleetflow::bench::bench(&args)? {
                 fleetflow::bench::Outcome::Run(r) => print(&r),
                 fleetflow::bench::Outcome::Sweep(s) => {
                     s.runs.iter().for_each(print);
                     match s.highest_sustained_rate {
-                        Some(rate) => println!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
-                        None => println!("no rate sustained (p99 window latency under {} ms)", s.max_p99_ms),
+                        Some(rate) => out!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
+                        None => out!("no rate sustained (p99 window latency under {} ms)", s.max_p99_ms),
                     }
                 }
             }
-            println!("report in {}, plot in {}", args.report.display(), args.plot.display());
+            out!("report in {}, plot in {}", args.report.display(), args.plot.display());
             Ok(())
         }
         Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => {
             let r = fleetflow::aws_setup::setup(&args)?;
-            println!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
+            out!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
             for s in &r.created_streams {
-                println!("delivery stream {s}: created");
+                out!("delivery stream {s}: created");
             }
             for s in &r.existing_streams {
-                println!("delivery stream {s}: exists");
+                out!("delivery stream {s}: exists");
             }
             for t in &r.topics {
-                println!("topic {t}: ready");
+                out!("topic {t}: ready");
             }
             Ok(())
         }
@@ -111,7 +182,7 @@ fn main() -> anyhow::Result<()> {
             ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
             let r = fleetflow::replay::replay(&args, stop)?;
             let s = &r.summary;
-            println!(
+            out!(
                 "replayed {} readings ({} MB) in {:.2}s: {:.0} readings/s, {:.1} MB/s; {} late, {} malformed, {} outside the days and margin",
                 s.readings,
                 r.bytes / 1_000_000,
@@ -124,10 +195,10 @@ fn main() -> anyhow::Result<()> {
             );
             for (stream, n) in &s.out {
                 if *n > 0 {
-                    println!("  {}: {} records", stream.as_str(), n);
+                    out!("  {}: {} records", stream.as_str(), n);
                 }
             }
-            println!("  ({} records outside the replayed days computed for context, not written)", r.outside_range);
+            out!("  ({} records outside the replayed days computed for context, not written)", r.outside_range);
             Ok(())
         }
         Command::Generate(args) => {

@@ -268,7 +268,26 @@ impl Router {
         self.check()
     }
 
-    /// Writes nothing more (the job failed): [`Router::write`] counts what it is given as discarded.
+    /// An exact stop: every sink delivers what it was given, even files not complete yet.
+    pub fn flush_for_stop(&mut self) -> Result<(), SinkError> {
+        for sink in &self.sinks {
+            if let Err(e) = sink.borrow_mut().flush_for_stop() {
+                self.failed.note(e);
+            }
+        }
+        self.wake();
+        self.check()
+    }
+
+    /// Whether every record written to any sink has been delivered.
+    pub fn settled(&self) -> bool {
+        self.sinks.iter().all(|s| {
+            let s = s.borrow();
+            StreamName::all().all(|n| s.delivered(n) >= s.written(n))
+        })
+    }
+
+    /// Writes nothing more (the job failed, or stopped exactly): [`Router::write`] counts what it is given as discarded.
     pub fn halt(&mut self) {
         self.halted = true;
     }

@@ -169,6 +169,34 @@ fn ctrl_c_or_sigterm_closes_windows_flushes_and_exits_cleanly() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_job() {
+    // `fleetflow run ... 2>&1 | head -1`: the log reader goes away after its first line. The job
+    // must go on (logging is best effort) and write its outputs; so must `--print-config | head`.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(BIN)
+        .args(["run", "--fast", "--vehicles", "50", "--duration-secs", "600"])
+        .args(["--http", "", "--output", out.to_str().unwrap(), "--log", "debug"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "the job logs");
+    } // the pipe's reading end is closed here: every later log line fails to write
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the job ran to its end with its log pipe closed: {status}");
+    assert!(lines_of(&out, "speed_windows").len() >= 50 * 9, "and wrote its windows");
+
+    let mut child = Command::new(BIN).args(["run", "--print-config"]).stdout(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    assert!(child.wait().unwrap().success(), "printing to a closed stdout is no failure");
+}
+
 #[test]
 fn reference_edits_take_effect_while_running() {
     let dir = tempfile::tempdir().unwrap();

@@ -91,7 +91,10 @@ fn publish_live(topic: &str, readings: &[(String, String, u64)], spacing: Durati
         let p = producer();
         let started = Instant::now();
         for (i, (line, vin, at)) in readings.iter().enumerate() {
-            p.send(BaseRecord::to(&t).key(vin).payload(line).timestamp(*at as i64)).map_err(|(e, _)| e).unwrap();
+            // (A record without a vin goes without a key.)
+            let record = BaseRecord::to(&t).payload(line).timestamp(*at as i64);
+            let record = if vin.is_empty() { record } else { record.key(vin) };
+            p.send(record).map_err(|(e, _)| e).unwrap();
             if let Some(wait) = (spacing * i as u32).checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
@@ -171,6 +174,8 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = kafka_config(dir.path(), 1, &t, "earliest", "");
     c.kafka.idle_timeout_ms = 500;
+    // A draining stop: it closes the open windows (an exact one would keep them for the restart).
+    c.drain = true;
     let stop = Arc::new(AtomicBool::new(false));
     let job = {
         let stop = stop.clone();
@@ -203,7 +208,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     assert_eq!((summary.readings, summary.late), (300, 1));
     let late = lines_of(dir.path(), "late");
     assert!(late[0].contains("idle") && late[0].contains(&format!("{t}/1/0")), "{late:?}");
-    assert_eq!(lines_of(dir.path(), "speed_windows").len(), 5, "end of input closes the open windows");
+    assert_eq!(lines_of(dir.path(), "speed_windows").len(), 5, "a draining stop closes the open windows");
 }
 
 /// Messages of `topic` (2 partitions) that `group` has committed.
@@ -547,4 +552,138 @@ fn copy_tree(from: &Path, to: &Path) {
     } else if from.is_file() {
         std::fs::copy(from, to).unwrap();
     }
+}
+
+/// Twenty vehicles over 20 minutes with 1% of readings 30 s late and a malformed line (no key)
+/// every 500 messages, as lines with their vin (empty: no key) and send time.
+fn fleet_with_rejects() -> Vec<(String, String, u64)> {
+    let cfg = FleetConfig { vehicles: 20, duration_ms: Some(1_200_000), late_fraction: 0.01, ..FleetConfig::default() };
+    let mut all = fleet_of(cfg);
+    for i in (0..all.len()).step_by(500).rev() {
+        let at = all[i].2;
+        all.insert(i, (format!("malformed line {i}"), String::new(), at));
+    }
+    all
+}
+
+/// Every stream an exact stop must neither lose nor repeat (buggy devices need reference files).
+const EXACT_STREAMS: [&str; 7] = ["speed_windows", "speeders", "daily_speeders", "alerts", "late", "errors", "raw"];
+
+/// The reference for an exact stop: `readings` from a file in one uninterrupted run, every stream
+/// of [`EXACT_STREAMS`] to `dir/reference`.
+fn exact_reference(dir: &Path, readings: &[(String, String, u64)]) -> std::path::PathBuf {
+    let reference = dir.join("reference");
+    let mut c = file_job(dir, readings, &reference, 1);
+    c.routes.insert("raw".into(), vec!["local".into()]);
+    run(c);
+    assert!(!lines_of(&reference, "late").is_empty() && !lines_of(&reference, "errors").is_empty());
+    reference
+}
+
+/// Waits until the job serving metrics at `http` has read `n` records (or a minute has passed).
+fn wait_until_read(http: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let read = common::http_get(http, "/metrics").and_then(|(_, m)| common::metric(&m, "fleetflow_records_read_total"));
+        if read.is_some_and(|r| r >= n as u64) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the job did not read {n} records within a minute");
+}
+
+/// A loopback address free when asked, for a job's HTTP API.
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+#[cfg(unix)]
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// The binary on `topic` from its group's committed offsets into `out`, every stream of
+/// [`EXACT_STREAMS`] on (daily speeders hold commits back for the whole day).
+#[cfg(unix)]
+fn exact_job(dir: &Path, topic: &str, out: &Path, args: &[&str]) -> std::process::Command {
+    let cfg = dir.join("exact.toml");
+    std::fs::write(&cfg, "[routes]\nraw = [\"local\"]\n").unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fleetflow"));
+    c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", topic, "--group", &format!("g-{topic}")]);
+    c.args(["--buffer-secs", "0", "--output", out.to_str().unwrap()]).args(args);
+    c.stderr(std::process::Stdio::piped());
+    c
+}
+
+#[cfg(unix)]
+#[test]
+fn stopped_twice_mid_topic_and_resumed_at_other_worker_counts_loses_and_repeats_nothing() {
+    // SIGTERM while the vehicles publish, at a third and at two thirds of the topic, restarting
+    // at 2, 1 and 2 workers; then the rest to the end. The outputs together are the uninterrupted
+    // run's: every window, late and malformed record and archived reading once.
+    let readings = fleet_with_rejects();
+    let t = topic("exactstop", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    let mut logs = String::new();
+    for (workers, at) in [("2", readings.len() / 3), ("1", readings.len() * 2 / 3)] {
+        let http = free_address();
+        let job = exact_job(dir.path(), &t, &out, &["-w", workers, "--http", &http]).spawn().unwrap();
+        wait_until_read(&http, at);
+        sigterm(&job);
+        let o = job.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
+        logs.push_str(&log);
+    }
+    producer.join().unwrap();
+    let last = exact_job(dir.path(), &t, &out, &["-w", "2", "--http", "", "--stop", "end"]).output().unwrap();
+    logs.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success(), "{logs}");
+    let reference = exact_reference(dir.path(), &readings);
+    common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &logs);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_to_one_process_stops_the_cluster_exactly() {
+    use std::io::Write;
+    // Two processes of one worker on a one-partition topic: process 1 reads nothing, and it is the
+    // one signalled. Process 0 must pause too (else the windows it closes would be lost to
+    // process 1's halted sinks), both exit cleanly, and one process resumes where they stopped.
+    let readings = fleet_with_rejects();
+    let t = topic("clusterstop", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let port = common::two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let http = free_address();
+    let spawn = |process: &str, http: &str| {
+        exact_job(dir.path(), &t, &out, &["-w", "1", "--http", http, "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()])
+            .spawn()
+            .unwrap()
+    };
+    let processes = [spawn("0", &http), spawn("1", "")];
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    wait_until_read(&http, readings.len() / 2);
+    sigterm(&processes[1]);
+    let logs: Vec<(bool, String)> = processes
+        .into_iter()
+        .map(|p| p.wait_with_output().unwrap())
+        .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string()))
+        .collect();
+    let all = format!("{}\n---\n{}", logs[0].1, logs[1].1);
+    assert!(logs.iter().all(|(ok, log)| *ok && log.contains("stopped exactly")), "both processes stop exactly:\n{all}");
+    producer.join().unwrap();
+    let last = exact_job(dir.path(), &t, &out, &["-w", "2", "--http", "", "--stop", "end"]).output().unwrap();
+    let all = format!("{all}\n---\n{}", String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success(), "{all}");
+    let reference = exact_reference(dir.path(), &readings);
+    common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &all);
 }

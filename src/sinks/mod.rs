@@ -64,6 +64,11 @@ pub trait Sink {
     fn poll(&mut self) -> Result<(), SinkError>;
     /// Flushes everything buffered.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// An exact stop: delivers everything written so far, even what waits for more records to be
+    /// complete (a sealed file: the restart merges the rest into it).
+    fn flush_for_stop(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
     /// Records of `stream` accepted by [`Sink::write`] so far.
     fn written(&self, stream: StreamName) -> u64;
     /// Records of `stream` durable so far (delivered, on disk, or dead-lettered): the first

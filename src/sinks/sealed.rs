@@ -128,6 +128,20 @@ impl Sink for SealedFolderSink {
         Ok(())
     }
 
+    /// Writes every open file as it stands: the run that resumes from the stop merges its
+    /// records into them.
+    fn flush_for_stop(&mut self) -> Result<(), SinkError> {
+        for stream in StreamName::all() {
+            let open = std::mem::take(&mut self.streams[stream.index()].open);
+            for (key, group) in open {
+                self.write_group(stream, key, group.lines)?;
+            }
+        }
+        // Records that still arrive join what was just written rather than replace it.
+        self.resumed_below = Time::MAX;
+        Ok(())
+    }
+
     fn written(&self, stream: StreamName) -> u64 {
         self.streams[stream.index()].written
     }

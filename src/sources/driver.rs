@@ -10,7 +10,6 @@
 //! the watermark back; when data returns it holds it again, and its readings below the capability
 //! (which moved on without it) are late.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +27,13 @@ use crate::rejected::Rejected;
 /// An unordered timely input of `D` records.
 pub type InputHandle<D> = UnorderedHandle<Time, CapacityContainerBuilder<Vec<D>>>;
 
-/// The three inputs a driver feeds, with their capabilities.
+/// The inputs a driver feeds, with their capabilities.
 pub struct SourceInputs {
     /// Accepted readings, at their bucketed event time.
     pub readings: (InputHandle<Reading>, ActivateCapability<Time>),
+    /// Accepted readings that an earlier run read before it stopped exactly: they enter the
+    /// windows again, but that run already archived them (`raw`).
+    pub reread: (InputHandle<Reading>, ActivateCapability<Time>),
     /// Late readings.
     pub late: (InputHandle<Rejected>, ActivateCapability<Time>),
     /// Malformed records.
@@ -58,7 +60,6 @@ pub struct SourceDriver {
     lateness: Time,
     granularity: Time,
     metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
     idle_timeout: Option<Duration>,
     clock: Box<dyn Fn() -> Instant>,
     /// The time the inputs' capabilities are at: no reading below it can be sent.
@@ -68,6 +69,7 @@ pub struct SourceDriver {
     /// When all outputs derived from a reading of this event time are delivered (for commits).
     completion: Box<dyn Fn(Time) -> Time>,
     accepted: Vec<Reading>,
+    reread: Vec<Reading>,
     late: Vec<Rejected>,
     errors: Vec<Rejected>,
 }
@@ -81,7 +83,6 @@ impl SourceDriver {
         lateness: Time,
         granularity: Time,
         metrics: Arc<Metrics>,
-        stop: Arc<AtomicBool>,
     ) -> Self {
         let now = Instant::now();
         let partitions = partitions
@@ -97,13 +98,13 @@ impl SourceDriver {
             lateness,
             granularity,
             metrics,
-            stop,
             idle_timeout: None,
             clock: Box::new(Instant::now),
             floor: 0,
             max_future: None,
             completion: Box::new(|ts| ts),
             accepted: Vec::new(),
+            reread: Vec::new(),
             late: Vec::new(),
             errors: Vec::new(),
         };
@@ -137,6 +138,26 @@ impl SourceDriver {
             }
         }
         Ok(())
+    }
+
+    /// An exact stop: commits, in every partition that commits, what the durable frontier has
+    /// passed, with how far each was read.
+    pub fn commit_stop(&mut self, durable: Time) -> Result<(), SourceError> {
+        for p in &mut self.partitions {
+            if p.partition.commits() {
+                p.partition.commit_stop(durable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops reading: every partition counts as finished and the inputs are closed, so the
+    /// dataflow's frontier moves on and every open window closes.
+    pub fn close(&mut self) {
+        for p in &mut self.partitions {
+            p.finished = true;
+        }
+        self.inputs = None;
     }
 
     /// Replaces the clock that idleness is measured with (for tests).
@@ -182,11 +203,6 @@ impl SourceDriver {
         if self.inputs.is_none() {
             return Ok(Poll::Finished);
         }
-        if self.stop.load(Ordering::Relaxed) {
-            for p in &mut self.partitions {
-                p.finished = true;
-            }
-        }
         let active = self.partitions.iter().filter(|p| !p.finished).count().max(1);
         let share = (budget / active).max(1);
         let mut any_ready = false;
@@ -213,113 +229,66 @@ impl SourceDriver {
     }
 
     fn poll_partition(&mut self, index: usize, max: usize) -> Result<Poll, SourceError> {
-        let lateness = self.lateness;
-        let floor = self.floor;
-        let max_future = self.max_future;
-        let wall = now_ms();
+        let judge = Judge { lateness: self.lateness, floor: self.floor, max_future: self.max_future, wall: now_ms() };
         let completion = &self.completion;
         let now = (self.clock)();
         let state = &mut self.partitions[index];
         let partition = &mut state.partition;
         let max_ts = &mut state.max_ts;
         let last_data = &mut state.last_data;
-        let (accepted, late, errors) = (&mut self.accepted, &mut self.late, &mut self.errors);
-        let (mut read, mut blank) = (0u64, 0u64);
+        let (accepted, reread, late, errors) = (&mut self.accepted, &mut self.reread, &mut self.late, &mut self.errors);
+        let (mut read, mut blank, mut delivered_before) = (0u64, 0u64, (0u64, 0u64));
         // Offsets of the rejects of this poll; their positions are asked of the partition afterwards.
         let (mut late_at, mut error_at) = (Vec::new(), Vec::new());
-        let malformed = |bytes: &[u8], reason: String| Rejected {
-            record: bytes.to_vec(),
-            position: String::new(),
-            reason,
-            timestamp: None,
-            watermark: None,
-            arrived: now_ms(),
-        };
         let tracking = partition.commits();
+        let reread_below = partition.reread_below();
         let mut runs: Vec<Run> = Vec::new();
         let status = partition.poll(max, &mut |record, offset| {
             read += 1;
-            // Rejects and blanks are delivered with the capability's time, readings with their windows.
-            let reject = |runs: &mut Vec<Run>| {
-                if tracking {
-                    Run::push(runs, offset, floor, None);
-                }
-            };
             *last_data = now;
-            let (parsed, raw, key) = match record {
-                Record::Line(bytes) => (parse_line(bytes), bytes, None),
-                Record::Message { payload, key } => (parse_line(payload), payload, key),
-                Record::Reading(r) => (Parsed::Reading(r), &[][..], None),
-                Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None),
-            };
-            let reading = match parsed {
-                Parsed::Reading(r) => r,
-                Parsed::Blank => {
+            // An earlier run that stopped exactly delivered the rejects and raw lines of what it read.
+            let again = offset < reread_below;
+            let reading = match judge.judge(record, *max_ts) {
+                Verdict::Reading(r) => Some(r),
+                Verdict::Blank => {
                     blank += 1;
-                    reject(&mut runs);
-                    return;
+                    None
                 }
-                Parsed::Malformed(reason) => {
-                    // An oversized record is kept by its head only: the error says how long it was.
-                    let kept = if raw.len() > crate::parse::MAX_RECORD_BYTES { &raw[..crate::parse::OVERSIZED_HEAD] } else { raw };
-                    errors.push(malformed(kept, reason));
+                Verdict::Malformed(_) if again => {
+                    delivered_before.1 += 1;
+                    None
+                }
+                Verdict::Late(_) if again => {
+                    delivered_before.0 += 1;
+                    None
+                }
+                Verdict::Malformed(r) => {
+                    errors.push(r);
                     error_at.push(offset);
-                    reject(&mut runs);
-                    return;
+                    None
+                }
+                Verdict::Late(r) => {
+                    late.push(r);
+                    late_at.push(offset);
+                    None
                 }
             };
-            if let Some(key) = key {
-                if !key.eq_ignore_ascii_case(reading.vin.as_str().as_bytes()) {
-                    let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
-                    errors.push(malformed(raw, reason));
-                    error_at.push(offset);
-                    reject(&mut runs);
-                    return;
+            // Rejects and blanks are delivered with the capability's time, readings with their windows.
+            let Some(reading) = reading else {
+                if tracking {
+                    Run::push(&mut runs, offset, judge.floor, None);
                 }
-            }
-            if let Some(ahead) = max_future.and_then(|limit| reading.timestamp.checked_sub(wall).filter(|a| *a > limit)) {
-                // One device with a bad clock must not push the watermark ahead and make every
-                // other reading late.
-                let reason = format!(
-                    "timestamp {} ms is {ahead} ms ahead of the wall clock, more than windows.max_future_secs allows",
-                    reading.timestamp
-                );
-                let record = if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
-                errors.push(malformed(&record, reason));
-                error_at.push(offset);
-                reject(&mut runs);
                 return;
-            }
-            let partition_watermark = max_ts.map_or(0, |m| m.saturating_sub(lateness));
-            let watermark = partition_watermark.max(floor);
-            if reading.timestamp < watermark {
-                let record = if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
-                let behind = watermark - reading.timestamp;
-                let reason = if partition_watermark > reading.timestamp {
-                    format!("late: event time {} ms is {behind} ms behind the watermark", reading.timestamp)
-                } else {
-                    format!(
-                        "late: event time {} ms is {behind} ms behind the job's watermark, which moved on while this partition was idle",
-                        reading.timestamp
-                    )
-                };
-                late.push(Rejected {
-                    record,
-                    position: String::new(),
-                    reason,
-                    timestamp: Some(reading.timestamp),
-                    watermark: Some(watermark),
-                    arrived: now_ms(),
-                });
-                late_at.push(offset);
-                reject(&mut runs);
-                return;
-            }
+            };
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
             if tracking {
                 Run::push(&mut runs, offset, completion(reading.timestamp), Some(reading.timestamp));
             }
-            accepted.push(reading);
+            if again {
+                reread.push(reading);
+            } else {
+                accepted.push(reading);
+            }
         })?;
         if tracking {
             partition.track(&runs);
@@ -329,33 +298,19 @@ impl SourceDriver {
         }
         Metrics::add(&self.metrics.records_read, read);
         Metrics::add(&self.metrics.blank, blank);
+        Metrics::add(&self.metrics.late, delivered_before.0);
+        Metrics::add(&self.metrics.malformed, delivered_before.1);
         Ok(status)
     }
 
     /// Sends what the last poll produced: readings at their bucketed time, rejects at the capability.
     fn send(&mut self) {
         let Some(inputs) = self.inputs.as_mut() else { return };
-        Metrics::add(&self.metrics.readings, self.accepted.len() as u64);
+        Metrics::add(&self.metrics.readings, (self.accepted.len() + self.reread.len()) as u64);
         Metrics::add(&self.metrics.late, self.late.len() as u64);
         Metrics::add(&self.metrics.malformed, self.errors.len() as u64);
-        let granularity = self.granularity;
-        let (handle, cap) = &mut inputs.readings;
-        // Out-of-order readings around a window boundary alternate between two times: group them
-        // (a stable sort, linear on the few runs it finds) so each time is one message, not hundreds.
-        if !self.accepted.is_empty() {
-            self.accepted.sort_by_key(|r| align(r.timestamp, granularity));
-            // (Activating the input schedules it: only when there is something to send.)
-            let mut output = handle.activate();
-            let mut rest = &self.accepted[..];
-            while let Some(first) = rest.first() {
-                let bucket = align(first.timestamp, granularity);
-                let run = rest.iter().take_while(|r| align(r.timestamp, granularity) == bucket).count();
-                let delayed = cap.delayed(&bucket);
-                output.session(&delayed).give_iterator(rest[..run].iter().copied());
-                rest = &rest[run..];
-            }
-        }
-        self.accepted.clear();
+        send_readings(&mut inputs.readings, &mut self.accepted, self.granularity);
+        send_readings(&mut inputs.reread, &mut self.reread, self.granularity);
         if !self.late.is_empty() {
             let (handle, cap) = &mut inputs.late;
             handle.activate().session(&*cap).give_iterator(self.late.drain(..));
@@ -375,6 +330,7 @@ impl SourceDriver {
                 if let Some(inputs) = self.inputs.as_mut() {
                     if *inputs.readings.1.time() < time {
                         inputs.readings.1.downgrade(&time);
+                        inputs.reread.1.downgrade(&time);
                         inputs.late.1.downgrade(&time);
                         inputs.errors.1.downgrade(&time);
                         self.floor = time;
@@ -383,6 +339,105 @@ impl SourceDriver {
             }
         }
     }
+}
+
+/// Sends readings at their bucketed event times and empties `readings`.
+fn send_readings(input: &mut (InputHandle<Reading>, ActivateCapability<Time>), readings: &mut Vec<Reading>, granularity: Time) {
+    if readings.is_empty() {
+        return;
+    }
+    let (handle, cap) = input;
+    // Out-of-order readings around a window boundary alternate between two times: group them
+    // (a stable sort, linear on the few runs it finds) so each time is one message, not hundreds.
+    readings.sort_by_key(|r| align(r.timestamp, granularity));
+    // (Activating the input schedules it: only when there is something to send.)
+    let mut output = handle.activate();
+    let mut rest = &readings[..];
+    while let Some(first) = rest.first() {
+        let bucket = align(first.timestamp, granularity);
+        let run = rest.iter().take_while(|r| align(r.timestamp, granularity) == bucket).count();
+        let delayed = cap.delayed(&bucket);
+        output.session(&delayed).give_iterator(rest[..run].iter().copied());
+        rest = &rest[run..];
+    }
+    readings.clear();
+}
+
+/// What becomes of one record.
+enum Verdict {
+    /// A blank line.
+    Blank,
+    /// An error, with its reason.
+    Malformed(Rejected),
+    /// A late reading.
+    Late(Rejected),
+    /// A reading for the windows.
+    Reading(Reading),
+}
+
+/// The rules a record is judged by, as they stand for one poll.
+struct Judge {
+    lateness: Time,
+    /// The inputs' capability: no reading below it can enter the windows.
+    floor: Time,
+    max_future: Option<Time>,
+    /// Wall-clock now, epoch ms.
+    wall: Time,
+}
+
+impl Judge {
+    /// Parses a record and judges it against its partition's highest event time `max_ts`.
+    fn judge(&self, record: Record<'_>, max_ts: Option<Time>) -> Verdict {
+        let (parsed, raw, key) = match record {
+            Record::Line(bytes) => (parse_line(bytes), bytes, None),
+            Record::Message { payload, key } => (parse_line(payload), payload, key),
+            Record::Reading(r) => (Parsed::Reading(r), &[][..], None),
+            Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None),
+        };
+        let reading = match parsed {
+            Parsed::Reading(r) => r,
+            Parsed::Blank => return Verdict::Blank,
+            Parsed::Malformed(reason) => {
+                // An oversized record is kept by its head only: the error says how long it was.
+                let kept = if raw.len() > crate::parse::MAX_RECORD_BYTES { &raw[..crate::parse::OVERSIZED_HEAD] } else { raw };
+                return Verdict::Malformed(rejected(kept.to_vec(), reason, None));
+            }
+        };
+        let record = || if raw.is_empty() { crate::encode::reading_line(&reading).into_bytes() } else { raw.to_vec() };
+        if let Some(key) = key.filter(|k| !k.eq_ignore_ascii_case(reading.vin.as_str().as_bytes())) {
+            let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
+            return Verdict::Malformed(rejected(raw.to_vec(), reason, None));
+        }
+        if let Some(ahead) = self.max_future.and_then(|limit| reading.timestamp.checked_sub(self.wall).filter(|a| *a > limit)) {
+            // One device with a bad clock must not push the watermark ahead and make every
+            // other reading late.
+            let reason = format!(
+                "timestamp {} ms is {ahead} ms ahead of the wall clock, more than windows.max_future_secs allows",
+                reading.timestamp
+            );
+            return Verdict::Malformed(rejected(record(), reason, None));
+        }
+        let partition_watermark = max_ts.map_or(0, |m| m.saturating_sub(self.lateness));
+        let watermark = partition_watermark.max(self.floor);
+        if reading.timestamp >= watermark {
+            return Verdict::Reading(reading);
+        }
+        let behind = watermark - reading.timestamp;
+        let reason = if partition_watermark > reading.timestamp {
+            format!("late: event time {} ms is {behind} ms behind the watermark", reading.timestamp)
+        } else {
+            format!(
+                "late: event time {} ms is {behind} ms behind the job's watermark, which moved on while this partition was idle",
+                reading.timestamp
+            )
+        };
+        Verdict::Late(rejected(record(), reason, Some((reading.timestamp, watermark))))
+    }
+}
+
+/// A rejected record (its position is filled in after the poll).
+fn rejected(record: Vec<u8>, reason: String, late: Option<(Time, Time)>) -> Rejected {
+    Rejected { record, position: String::new(), reason, timestamp: late.map(|l| l.0), watermark: late.map(|l| l.1), arrived: now_ms() }
 }
 
 /// Wall-clock now, epoch ms.
@@ -436,7 +491,8 @@ mod tests {
                 let (readings, _) = scope.new_unordered_input();
                 let (late, _) = scope.new_unordered_input();
                 let (errors, _) = scope.new_unordered_input();
-                SourceInputs { readings, late, errors }
+                let (reread, _) = scope.new_unordered_input();
+                SourceInputs { readings, reread, late, errors }
             });
             let (a, b) = (Rc::new(RefCell::new(VecDeque::new())), Rc::new(RefCell::new(VecDeque::new())));
             let parts: Vec<Box<dyn Partition>> =
@@ -445,7 +501,7 @@ mod tests {
             let clock = Rc::new(Cell::new(start));
             let c = clock.clone();
             let metrics = Arc::new(Metrics::new(1));
-            let mut driver = SourceDriver::new(parts, inputs, 5_000, 60_000, metrics.clone(), Arc::new(AtomicBool::new(false)))
+            let mut driver = SourceDriver::new(parts, inputs, 5_000, 60_000, metrics.clone())
                 .with_idle_timeout(Duration::from_secs(10))
                 .with_clock(move || c.get());
 

@@ -31,18 +31,26 @@ pub struct Committed {
     pub max_ts: Option<u64>,
     /// The job's durable frontier when committing: outputs at times below it were delivered.
     pub durable: u64,
+    /// Records below this offset were read by a run that stopped exactly, which delivered their
+    /// `late`, `errors` and `raw` records (none when it is at or below the committed offset).
+    pub read_to: Option<u64>,
 }
 
 impl Committed {
     fn encode(&self) -> String {
-        format!("fleetflow:v1:{}:{}", self.max_ts.map(|t| t.to_string()).unwrap_or_default(), self.durable)
+        let opt = |v: Option<u64>| v.map(|t| t.to_string()).unwrap_or_default();
+        format!("fleetflow:v2:{}:{}:{}", opt(self.max_ts), self.durable, opt(self.read_to))
     }
 
     fn decode(s: &str) -> Option<Committed> {
-        let rest = s.strip_prefix("fleetflow:v1:")?;
-        let (max_ts, durable) = rest.split_once(':')?;
-        let max_ts = if max_ts.is_empty() { None } else { Some(max_ts.parse().ok()?) };
-        Some(Committed { max_ts, durable: durable.parse().ok()? })
+        let opt = |v: &str| if v.is_empty() { Some(None) } else { v.parse().ok().map(Some) };
+        if let Some(rest) = s.strip_prefix("fleetflow:v1:") {
+            let (max_ts, durable) = rest.split_once(':')?;
+            return Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: None });
+        }
+        let mut fields = s.strip_prefix("fleetflow:v2:")?.split(':');
+        let (max_ts, durable, read_to) = (fields.next()?, fields.next()?, fields.next()?);
+        Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: opt(read_to)? })
     }
 }
 
@@ -200,6 +208,10 @@ pub struct KafkaPartition {
     committable: Option<(i64, Committed)>,
     /// What was last committed.
     committed: Option<i64>,
+    /// The offset this run started at.
+    first: i64,
+    /// Records below this offset were read by an earlier run that stopped exactly (or by this one).
+    read_to: u64,
     last_commit: Instant,
     /// Commits at most this often (unless forced).
     commit_interval: Duration,
@@ -263,10 +275,45 @@ impl KafkaPartition {
             runs: VecDeque::new(),
             committable: None,
             committed: None,
+            first,
+            read_to: resumed.and_then(|r| r.read_to).unwrap_or(0),
             last_commit: Instant::now(),
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             resumed,
         })
+    }
+}
+
+impl KafkaPartition {
+    /// Moves the runs whose outputs the durable frontier has passed into what may be committed.
+    fn settle(&mut self, durable: u64) {
+        let mut max_ts = self.committable.and_then(|(_, c)| c.max_ts).or(self.resumed.and_then(|r| r.max_ts));
+        // Outputs an earlier run delivered stay delivered, while this one's frontier catches up.
+        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
+        while let Some(run) = self.runs.front() {
+            if run.completion >= durable {
+                break;
+            }
+            max_ts = max_ts.max(run.max_ts);
+            self.committable = Some((run.last_offset as i64 + 1, Committed { max_ts, durable, read_to: None }));
+            self.runs.pop_front();
+        }
+    }
+
+    /// Commits `offset` with `meta` and how far the partition was read (`sync`: waits for it).
+    fn send_commit(&mut self, offset: i64, meta: Committed, sync: bool) -> Result<(), SourceError> {
+        let meta = Committed { read_to: (self.read_to > offset.max(0) as u64).then_some(self.read_to), ..meta };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset)).map_err(kafka("building a commit"))?;
+        if let Some(mut e) = tpl.find_partition(&self.topic, self.partition) {
+            e.set_metadata(meta.encode());
+        }
+        let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
+        self.consumer.commit(&tpl, mode).map_err(kafka(format!("committing {}/{offset}", self.name)))?;
+        debug!("kafka {}: committed offset {offset} ({})", self.name, meta.encode());
+        self.committed = Some(offset);
+        self.last_commit = Instant::now();
+        Ok(())
     }
 }
 
@@ -332,34 +379,30 @@ impl Partition for KafkaPartition {
     }
 
     fn commit(&mut self, durable: u64, force: bool) -> Result<(), SourceError> {
-        let mut max_ts = self.committable.and_then(|(_, c)| c.max_ts).or(self.resumed.and_then(|r| r.max_ts));
-        while let Some(run) = self.runs.front() {
-            if run.completion >= durable {
-                break;
-            }
-            max_ts = max_ts.max(run.max_ts);
-            self.committable = Some((run.last_offset as i64 + 1, Committed { max_ts, durable }));
-            self.runs.pop_front();
-        }
+        self.settle(durable);
         let Some((offset, meta)) = self.committable else { return Ok(()) };
         if self.committed == Some(offset) || (!force && self.last_commit.elapsed() < self.commit_interval) {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset)).map_err(kafka("building a commit"))?;
-        if let Some(mut e) = tpl.find_partition(&self.topic, self.partition) {
-            e.set_metadata(meta.encode());
-        }
-        let mode = if force { CommitMode::Sync } else { CommitMode::Async };
-        self.consumer.commit(&tpl, mode).map_err(kafka(format!("committing {}/{offset}", self.name)))?;
-        debug!("kafka {}: committed offset {offset} ({})", self.name, meta.encode());
-        self.committed = Some(offset);
-        self.last_commit = Instant::now();
-        Ok(())
+        self.send_commit(offset, meta, force)
+    }
+
+    fn commit_stop(&mut self, durable: u64) -> Result<(), SourceError> {
+        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
+        self.settle(durable);
+        self.read_to = self.read_to.max(self.next.unwrap_or(self.first).max(0) as u64);
+        let resumed = self.resumed.and_then(|r| r.max_ts);
+        let (offset, meta) = self.committable.unwrap_or((self.first, Committed { max_ts: resumed, durable, read_to: None }));
+        // Every output below the stop's frontier was delivered, even when no run settled at it.
+        self.send_commit(offset, Committed { durable: meta.durable.max(durable), ..meta }, true)
     }
 
     fn resumed_max_ts(&self) -> Option<u64> {
         self.resumed.and_then(|r| r.max_ts)
+    }
+
+    fn reread_below(&self) -> u64 {
+        self.resumed.and_then(|r| r.read_to).unwrap_or(0)
     }
 
     fn lag(&self) -> Option<i64> {
@@ -379,5 +422,20 @@ mod tests {
         assert!(Start::parse("yesterday").unwrap_err().starts_with("kafka.start:"));
         assert_eq!(Stop::parse("end"), Ok(Stop::End));
         assert!(Stop::parse("soon").unwrap_err().contains("never, end"));
+    }
+
+    #[test]
+    fn commit_metadata_round_trips_and_reads_the_first_version() {
+        for c in [
+            Committed { max_ts: Some(5), durable: 7, read_to: Some(9) },
+            Committed { max_ts: None, durable: 0, read_to: None },
+            Committed { max_ts: Some(1_764_028_800_000), durable: u64::MAX, read_to: None },
+        ] {
+            assert_eq!(Committed::decode(&c.encode()), Some(c));
+        }
+        assert_eq!(Committed::decode("fleetflow:v1:5:7"), Some(Committed { max_ts: Some(5), durable: 7, read_to: None }));
+        assert_eq!(Committed::decode("fleetflow:v1::7"), Some(Committed { max_ts: None, durable: 7, read_to: None }));
+        assert_eq!(Committed::decode("fleetflow:v2:x:7:"), None);
+        assert_eq!(Committed::decode("someone else's"), None);
     }
 }

@@ -105,6 +105,17 @@ pub trait Partition {
     fn resumed_max_ts(&self) -> Option<Time> {
         None
     }
+    /// Offsets below this were read by an earlier run that stopped exactly: that run delivered
+    /// their `late`, `errors` and `raw` records, which are not written again (their readings still
+    /// enter the windows).
+    fn reread_below(&self) -> u64 {
+        0
+    }
+    /// An exact stop: commits what the durable frontier `durable` has passed, and records how far
+    /// the partition was read (see [`Partition::reread_below`]).
+    fn commit_stop(&mut self, durable: Time) -> Result<(), SourceError> {
+        self.commit(durable, true)
+    }
 }
 
 /// A run of consecutive records of a partition: the last one's offset, the latest time by which

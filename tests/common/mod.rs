@@ -76,3 +76,54 @@ pub fn two_free_ports() -> u16 {
         }
     }
 }
+
+/// The lines of a stream as two runs are compared: sorted, repeats kept; `late` and `errors`
+/// without their `position` (a line number in a file, an offset in a topic).
+#[allow(dead_code)] // not every test binary compares runs
+pub fn comparable_lines(root: &Path, stream: &str) -> Vec<String> {
+    let mut lines: Vec<String> = lines_of(root, stream)
+        .into_iter()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(&l) {
+            Ok(serde_json::Value::Object(mut o)) if o.contains_key("position") => {
+                o.remove("position");
+                serde_json::Value::Object(o).to_string()
+            }
+            _ => l,
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Asserts that `out` holds the lines `reference` holds, stream by stream: none missing, none
+/// that the reference lacks, none twice. `job_logs` is shown on failure.
+#[allow(dead_code)] // not every test binary compares runs
+pub fn assert_same_lines(reference: &Path, out: &Path, streams: &[&str], job_logs: &str) {
+    for stream in streams {
+        let (expected, delivered) = (comparable_lines(reference, stream), comparable_lines(out, stream));
+        if expected == delivered {
+            continue;
+        }
+        let (e, d) = (counts(&expected), counts(&delivered));
+        let missing: Vec<&&String> = e.iter().filter(|(l, n)| d.get(*l).copied().unwrap_or(0) < **n).map(|(l, _)| l).collect();
+        let extra: Vec<&&String> = d.iter().filter(|(l, n)| e.get(*l).copied().unwrap_or(0) < **n).map(|(l, _)| l).collect();
+        panic!(
+            "{stream}: {} lines expected, {} delivered; {} missing, e.g. {:#?}; {} extra or repeated, e.g. {:#?}\n{job_logs}",
+            expected.len(),
+            delivered.len(),
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>(),
+            extra.len(),
+            extra.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// How often each line occurs.
+fn counts(lines: &[String]) -> std::collections::BTreeMap<&String, i64> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in lines {
+        *m.entry(l).or_default() += 1;
+    }
+    m
+}
