@@ -65,6 +65,9 @@ fn run() -> anyhow::Result<()> {
     match cli.command.unwrap_or_else(|| Command::Run(Box::default())) {
         Command::Run(args) => {
             let config = args.config()?;
+            if config.cluster.processes > 1 {
+                fleetflow::cluster::exit_when_a_peer_is_lost();
+            }
             if args.print_config {
                 out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
                 return Ok(());

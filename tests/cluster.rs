@@ -56,3 +56,34 @@ fn two_processes_of_two_workers_write_what_one_worker_writes() {
         assert!(names.iter().any(|n| n.contains(tag)), "files of {tag}: {names:?}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_killed_process_stops_the_other_with_one_line_naming_it() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let port = two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let spawn = |process: &str| {
+        Command::new(BIN)
+            .args(["run", "--vehicles", "50", "-w", "1", "--http", "", "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()])
+            .arg("--output")
+            .arg(dir.path().join(process))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, mut second) = (spawn("0"), spawn("1"));
+    std::thread::sleep(Duration::from_secs(3));
+    second.kill().unwrap(); // SIGKILL
+    second.wait().unwrap();
+    let killed = Instant::now();
+    let o = first.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(killed.elapsed() < Duration::from_secs(20), "the other process stopped within seconds: {log}");
+    assert!(!o.status.success(), "and failed: {log}");
+    assert!(log.contains("error: lost process 1 of the cluster"), "one line names the lost process: {log}");
+    assert!(!log.contains("panicked") && !log.contains("backtrace"), "no panic report: {log}");
+}
