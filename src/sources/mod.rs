@@ -8,6 +8,7 @@ pub mod driver;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod open;
 
 pub use driver::SourceDriver;
 

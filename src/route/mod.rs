@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub mod operator;
+
 use crate::encode::Encoded;
 use crate::metrics::Metrics;
 use crate::sinks::{Sink, SinkError};

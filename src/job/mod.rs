@@ -1,0 +1,254 @@
+//! Running the job: checks what must be checked before workers start (reference files, AWS sinks,
+//! the archive a replay reads), starts the HTTP API and one timely worker per thread, each of which
+//! builds the dataflow (`dataflow`: sources -> parse -> analyses -> route -> sinks) and runs the
+//! worker loop (`worker`) until every input is finished or the job stops (`stopping`).
+
+mod dataflow;
+mod references;
+mod stopping;
+mod worker;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetflow_dataflows::Time;
+use tracing::{error, warn};
+
+use crate::config::{Config, SourceKind};
+use crate::live::LiveState;
+use crate::metrics::Metrics;
+use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
+use crate::route::StreamName;
+use crate::sinks::plan::SinkPlan;
+use crate::sources::archive::ArchiveListing;
+use crate::sources::archive_store::ArchiveStore;
+
+/// Errors that stop the job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A reference file is missing or invalid at start-up.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A source failed.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
+    /// A source could not be opened.
+    #[error(transparent)]
+    Open(#[from] crate::sources::open::OpenError),
+    /// A sink failed.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
+    /// An AWS sink could not be set up.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
+    /// An analysis could not be built (a setting out of range).
+    #[error(transparent)]
+    Analysis(#[from] fleetflow_dataflows::analysis::AnalysisError),
+    /// Timely could not start its workers.
+    #[error("starting workers: {0}")]
+    Workers(String),
+    /// Another worker failed (this one stopped reading and committed nothing after it).
+    #[error("stopped: {0}")]
+    Peer(String),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read from sources.
+    pub records_read: u64,
+    /// Readings accepted.
+    pub readings: u64,
+    /// Blank lines.
+    pub blank: u64,
+    /// Malformed records.
+    pub malformed: u64,
+    /// Late readings.
+    pub late: u64,
+    /// Records out per routed stream, in [`StreamName::all`] order.
+    pub out: Vec<(StreamName, u64)>,
+}
+
+impl Summary {
+    fn of(m: &Metrics, routed: &[StreamName]) -> Self {
+        Summary {
+            records_read: Metrics::get(&m.records_read),
+            readings: Metrics::get(&m.readings),
+            blank: Metrics::get(&m.blank),
+            malformed: Metrics::get(&m.malformed),
+            late: Metrics::get(&m.late),
+            out: routed.iter().map(|&s| (s, m.out(s))).collect(),
+        }
+    }
+}
+
+/// Runs the job to the end of its input (or until `stop` is set), returning its counts.
+pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
+    let mut metrics = Metrics::new(config.workers);
+    metrics.lateness_ms = config.windows.allowed_lateness_ms;
+    run_with(config, stop, Arc::new(metrics))
+}
+
+/// Runs the job with counters the caller keeps (and may have set up to measure latency).
+pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
+    config.validate()?;
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
+    // Check the reference files before starting workers, so a missing file is a clear start-up
+    // error (worker 0, in process 0, is the one that reads them).
+    if config.cluster.process == 0 {
+        if let Some(p) = &config.reference.vin_sensors {
+            Watched::open(p, parse_vin_sensors)?;
+        }
+        if let Some(p) = &config.reference.buggy_sensors {
+            Watched::open(p, parse_buggy)?;
+        }
+        for (_, table, path) in config.analysis_tables()? {
+            Watched::open(&path, table_parser(table.check))?;
+        }
+    }
+    // Connect the AWS sinks and check their delivery streams and topics before starting workers.
+    let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
+    let archive = match config.source.kind {
+        SourceKind::Archive => {
+            let listing = list_archive(&config)?;
+            Metrics::add(&metrics.archive_total_bytes, listing.total_bytes());
+            Some(Arc::new(listing))
+        }
+        _ => None,
+    };
+    let live = Arc::new(LiveState::new(daily_folders(&config)));
+    let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
+    let server = match http_bind(&config) {
+        None => None,
+        Some(bind) => {
+            let bind = bind.as_str();
+            let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
+            match crate::http::start(bind, token, live.clone(), metrics.clone()) {
+                Ok(s) => {
+                    live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Some(s)
+                }
+                // The API is for operating the job; its port being taken must not stop the job.
+                Err(e) => {
+                    warn!("{e}; running without the HTTP API");
+                    None
+                }
+            }
+        }
+    };
+    let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
+    let timely_config = match config.cluster.processes {
+        1 => timely::Config::process(config.workers),
+        _ => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: config.workers,
+                process: config.cluster.process,
+                addresses: config.cluster.addresses()?,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+    };
+    let shared =
+        Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
+    let f = failure.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        if let Err(e) = worker::WorkerLoop::start(worker, &shared).and_then(worker::WorkerLoop::run) {
+            error!("worker {} failed: {e}", worker.index());
+            shared.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+            shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            // A worker's own failure is the job's error rather than a peer's report of it.
+            let mut first = f.lock().unwrap_or_else(|p| p.into_inner());
+            if first.as_ref().is_none_or(|kept| matches!(kept, JobError::Peer(_)) && !matches!(e, JobError::Peer(_))) {
+                *first = Some(e);
+            }
+        }
+    })
+    .map_err(JobError::Workers)?;
+    drop(guards.join());
+    live.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(server);
+    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let discarded = Metrics::get(&metrics.discarded);
+        if discarded > 0 {
+            warn!("{discarded} output records computed after the failure were not written (windows closed by the stop are partial; a Kafka source derives them again from its committed offsets)");
+        }
+        return Err(e);
+    }
+    Ok(Summary::of(&metrics, &routed))
+}
+
+/// How much event time around replayed days is read for context: a sliding window and one slide
+/// before (an alert looks back one slide) and after (windows starting in the days end after them),
+/// and one tumbling window.
+pub fn replay_margin(params: &fleetflow_dataflows::Params) -> Time {
+    params.sliding_size_ms + params.sliding_slide_ms + params.tumbling_ms
+}
+
+/// Lists the archive hours a replay reads (its days plus the margin, plus the slack).
+pub fn list_archive(config: &Config) -> Result<ArchiveListing, JobError> {
+    let r = &config.replay;
+    let Some((start, end)) = config.replay_days()? else {
+        return Err(crate::config::ConfigError::Invalid("replay.from: empty; give the first day to replay".into()).into());
+    };
+    let aws = crate::aws::AwsSettings {
+        region: r.region.clone(),
+        endpoint_url: r.endpoint_url.clone(),
+        request_timeout: Duration::from_secs(60),
+    };
+    let store = ArchiveStore::open(&r.archive, &aws)?;
+    let margin = replay_margin(&config.params());
+    Ok(ArchiveListing::list(store, (start.saturating_sub(margin), end.saturating_add(margin)), r.slack_secs.saturating_mul(1000))?)
+}
+
+/// The HTTP address of this process: the configured port plus the process index (so processes
+/// of a cluster on one host do not collide), or none.
+fn http_bind(config: &Config) -> Option<String> {
+    let bind = &config.http.bind;
+    if bind.is_empty() {
+        return None;
+    }
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) if addr.port() != 0 => {
+            addr.set_port(addr.port().saturating_add(config.cluster.process as u16));
+            Some(addr.to_string())
+        }
+        _ => Some(bind.clone()),
+    }
+}
+
+/// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
+fn daily_folders(config: &Config) -> Vec<std::path::PathBuf> {
+    let routes = config.routes();
+    let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DAILY_SPEEDERS) else { return Vec::new() };
+    config
+        .sinks
+        .values()
+        .enumerate()
+        .filter(|(i, _)| to.contains(i))
+        .filter_map(|(_, s)| match s {
+            crate::config::SinkConfig::Folder { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the workers of a process share.
+pub(crate) struct Shared {
+    config: Config,
+    plan: Arc<SinkPlan>,
+    /// The archive a replay reads, listed once.
+    archive: Option<Arc<ArchiveListing>>,
+    metrics: Arc<Metrics>,
+    live: Arc<LiveState>,
+    stop: Arc<AtomicBool>,
+    /// A worker of this process failed: nothing more is written or committed (set before `stop`).
+    failing: AtomicBool,
+    /// Names this run's output files.
+    run_id: String,
+}

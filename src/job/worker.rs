@@ -1,0 +1,338 @@
+//! The worker loop: one timely worker builds its dataflow, then reads its share of the sources,
+//! follows the reference files, steps the dataflow, lets its sinks deliver, commits what they
+//! delivered, and stops as asked, until every input is finished and every output flushed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders;
+use fleetflow_dataflows::analysis::Analysis;
+use fleetflow_dataflows::Time;
+use timely::dataflow::ProbeHandle;
+use tracing::{debug, info, warn};
+
+use super::dataflow::{self, Analyses};
+use super::references::{References, Sessions};
+use super::stopping::Stopping;
+use super::{JobError, Shared};
+use crate::config::SourceKind;
+use crate::encode;
+use crate::failure::FailureNotices;
+use crate::live::{LiveState, Query};
+use crate::metrics::Metrics;
+use crate::route::{Router, StreamName};
+use crate::sources::{Poll, SourceDriver};
+
+/// Records read from the sources per loop iteration, at most.
+const READ_BUDGET: usize = 16_384;
+
+/// One worker of the job, between building its dataflow and finishing.
+pub struct WorkerLoop<'w> {
+    worker: &'w mut timely::worker::Worker,
+    shared: &'w Shared,
+    /// This worker's index among the workers of this process.
+    local: usize,
+    peers: usize,
+    router: Rc<RefCell<Router>>,
+    driver: SourceDriver,
+    notices: FailureNotices,
+    references: References,
+    queries: Receiver<Query>,
+    live_daily: Option<Box<LiveDailySpeeders>>,
+    /// The readings' frontier (the job's watermark) and the outputs' (what is delivered).
+    probes: (ProbeHandle<Time>, ProbeHandle<Time>),
+    stopping: Stopping<'w>,
+    /// When progress was last reported, and the readings then.
+    progress: (Instant, u64),
+    started: Instant,
+}
+
+impl<'w> WorkerLoop<'w> {
+    /// Builds this worker's dataflow and opens its sources and reference files.
+    pub fn start(worker: &'w mut timely::worker::Worker, shared: &'w Shared) -> Result<Self, JobError> {
+        let Shared { config, plan, archive, metrics, live, stop, failing, run_id } = shared;
+        let (index, peers) = (worker.index(), worker.peers());
+        // This process's workers are numbered from `process * workers`.
+        let local = index - config.cluster.process * config.workers;
+        pin(config, index);
+        let analyses = config.analyses()?;
+        let tag = format!("p{:03}-w{index:03}-{run_id}", config.cluster.process);
+        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes(), metrics.clone())));
+        if let Some((start, end)) = config.replay_days()? {
+            router.borrow_mut().keep_only(start, end);
+        }
+        let tables = config.analysis_tables()?;
+        let mut sessions = Sessions::new(&tables);
+        let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics))?;
+        let queries = live.register();
+        let references = References::open(index, config, &tables, sessions, (live, metrics))?;
+        let partitions = crate::sources::open::partitions_for(config, archive.as_ref(), metrics, index, peers)?;
+        let params = config.params();
+        let driver = SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
+            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
+            .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
+            .with_completion(completion(&params, &analyses, &router.borrow()));
+        if config.source.kind == SourceKind::Kafka {
+            // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
+            let resume = crate::sources::kafka::resume_frontier(&config.kafka)?;
+            if resume > 0 {
+                info!("resuming from committed offsets: outputs before {} were delivered", encode::rfc3339(resume));
+            }
+            router.borrow_mut().suppress_below(resume);
+        }
+        // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
+        let exact = config.source.kind == SourceKind::Kafka && !config.drain;
+        let stopping = Stopping::new(stop, failing, exact, index, local == 0);
+        // The dataflow is built and the sources are open.
+        live.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(WorkerLoop {
+            worker,
+            shared,
+            local,
+            peers,
+            router,
+            driver,
+            notices: built.notices,
+            references,
+            queries,
+            live_daily: built.live_daily,
+            probes: (built.watermark, built.durable),
+            stopping,
+            progress: (Instant::now(), 0),
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the worker to the end of its inputs (or its stop) and reports its outcome.
+    pub fn run(mut self) -> Result<(), JobError> {
+        loop {
+            let status = self.read_sources();
+            let watermark = self.follow_watermark();
+            self.references.follow(watermark);
+            if self.references.finished() && self.drained() {
+                break;
+            }
+            self.step(status);
+            self.answer_queries();
+            self.poll_sinks();
+            let durable = self.probes.1.with_frontier(|f| f.first().copied());
+            self.commit(durable);
+            self.stop_exactly(durable, watermark);
+            self.report_progress(watermark);
+        }
+        self.finish()
+    }
+
+    /// Reads the sources (unless stopping), closing them on a failure or a draining stop. Once a
+    /// worker of this process failed, nothing more is written: closing the sources closes every
+    /// window, and those written now would be partial; all of it is derived again from the
+    /// uncommitted readings at the next start.
+    fn read_sources(&mut self) -> Poll {
+        let look = self.stopping.look(&mut self.notices);
+        // A failure or a draining stop closes the sources but not the dataflow: every worker steps
+        // on until the dataflow has drained, so no peer waits forever on this one.
+        if look.close {
+            self.driver.close();
+        }
+        let status = match self.stopping.reading() {
+            true => self.driver.pump(READ_BUDGET).unwrap_or_else(|e| {
+                self.stopping.fail(e);
+                Poll::Pending
+            }),
+            false => Poll::Pending,
+        };
+        if look.failing {
+            self.router.borrow_mut().halt();
+        }
+        status
+    }
+
+    /// Publishes this worker's watermark, and returns the job's, as the dataflow sees it after
+    /// the exchange of progress (`None`: every source of every worker is finished).
+    fn follow_watermark(&mut self) -> Option<Time> {
+        let metrics = &self.shared.metrics;
+        if let Some(w) = metrics.watermarks.get(self.local) {
+            w.store(self.driver.watermark().unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+        }
+        metrics.note_watermarks();
+        let watermark = self.probes.0.with_frontier(|f| f.first().copied());
+        self.notices.follow(watermark);
+        self.stopping.announce(&mut self.notices);
+        watermark
+    }
+
+    /// Once every source is finished: flushes at once rather than on the buffering hints, so the
+    /// output operators see their records durable, and says whether the dataflow has completed.
+    fn drained(&mut self) -> bool {
+        if let Err(e) = self.router.borrow_mut().flush() {
+            self.stopping.fail(e);
+        }
+        self.probes.1.done()
+    }
+
+    fn step(&mut self, status: Poll) {
+        match status {
+            Poll::Ready => {
+                self.worker.step();
+            }
+            _ => {
+                // Nothing to read now: sleep briefly. 1 ms keeps window hand-off latency low (a
+                // watermark step takes a few steps to reach the sinks) at little CPU cost.
+                self.worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+        }
+    }
+
+    /// Queries from the HTTP API, answered between steps from this worker's open windows.
+    fn answer_queries(&mut self) {
+        while let Ok(q) = self.queries.try_recv() {
+            LiveState::answer(q, self.live_daily.as_deref());
+        }
+    }
+
+    /// Lets the sinks deliver on their buffering hints; a sink's error fails the worker.
+    fn poll_sinks(&mut self) {
+        let mut router = self.router.borrow_mut();
+        router.poll();
+        if let Err(e) = router.check() {
+            drop(router);
+            self.stopping.fail(e);
+        }
+    }
+
+    /// Commits what every worker's sinks have delivered (`durable`, `None`: everything), unless
+    /// a worker failed: its sinks may have lost records below that frontier, and this worker
+    /// reaches here only after the failure's notice (see `failure`), then fails too.
+    fn commit(&mut self, durable: Option<Time>) {
+        self.commit_with(durable, false);
+    }
+
+    fn commit_with(&mut self, durable: Option<Time>, force: bool) {
+        if let Some(notice) = self.notices.heard() {
+            self.stopping.fail(JobError::Peer(notice));
+        }
+        if self.stopping.may_commit() && !self.stopping.failing() {
+            if let Err(e) = self.driver.commit(durable, force) {
+                self.stopping.fail(e);
+            }
+        }
+    }
+
+    /// Takes an exact stop one look further (see [`exact_stop`]).
+    fn stop_exactly(&mut self, durable: Option<Time>, watermark: Option<Time>) {
+        if !self.stopping.paused() {
+            return;
+        }
+        match exact_stop(&mut self.driver, &mut self.router.borrow_mut(), &self.notices, self.peers, (durable, watermark)) {
+            Ok(true) => self.stopping.halted(watermark.map(encode::rfc3339).unwrap_or_default()),
+            Ok(false) => {}
+            Err(e) => self.stopping.fail(e),
+        }
+    }
+
+    /// Every progress interval: the Kafka lag into the metrics, and a progress line.
+    fn report_progress(&mut self, watermark: Option<Time>) {
+        let metrics = &self.shared.metrics;
+        let every = Duration::from_secs(self.shared.config.progress_interval_secs.max(1));
+        if self.progress.0.elapsed() < every {
+            return;
+        }
+        let lags = self.driver.lags();
+        if !lags.is_empty() {
+            metrics.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()).extend(lags);
+        }
+        let readings = Metrics::get(&metrics.readings);
+        if self.local == 0 {
+            log_progress(metrics, readings - self.progress.1, self.progress.0.elapsed(), watermark);
+        }
+        self.progress = (Instant::now(), readings);
+    }
+
+    /// The last flush and commit.
+    fn finish(mut self) -> Result<(), JobError> {
+        if let Err(e) = self.router.borrow_mut().flush() {
+            self.stopping.fail(e);
+        }
+        self.commit_with(None, true);
+        if self.local == 0 {
+            info!("worker {} finished in {:.2}s", self.worker.index(), self.started.elapsed().as_secs_f64());
+        }
+        self.stopping.finish()
+    }
+}
+
+/// With more than one worker in the process, pins this one to a CPU (as configured).
+fn pin(config: &crate::config::Config, index: usize) {
+    if config.pin_workers && config.workers > 1 {
+        match crate::affinity::pin_current_thread(index) {
+            Ok(Some(cpu)) => debug!("worker {index} pinned to CPU {cpu}"),
+            Ok(None) => {}
+            Err(e) => warn!("worker {index}: could not pin to a CPU ({e}); running unpinned"),
+        }
+    }
+}
+
+/// One look at an exact stop: once every worker has paused (no worker reads on, so the readings'
+/// frontier is final) and every output below that frontier is delivered (the durable frontier
+/// has reached it, and the sinks hold nothing undelivered), commits there and halts (`true`).
+///
+/// Consistency: every reading below the frontier entered windows that closed below it, and
+/// their outputs were delivered; a reading at or above it is in an open window, whose outputs
+/// have not been written. So committing the offsets up to the first reading whose outputs are not
+/// all delivered, with the frontier as the point below which a restart writes nothing again, and
+/// how far each partition was read (its `late`, `errors` and `raw` records were delivered), loses
+/// and repeats nothing. No worker closes its inputs before it has heard every worker's pause, so
+/// the frontier cannot move past the stop while any worker still writes.
+fn exact_stop(
+    driver: &mut SourceDriver,
+    router: &mut Router,
+    notices: &FailureNotices,
+    peers: usize,
+    (durable, watermark): (Option<Time>, Option<Time>),
+) -> Result<bool, JobError> {
+    // Every source already finished: this is the end of the input, drained as usual.
+    let Some(frontier) = watermark.filter(|_| notices.paused() >= peers) else { return Ok(false) };
+    router.flush_for_stop()?;
+    if !router.settled() || durable.is_none_or(|d| d < frontier) {
+        return Ok(false);
+    }
+    driver.commit_stop(frontier)?;
+    router.halt();
+    driver.close();
+    Ok(true)
+}
+
+/// One progress line (and the Kafka lag, when reading Kafka).
+fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_to: Option<Time>) {
+    info!(
+        "readings {} ({:.0}/s), watermark {}, windows closed to {}, windows out {}, alerts {}, late {}, errors {}",
+        Metrics::get(&metrics.readings),
+        new_readings as f64 / elapsed.as_secs_f64(),
+        metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
+        closed_to.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
+        metrics.out(StreamName::SPEED_WINDOWS),
+        metrics.out(StreamName::ALERTS),
+        Metrics::get(&metrics.late),
+        Metrics::get(&metrics.malformed),
+    );
+    let lag = metrics.kafka_lag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !lag.is_empty() {
+        let total: i64 = lag.values().sum();
+        let each: Vec<String> = lag.iter().map(|(p, l)| format!("{p}={l}")).collect();
+        info!("kafka lag {total}: {}", each.join(" "));
+    }
+}
+
+/// When every enabled output derived from a reading of event time `ts` has been emitted: the
+/// latest [`Analysis::settles`] of the enabled analyses with a routed output.
+fn completion(params: &fleetflow_dataflows::Params, analyses: &Analyses, router: &Router) -> impl Fn(Time) -> Time + 'static {
+    let routed: Vec<(&'static dyn Analysis, _)> = analyses
+        .iter()
+        .filter(|(a, _)| a.spec().outputs.iter().any(|o| StreamName::parse(o.name).is_some_and(|s| router.wants(s))))
+        .map(|(a, s)| (*a, s.clone()))
+        .collect();
+    let p = params.clone();
+    move |ts| routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max)
+}

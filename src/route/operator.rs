@@ -1,0 +1,130 @@
+//! The route operator: where an output stream of the dataflow meets the [`Router`], holding a
+//! capability for what its sinks have not delivered yet (the durable frontier), and the taps that
+//! feed the live state and latency measurements after a hand-off.
+
+use std::sync::Arc;
+
+use fleetflow_dataflows::Time;
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use super::{Router, StreamName};
+use crate::encode::Encoded;
+use crate::failure::Notice;
+use crate::live::LiveState;
+use crate::metrics::Metrics;
+
+/// Attaches an output stream to the router: hand each encoded record to the stream's sinks.
+///
+/// The returned stream's frontier is how far this stream's output is durable: the operator holds a
+/// capability for the times of records its sinks have not flushed yet, so a probe on it tells what
+/// every worker has delivered (what Kafka offsets may be committed for). Its records are failure
+/// notices (see [`crate::failure`]). `tap` sees each batch after its hand-off, with its timely time,
+/// and then the input frontier.
+pub fn route<'scope>(
+    stream: StreamVec<'scope, Time, Encoded>,
+    name: StreamName,
+    router: &std::rc::Rc<std::cell::RefCell<Router>>,
+    mut tap: impl FnMut(&[Encoded], Time, Option<Time>) + 'static,
+) -> StreamVec<'scope, Time, Notice> {
+    let router = router.clone();
+    let wanted = router.borrow().wants(name);
+    let stream = if router.borrow().sealed(name) {
+        // Sealed files hold all records of one event hour: they are gathered on one worker.
+        use timely::dataflow::operators::core::Exchange;
+        stream.exchange(move |record: &Encoded| record.time / 3_600_000)
+    } else {
+        stream
+    };
+    let scope = stream.scope();
+    let worker = scope.index();
+    stream.unary_frontier(Local, name.as_str(), move |_cap, info| {
+        router.borrow_mut().on_flush(scope.activator_for(info.address));
+        // Times not yet durable, with where the sinks stood when they were written.
+        let mut held: Vec<(crate::route::FlushMark, timely::dataflow::operators::Capability<Time>)> = Vec::new();
+        let mut announced = false;
+        move |(input, frontier),
+              output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+            '_,
+            Time,
+            timely::container::CapacityContainerBuilder<Vec<Notice>>,
+        >| {
+            input.for_each_stamp(|cap, data| {
+                let mut router = router.borrow_mut();
+                let time = cap.least().copied().unwrap_or(0);
+                let mut wrote = false;
+                for batch in data {
+                    if wanted && !router.suppressed(name, time) {
+                        wrote |= router.write(name, time, batch) > 0;
+                        if name == StreamName::SPEED_WINDOWS {
+                            // Windows travel at their last millisecond: they ended at `time + 1`.
+                            router.metrics().windows_handed_off(time + 1, batch.len() as u64);
+                        }
+                    }
+                    tap(batch, time, None);
+                    batch.clear();
+                }
+                if wrote {
+                    if let Some(c) = cap.retain_least(0) {
+                        // One entry per time, waiting for the latest records written at it (or one
+                        // per flush, when nothing was flushed since the last entry was written).
+                        let mark = router.mark(name);
+                        let merge = held.last().is_some_and(|(m, last)| last.time() == c.time() || !router.delivered_since(name, m));
+                        match held.last_mut() {
+                            Some((m, last)) if merge => {
+                                *m = mark;
+                                if c.time() < last.time() {
+                                    *last = c;
+                                }
+                            }
+                            _ => held.push((mark, c)),
+                        }
+                    }
+                }
+            });
+            let sealed_to = frontier.frontier().first().copied().unwrap_or(Time::MAX);
+            tap(&[], sealed_to, Some(sealed_to));
+            if wanted {
+                router.borrow_mut().seal(name, sealed_to);
+            }
+            let router = router.borrow();
+            if !announced {
+                // The job failed: before letting go of records the failure may have lost (a failed
+                // sink settles them), tell every worker at the earliest time still held, so none
+                // commits offsets past them (see `failure`).
+                if let (Some(failure), Some((_, cap))) = (router.failure(), held.iter().min_by_key(|(_, c)| *c.time())) {
+                    output.session(cap).give(Notice::Failed(format!("worker {worker} failed: {failure}")));
+                    announced = true;
+                }
+            }
+            held.retain(|(mark, _)| !router.durable(name, mark));
+        }
+    })
+}
+
+/// A batch handed off (with its timely time), or the input frontier (with no batch).
+pub type Tap = Box<dyn FnMut(&[Encoded], Time, Option<Time>)>;
+
+/// What the runtime does with a batch of a stream after its hand-off: feed the live state behind
+/// the HTTP API and the latency measurements.
+pub fn tap_for(name: StreamName, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Tap {
+    let (live, metrics) = (live.clone(), metrics.clone());
+    match name {
+        StreamName::DAILY_SPEEDERS => Box::new(move |days, _, frontier| {
+            live.note_days(days);
+            if let Some(f) = frontier {
+                live.days_closed_to(f);
+            }
+        }),
+        StreamName::ALERTS => Box::new(move |alerts, time, _| {
+            if alerts.is_empty() {
+                return;
+            }
+            // Alerts travel at their window's last millisecond.
+            metrics.alerts_handed_off(std::iter::repeat_n(time + 1, alerts.len()));
+            live.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&a.line).trim_end().to_string()))
+        }),
+        _ => Box::new(|_, _, _| {}),
+    }
+}
