@@ -67,6 +67,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+# The tests publish readings with their event times (days or years ago) as message timestamps:
+# time-based retention would delete them within minutes (its check runs every 5 minutes).
+log.retention.ms=-1
 PROPS
     cat > "$home/log4j2.properties" <<PROPS
 rootLogger.level=WARN
