@@ -687,3 +687,84 @@ fn sigterm_to_one_process_stops_the_cluster_exactly() {
     let reference = exact_reference(dir.path(), &readings);
     common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &all);
 }
+
+#[test]
+fn a_run_to_the_end_then_more_data_then_another_run_writes_the_new_windows() {
+    // Twenty minutes published, read to the end (the end closes the open windows), then twenty
+    // more, read from the committed offsets: the second run writes the windows of the new data
+    // (a first run's final commit once said "every output delivered", and the second wrote none).
+    let readings = fleet(20, 2400);
+    let half = readings.len() / 2;
+    let t = topic("again", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    publish(&t, &readings[..half]);
+    let c = resuming_job(&out, 2, &t, "end");
+    run(c.clone());
+    let first = lines_of(&out, "speed_windows").len();
+    publish(&t, &readings[half..]);
+    let second = run(c);
+    assert!(second.readings > 0 && second.readings < readings.len() as u64, "the second run read the new data only");
+    let reference = dir.path().join("reference");
+    let mut r = file_job(dir.path(), &readings, &reference, 1);
+    r.routes.insert("daily_speeders".into(), vec![]);
+    run(r);
+    let expected = lines_of(&reference, "speed_windows");
+    let delivered = lines_of(&out, "speed_windows");
+    assert!(delivered.len() > first + 300, "windows of the new data written: {} then {}", first, delivered.len());
+    // Windows away from where the first run ended are each delivered once, as in one run.
+    let boundary = readings[half].2;
+    let away = |l: &&String| {
+        let start = l.split("\"window_start\":\"").nth(1).and_then(|s| s.get(..24)).unwrap_or_default();
+        let ms = chrono::DateTime::parse_from_rfc3339(start).map(|t| t.timestamp_millis() as u64).unwrap_or(0);
+        ms + 120_000 < boundary || ms > boundary + 60_000
+    };
+    let e: Vec<&String> = expected.iter().filter(away).collect();
+    let d: Vec<&String> = delivered.iter().filter(away).collect();
+    assert_eq!(d, e, "away from the end of the first run, the windows of one uninterrupted run, once each");
+}
+
+#[cfg(unix)]
+#[test]
+fn killed_with_daily_speeders_on_repeats_only_what_was_delivered_since_the_last_commit() {
+    // Daily speeders hold offsets back for the whole day, so a restart re-reads from the start of
+    // the topic. Its durable frontier is committed all the same as it moves: the restart writes
+    // nothing again that the killed run delivered before its last commit.
+    use std::process::{Command, Stdio};
+    let readings = fleet(20, 1200);
+    let t = topic("killdaily", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[kafka]\ncommit_interval_ms = 0\n").unwrap();
+    let out = dir.path().join("out");
+    let job = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fleetflow"));
+        c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &format!("g-{t}")]);
+        c.args(["--buffer-secs", "0", "-w", "2", "--http", "", "--output", out.to_str().unwrap()]).args(extra).stderr(Stdio::piped());
+        c
+    };
+    let producer = publish_live(&t, &readings, Duration::from_micros(160));
+    let mut first = job(&[]).spawn().unwrap();
+    let waiting = Instant::now();
+    while lines_of(&out, "speed_windows").len() < 200 && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    producer.join().unwrap();
+    let before = lines_of(&out, "speed_windows").len();
+    assert!(before >= 200, "the first run delivered windows before it was killed: {before}");
+
+    let second = job(&["--stop", "end"]).output().unwrap();
+    let log = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(second.status.success(), "{log}");
+    let reference = dir.path().join("reference");
+    run(file_job(dir.path(), &readings, &reference, 1));
+    let expected: std::collections::BTreeSet<String> = lines_of(&reference, "speed_windows").into_iter().collect();
+    let delivered = lines_of(&out, "speed_windows");
+    let unique: std::collections::BTreeSet<String> = delivered.iter().cloned().collect();
+    assert_eq!(unique, expected, "every window delivered, none foreign\n{log}");
+    let repeated = delivered.len() - unique.len();
+    println!("{repeated} of the {before} windows the killed run delivered were written again");
+    assert!(repeated * 4 <= before, "{repeated} of the {before} windows the killed run delivered were written again\n{log}");
+}

@@ -46,6 +46,9 @@ pub struct WorkerLoop<'w> {
     stopping: Stopping<'w>,
     /// When progress was last reported, and the readings then.
     progress: (Instant, u64),
+    /// The job's last watermark before its sources finished: the windows below it closed on the
+    /// watermark, complete (those the end of the input closed are partial).
+    last_watermark: Time,
     started: Instant,
 }
 
@@ -101,6 +104,7 @@ impl<'w> WorkerLoop<'w> {
             probes: (built.watermark, built.durable),
             stopping,
             progress: (Instant::now(), 0),
+            last_watermark: 0,
             started: Instant::now(),
         })
     }
@@ -158,6 +162,7 @@ impl<'w> WorkerLoop<'w> {
         }
         metrics.note_watermarks();
         let watermark = self.probes.0.with_frontier(|f| f.first().copied());
+        self.last_watermark = watermark.unwrap_or(self.last_watermark);
         self.notices.follow(watermark);
         self.stopping.announce(&mut self.notices);
         watermark
@@ -202,22 +207,23 @@ impl<'w> WorkerLoop<'w> {
         }
     }
 
-    /// Commits what every worker's sinks have delivered (`durable`, `None`: everything), unless
-    /// a worker failed: its sinks may have lost records below that frontier, and this worker
-    /// reaches here only after the failure's notice (see `failure`), then fails too.
+    /// Commits what every worker's sinks have delivered (`durable`), unless a worker failed: its
+    /// sinks may have lost records below that frontier, and this worker reaches here only after
+    /// the failure's notice (see `failure`), then fails too.
     fn commit(&mut self, durable: Option<Time>) {
-        self.commit_with(durable, false);
-    }
-
-    fn commit_with(&mut self, durable: Option<Time>, force: bool) {
-        if let Some(notice) = self.notices.heard() {
-            self.stopping.fail(JobError::Peer(notice));
-        }
-        if self.stopping.may_commit() && !self.stopping.failing() {
-            if let Err(e) = self.driver.commit(durable, force) {
+        if self.may_commit() {
+            if let Some(Err(e)) = durable.map(|d| self.driver.commit(d, false)) {
                 self.stopping.fail(e);
             }
         }
+    }
+
+    /// Whether offsets may be committed now (a failure heard from another worker fails this one).
+    fn may_commit(&mut self) -> bool {
+        if let Some(notice) = self.notices.heard() {
+            self.stopping.fail(JobError::Peer(notice));
+        }
+        self.stopping.may_commit() && !self.stopping.failing()
     }
 
     /// Takes an exact stop one look further (see [`exact_stop`]).
@@ -255,7 +261,13 @@ impl<'w> WorkerLoop<'w> {
         if let Err(e) = self.router.borrow_mut().flush() {
             self.stopping.fail(e);
         }
-        self.commit_with(None, true);
+        // Everything read is delivered; below the last watermark the windows were complete (a
+        // restart from here with more data writes what lies above it, the rest of those windows).
+        if self.may_commit() {
+            if let Err(e) = self.driver.commit_last(Time::MAX, self.last_watermark) {
+                self.stopping.fail(e);
+            }
+        }
         if self.local == 0 {
             info!("worker {} finished in {:.2}s", self.worker.index(), self.started.elapsed().as_secs_f64());
         }
@@ -298,7 +310,7 @@ fn exact_stop(
     if !router.settled() || durable.is_none_or(|d| d < frontier) {
         return Ok(false);
     }
-    driver.commit_stop(frontier)?;
+    driver.commit_last(frontier, frontier)?;
     router.halt();
     driver.close();
     Ok(true)

@@ -130,22 +130,23 @@ impl SourceDriver {
         self
     }
 
-    /// Commits, in every partition that commits, what the durable frontier has passed (`None`: all).
-    pub fn commit(&mut self, durable: Option<Time>, force: bool) -> Result<(), SourceError> {
+    /// Commits, in every partition that commits, what the durable frontier has passed.
+    pub fn commit(&mut self, durable: Time, force: bool) -> Result<(), SourceError> {
         for p in &mut self.partitions {
             if p.partition.commits() {
-                p.partition.commit(durable.unwrap_or(Time::MAX), force)?;
+                p.partition.commit(durable, force)?;
             }
         }
         Ok(())
     }
 
-    /// An exact stop: commits, in every partition that commits, what the durable frontier has
-    /// passed, with how far each was read.
-    pub fn commit_stop(&mut self, durable: Time) -> Result<(), SourceError> {
+    /// The last commit of the run, in every partition that commits: what completes before
+    /// `settled` (`Time::MAX`: everything read), with `durable` as the time below which a restart
+    /// writes nothing again (see [`Partition::commit_last`]).
+    pub fn commit_last(&mut self, settled: Time, durable: Time) -> Result<(), SourceError> {
         for p in &mut self.partitions {
             if p.partition.commits() {
-                p.partition.commit_stop(durable)?;
+                p.partition.commit_last(settled, durable)?;
             }
         }
         Ok(())
@@ -242,7 +243,11 @@ impl SourceDriver {
         let (mut late_at, mut error_at) = (Vec::new(), Vec::new());
         let tracking = partition.commits();
         let reread_below = partition.reread_below();
-        let mut runs: Vec<Run> = Vec::new();
+        // Per record: when all its outputs are delivered, and when its eager ones (`late`,
+        // `errors` at the capability, `raw` at its bucket) are; nothing eager for what an earlier
+        // run delivered.
+        let (mut runs, mut emitted): (Vec<Run>, Vec<Run>) = (Vec::new(), Vec::new());
+        let granularity = self.granularity;
         let status = partition.poll(max, &mut |record, offset| {
             read += 1;
             *last_data = now;
@@ -277,12 +282,14 @@ impl SourceDriver {
             let Some(reading) = reading else {
                 if tracking {
                     Run::push(&mut runs, offset, judge.floor, None);
+                    Run::push(&mut emitted, offset, if again { 0 } else { judge.floor }, None);
                 }
                 return;
             };
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
             if tracking {
                 Run::push(&mut runs, offset, completion(reading.timestamp), Some(reading.timestamp));
+                Run::push(&mut emitted, offset, if again { 0 } else { align(reading.timestamp, granularity) }, None);
             }
             if again {
                 reread.push(reading);
@@ -291,7 +298,7 @@ impl SourceDriver {
             }
         })?;
         if tracking {
-            partition.track(&runs);
+            partition.track(&runs, &emitted);
         }
         for (r, offset) in late.iter_mut().zip(late_at).chain(errors.iter_mut().zip(error_at)) {
             r.position = partition.position(offset);

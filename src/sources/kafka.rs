@@ -202,15 +202,20 @@ pub struct KafkaPartition {
     finished: bool,
     /// Offset of the next record to read, once one was read.
     next: Option<i64>,
-    /// Records read and not yet committed, as runs in offset order.
+    /// Records read and not yet committed, as runs in offset order by when all their outputs are
+    /// delivered.
     runs: VecDeque<Run>,
-    /// What may be committed now (offset of the first record not yet delivered).
-    committable: Option<(i64, Committed)>,
+    /// The same records by when their `late`, `errors` and `raw` records are delivered.
+    emitted: VecDeque<Run>,
+    /// What may be committed now: the offset of the first record whose outputs are not all
+    /// delivered, and the highest event time before it.
+    committable: Option<(i64, Option<u64>)>,
     /// What was last committed.
-    committed: Option<i64>,
+    committed: Option<(i64, Committed)>,
     /// The offset this run started at.
     first: i64,
-    /// Records below this offset were read by an earlier run that stopped exactly (or by this one).
+    /// The `late`, `errors` and `raw` records of the records below this offset are delivered (by
+    /// this run or an earlier one).
     read_to: u64,
     last_commit: Instant,
     /// Commits at most this often (unless forced).
@@ -273,6 +278,7 @@ impl KafkaPartition {
             finished,
             next: (first > 0 || matches!(offset, Offset::Offset(_))).then_some(first),
             runs: VecDeque::new(),
+            emitted: VecDeque::new(),
             committable: None,
             committed: None,
             first,
@@ -285,24 +291,33 @@ impl KafkaPartition {
 }
 
 impl KafkaPartition {
-    /// Moves the runs whose outputs the durable frontier has passed into what may be committed.
+    /// Moves what the durable frontier has passed into what may be committed: the runs whose
+    /// outputs are all delivered, and how far their eagerly written records are.
     fn settle(&mut self, durable: u64) {
-        let mut max_ts = self.committable.and_then(|(_, c)| c.max_ts).or(self.resumed.and_then(|r| r.max_ts));
-        // Outputs an earlier run delivered stay delivered, while this one's frontier catches up.
-        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
-        while let Some(run) = self.runs.front() {
-            if run.completion >= durable {
-                break;
-            }
+        let mut max_ts = self.committable.map_or(self.resumed.and_then(|r| r.max_ts), |(_, m)| m);
+        while let Some(run) = self.runs.front().filter(|r| r.completion < durable) {
             max_ts = max_ts.max(run.max_ts);
-            self.committable = Some((run.last_offset as i64 + 1, Committed { max_ts, durable, read_to: None }));
+            self.committable = Some((run.last_offset as i64 + 1, max_ts));
             self.runs.pop_front();
+        }
+        while let Some(run) = self.emitted.front().filter(|r| r.completion < durable) {
+            self.read_to = self.read_to.max(run.last_offset + 1);
+            self.emitted.pop_front();
         }
     }
 
-    /// Commits `offset` with `meta` and how far the partition was read (`sync`: waits for it).
-    fn send_commit(&mut self, offset: i64, meta: Committed, sync: bool) -> Result<(), SourceError> {
-        let meta = Committed { read_to: (self.read_to > offset.max(0) as u64).then_some(self.read_to), ..meta };
+    /// What a commit now would say: the offset to resume from, with the highest event time
+    /// before it, the durable frontier (never below an earlier run's: what it delivered stays
+    /// delivered) and how far the eager records are delivered.
+    fn commit_now(&self, durable: u64) -> (i64, Committed) {
+        let (offset, max_ts) = self.committable.unwrap_or((self.first, self.resumed.and_then(|r| r.max_ts)));
+        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
+        let read_to = (self.read_to > offset.max(0) as u64).then_some(self.read_to);
+        (offset, Committed { max_ts, durable, read_to })
+    }
+
+    /// Commits `offset` with `meta` (`sync`: waits for it).
+    fn send_commit(&mut self, (offset, meta): (i64, Committed), sync: bool) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset)).map_err(kafka("building a commit"))?;
         if let Some(mut e) = tpl.find_partition(&self.topic, self.partition) {
@@ -311,7 +326,7 @@ impl KafkaPartition {
         let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
         self.consumer.commit(&tpl, mode).map_err(kafka(format!("committing {}/{offset}", self.name)))?;
         debug!("kafka {}: committed offset {offset} ({})", self.name, meta.encode());
-        self.committed = Some(offset);
+        self.committed = Some((offset, meta));
         self.last_commit = Instant::now();
         Ok(())
     }
@@ -366,35 +381,36 @@ impl Partition for KafkaPartition {
         true
     }
 
-    fn track(&mut self, runs: &[Run]) {
-        for run in runs {
-            match self.runs.back_mut() {
-                Some(last) if run.completion <= last.completion => {
-                    last.last_offset = run.last_offset;
-                    last.max_ts = last.max_ts.max(run.max_ts);
+    fn track(&mut self, runs: &[Run], emitted: &[Run]) {
+        for (tracked, new) in [(&mut self.runs, runs), (&mut self.emitted, emitted)] {
+            for run in new {
+                match tracked.back_mut() {
+                    Some(last) if run.completion <= last.completion => {
+                        last.last_offset = run.last_offset;
+                        last.max_ts = last.max_ts.max(run.max_ts);
+                    }
+                    _ => tracked.push_back(*run),
                 }
-                _ => self.runs.push_back(*run),
             }
         }
     }
 
+    /// Commits at most every `commit_interval` (unless forced), also when only the durable
+    /// frontier moved: a restart after a crash then repeats at most what was delivered since.
     fn commit(&mut self, durable: u64, force: bool) -> Result<(), SourceError> {
         self.settle(durable);
-        let Some((offset, meta)) = self.committable else { return Ok(()) };
-        if self.committed == Some(offset) || (!force && self.last_commit.elapsed() < self.commit_interval) {
+        let now = self.commit_now(durable);
+        if self.committed == Some(now) || (!force && self.last_commit.elapsed() < self.commit_interval) {
             return Ok(());
         }
-        self.send_commit(offset, meta, force)
+        self.send_commit(now, force)
     }
 
-    fn commit_stop(&mut self, durable: u64) -> Result<(), SourceError> {
-        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
-        self.settle(durable);
+    fn commit_last(&mut self, settled: u64, durable: u64) -> Result<(), SourceError> {
+        self.settle(settled);
         self.read_to = self.read_to.max(self.next.unwrap_or(self.first).max(0) as u64);
-        let resumed = self.resumed.and_then(|r| r.max_ts);
-        let (offset, meta) = self.committable.unwrap_or((self.first, Committed { max_ts: resumed, durable, read_to: None }));
-        // Every output below the stop's frontier was delivered, even when no run settled at it.
-        self.send_commit(offset, Committed { durable: meta.durable.max(durable), ..meta }, true)
+        let now = self.commit_now(durable);
+        self.send_commit(now, true)
     }
 
     fn resumed_max_ts(&self) -> Option<u64> {

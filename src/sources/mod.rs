@@ -91,11 +91,18 @@ pub trait Partition {
     fn commits(&self) -> bool {
         false
     }
-    /// Records `runs` of read records: `(last offset, completion, highest event time)`, where a
-    /// record is fully delivered once the durable frontier has passed `completion`.
-    fn track(&mut self, _runs: &[Run]) {}
+    /// Records `runs` of read records (see [`Run`]): in `runs`, each run's `completion` is when all
+    /// outputs derived from its records are delivered; in `emitted`, when their `late`, `errors`
+    /// and `raw` records (written as soon as read) are.
+    fn track(&mut self, _runs: &[Run], _emitted: &[Run]) {}
     /// Commits what the durable frontier `durable` has passed (`force`: now, and wait for it).
     fn commit(&mut self, _durable: Time, _force: bool) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// A run's last commit: the records whose outputs complete before `settled` (`Time::MAX`: all
+    /// that was read), with `durable` as the time below which a restart writes nothing again, and
+    /// every record read marked as read (see [`Partition::reread_below`]).
+    fn commit_last(&mut self, _settled: Time, _durable: Time) -> Result<(), SourceError> {
         Ok(())
     }
     /// How many records the partition holds beyond what was read (Kafka consumer lag), if known.
@@ -111,11 +118,6 @@ pub trait Partition {
     /// enter the windows).
     fn reread_below(&self) -> u64 {
         0
-    }
-    /// An exact stop: commits what the durable frontier `durable` has passed, and records how far
-    /// the partition was read (see [`Partition::reread_below`]).
-    fn commit_stop(&mut self, durable: Time) -> Result<(), SourceError> {
-        self.commit(durable, true)
     }
 }
 
