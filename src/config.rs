@@ -2,7 +2,7 @@
 //! overridden by command-line flags. Priority, lowest first: built-in defaults < file < flags.
 
 use fleetflow_dataflows::analyses::{self, REGISTRY};
-use fleetflow_dataflows::analysis::{Analysis, Setting, Settings, TableSpec};
+use fleetflow_dataflows::analysis::{Analysis, DefaultValue, Setting, Settings, TableSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -117,10 +117,23 @@ impl Config {
                 if !matches!(value, toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::String(_)) {
                     return bad(format!("analyses.{name}.{key}: {value} is not a number or a string"));
                 }
-                if !analysis.spec().settings.iter().any(|s| s.name == key) {
+                let Some(spec) = analysis.spec().settings.iter().find(|s| s.name == key) else {
                     let keys: Vec<&str> = analysis.spec().settings.iter().map(|s| s.name).collect();
                     let allowed = if keys.is_empty() { "it has none".to_string() } else { format!("its settings are {}", keys.join(", ")) };
                     return bad(format!("analyses.{name}.{key}: not a setting of {name}; {allowed}"));
+                };
+                // Typed at load: a number where a number is meant, text where text is.
+                match (&spec.default, value) {
+                    (DefaultValue::Number(d), toml::Value::String(s)) => {
+                        return bad(format!("analyses.{name}.{key}: {s:?} is not a number; give a number ({}; default {d})", spec.about))
+                    }
+                    (DefaultValue::Text(d), toml::Value::Integer(_) | toml::Value::Float(_)) => {
+                        return bad(format!(
+                            "analyses.{name}.{key}: {value} is not text; give a quoted string ({}; default {d:?})",
+                            spec.about
+                        ))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -883,6 +896,11 @@ mod tests {
             .starts_with("analyses.geofence.zones: no file given; give the path of its zones table"));
         assert!(error("[analyses.harsh_braking]\ndrop_mph = [1]\n")
             .starts_with("analyses.harsh_braking.drop_mph: [1] is not a number or a string"));
+        // Typed at load, before the job starts (it failed only after start, printed twice).
+        let e = error("[analyses.harsh_braking]\ndrop_mph = \"lots\"\n");
+        assert!(e.starts_with("analyses.harsh_braking.drop_mph: \"lots\" is not a number; give a number ("), "{e}");
+        let e = error("[analyses.geofence]\nzones = 5\n");
+        assert!(e.starts_with("analyses.geofence.zones: 5 is not text; give a quoted string ("), "{e}");
         assert_eq!(
             error("[routes]\nharsh_braking = [\"local\"]\n"),
             "routes.harsh_braking: the stream of analysis harsh_braking, which is not enabled; add \"harsh_braking\" to analyses.enabled"

@@ -53,7 +53,8 @@ impl EncodeMetric for BatchHistogram {
             .bounds
             .iter()
             .copied()
-            .chain(std::iter::once(f64::MAX))
+            // (The text encoder writes `le="+Inf"` for infinity only; Prometheus needs that bucket.)
+            .chain(std::iter::once(f64::INFINITY))
             .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
             .collect();
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
@@ -80,5 +81,17 @@ mod tests {
         assert_eq!(counts, vec![1, 3, 0, 0, 2]);
         assert_eq!(h.count(), 6);
         assert!((h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9 - (0.0045 + 1.0 + 0.001)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_top_bucket_is_written_as_plus_inf() {
+        let h = BatchHistogram::exponential(0.001, 2.0, 2);
+        h.observe_n(10.0, 1);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("latency_seconds", "Latency", h);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("latency_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
+        assert!(!text.contains("e308"), "{text}");
     }
 }

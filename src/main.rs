@@ -63,151 +63,175 @@ fn run() -> anyhow::Result<()> {
         .log_internal_errors(false)
         .init();
     match cli.command.unwrap_or_else(|| Command::Run(Box::default())) {
-        Command::Run(args) => {
-            let config = args.config()?;
-            if config.cluster.processes > 1 {
-                fleetflow::cluster::exit_when_a_peer_is_lost();
-            }
-            if args.print_config {
-                out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
-                return Ok(());
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            let exact = config.source.kind == fleetflow::config::SourceKind::Kafka && !config.drain;
-            let timeout = Duration::from_secs(config.shutdown_timeout_secs);
-            ctrlc::set_handler(move || {
-                if flag.swap(true, Ordering::SeqCst) {
-                    err!("second interrupt: exiting at once (nothing more is committed; a restart resumes from the last commit)");
-                    std::process::exit(130);
-                }
-                if exact {
-                    err!("stopping: reading paused, delivering and committing what closed windows produced; open windows stay open for the restart (signal again to abort)");
-                } else {
-                    err!("stopping: closing every window, flushing sinks (signal again to abort)");
-                }
-                // A stop is bounded in time: a sink or broker that does not answer must not hold
-                // the job until an orchestrator's SIGKILL. Commits follow deliveries, so leaving
-                // now commits nothing undelivered.
-                std::thread::spawn(move || {
-                    std::thread::sleep(timeout);
-                    err!(
-                        "error: the stop did not finish within {} s (shutdown_timeout_secs): a sink or the Kafka broker is not answering; exiting without committing more, a restart resumes from the last commit",
-                        timeout.as_secs()
-                    );
-                    std::process::exit(1);
-                });
-            })
-            .context("installing the Ctrl-C handler")?;
-            let summary = fleetflow::job::run(config, stop)?;
-            info!(
-                "done: {} records read, {} readings, {} blank, {} malformed, {} late",
-                summary.records_read, summary.readings, summary.blank, summary.malformed, summary.late
-            );
-            for (stream, n) in &summary.out {
-                info!("  {}: {} records", stream.as_str(), n);
-            }
-            Ok(())
-        }
-        Command::Produce(args) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-            fleetflow::produce::produce(&args, stop)?;
-            Ok(())
-        }
-        Command::Bench(args) => {
-            let print = |r: &fleetflow::bench::Report| {
-                let (l, a) = (&r.window_latency_ms, &r.alert_latency_ms);
-                out!(
-                    "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
-                    r.rate_offered,
-                    r.rate_achieved,
-                    r.wall_secs,
-                    r.readings,
-                    r.workers
-                );
-                out!(
-                    "  window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
-                    r.allowed_lateness_ms, l.windows, l.p50, l.p90, l.p99, l.p999, l.max
-                );
-                let (s, d) = (&r.window_latency_source_ms, &r.window_latency_dataflow_ms);
-                out!(
-                    "  of which until the sources' watermark passed the window's end: p50 {:.1} ms, p99 {:.1}; then the dataflow: p50 {:.1} ms, p99 {:.1}",
-                    s.p50, s.p99, d.p50, d.p99
-                );
-                let last: Vec<f64> = r.window_latency_by_boundary.iter().map(|b| b.last_ms).collect();
-                if let (Some(best), Some(worst)) = (last.iter().copied().reduce(f64::min), last.iter().copied().reduce(f64::max)) {
-                    out!("  {} window boundaries, each one's last hand-off: best {best:.1} ms, worst {worst:.1}", last.len());
-                }
-                out!(
-                    "  alert latency from the window's end, {} alerts: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
-                    a.windows,
-                    a.p50,
-                    a.p90,
-                    a.p99,
-                    a.p999,
-                    a.max
-                );
-                out!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
-            };
-            match fleetflow::bench::bench(&args)? {
-                fleetflow::bench::Outcome::Run(r) => print(&r),
-                fleetflow::bench::Outcome::Sweep(s) => {
-                    s.runs.iter().for_each(print);
-                    match s.highest_sustained_rate {
-                        Some(rate) => out!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
-                        None => out!("no rate sustained (p99 window latency under {} ms)", s.max_p99_ms),
-                    }
-                }
-            }
-            out!("report in {}, plot in {}", args.report.display(), args.plot.display());
-            Ok(())
-        }
-        Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => {
-            let r = fleetflow::aws_setup::setup(&args)?;
-            out!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
-            for s in &r.created_streams {
-                out!("delivery stream {s}: created");
-            }
-            for s in &r.existing_streams {
-                out!("delivery stream {s}: exists");
-            }
-            for t in &r.topics {
-                out!("topic {t}: ready");
-            }
-            Ok(())
-        }
+        Command::Run(args) => run_job(args),
+        Command::Produce(args) => produce(args),
+        Command::Bench(args) => bench(args),
+        Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => aws_setup(args),
         Command::Cluster(args) => fleetflow::cluster::cluster(&args),
-        Command::Replay(args) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-            let r = fleetflow::replay::replay(&args, stop)?;
-            let s = &r.summary;
-            out!(
-                "replayed {} readings ({} MB) in {:.2}s: {:.0} readings/s, {:.1} MB/s; {} late, {} malformed, {} outside the days and margin",
-                s.readings,
-                r.bytes / 1_000_000,
-                r.secs,
-                s.readings as f64 / r.secs.max(1e-9),
-                r.bytes as f64 / 1e6 / r.secs.max(1e-9),
-                s.late,
-                s.malformed,
-                r.skipped
-            );
-            for (stream, n) in &s.out {
-                if *n > 0 {
-                    out!("  {}: {} records", stream.as_str(), n);
-                }
+        Command::Replay(args) => replay(args),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+/// `fleetflow run`: the job, stopped by a signal as the config says.
+fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
+    let config = args.config()?;
+    if config.cluster.processes > 1 {
+        fleetflow::cluster::exit_when_a_peer_is_lost();
+    }
+    if args.print_config {
+        out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let exact = config.source.kind == fleetflow::config::SourceKind::Kafka && !config.drain;
+    let timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                err!("second interrupt: exiting at once (nothing more is committed; a restart resumes from the last commit)");
+                std::process::exit(130);
             }
-            out!("  ({} records outside the replayed days computed for context, not written)", r.outside_range);
-            Ok(())
+            if exact {
+                err!("stopping: reading paused, delivering and committing what closed windows produced; open windows stay open for the restart (signal again to abort)");
+            } else {
+                err!("stopping: closing every window, flushing sinks (signal again to abort)");
+            }
+            // A stop is bounded in time: a sink or broker that does not answer must not hold
+            // the job until an orchestrator's SIGKILL. Commits follow deliveries, so leaving
+            // now commits nothing undelivered.
+            std::thread::spawn(move || {
+                std::thread::sleep(timeout);
+                err!(
+                    "error: the stop did not finish within {} s (shutdown_timeout_secs): a sink or the Kafka broker is not answering; exiting without committing more, a restart resumes from the last commit",
+                    timeout.as_secs()
+                );
+                std::process::exit(1);
+            });
+        })
+        .context("installing the Ctrl-C handler")?;
+    let summary = fleetflow::job::run(config, stop)?;
+    info!(
+        "done: {} records read, {} readings, {} blank, {} malformed, {} late",
+        summary.records_read, summary.readings, summary.blank, summary.malformed, summary.late
+    );
+    for (stream, n) in &summary.out {
+        info!("  {}: {} records", stream.as_str(), n);
+    }
+    Ok(())
+}
+
+/// `fleetflow produce`: generated readings into a Kafka topic.
+fn produce(args: fleetflow::cli::ProduceArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    fleetflow::produce::produce(&args, stop)?;
+    Ok(())
+}
+
+/// `fleetflow bench`: windowed latency, printed and reported.
+fn bench(args: fleetflow::bench::BenchArgs) -> anyhow::Result<()> {
+    let print = |r: &fleetflow::bench::Report| {
+        let (l, a) = (&r.window_latency_ms, &r.alert_latency_ms);
+        out!(
+            "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
+            r.rate_offered,
+            r.rate_achieved,
+            r.wall_secs,
+            r.readings,
+            r.workers
+        );
+        out!(
+            "  window latency beyond the {} ms allowed lateness, {} windows: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+            r.allowed_lateness_ms,
+            l.windows,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        );
+        let (s, d) = (&r.window_latency_source_ms, &r.window_latency_dataflow_ms);
+        out!(
+                "  of which until the sources' watermark passed the window's end: p50 {:.1} ms, p99 {:.1}; then the dataflow: p50 {:.1} ms, p99 {:.1}",
+                s.p50, s.p99, d.p50, d.p99
+            );
+        let last: Vec<f64> = r.window_latency_by_boundary.iter().map(|b| b.last_ms).collect();
+        if let (Some(best), Some(worst)) = (last.iter().copied().reduce(f64::min), last.iter().copied().reduce(f64::max)) {
+            out!("  {} window boundaries, each one's last hand-off: best {best:.1} ms, worst {worst:.1}", last.len());
         }
-        Command::Generate(args) => {
-            let written = fleetflow::generate::generate(&args)?;
-            info!("wrote {} lines to {}", written, args.output.display());
-            Ok(())
+        out!(
+            "  alert latency from the window's end, {} alerts: p50 {:.1} ms, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}",
+            a.windows,
+            a.p50,
+            a.p90,
+            a.p99,
+            a.p999,
+            a.max
+        );
+        out!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
+    };
+    match fleetflow::bench::bench(&args)? {
+        fleetflow::bench::Outcome::Run(r) => print(&r),
+        fleetflow::bench::Outcome::Sweep(s) => {
+            s.runs.iter().for_each(print);
+            match s.highest_sustained_rate {
+                Some(rate) => out!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
+                None => out!("no rate sustained (p99 window latency under {} ms)", s.max_p99_ms),
+            }
         }
     }
+    out!("report in {}, plot in {}", args.report.display(), args.plot.display());
+    Ok(())
+}
+
+/// `fleetflow aws setup`: the bucket, delivery streams and topics.
+fn aws_setup(args: fleetflow::aws_setup::SetupArgs) -> anyhow::Result<()> {
+    let r = fleetflow::aws_setup::setup(&args)?;
+    out!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
+    for s in &r.created_streams {
+        out!("delivery stream {s}: created");
+    }
+    for s in &r.existing_streams {
+        out!("delivery stream {s}: exists");
+    }
+    for t in &r.topics {
+        out!("topic {t}: ready");
+    }
+    Ok(())
+}
+
+/// `fleetflow replay`: past days from the archive.
+fn replay(args: Box<fleetflow::replay::ReplayArgs>) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    let r = fleetflow::replay::replay(&args, stop)?;
+    let s = &r.summary;
+    out!(
+        "replayed {} readings ({} MB) in {:.2}s: {:.0} readings/s, {:.1} MB/s; {} late, {} malformed, {} outside the days and margin",
+        s.readings,
+        r.bytes / 1_000_000,
+        r.secs,
+        s.readings as f64 / r.secs.max(1e-9),
+        r.bytes as f64 / 1e6 / r.secs.max(1e-9),
+        s.late,
+        s.malformed,
+        r.skipped
+    );
+    for (stream, n) in &s.out {
+        if *n > 0 {
+            out!("  {}: {} records", stream.as_str(), n);
+        }
+    }
+    out!("  ({} records outside the replayed days computed for context, not written)", r.outside_range);
+    Ok(())
+}
+
+/// `fleetflow generate`: readings and reference files.
+fn generate(args: fleetflow::cli::GenerateArgs) -> anyhow::Result<()> {
+    let written = fleetflow::generate::generate(&args)?;
+    info!("wrote {} lines to {}", written, args.output.display());
+    Ok(())
 }
