@@ -24,8 +24,9 @@ pub struct BenchArgs {
     /// Readings per second to offer (open loop).
     #[arg(long, default_value_t = 100_000)]
     pub rate: u64,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to run: at least the window length plus 10 s, so that windows close on the
+    /// watermark rather than at the end of the input.
+    #[arg(long, default_value_t = 90)]
     pub duration: u64,
     /// Vehicles (each reports every vehicles/rate seconds).
     #[arg(long, default_value_t = 10_000)]
@@ -304,4 +305,18 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("fleetflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_defaults_run() {
+        // `fleetflow bench` alone once failed its own check (60 s, below a window plus 10 s).
+        let Some(Command::Bench(args)) = Cli::try_parse_from(["fleetflow", "bench"]).unwrap().command else { panic!("a bench command") };
+        assert!(args.duration >= args.window_secs + 10, "{args:?}");
+    }
 }

@@ -139,10 +139,10 @@ pub struct RunArgs {
     /// Kafka: consumer group (for committed offsets).
     #[arg(long)]
     pub group: Option<String>,
-    /// Kafka: where to start: committed, earliest, latest or an RFC 3339 time.
+    /// Kafka: where to start: committed, earliest, latest, a date (2025-11-25, its midnight UTC) or an RFC 3339 time.
     #[arg(long)]
     pub start: Option<String>,
-    /// Kafka: where to stop: never, end (of each partition at start-up) or an RFC 3339 time.
+    /// Kafka: where to stop: never, end (of each partition at start-up), a date or an RFC 3339 time.
     #[arg(long)]
     pub stop: Option<String>,
     /// Kafka: a partition silent this long stops holding the watermark back, ms.

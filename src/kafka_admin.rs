@@ -19,7 +19,7 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<bool,
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(|e| SourceError::Setup(format!("starting an async runtime: {e}")))?;
+        .map_err(|e| SourceError::Setup(format!("kafka: starting an async runtime: {e}")))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = runtime
@@ -28,7 +28,7 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<bool,
     match results.into_iter().next() {
         Some(Ok(_)) => Ok(true),
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
-        Some(Err((_, code))) => Err(SourceError::Setup(format!("creating topic {topic}: {code}"))),
-        None => Err(SourceError::Setup(format!("creating topic {topic}: the broker gave no answer"))),
+        Some(Err((_, code))) => Err(SourceError::Setup(format!("kafka: creating topic {topic}: {code}"))),
+        None => Err(SourceError::Setup(format!("kafka: creating topic {topic}: the broker gave no answer"))),
     }
 }

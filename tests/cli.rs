@@ -198,6 +198,23 @@ fn a_closed_log_pipe_does_not_stop_the_job() {
 }
 
 #[test]
+fn replaying_an_archive_without_raw_hours_says_how_to_archive_them() {
+    // The natural first try: replay the default output folder, where `raw` (off by default) is not.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleetflow-out");
+    std::fs::create_dir_all(out.join("speed_windows/2025/11/25/00")).unwrap();
+    let o = fleetflow(&["replay", "--from", "2025-11-25", "--archive", out.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "replaying nothing is an error: {e}");
+    assert!(e.contains("holds no raw/YYYY/MM/DD/HH files") && e.contains("raw = [\"local\"]"), "{e}");
+    assert_eq!(e.matches("holds no raw").count(), 1, "said once: {e}");
+    // A missing archive is named as the archive, not as Kafka.
+    let o = fleetflow(&["replay", "--from", "2025-11-25", "--archive", "/nonexistent/fleetflow-out"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("replay.archive (--archive)") && !e.contains("kafka"), "{e}");
+}
+
+#[test]
 fn reference_edits_take_effect_while_running() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -610,8 +610,14 @@ fn sigterm(child: &std::process::Child) {
 /// [`EXACT_STREAMS`] on (daily speeders hold commits back for the whole day).
 #[cfg(unix)]
 fn exact_job(dir: &Path, topic: &str, out: &Path, args: &[&str]) -> std::process::Command {
+    exact_job_with(dir, topic, out, "", args)
+}
+
+/// [`exact_job`] with more configuration (`extra`, TOML).
+#[cfg(unix)]
+fn exact_job_with(dir: &Path, topic: &str, out: &Path, extra: &str, args: &[&str]) -> std::process::Command {
     let cfg = dir.join("exact.toml");
-    std::fs::write(&cfg, "[routes]\nraw = [\"local\"]\n").unwrap();
+    std::fs::write(&cfg, format!("[routes]\nraw = [\"local\"]\n{extra}")).unwrap();
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fleetflow"));
     c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", topic, "--group", &format!("g-{topic}")]);
     c.args(["--buffer-secs", "0", "--output", out.to_str().unwrap()]).args(args);
@@ -767,4 +773,47 @@ fn killed_with_daily_speeders_on_repeats_only_what_was_delivered_since_the_last_
     let repeated = delivered.len() - unique.len();
     println!("{repeated} of the {before} windows the killed run delivered were written again");
     assert!(repeated * 4 <= before, "{repeated} of the {before} windows the killed run delivered were written again\n{log}");
+}
+
+#[cfg(unix)]
+#[test]
+fn stopped_mid_hour_into_a_sealed_folder_the_files_are_an_uninterrupted_runs() {
+    // A sealed folder writes each hour's file once the hour is complete. Stopped exactly in the
+    // middle of the hour, it writes the part it holds; each restart merges into it; the files at
+    // the end are byte for byte those of one uninterrupted run.
+    let readings = fleet_with_rejects();
+    let t = topic("sealedstop", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sealed = format!("[sinks.local]\nkind = \"folder\"\npath = {:?}\nsealed = true\n", out.display().to_string());
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    let mut logs = String::new();
+    for at in [readings.len() / 3, readings.len() * 2 / 3] {
+        let http = free_address();
+        let job = exact_job_with(dir.path(), &t, &out, &sealed, &["-w", "2", "--http", &http]).spawn().unwrap();
+        wait_until_read(&http, at);
+        sigterm(&job);
+        let o = job.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
+        logs.push_str(&log);
+    }
+    producer.join().unwrap();
+    let last = exact_job_with(dir.path(), &t, &out, &sealed, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
+    logs.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success(), "{logs}");
+
+    let reference = dir.path().join("reference");
+    let mut c = file_job(dir.path(), &readings, &reference, 1);
+    c.routes.insert("raw".into(), vec!["local".into()]);
+    c.sinks.insert("local".into(), SinkConfig::Folder { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    run(c);
+    let streams = ["speed_windows", "speeders", "daily_speeders", "alerts", "raw"];
+    let (expected, delivered) = (common::files_in(&reference, &streams, ""), common::files_in(&out, &streams, ""));
+    assert!(!expected.is_empty());
+    let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&delivered), names(&expected), "the same files\n{logs}");
+    for ((name, want), (_, got)) in expected.iter().zip(&delivered) {
+        assert!(want == got, "{name}: {} bytes expected, {} written\n{logs}", want.len(), got.len());
+    }
 }

@@ -203,7 +203,19 @@ pub fn list_archive(config: &Config) -> Result<ArchiveListing, JobError> {
     };
     let store = ArchiveStore::open(&r.archive, &aws)?;
     let margin = replay_margin(&config.params());
-    Ok(ArchiveListing::list(store, (start.saturating_sub(margin), end.saturating_add(margin)), r.slack_secs.saturating_mul(1000))?)
+    let listing =
+        ArchiveListing::list(store, (start.saturating_sub(margin), end.saturating_add(margin)), r.slack_secs.saturating_mul(1000))?;
+    if listing.objects() == 0 {
+        // (Replaying nothing and reporting success would look like a quiet day.)
+        return Err(crate::config::ConfigError::Invalid(format!(
+            "replay.archive: {:?} holds no raw/YYYY/MM/DD/HH files for {} to {}; the archive is what a run writes with `raw` routed to a sink (off by default: add [routes] raw = [\"local\"]), or replay from Kafka with --kafka-brokers",
+            r.archive,
+            crate::encode::rfc3339(start),
+            crate::encode::rfc3339(end)
+        ))
+        .into());
+    }
+    Ok(listing)
 }
 
 /// The HTTP address of this process: the configured port plus the process index (so processes

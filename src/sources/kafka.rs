@@ -108,10 +108,16 @@ pub enum Stop {
     Time(u64),
 }
 
+/// An RFC 3339 time, or a plain date (its midnight, UTC), as epoch ms.
 fn parse_time(field: &str, s: &str) -> Result<u64, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis().max(0) as u64)
-        .map_err(|e| format!("{field}: {s:?} is not a position ({e}); write committed, earliest, latest or an RFC 3339 time"))
+    let date = || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
+    match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.timestamp_millis().max(0) as u64),
+        Err(_) if date().is_some() => Ok(date().map_or(0, |t| t.timestamp_millis().max(0) as u64)),
+        Err(e) => Err(format!(
+            "{field}: {s:?} is not a position ({e}); write committed, earliest, latest, a date (2025-11-25) or an RFC 3339 time"
+        )),
+    }
 }
 
 impl Start {
@@ -172,7 +178,7 @@ pub fn partition_count(cfg: &KafkaConfig) -> Result<i32, SourceError> {
     match topic {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
         _ => Err(SourceError::Setup(format!(
-            "topic {:?} does not exist on {}; create it (`fleetflow produce --partitions N` creates it) or fix kafka.topic",
+            "kafka: topic {:?} does not exist on {}; create it (`fleetflow produce --partitions N` creates it) or fix kafka.topic",
             cfg.topic, cfg.brokers
         ))),
     }
@@ -435,6 +441,8 @@ mod tests {
     fn positions_parse() {
         assert_eq!(Start::parse("committed"), Ok(Start::Committed));
         assert_eq!(Start::parse("2025-11-25T00:00:00Z"), Ok(Start::Time(1_764_028_800_000)));
+        assert_eq!(Start::parse("2025-11-25"), Ok(Start::Time(1_764_028_800_000)), "a plain date is its midnight, UTC");
+        assert_eq!(Stop::parse("2025-11-26"), Ok(Stop::Time(1_764_115_200_000)));
         assert!(Start::parse("yesterday").unwrap_err().starts_with("kafka.start:"));
         assert_eq!(Stop::parse("end"), Ok(Stop::End));
         assert!(Stop::parse("soon").unwrap_err().contains("never, end"));

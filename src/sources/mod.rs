@@ -67,8 +67,9 @@ pub enum SourceError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    /// The source's settings do not fit what the broker has (a missing topic, for example).
-    #[error("kafka: {0}")]
+    /// The source's settings do not fit what is there (a missing topic or archive, for example);
+    /// the message names the source.
+    #[error("{0}")]
     Setup(String),
 }
 
