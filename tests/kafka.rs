@@ -625,6 +625,36 @@ fn exact_job_with(dir: &Path, topic: &str, out: &Path, extra: &str, args: &[&str
     c
 }
 
+/// Publishes `readings` live to `topic` while a job (configured with `extra`, at the first two
+/// worker counts) reads it into `out` and is sent SIGTERM at a third and at two thirds of them,
+/// each stop exact; then a third run (at the last worker count) reads to the end. Returns the logs.
+#[cfg(unix)]
+fn stop_twice_then_read_to_the_end(
+    dir: &Path,
+    topic: &str,
+    out: &Path,
+    readings: &[(String, String, u64)],
+    (extra, workers): (&str, [&str; 3]),
+) -> String {
+    let producer = publish_live(topic, readings, Duration::from_micros(250));
+    let mut logs = String::new();
+    for (workers, at) in [(workers[0], readings.len() / 3), (workers[1], readings.len() * 2 / 3)] {
+        let http = free_address();
+        let job = exact_job_with(dir, topic, out, extra, &["-w", workers, "--http", &http]).spawn().unwrap();
+        wait_until_read(&http, at);
+        sigterm(&job);
+        let o = job.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
+        logs.push_str(&log);
+    }
+    producer.join().unwrap();
+    let last = exact_job_with(dir, topic, out, extra, &["-w", workers[2], "--http", "", "--stop", "end"]).output().unwrap();
+    logs.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success(), "{logs}");
+    logs
+}
+
 #[cfg(unix)]
 #[test]
 fn stopped_twice_mid_topic_and_resumed_at_other_worker_counts_loses_and_repeats_nothing() {
@@ -635,22 +665,7 @@ fn stopped_twice_mid_topic_and_resumed_at_other_worker_counts_loses_and_repeats_
     let t = topic("exactstop", 1);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let producer = publish_live(&t, &readings, Duration::from_micros(250));
-    let mut logs = String::new();
-    for (workers, at) in [("2", readings.len() / 3), ("1", readings.len() * 2 / 3)] {
-        let http = free_address();
-        let job = exact_job(dir.path(), &t, &out, &["-w", workers, "--http", &http]).spawn().unwrap();
-        wait_until_read(&http, at);
-        sigterm(&job);
-        let o = job.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
-        logs.push_str(&log);
-    }
-    producer.join().unwrap();
-    let last = exact_job(dir.path(), &t, &out, &["-w", "2", "--http", "", "--stop", "end"]).output().unwrap();
-    logs.push_str(&String::from_utf8_lossy(&last.stderr));
-    assert!(last.status.success(), "{logs}");
+    let logs = stop_twice_then_read_to_the_end(dir.path(), &t, &out, &readings, ("", ["2", "1", "2"]));
     let reference = exact_reference(dir.path(), &readings);
     common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &logs);
 }
@@ -786,22 +801,7 @@ fn stopped_mid_hour_into_a_sealed_folder_the_files_are_an_uninterrupted_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let sealed = format!("[sinks.local]\nkind = \"folder\"\npath = {:?}\nsealed = true\n", out.display().to_string());
-    let producer = publish_live(&t, &readings, Duration::from_micros(250));
-    let mut logs = String::new();
-    for at in [readings.len() / 3, readings.len() * 2 / 3] {
-        let http = free_address();
-        let job = exact_job_with(dir.path(), &t, &out, &sealed, &["-w", "2", "--http", &http]).spawn().unwrap();
-        wait_until_read(&http, at);
-        sigterm(&job);
-        let o = job.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
-        logs.push_str(&log);
-    }
-    producer.join().unwrap();
-    let last = exact_job_with(dir.path(), &t, &out, &sealed, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
-    logs.push_str(&String::from_utf8_lossy(&last.stderr));
-    assert!(last.status.success(), "{logs}");
+    let logs = stop_twice_then_read_to_the_end(dir.path(), &t, &out, &readings, (&sealed, ["2", "2", "1"]));
 
     let reference = dir.path().join("reference");
     let mut c = file_job(dir.path(), &readings, &reference, 1);
