@@ -140,11 +140,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub group: Option<String>,
     /// Kafka: where to start: committed, earliest, latest, a date (2025-11-25, its midnight UTC) or an RFC 3339 time.
-    #[arg(long)]
-    pub start: Option<String>,
+    #[arg(long, value_name = "POSITION")]
+    pub start: Option<crate::config::Start>,
     /// Kafka: where to stop: never, end (of each partition at start-up), a date or an RFC 3339 time.
-    #[arg(long)]
-    pub stop: Option<String>,
+    #[arg(long, value_name = "POSITION")]
+    pub stop: Option<crate::config::Stop>,
     /// Kafka: a partition silent this long stops holding the watermark back, ms.
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
@@ -175,10 +175,10 @@ impl RunArgs {
             c.kafka.group = g.clone();
         }
         if let Some(s) = &self.start {
-            c.kafka.start = s.clone();
+            c.kafka.start = *s;
         }
         if let Some(s) = &self.stop {
-            c.kafka.stop = s.clone();
+            c.kafka.stop = *s;
         }
         if let Some(t) = self.idle_timeout_ms {
             c.kafka.idle_timeout_ms = t;

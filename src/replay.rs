@@ -39,10 +39,10 @@ pub struct ReplayArgs {
     pub topic: Option<String>,
     /// Kafka: first message time read (RFC 3339; default: the days' start less the margin and an hour).
     #[arg(long)]
-    pub start: Option<String>,
+    pub start: Option<crate::config::Start>,
     /// Kafka: message time to stop at (RFC 3339; default: the days' end plus the margin and an hour).
     #[arg(long)]
-    pub stop: Option<String>,
+    pub stop: Option<crate::config::Stop>,
     /// Output folder (sealed: one complete, sorted file per stream and hour).
     #[arg(long, default_value = "backfill")]
     pub output: PathBuf,
@@ -146,8 +146,8 @@ impl ReplayArgs {
             c.kafka.group = format!("{}-replay", c.kafka.group);
             let days = c.replay_days()?.ok_or_else(|| ConfigError::Invalid("replay.from: empty".into()))?;
             let around = crate::job::replay_margin(&c.params()) + 3_600_000;
-            c.kafka.start = self.start.clone().unwrap_or_else(|| crate::encode::rfc3339(days.0.saturating_sub(around)));
-            c.kafka.stop = self.stop.clone().unwrap_or_else(|| crate::encode::rfc3339(days.1.saturating_add(around)));
+            c.kafka.start = self.start.unwrap_or(crate::config::Start::Time(days.0.saturating_sub(around)));
+            c.kafka.stop = self.stop.unwrap_or(crate::config::Stop::Time(days.1.saturating_add(around)));
         }
         if !self.config_sinks {
             let sink = SinkConfig::Folder { path: self.output.clone(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: true };
@@ -260,8 +260,8 @@ mod tests {
         let c = args.config().unwrap();
         assert_eq!(c.kafka.group, "fleetflow-replay");
         assert_eq!(c.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_115_200_000)));
-        assert!(c.kafka.start.starts_with("2025-11-23T22:"), "{}", c.kafka.start);
-        assert!(c.kafka.stop.starts_with("2025-11-26T01:"), "{}", c.kafka.stop);
+        assert!(c.kafka.start.to_string().starts_with("2025-11-23T22:"), "{}", c.kafka.start);
+        assert!(c.kafka.stop.to_string().starts_with("2025-11-26T01:"), "{}", c.kafka.stop);
         assert_eq!(c.windows.max_future_secs, 0);
         assert!(matches!(c.sinks.get("local"), Some(SinkConfig::Folder { sealed: true, .. })));
     }

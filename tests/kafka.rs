@@ -55,8 +55,8 @@ fn kafka_config(out: &Path, workers: usize, topic: &str, start: &str, stop: &str
     c.kafka.brokers = brokers();
     c.kafka.topic = topic.to_string();
     c.kafka.group = format!("g-{topic}");
-    c.kafka.start = start.to_string();
-    c.kafka.stop = stop.to_string();
+    c.kafka.start = start.parse().unwrap();
+    c.kafka.stop = stop.parse().unwrap();
     c
 }
 

@@ -19,7 +19,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
 use super::{Partition, Poll, Record, Run, SourceError};
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Start, Stop};
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,72 +75,13 @@ fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<Ve
 /// Where an earlier run's outputs were durable up to (the highest durable frontier any partition
 /// committed with), when starting from committed offsets; 0 when nothing was committed.
 pub fn resume_frontier(cfg: &KafkaConfig) -> Result<u64, SourceError> {
-    if Start::parse(&cfg.start).map_err(SourceError::Setup)? != Start::Committed {
+    if cfg.start != Start::Committed {
         return Ok(0);
     }
     let count = partition_count(cfg)?;
     let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
     let all = committed(&consumer, &cfg.topic, count)?;
     Ok(all.iter().filter_map(|(_, c)| c.map(|c| c.durable)).max().unwrap_or(0))
-}
-
-/// Where to start reading a partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Start {
-    /// The group's committed offset, or the earliest when there is none.
-    Committed,
-    /// The earliest offset still on the broker.
-    Earliest,
-    /// Only messages produced from now on.
-    Latest,
-    /// The first message whose timestamp is at or after this time (epoch ms).
-    Time(u64),
-}
-
-/// Where to stop reading a partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Never: a live stream.
-    Never,
-    /// At the end of the partition as it is when the job starts.
-    End,
-    /// At the first message whose timestamp is at or after this time (epoch ms).
-    Time(u64),
-}
-
-/// An RFC 3339 time, or a plain date (its midnight, UTC), as epoch ms.
-fn parse_time(field: &str, s: &str) -> Result<u64, String> {
-    let date = || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
-    match chrono::DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Ok(t.timestamp_millis().max(0) as u64),
-        Err(_) if date().is_some() => Ok(date().map_or(0, |t| t.timestamp_millis().max(0) as u64)),
-        Err(e) => Err(format!(
-            "{field}: {s:?} is not a position ({e}); write committed, earliest, latest, a date (2025-11-25) or an RFC 3339 time"
-        )),
-    }
-}
-
-impl Start {
-    /// Parses `committed`, `earliest`, `latest` or an RFC 3339 time.
-    pub fn parse(s: &str) -> Result<Start, String> {
-        match s {
-            "committed" | "" => Ok(Start::Committed),
-            "earliest" => Ok(Start::Earliest),
-            "latest" => Ok(Start::Latest),
-            t => parse_time("kafka.start", t).map(Start::Time),
-        }
-    }
-}
-
-impl Stop {
-    /// Parses `` (never), `end` or an RFC 3339 time.
-    pub fn parse(s: &str) -> Result<Stop, String> {
-        match s {
-            "" | "never" => Ok(Stop::Never),
-            "end" => Ok(Stop::End),
-            t => parse_time("kafka.stop", t).map(Stop::Time).map_err(|e| e.replace("committed, earliest, latest", "never, end")),
-        }
-    }
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> SourceError {
@@ -186,8 +127,7 @@ pub fn partition_count(cfg: &KafkaConfig) -> Result<i32, SourceError> {
 
 /// This worker's partitions: partition `p` goes to worker `p mod peers`.
 pub fn partitions_for(cfg: &KafkaConfig, index: usize, peers: usize) -> Result<Vec<Box<dyn Partition>>, SourceError> {
-    let start = Start::parse(&cfg.start).map_err(SourceError::Setup)?;
-    let stop = Stop::parse(&cfg.stop).map_err(SourceError::Setup)?;
+    let (start, stop) = (cfg.start, cfg.stop);
     let count = partition_count(cfg)?;
     let mut out: Vec<Box<dyn Partition>> = Vec::new();
     for p in 0..count {
@@ -436,17 +376,6 @@ impl Partition for KafkaPartition {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn positions_parse() {
-        assert_eq!(Start::parse("committed"), Ok(Start::Committed));
-        assert_eq!(Start::parse("2025-11-25T00:00:00Z"), Ok(Start::Time(1_764_028_800_000)));
-        assert_eq!(Start::parse("2025-11-25"), Ok(Start::Time(1_764_028_800_000)), "a plain date is its midnight, UTC");
-        assert_eq!(Stop::parse("2025-11-26"), Ok(Stop::Time(1_764_115_200_000)));
-        assert!(Start::parse("yesterday").unwrap_err().starts_with("kafka.start:"));
-        assert_eq!(Stop::parse("end"), Ok(Stop::End));
-        assert!(Stop::parse("soon").unwrap_err().contains("never, end"));
-    }
 
     #[test]
     fn commit_metadata_round_trips_and_reads_the_first_version() {

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::route::StreamName;
 
+mod kafka_position;
+pub use kafka_position::{Start, Stop};
+
 /// A configuration problem, naming the field, the value and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -372,10 +375,11 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Consumer group, for committed offsets (partitions are assigned by fleetflow, not the group).
     pub group: String,
-    /// `committed` (default), `earliest`, `latest`, or an RFC 3339 time (offsets for that time).
-    pub start: String,
-    /// `` (never: a live stream), `end` (the end of each partition at start-up), or an RFC 3339 time.
-    pub stop: String,
+    /// `committed` (default), `earliest`, `latest`, or an RFC 3339 time or date (offsets for that time).
+    pub start: Start,
+    /// `never` (a live stream, the default), `end` (the end of each partition at start-up), or an
+    /// RFC 3339 time or date.
+    pub stop: Stop,
     /// A partition without messages for this long stops holding the watermark back, ms.
     pub idle_timeout_ms: u64,
     /// Offsets are committed at most this often, ms (0: whenever more is committable). A restart
@@ -391,8 +395,8 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".to_string(),
             topic: "vehicles".to_string(),
             group: "fleetflow".to_string(),
-            start: "committed".to_string(),
-            stop: String::new(),
+            start: Start::Committed,
+            stop: Stop::Never,
             idle_timeout_ms: 10_000,
             commit_interval_ms: 1_000,
             properties: BTreeMap::new(),
@@ -730,8 +734,6 @@ impl Config {
                     "kafka.brokers / kafka.topic: empty; name the brokers (--kafka-brokers HOST:PORT) and the topic (--topic)".into()
                 );
             }
-            crate::sources::kafka::Start::parse(&k.start).map_err(ConfigError::Invalid)?;
-            crate::sources::kafka::Stop::parse(&k.stop).map_err(ConfigError::Invalid)?;
             if k.idle_timeout_ms == 0 {
                 return bad("kafka.idle_timeout_ms: 0; use at least 1 ms (default 10000)".into());
             }
