@@ -15,9 +15,11 @@
 //!
 //! An exact stop (SIGTERM on a Kafka source) travels the same way: a worker that stops reading
 //! announces that it has paused. Every worker that hears of a pause pauses too and announces it,
-//! so a signal to one process stops the whole cluster. No worker lets the frontier move past its
-//! paused capabilities (which would close windows) before it has heard every worker's pause: until
-//! then another worker could still be reading, and the windows it closed would be lost.
+//! so a signal to one process stops the whole cluster. No worker commits before it has heard every
+//! worker's pause (until then another could still be reading, and move the frontier), and no
+//! worker closes its inputs before it has heard that every worker committed and halted: the
+//! frontier would otherwise move past the stop (to the lowest capability left) and close windows
+//! that a worker not yet halted would write, partial.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -35,8 +37,11 @@ use timely::dataflow::{Scope, StreamVec};
 pub enum Notice {
     /// A worker failed, with its error (`worker N failed: ...`).
     Failed(String),
-    /// Worker N stopped reading for an exact stop: its input capabilities stay where they are.
-    Paused(usize),
+    /// Worker N stopped reading for an exact stop: its readings' capability stays where it is
+    /// (the time, or none when its inputs are closed).
+    Paused(usize, Option<Time>),
+    /// Worker N committed at the exact stop's frontier and writes nothing more.
+    Halted(usize),
 }
 
 /// Where a worker sends its own notices.
@@ -47,8 +52,10 @@ type NoticeInput = UnorderedHandle<Time, CapacityContainerBuilder<Vec<Notice>>>;
 struct Heard {
     /// The first failure.
     failure: Option<String>,
-    /// The workers that have paused.
-    paused: std::collections::BTreeSet<usize>,
+    /// The workers that have paused, with their readings' capability.
+    paused: std::collections::BTreeMap<usize, Option<Time>>,
+    /// The workers that have committed an exact stop.
+    halted: std::collections::BTreeSet<usize>,
 }
 
 /// This worker's side of the notices: where it announces its own failure or pause, and what it
@@ -77,7 +84,8 @@ impl FailureNotices {
             let mut seen = seen.borrow_mut();
             match notice {
                 Notice::Failed(f) => drop(seen.failure.get_or_insert_with(|| f.clone())),
-                Notice::Paused(worker) => drop(seen.paused.insert(*worker)),
+                Notice::Paused(worker, cap) => drop(seen.paused.insert(*worker, *cap)),
+                Notice::Halted(worker) => drop(seen.halted.insert(*worker)),
             }
         });
         (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false }, all)
@@ -106,10 +114,11 @@ impl FailureNotices {
         self.send(Notice::Failed(failure.to_string()));
     }
 
-    /// Tells every worker that worker `index` has paused for an exact stop (once).
-    pub fn announce_pause(&mut self, index: usize) {
+    /// Tells every worker that worker `index` has paused for an exact stop with its readings'
+    /// capability at `cap` (once).
+    pub fn announce_pause(&mut self, index: usize, cap: Option<Time>) {
         if !std::mem::replace(&mut self.paused, true) {
-            self.send(Notice::Paused(index));
+            self.send(Notice::Paused(index, cap));
         }
     }
 
@@ -132,6 +141,25 @@ impl FailureNotices {
     /// How many workers have paused for an exact stop.
     pub fn paused(&self) -> usize {
         self.heard.borrow().paused.len()
+    }
+
+    /// Once all `peers` workers have paused, where the readings' frontier stops: the lowest of
+    /// their capabilities (`Some(None)`: every worker's inputs are closed). A worker's own view of
+    /// the frontier may lag this (progress travels apart from the notices); this one is final.
+    pub fn pause_frontier(&self, peers: usize) -> Option<Option<Time>> {
+        let heard = self.heard.borrow();
+        (heard.paused.len() >= peers).then(|| heard.paused.values().flatten().min().copied())
+    }
+
+    /// Tells every worker that worker `index` committed the exact stop and writes nothing more.
+    pub fn announce_halt(&mut self, index: usize) {
+        self.send(Notice::Halted(index));
+    }
+
+    /// How many workers have committed an exact stop: once all have, the inputs may close (the
+    /// frontier then moves on, closing windows that no worker writes any more).
+    pub fn halted(&self) -> usize {
+        self.heard.borrow().halted.len()
     }
 }
 
@@ -227,19 +255,21 @@ mod tests {
             });
             assert!(!notices.pause_heard());
             if index == 1 {
-                notices.announce_pause(1);
-                notices.announce_pause(1);
+                notices.announce_pause(1, Some(7));
+                notices.announce_pause(1, Some(3));
             }
             let mut steps = 0;
             while notices.paused() < 2 && steps < 10_000 {
                 if notices.pause_heard() {
-                    notices.announce_pause(index);
+                    notices.announce_pause(index, Some(5 + index as Time));
                 }
                 notices.follow(Some(100));
                 worker.step();
                 steps += 1;
             }
             assert_eq!(notices.heard(), None, "a pause is no failure");
+            assert_eq!(notices.pause_frontier(2), Some(Some(5)), "the lowest capability announced, each announced once");
+            assert_eq!(notices.pause_frontier(3), None, "not every worker paused");
             notices.follow(None);
             while !probe.done() {
                 worker.step();

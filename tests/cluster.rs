@@ -87,3 +87,26 @@ fn a_killed_process_stops_the_other_with_one_line_naming_it() {
     assert!(log.contains("error: lost process 1 of the cluster"), "one line names the lost process: {log}");
     assert!(!log.contains("panicked") && !log.contains("backtrace"), "no panic report: {log}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_process_whose_peer_never_connects_stops_with_one_line() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let port = two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[cluster]\nconnect_timeout_secs = 2\n").unwrap();
+    let started = Instant::now();
+    let o = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap(), "--http", "", "-n", "2", "-p", "0", "-h", hosts.to_str().unwrap()])
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(started.elapsed() < Duration::from_secs(20), "it did not wait without end: {log}");
+    assert!(!o.status.success() && log.contains("error: the cluster did not form within 2 s"), "{log}");
+}

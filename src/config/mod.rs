@@ -223,11 +223,14 @@ pub struct ClusterConfig {
     pub process: usize,
     /// One `host:port` per process, in process order (`-h`); needed when `processes > 1`.
     pub hostfile: Option<PathBuf>,
+    /// Seconds every process has to connect at start-up; a process that never comes (it died, or
+    /// was never started) is then an error rather than a wait without end.
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { processes: 1, process: 0, hostfile: None }
+        ClusterConfig { processes: 1, process: 0, hostfile: None, connect_timeout_secs: 60 }
     }
 }
 

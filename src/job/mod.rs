@@ -157,7 +157,13 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     let shared =
         Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
     let f = failure.clone();
+    let formed = Arc::new(AtomicBool::new(false));
+    if shared.config.cluster.processes > 1 {
+        let timeout = Duration::from_secs(shared.config.cluster.connect_timeout_secs);
+        crate::cluster::exit_unless_formed(timeout, formed.clone(), shared.config.cluster.addresses()?);
+    }
     let guards = timely::execute(timely_config, move |worker| {
+        formed.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = worker::WorkerLoop::start(worker, &shared).and_then(worker::WorkerLoop::run) {
             error!("worker {} failed: {e}", worker.index());
             shared.failing.store(true, std::sync::atomic::Ordering::SeqCst);

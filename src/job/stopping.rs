@@ -54,14 +54,15 @@ impl<'a> Stopping<'a> {
     }
 
     /// Reads the flags once: begins an exact stop when asked (by a signal here, or by another
-    /// worker's pause), and says whether the sources must close (a failure, or a draining stop).
-    pub fn look(&mut self, notices: &mut FailureNotices) -> Look {
+    /// worker's pause), announcing where this worker's readings' capability stays (`cap`), and
+    /// says whether the sources must close (a failure, or a draining stop).
+    pub fn look(&mut self, notices: &mut FailureNotices, cap: Option<fleetflow_dataflows::Time>) -> Look {
         // (`fail` sets `failing` before `stop`: read in this order, a failure is never taken for a stop.)
         let failing = self.failing.load(Ordering::SeqCst);
         let stopping = self.stop.load(Ordering::SeqCst);
         if self.phase == Phase::Reading && self.exact && !failing && (stopping || notices.pause_heard()) {
             self.phase = Phase::Paused;
-            notices.announce_pause(self.index);
+            notices.announce_pause(self.index, cap);
             if self.logs {
                 info!("stopping: reading paused; delivering what the closed windows produced, then committing (open windows stay open for the restart)");
             }
@@ -77,6 +78,12 @@ impl<'a> Stopping<'a> {
     /// Whether an exact stop waits to commit (paused, and no worker of the process failed).
     pub fn paused(&self) -> bool {
         self.phase == Phase::Paused && !self.failing()
+    }
+
+    /// Whether this worker has committed an exact stop and keeps its sources open until every
+    /// worker has.
+    pub fn halted_waiting(&self) -> bool {
+        self.phase == Phase::Halted
     }
 
     /// Whether offsets may still be committed from the durable frontier (not after an exact

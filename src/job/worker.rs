@@ -79,11 +79,10 @@ impl<'w> WorkerLoop<'w> {
             .with_completion(completion(&params, &analyses, &router.borrow()));
         if config.source.kind == SourceKind::Kafka {
             // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
-            let resume = crate::sources::kafka::resume_frontier(&config.kafka)?;
-            if resume > 0 {
+            if let Some(resume) = crate::sources::kafka::resume_frontier(&config.kafka)? {
                 info!("resuming from committed offsets: outputs before {} were delivered", encode::rfc3339(resume));
+                router.borrow_mut().suppress_below(resume);
             }
-            router.borrow_mut().suppress_below(resume);
         }
         // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
         let exact = config.source.kind == SourceKind::Kafka && !config.drain;
@@ -134,7 +133,7 @@ impl<'w> WorkerLoop<'w> {
     /// window, and those written now would be partial; all of it is derived again from the
     /// uncommitted readings at the next start.
     fn read_sources(&mut self) -> Poll {
-        let look = self.stopping.look(&mut self.notices);
+        let look = self.stopping.look(&mut self.notices, self.driver.capability());
         // A failure or a draining stop closes the sources but not the dataflow: every worker steps
         // on until the dataflow has drained, so no peer waits forever on this one.
         if look.close {
@@ -226,13 +225,21 @@ impl<'w> WorkerLoop<'w> {
         self.stopping.may_commit() && !self.stopping.failing()
     }
 
-    /// Takes an exact stop one look further (see [`exact_stop`]).
+    /// Takes an exact stop one look further (see [`exact_stop`]); once every worker has
+    /// committed and halted, closes the sources so that the dataflow drains.
     fn stop_exactly(&mut self, durable: Option<Time>, watermark: Option<Time>) {
+        if self.stopping.halted_waiting() && self.notices.halted() >= self.peers {
+            self.driver.close();
+        }
         if !self.stopping.paused() {
             return;
         }
         match exact_stop(&mut self.driver, &mut self.router.borrow_mut(), &self.notices, self.peers, (durable, watermark)) {
-            Ok(true) => self.stopping.halted(watermark.map(encode::rfc3339).unwrap_or_default()),
+            Ok(true) => {
+                let at = self.notices.pause_frontier(self.peers).flatten().map(encode::rfc3339).unwrap_or_default();
+                self.stopping.halted(at);
+                self.notices.announce_halt(self.worker.index());
+            }
             Ok(false) => {}
             Err(e) => self.stopping.fail(e),
         }
@@ -287,16 +294,20 @@ fn pin(config: &crate::config::Config, index: usize) {
 }
 
 /// One look at an exact stop: once every worker has paused (no worker reads on, so the readings'
-/// frontier is final) and every output below that frontier is delivered (the durable frontier
-/// has reached it, and the sinks hold nothing undelivered), commits there and halts (`true`).
+/// frontier is final: the lowest capability they announced, which this worker's own view may lag)
+/// and every output below that frontier is delivered (the durable frontier
+/// has reached it, and the sinks hold nothing undelivered), commits there and halts (`true`);
+/// the sources stay open (their capabilities hold the frontier) until every worker has halted.
 ///
 /// Consistency: every reading below the frontier entered windows that closed below it, and
 /// their outputs were delivered; a reading at or above it is in an open window, whose outputs
 /// have not been written. So committing the offsets up to the first reading whose outputs are not
 /// all delivered, with the frontier as the point below which a restart writes nothing again, and
 /// how far each partition was read (its `late`, `errors` and `raw` records were delivered), loses
-/// and repeats nothing. No worker closes its inputs before it has heard every worker's pause, so
-/// the frontier cannot move past the stop while any worker still writes.
+/// and repeats nothing. No worker commits before it has heard every worker's pause (another could
+/// still be reading and move the frontier), and none closes its inputs before every worker has
+/// halted: the frontier would move on to the lowest capability left and close windows that a
+/// worker not yet halted would write, partial (the chaos test in `tests/kafka.rs` found this).
 fn exact_stop(
     driver: &mut SourceDriver,
     router: &mut Router,
@@ -304,15 +315,16 @@ fn exact_stop(
     peers: usize,
     (durable, watermark): (Option<Time>, Option<Time>),
 ) -> Result<bool, JobError> {
-    // Every source already finished: this is the end of the input, drained as usual.
-    let Some(frontier) = watermark.filter(|_| notices.paused() >= peers) else { return Ok(false) };
+    // Where the frontier stops, from what every worker announced; `None` inside: every source
+    // already finished, and this is the end of the input, drained as usual.
+    let Some(Some(frontier)) = notices.pause_frontier(peers) else { return Ok(false) };
     router.flush_for_stop()?;
-    if !router.settled() || durable.is_none_or(|d| d < frontier) {
+    // This worker's view of the frontier, and of what is delivered, has caught up with it.
+    if !router.settled() || watermark.is_none_or(|w| w < frontier) || durable.is_none_or(|d| d < frontier) {
         return Ok(false);
     }
     driver.commit_last(frontier, frontier)?;
     router.halt();
-    driver.close();
     Ok(true)
 }
 

@@ -45,9 +45,9 @@ impl StreamState {
 pub struct SealedFolderSink {
     root: PathBuf,
     streams: Vec<StreamState>,
-    /// Files of completion hours starting before this time may hold records of an earlier run
-    /// that this one does not repeat (resumed from committed offsets): merge rather than replace.
-    resumed_below: Time,
+    /// This run resumes where an earlier one stopped (from its committed offsets): files may hold
+    /// records of that run which this one does not repeat, so it merges rather than replaces.
+    resumed: bool,
 }
 
 impl SealedFolderSink {
@@ -56,7 +56,7 @@ impl SealedFolderSink {
         SealedFolderSink {
             root: root.as_ref().to_path_buf(),
             streams: StreamName::all().map(|_| StreamState::default()).collect(),
-            resumed_below: 0,
+            resumed: false,
         }
     }
 
@@ -71,8 +71,12 @@ impl SealedFolderSink {
 
     fn write_group(&self, stream: StreamName, (completion, hour): (Time, Time), mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
         let path = self.file_of(stream, completion, hour);
-        // An earlier run may have written part of this file's records and not be repeated.
-        let existing = if completion * HOUR_MS < self.resumed_below { std::fs::read(&path).ok() } else { None };
+        // A run that resumes where an earlier one stopped may find part of this file's records
+        // written by it, which it does not repeat: below the earlier run's frontier, and (after
+        // an exact stop, which writes the files it holds) raw, late and errors records written
+        // ahead of it, in any later hour, even when that frontier was 0. So a resumed run merges
+        // into every file it finds.
+        let existing = if self.resumed { std::fs::read(&path).ok() } else { None };
         let merged = existing.is_some();
         if let Some(existing) = existing {
             lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
@@ -114,8 +118,8 @@ impl Sink for SealedFolderSink {
         true
     }
 
-    fn resumed_below(&mut self, time: Time) {
-        self.resumed_below = time;
+    fn resumed_below(&mut self, _time: Time) {
+        self.resumed = true;
     }
 
     fn poll(&mut self) -> Result<(), SinkError> {
@@ -138,7 +142,7 @@ impl Sink for SealedFolderSink {
             }
         }
         // Records that still arrive join what was just written rather than replace it.
-        self.resumed_below = Time::MAX;
+        self.resumed = true;
         Ok(())
     }
 
@@ -203,5 +207,12 @@ mod tests {
         }
         resumed.seal(StreamName::ALERTS, Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
+        // Also into a file of an hour past where it resumed: an exact stop wrote raw, late and
+        // errors records ahead of its frontier.
+        let mut ahead = SealedFolderSink::new(dir.path());
+        ahead.resumed_below(T - 2 * HOUR_MS);
+        ahead.write(StreamName::ALERTS, T, &rec("d", T)).unwrap();
+        ahead.seal(StreamName::ALERTS, Time::MAX).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\n");
     }
 }

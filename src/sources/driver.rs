@@ -194,6 +194,11 @@ impl SourceDriver {
             .collect()
     }
 
+    /// Where the readings' capability is (`None`: the inputs are closed).
+    pub fn capability(&self) -> Option<Time> {
+        self.inputs.as_ref().map(|i| *i.readings.1.time())
+    }
+
     /// Whether every partition is finished (and the inputs are closed).
     pub fn finished(&self) -> bool {
         self.inputs.is_none()

@@ -73,15 +73,16 @@ fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<Ve
 }
 
 /// Where an earlier run's outputs were durable up to (the highest durable frontier any partition
-/// committed with), when starting from committed offsets; 0 when nothing was committed.
-pub fn resume_frontier(cfg: &KafkaConfig) -> Result<u64, SourceError> {
+/// committed with), when starting from committed offsets; `None` when no run of fleetflow
+/// committed for the group (then nothing was delivered).
+pub fn resume_frontier(cfg: &KafkaConfig) -> Result<Option<u64>, SourceError> {
     if cfg.start != Start::Committed {
-        return Ok(0);
+        return Ok(None);
     }
     let count = partition_count(cfg)?;
     let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
     let all = committed(&consumer, &cfg.topic, count)?;
-    Ok(all.iter().filter_map(|(_, c)| c.map(|c| c.durable)).max().unwrap_or(0))
+    Ok(all.iter().filter_map(|(_, c)| c.map(|c| c.durable)).max())
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> SourceError {
