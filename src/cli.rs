@@ -160,6 +160,16 @@ impl RunArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        self.apply_source(&mut c);
+        self.apply_job(&mut c);
+        self.apply_generator(&mut c);
+        self.apply_output(&mut c)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The source flags: files, Kafka and its positions.
+    fn apply_source(&self, c: &mut Config) {
         if !self.input.is_empty() {
             c.source.kind = SourceKind::Files;
             c.source.files = self.input.clone();
@@ -183,6 +193,10 @@ impl RunArgs {
         if let Some(t) = self.idle_timeout_ms {
             c.kafka.idle_timeout_ms = t;
         }
+    }
+
+    /// The job's flags: reference files, the API, the cluster, workers, stopping, thresholds.
+    fn apply_job(&self, c: &mut Config) {
         if let Some(p) = &self.reference {
             c.reference.vin_sensors = Some(p.clone());
         }
@@ -213,6 +227,19 @@ impl RunArgs {
         if let Some(t) = self.shutdown_timeout_secs {
             c.shutdown_timeout_secs = t;
         }
+        if let Some(l) = self.lateness_ms {
+            c.windows.allowed_lateness_ms = l;
+        }
+        if let Some(s) = self.speed_limit {
+            c.thresholds.speed_limit_mph = s;
+        }
+        if let Some(a) = self.alert_threshold {
+            c.thresholds.alert_avg_mph = a;
+        }
+    }
+
+    /// The generator's flags.
+    fn apply_generator(&self, c: &mut Config) {
         if let Some(v) = self.vehicles {
             c.generator.vehicles = v;
         }
@@ -225,31 +252,26 @@ impl RunArgs {
         if let Some(d) = self.duration_secs {
             c.generator.duration_secs = d;
         }
-        if let Some(l) = self.lateness_ms {
-            c.windows.allowed_lateness_ms = l;
+    }
+
+    /// `--output` and `--buffer-secs`: the `local` folder sink.
+    fn apply_output(&self, c: &mut Config) -> Result<(), ConfigError> {
+        if self.output.is_none() && self.buffer_secs.is_none() {
+            return Ok(());
         }
-        if let Some(s) = self.speed_limit {
-            c.thresholds.speed_limit_mph = s;
+        let local = c.sinks.entry("local".to_string()).or_default();
+        let SinkConfig::Folder { path, buffer_secs, .. } = local else {
+            return Err(ConfigError::Invalid(
+                "--output / --buffer-secs: sink \"local\" is not a folder sink; set its path in the config".into(),
+            ));
+        };
+        if let Some(o) = &self.output {
+            *path = o.clone();
         }
-        if let Some(a) = self.alert_threshold {
-            c.thresholds.alert_avg_mph = a;
+        if let Some(b) = self.buffer_secs {
+            *buffer_secs = b;
         }
-        if self.output.is_some() || self.buffer_secs.is_some() {
-            let local = c.sinks.entry("local".to_string()).or_default();
-            let SinkConfig::Folder { path, buffer_secs, .. } = local else {
-                return Err(ConfigError::Invalid(
-                    "--output / --buffer-secs: sink \"local\" is not a folder sink; set its path in the config".into(),
-                ));
-            };
-            if let Some(o) = &self.output {
-                *path = o.clone();
-            }
-            if let Some(b) = self.buffer_secs {
-                *buffer_secs = b;
-            }
-        }
-        c.validate()?;
-        Ok(c)
+        Ok(())
     }
 }
 

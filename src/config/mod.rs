@@ -713,6 +713,24 @@ impl Config {
 
     /// Checks every value; the error names the field, the value and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_workers()?;
+        self.validate_source()?;
+        self.validate_generator()?;
+        self.validate_replay()?;
+        self.validate_reference()?;
+        self.params().validate().map_err(ConfigError::Invalid)?;
+        if self.sinks.is_empty() {
+            return Err(ConfigError::Invalid("sinks: none configured; add [sinks.local] with kind = \"folder\"".into()));
+        }
+        for (name, sink) in &self.sinks {
+            validate_sink(name, sink)?;
+        }
+        self.validate_http()?;
+        self.validate_routes()
+    }
+
+    /// Worker threads and the cluster's shape.
+    fn validate_workers(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.workers == 0 || self.workers > 1024 {
             return bad(format!("workers: {} is not allowed; use 1 to 1024 worker threads (-w)", self.workers));
@@ -727,6 +745,12 @@ impl Config {
         if c.processes > 1 {
             c.addresses()?;
         }
+        Ok(())
+    }
+
+    /// The files or Kafka source, when chosen.
+    fn validate_source(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.source.kind == SourceKind::Files && self.source.files.is_empty() {
             return bad("source.files: empty while source.kind = \"files\"; list input files (or pass --input FILE)".into());
         }
@@ -741,6 +765,12 @@ impl Config {
                 return bad("kafka.idle_timeout_ms: 0; use at least 1 ms (default 10000)".into());
             }
         }
+        Ok(())
+    }
+
+    /// The generated fleet.
+    fn validate_generator(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         let g = &self.generator;
         if g.vehicles == 0 {
             return bad("generator.vehicles: 0; simulate at least 1 vehicle".into());
@@ -756,6 +786,12 @@ impl Config {
         if !g.realtime {
             self.generator_start()?;
         }
+        Ok(())
+    }
+
+    /// The replayed days, and the archive when it is the source.
+    fn validate_replay(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         let span = self.replay_days()?;
         if self.source.kind == SourceKind::Archive {
             if self.replay.archive.trim().is_empty() {
@@ -765,33 +801,45 @@ impl Config {
                 return bad("replay.from: empty while source.kind = \"archive\"; give the first day to replay, e.g. 2025-11-24".into());
             }
         }
+        Ok(())
+    }
+
+    /// How reference files are followed.
+    fn validate_reference(&self) -> Result<(), ConfigError> {
         if self.reference.correction_horizon_secs == 0 {
-            return bad("reference.correction_horizon_secs: 0; use at least 1 (seconds a closed window stays correctable)".into());
+            return Err(ConfigError::Invalid(
+                "reference.correction_horizon_secs: 0; use at least 1 (seconds a closed window stays correctable)".into(),
+            ));
         }
         if self.reference.poll_interval_ms == 0 {
-            return bad("reference.poll_interval_ms: 0; use at least 1 ms".into());
+            return Err(ConfigError::Invalid("reference.poll_interval_ms: 0; use at least 1 ms".into()));
         }
-        self.params().validate().map_err(ConfigError::Invalid)?;
-        if self.sinks.is_empty() {
-            return bad("sinks: none configured; add [sinks.local] with kind = \"folder\"".into());
+        Ok(())
+    }
+
+    /// The HTTP API's address, and its token when others can reach it.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        if self.http.bind.is_empty() {
+            return Ok(());
         }
-        for (name, sink) in &self.sinks {
-            validate_sink(name, sink)?;
+        let addr: std::net::SocketAddr = self.http.bind.parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "http.bind: {:?} is not an address ({e}); write e.g. 127.0.0.1:9898, or \"\" for no server",
+                self.http.bind
+            ))
+        })?;
+        if !addr.ip().is_loopback() && self.http.token.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "http.token: empty while http.bind = {:?} is reachable from other hosts; set a token (sent as Authorization: Bearer TOKEN) or bind 127.0.0.1",
+                self.http.bind
+            )));
         }
-        if !self.http.bind.is_empty() {
-            let addr: std::net::SocketAddr = self.http.bind.parse().map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "http.bind: {:?} is not an address ({e}); write e.g. 127.0.0.1:9898, or \"\" for no server",
-                    self.http.bind
-                ))
-            })?;
-            if !addr.ip().is_loopback() && self.http.token.is_empty() {
-                return bad(format!(
-                    "http.token: empty while http.bind = {:?} is reachable from other hosts; set a token (sent as Authorization: Bearer TOKEN) or bind 127.0.0.1",
-                    self.http.bind
-                ));
-            }
-        }
+        Ok(())
+    }
+
+    /// Each route: a known stream of an enabled analysis, to defined sinks.
+    fn validate_routes(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         let enabled = self.analyses()?;
         for (stream, sinks) in &self.routes {
             if StreamName::parse(stream).is_none() {

@@ -97,19 +97,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
 pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
     config.validate()?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
-    // Check the reference files before starting workers, so a missing file is a clear start-up
-    // error (worker 0, in process 0, is the one that reads them).
-    if config.cluster.process == 0 {
-        if let Some(p) = &config.reference.vin_sensors {
-            Watched::open(p, parse_vin_sensors)?;
-        }
-        if let Some(p) = &config.reference.buggy_sensors {
-            Watched::open(p, parse_buggy)?;
-        }
-        for (_, table, path) in config.analysis_tables()? {
-            Watched::open(&path, table_parser(table.check))?;
-        }
-    }
+    check_reference_files(&config)?;
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
     let archive = match config.source.kind {
@@ -122,38 +110,9 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     };
     let live = Arc::new(LiveState::new(daily_folders(&config)));
     let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
-    let server = match http_bind(&config) {
-        None => None,
-        Some(bind) => {
-            let bind = bind.as_str();
-            let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
-            match crate::http::start(bind, token, live.clone(), metrics.clone()) {
-                Ok(s) => {
-                    live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Some(s)
-                }
-                // The API is for operating the job; its port being taken must not stop the job.
-                Err(e) => {
-                    warn!("{e}; running without the HTTP API");
-                    None
-                }
-            }
-        }
-    };
+    let server = start_http(&config, &live, &metrics);
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
-    let timely_config = match config.cluster.processes {
-        1 => timely::Config::process(config.workers),
-        _ => timely::Config {
-            communication: timely::CommunicationConfig::Cluster {
-                threads: config.workers,
-                process: config.cluster.process,
-                addresses: config.cluster.addresses()?,
-                report: false,
-                zerocopy: false,
-            },
-            worker: timely::WorkerConfig::default(),
-        },
-    };
+    let timely_config = timely_config(&config)?;
     let shared =
         Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
     let f = failure.clone();
@@ -187,6 +146,59 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         return Err(e);
     }
     Ok(Summary::of(&metrics, &routed))
+}
+
+/// Checks the reference files before starting workers, so a missing file is a clear start-up
+/// error (worker 0, in process 0, is the one that reads them).
+fn check_reference_files(config: &Config) -> Result<(), JobError> {
+    if config.cluster.process != 0 {
+        return Ok(());
+    }
+    if let Some(p) = &config.reference.vin_sensors {
+        Watched::open(p, parse_vin_sensors)?;
+    }
+    if let Some(p) = &config.reference.buggy_sensors {
+        Watched::open(p, parse_buggy)?;
+    }
+    for (_, table, path) in config.analysis_tables()? {
+        Watched::open(&path, table_parser(table.check))?;
+    }
+    Ok(())
+}
+
+/// Starts the HTTP API, if configured. The API is for operating the job: its port being taken
+/// does not stop the job.
+fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Option<crate::http::Server> {
+    let bind = http_bind(config)?;
+    let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
+    match crate::http::start(&bind, token, live.clone(), metrics.clone()) {
+        Ok(s) => {
+            live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+            Some(s)
+        }
+        Err(e) => {
+            warn!("{e}; running without the HTTP API");
+            None
+        }
+    }
+}
+
+/// Timely's configuration: this process's workers, and the cluster's addresses when there are
+/// several processes.
+fn timely_config(config: &Config) -> Result<timely::Config, JobError> {
+    Ok(match config.cluster.processes {
+        1 => timely::Config::process(config.workers),
+        _ => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: config.workers,
+                process: config.cluster.process,
+                addresses: config.cluster.addresses()?,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+    })
 }
 
 /// How much event time around replayed days is read for context: a sliding window and one slide
