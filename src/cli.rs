@@ -202,6 +202,7 @@ impl RunArgs {
         }
         if let Some(h) = &self.http {
             c.http.bind = h.clone();
+            c.http.required = true;
         }
         if let Some(p) = &self.buggy {
             c.reference.buggy_sensors = Some(p.clone());

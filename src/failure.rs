@@ -258,14 +258,14 @@ mod tests {
                 notices.announce_pause(1, Some(7));
                 notices.announce_pause(1, Some(3));
             }
-            let mut steps = 0;
-            while notices.paused() < 2 && steps < 10_000 {
+            // (Bounded by time, not steps: the other worker's thread may start late.)
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while notices.paused() < 2 && std::time::Instant::now() < deadline {
                 if notices.pause_heard() {
                     notices.announce_pause(index, Some(5 + index as Time));
                 }
                 notices.follow(Some(100));
                 worker.step();
-                steps += 1;
             }
             assert_eq!(notices.heard(), None, "a pause is no failure");
             assert_eq!(notices.pause_frontier(2), Some(Some(5)), "the lowest capability announced, each announced once");

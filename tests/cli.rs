@@ -215,6 +215,21 @@ fn replaying_an_archive_without_raw_hours_says_how_to_archive_them() {
 }
 
 #[test]
+fn an_http_address_asked_for_that_is_taken_stops_the_job() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, format!("1 1764064860000 {VIN} 1 1 30\n")).unwrap();
+    let out = dir.path().join("out");
+    let o = fleetflow(&["run", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--http", &addr]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "it ran without the API it was asked for: {e}");
+    assert!(e.contains(&format!("http.bind: {addr:?}")) && e.contains("pick a free address"), "{e}");
+    assert_eq!(e.matches("http.bind").count(), 1, "said once: {e}");
+}
+
+#[test]
 fn reference_edits_take_effect_while_running() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

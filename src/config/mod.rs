@@ -266,11 +266,14 @@ pub struct HttpConfig {
     pub bind: String,
     /// Bearer token required on every request (required when not bound to loopback).
     pub token: String,
+    /// An address that cannot be bound stops the job (set by `--http ADDR`: an address asked for
+    /// explicitly); otherwise the job runs on without the API, with a warning.
+    pub required: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { bind: "127.0.0.1:9898".to_string(), token: String::new() }
+        HttpConfig { bind: "127.0.0.1:9898".to_string(), token: String::new(), required: false }
     }
 }
 

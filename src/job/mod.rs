@@ -48,6 +48,9 @@ pub enum JobError {
     /// An analysis could not be built (a setting out of range).
     #[error(transparent)]
     Analysis(#[from] fleetflow_dataflows::analysis::AnalysisError),
+    /// The HTTP API asked for could not be started (its address is taken, for example).
+    #[error("{0}")]
+    Http(String),
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
@@ -110,7 +113,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     };
     let live = Arc::new(LiveState::new(daily_folders(&config)));
     let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
-    let server = start_http(&config, &live, &metrics);
+    let server = start_http(&config, &live, &metrics)?;
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let timely_config = timely_config(&config)?;
     let shared =
@@ -166,19 +169,20 @@ fn check_reference_files(config: &Config) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Starts the HTTP API, if configured. The API is for operating the job: its port being taken
-/// does not stop the job.
-fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Option<crate::http::Server> {
-    let bind = http_bind(config)?;
+/// Starts the HTTP API, if configured. An address asked for explicitly that cannot be bound stops
+/// the job; the default one only warns (the job runs on without the API).
+fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Result<Option<crate::http::Server>, JobError> {
+    let Some(bind) = http_bind(config) else { return Ok(None) };
     let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
     match crate::http::start(&bind, token, live.clone(), metrics.clone()) {
         Ok(s) => {
             live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
-            Some(s)
+            Ok(Some(s))
         }
+        Err(e) if config.http.required => Err(JobError::Http(e.to_string())),
         Err(e) => {
             warn!("{e}; running without the HTTP API");
-            None
+            Ok(None)
         }
     }
 }
