@@ -261,19 +261,18 @@ impl Router {
 
     /// Flushes every sink (at shutdown, and once the sources are done).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        for sink in &self.sinks {
-            if let Err(e) = sink.borrow_mut().flush() {
-                self.failed.note(e);
-            }
-        }
-        self.wake();
-        self.check()
+        self.flush_each(|sink| sink.flush())
     }
 
     /// An exact stop: every sink delivers what it was given, even files not complete yet.
     pub fn flush_for_stop(&mut self) -> Result<(), SinkError> {
+        self.flush_each(|sink| sink.flush_for_stop())
+    }
+
+    /// Applies a flush to every sink, keeping the first error, then wakes the output operators.
+    fn flush_each(&mut self, flush: impl Fn(&mut Box<dyn Sink>) -> Result<(), SinkError>) -> Result<(), SinkError> {
         for sink in &self.sinks {
-            if let Err(e) = sink.borrow_mut().flush_for_stop() {
+            if let Err(e) = flush(&mut sink.borrow_mut()) {
                 self.failed.note(e);
             }
         }
