@@ -3,7 +3,8 @@
 # the workspace (unit, doc, integration and CLI tests), with the services the tests need started
 # here on loopback and stopped at the end: a one-node Kafka broker (scripts/kafka.sh; its jars come
 # from Maven, it runs on the machine's Java 17) and the moto AWS emulator (scripts/moto.sh; installed
-# from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint.
+# from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint; and Debian's
+# chromium, chromium-driver and prometheus (scripts/tools.sh) for the browser and promtool tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== chromium, chromedriver and promtool"
+bash scripts/tools.sh
 echo "== Kafka broker and AWS emulator"
 trap 'bash scripts/kafka.sh stop; bash scripts/moto.sh stop' EXIT
 bash scripts/kafka.sh start

@@ -3,7 +3,7 @@
 //! Timely workers wake each other constantly (progress and data exchanges), and Linux tends to
 //! move a woken thread next to its waker: left alone, two workers of a 2-core machine were seen
 //! sharing one core while the other idled, and a window boundary's work then waited on the run
-//! queue for milliseconds (`fleetflow bench`, README). A pinned worker stays on its own CPU.
+//! queue for milliseconds (`fleetflow bench`, docs/performance.md). A pinned worker stays on its own CPU.
 
 /// Pins the calling thread to the `index`-th CPU (modulo their number) of those it may run on,
 /// and returns that CPU's number. Linux only; elsewhere it does nothing and returns `None`.

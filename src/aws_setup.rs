@@ -2,7 +2,7 @@
 //! point the job at an account (or an emulator): the S3 bucket, one Firehose delivery stream per
 //! output stream routed to a Firehose sink (DirectPut, to S3 under `<stream>/`, so S3 is laid
 //! out as the local folder sink lays out its folder), and the SNS topics. Existing resources are
-//! left as they are. The IAM role Firehose assumes is made once by hand (README, "AWS").
+//! left as they are. The IAM role Firehose assumes is made once by hand (docs/aws.md).
 
 use anyhow::{bail, Context};
 use aws_sdk_firehose::types::{BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration};

@@ -26,7 +26,7 @@ pub struct BenchArgs {
     pub rate: u64,
     /// Seconds to run: at least the window length plus 10 s, so that windows close on the
     /// watermark rather than at the end of the input.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long = "duration-secs", value_name = "SECS", alias = "duration", default_value_t = 90)]
     pub duration: u64,
     /// Vehicles (each reports every vehicles/rate seconds).
     #[arg(long, default_value_t = 10_000)]
@@ -103,6 +103,9 @@ pub struct Report {
     pub vehicles: u64,
     /// Allowed lateness, ms: latency is measured beyond it.
     pub allowed_lateness_ms: u64,
+    /// Tumbling window length, s.
+    #[serde(default)]
+    pub window_secs: u64,
     /// Largest delivery delay of the generated readings, ms.
     pub max_delay_ms: u64,
     /// Window latency beyond the allowed lateness.
@@ -220,7 +223,8 @@ fn percentiles(hist: Option<&hdrhistogram::Histogram<u64>>) -> Percentiles {
 }
 
 /// One run at `rate` readings/s.
-fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
+/// The generator's reporting interval for `rate`, once the flags are checked.
+fn checked_interval(args: &BenchArgs, rate: u64) -> anyhow::Result<u64> {
     anyhow::ensure!(rate > 0 && args.vehicles > 0, "--rate and --vehicles: use positive numbers");
     let interval_ms = args.vehicles * 1000 / rate;
     anyhow::ensure!(
@@ -238,10 +242,13 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let min_duration = args.window_secs + 10;
     anyhow::ensure!(
         args.duration >= min_duration,
-        "--duration: at least {min_duration} s (a window and then some), so that some windows close on the watermark, not at the end of input"
+        "--duration-secs: at least {min_duration} s (a window and then some), so that some windows close on the watermark, not at the end of input"
     );
-    let temp = tempfile_dir()?;
-    let output = args.output.clone().unwrap_or_else(|| temp.clone());
+    Ok(interval_ms)
+}
+
+/// The job a bench run measures: the real-time generator at `interval_ms`, into `output`.
+fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
     let mut config = Config { workers: args.workers, progress_interval_secs: 10, ..Config::default() };
     config.generator.vehicles = args.vehicles;
     config.generator.interval_ms = interval_ms;
@@ -253,6 +260,13 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     config.windows.sliding_slide_secs = args.window_secs;
     config.windows.sliding_size_secs = args.window_secs * 5;
     config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false });
+    config
+}
+
+fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
+    let interval_ms = checked_interval(args, rate)?;
+    let temp = tempfile_dir()?;
+    let config = bench_config(args, interval_ms, args.output.clone().unwrap_or_else(|| temp.clone()));
     let lateness = config.windows.allowed_lateness_ms;
     let start = crate::sources::driver::now_ms();
     // Windows the end of the input closes (before the watermark would) are not measured.
@@ -284,6 +298,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         workers: args.workers,
         vehicles: args.vehicles,
         allowed_lateness_ms: lateness,
+        window_secs: args.window_secs,
         max_delay_ms: args.max_delay_ms,
         window_latency_ms: percentiles(windows.as_ref()),
         alert_latency_ms: percentiles(alerts.as_ref()),
@@ -318,5 +333,6 @@ mod tests {
         // `fleetflow bench` alone once failed its own check (60 s, below a window plus 10 s).
         let Some(Command::Bench(args)) = Cli::try_parse_from(["fleetflow", "bench"]).unwrap().command else { panic!("a bench command") };
         assert!(args.duration >= args.window_secs + 10, "{args:?}");
+        assert_eq!(super::checked_interval(&args, args.rate).unwrap(), 100, "10,000 vehicles at 100,000/s: every 100 ms");
     }
 }

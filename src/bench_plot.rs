@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::bench::{Report, Sweep};
 
@@ -25,11 +26,13 @@ pub fn latency_cdf(path: &Path, r: &Report) -> anyhow::Result<()> {
     let max_ms = points.iter().map(|p| p.0).fold(1.0f64, f64::max) * 1.05;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&fail)?;
-    let caption =
-        format!("window latency at {} readings/s offered ({:.0} achieved), {} worker(s)", r.rate_offered, r.rate_achieved, r.workers);
+    let caption = format!("window latency at {} readings/s offered ({:.0} achieved)", r.rate_offered, r.rate_achieved);
+    root.draw(&Text::new(caption, (20, 12), ("sans-serif", 18).into_font())).map_err(&fail)?;
+    root.draw(&Text::new(settings(r), (20, 36), ("sans-serif", 13).into_font().color(&BLACK.mix(0.7)))).map_err(&fail)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 18))
         .margin(15)
+        .margin_top(60)
+        .margin_right(30)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..max_ms, 0f64..1f64)
@@ -43,10 +46,19 @@ pub fn latency_cdf(path: &Path, r: &Report) -> anyhow::Result<()> {
     chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2))).map_err(&fail)?;
     let p99 = r.window_latency_ms.p99;
     chart.draw_series(LineSeries::new(vec![(p99, 0.0), (p99, 0.99)], RED.stroke_width(1))).map_err(&fail)?;
-    chart
-        .draw_series(std::iter::once(Text::new(format!("p99 {p99:.1} ms"), (p99, 0.5), ("sans-serif", 14).into_font().color(&RED))))
-        .map_err(&fail)?;
+    // The label on the side of the line with room for it.
+    let style = ("sans-serif", 14).into_font().color(&RED);
+    let style = if p99 > max_ms * 0.6 { style.pos(Pos::new(HPos::Right, VPos::Center)) } else { style };
+    chart.draw_series(std::iter::once(Text::new(format!("p99 {p99:.1} ms "), (p99, 0.5), style))).map_err(&fail)?;
     root.present().with_context(|| format!("writing {}", path.display()))
+}
+
+/// The run's settings, under the title.
+fn settings(r: &Report) -> String {
+    format!(
+        "{} worker(s), {} vehicles, {} s windows, {} ms allowed lateness, {} ms largest delay, {:.0} s run",
+        r.workers, r.vehicles, r.window_secs, r.allowed_lateness_ms, r.max_delay_ms, r.wall_secs
+    )
 }
 
 /// p50, p99 and p99.9 window latency against the offered rate, and the rate achieved.
@@ -100,6 +112,7 @@ mod tests {
             workers: 2,
             vehicles: 10_000,
             allowed_lateness_ms: 5_000,
+            window_secs: 60,
             max_delay_ms: 2_000,
             window_latency_ms: pct(p99),
             alert_latency_ms: pct(p99 + 5_000.0),
@@ -120,6 +133,7 @@ mod tests {
         latency_cdf(&one, &report(500_000, 7.5)).unwrap();
         let svg = std::fs::read_to_string(&one).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("p99 7.5 ms"), "{svg}");
+        assert!(svg.contains("2 worker(s), 10000 vehicles, 60 s windows, 5000 ms allowed lateness"), "the settings: {svg}");
         let sweep = Sweep {
             runs: vec![report(500_000, 5.0), report(750_000, 9.0), report(1_125_000, 4_000.0)],
             highest_sustained_rate: Some(750_000),

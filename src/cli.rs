@@ -1,8 +1,9 @@
-//! The command line: `fleetflow run` and `fleetflow generate`. Flags override the TOML config.
+//! The command line: `fleetflow run`, `generate`, `produce`, `bench`, `aws setup`, `cluster` and
+//! `replay`. Flags override the TOML config; every subcommand's help ends with examples.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
 
@@ -18,23 +19,110 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// Parses the process's arguments (exiting with clap's message on a bad one), with `run
+    /// --help` showing the defaults the config file and flags override.
+    pub fn parse_args() -> Cli {
+        let matches = Self::command_with_defaults().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The command line, `run`'s flags with their defaults (those of [`Config::default`]).
+    pub fn command_with_defaults() -> clap::Command {
+        let c = Config::default();
+        let (output, buffer) = match c.sinks.get("local") {
+            Some(SinkConfig::Folder { path, buffer_secs, .. }) => (path.display().to_string(), buffer_secs.to_string()),
+            _ => (String::new(), String::new()),
+        };
+        let defaults: [(&str, String); 18] = [
+            ("shutdown_timeout_secs", c.shutdown_timeout_secs.to_string()),
+            ("output", output),
+            ("buffer_secs", buffer),
+            ("workers", c.workers.to_string()),
+            ("pin_workers", c.pin_workers.to_string()),
+            ("vehicles", c.generator.vehicles.to_string()),
+            ("seed", c.generator.seed.to_string()),
+            ("duration_secs", format!("{} (no end)", c.generator.duration_secs)),
+            ("lateness_ms", c.windows.allowed_lateness_ms.to_string()),
+            ("speed_limit", c.thresholds.speed_limit_mph.to_string()),
+            ("alert_threshold", c.thresholds.alert_avg_mph.to_string()),
+            ("http", c.http.bind.clone()),
+            ("topic", c.kafka.topic.clone()),
+            ("group", c.kafka.group.clone()),
+            ("start", c.kafka.start.to_string()),
+            ("stop", c.kafka.stop.to_string()),
+            ("idle_timeout_ms", c.kafka.idle_timeout_ms.to_string()),
+            ("processes", c.cluster.processes.to_string()),
+        ];
+        Cli::command().mut_subcommand("run", |mut run| {
+            for (id, value) in defaults {
+                run = run.mut_arg(id, |a| {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    a.help(format!("{help} [default: {value}]"))
+                });
+            }
+            run
+        })
+    }
+}
+
+const RUN_EXAMPLES: &str = "Examples:
+  fleetflow run                                   the fleet generator in real time into ./fleetflow-out;
+                                                  status page at http://127.0.0.1:9898
+  fleetflow run --input readings.txt --output out a file to its end (`-` reads stdin)
+  fleetflow run --kafka-brokers 127.0.0.1:9092 --topic vehicles --group fleetflow --start 2025-11-25
+  fleetflow run --config reference/fleetflow.toml --print-config
+  fleetflow run -w 2 -n 2 -p 0 -h hosts.txt       process 0 of a 2-process cluster (-h is the hostfile)";
+
+const GENERATE_EXAMPLES: &str = "Examples:
+  fleetflow generate --output data --vehicles 100 --duration-secs 600
+  fleetflow generate --output data --files 4 --late-fraction 0.01 --malformed-fraction 0.01
+  fleetflow generate --output - --vehicles 10 | fleetflow run --input - --output out";
+
+const PRODUCE_EXAMPLES: &str = "Examples:
+  fleetflow produce --kafka-brokers 127.0.0.1:9092 --topic vehicles --rate 10000 --duration-secs 0
+  fleetflow produce --kafka-brokers 127.0.0.1:9092 --start 2025-11-25 --duration-secs 3600";
+
+const BENCH_EXAMPLES: &str = "Examples:
+  fleetflow bench                                  100,000 readings/s for 90 s, 60 s windows
+  fleetflow bench --rate 500000 --vehicles 10000 -w 2 --window-secs 5 --duration-secs 30 --max-delay-ms 0
+  fleetflow bench --sweep --rate 250000            raise the rate until p99 passes the target";
+
+const AWS_EXAMPLES: &str = "Examples:
+  fleetflow aws setup --config reference/fleetflow-aws.toml --bucket fleetflow-data \\
+      --role-arn arn:aws:iam::123456789012:role/firehose-delivery";
+
+const CLUSTER_EXAMPLES: &str = "Examples:
+  fleetflow cluster --processes 2 -- -w 2 --input data/readings-000.txt data/readings-001.txt --output out";
+
+const REPLAY_EXAMPLES: &str = "Examples:
+  fleetflow replay --from 2025-11-25 --archive fleetflow-out        a day from the folder sink's raw/ archive
+  fleetflow replay --from 2025-11-24 --to 2025-11-25 --archive s3://bucket/fleetflow --output backfill
+  fleetflow replay --from 2025-11-25 --kafka-brokers 127.0.0.1:9092 --topic vehicles";
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the job (default: the fleet generator in real time into ./fleetflow-out).
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Write generated readings and matching reference files, for tests, demos and benchmarks.
+    #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
     /// Publish generated readings to a Kafka topic, keyed by vin (the vehicles' side).
+    #[command(after_help = PRODUCE_EXAMPLES)]
     Produce(ProduceArgs),
     /// Measure window latency, throughput, CPU and memory under an open-loop, real-time load.
+    #[command(after_help = BENCH_EXAMPLES)]
     Bench(crate::bench::BenchArgs),
     /// AWS helpers.
     #[command(subcommand)]
     Aws(AwsCommand),
     /// Run the job as N local processes (a cluster on loopback, for trying it out).
+    #[command(after_help = CLUSTER_EXAMPLES)]
     Cluster(ClusterArgs),
     /// Recompute past days from the `raw` archive (folder or S3) or Kafka into a backfill output.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<crate::replay::ReplayArgs>),
 }
 
@@ -56,6 +144,7 @@ pub struct ClusterArgs {
 #[derive(Debug, Subcommand)]
 pub enum AwsCommand {
     /// Create the S3 bucket, Firehose delivery streams and SNS topics the config's sinks use.
+    #[command(after_help = AWS_EXAMPLES)]
     Setup(crate::aws_setup::SetupArgs),
 }
 
@@ -100,7 +189,7 @@ pub struct RunArgs {
     /// (Kafka; files and the generator always drain).
     #[arg(long)]
     pub drain: bool,
-    /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered [default: 25].
+    /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered.
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout_secs: Option<u64>,
     /// Generator: vehicles.
@@ -279,7 +368,8 @@ impl RunArgs {
 /// `fleetflow generate` flags.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Folder to write into (created): readings-NNN.txt, vin_sensor.csv, buggy_sensors.csv.
+    /// Folder to write into (created): readings-NNN.txt, vin_sensor.csv, buggy_sensors.csv; `-`
+    /// writes the readings alone to stdout.
     #[arg(long)]
     pub output: PathBuf,
     /// Vehicles.
@@ -294,7 +384,7 @@ pub struct GenerateArgs {
     /// Files (partitions) to split the fleet into.
     #[arg(long, default_value_t = 1)]
     pub files: u64,
-    /// Event time of the first reading (RFC 3339).
+    /// Event time of the first reading: a date (its midnight UTC) or an RFC 3339 time.
     #[arg(long, default_value = "2025-11-25T00:00:00Z")]
     pub start: String,
     /// Seed.
@@ -341,7 +431,7 @@ pub struct ProduceArgs {
     /// Seconds of event time (0: until Ctrl-C).
     #[arg(long, default_value_t = 60)]
     pub duration_secs: u64,
-    /// Event time of the first reading (RFC 3339), or `now`.
+    /// Event time of the first reading: `now`, a date (its midnight UTC) or an RFC 3339 time.
     #[arg(long, default_value = "now")]
     pub start: String,
     /// Seed.

@@ -95,25 +95,3 @@ pub fn exit_when_a_peer_is_lost() {
         std::process::exit(1);
     }));
 }
-
-/// Exits 1 with one line when the cluster has not formed (`formed` still unset) within `timeout`:
-/// timely waits without end for a process that never connects (it died at start-up, or was never
-/// started), and so would this one.
-pub fn exit_unless_formed(timeout: std::time::Duration, formed: std::sync::Arc<std::sync::atomic::AtomicBool>, hosts: Vec<String>) {
-    let formed_by = std::time::Instant::now() + timeout;
-    std::thread::spawn(move || {
-        while std::time::Instant::now() < formed_by {
-            if formed.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let line = format!(
-            "error: the cluster did not form within {} s (cluster.connect_timeout_secs): not every process of {} connected; start each with the same hostfile (-n N -p 0..N-1 -h FILE), or give them more time\n",
-            timeout.as_secs(),
-            hosts.join(", ")
-        );
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-        std::process::exit(1);
-    });
-}

@@ -24,16 +24,13 @@ const MALFORMED: [&str; 8] = [
     "1 1764028800000 1HGCM82633A004352 -122.4 37.7 NaN",
 ];
 
-/// Writes the files; returns the number of reading lines written.
+/// Writes the files (or, with `--output -`, the readings to stdout); returns the number of
+/// reading lines written.
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<u64> {
     anyhow::ensure!(args.files >= 1, "--files: 0; write at least one file");
     anyhow::ensure!((0.0..=1.0).contains(&args.malformed_fraction), "--malformed-fraction: use a share in [0, 1]");
     anyhow::ensure!((0.0..=1.0).contains(&args.late_fraction), "--late-fraction: use a share in [0, 1]");
-    let start = chrono::DateTime::parse_from_rfc3339(&args.start)
-        .with_context(|| format!("--start: {:?} is not an RFC 3339 time; write e.g. 2025-11-25T00:00:00Z", args.start))?
-        .timestamp_millis()
-        .max(0) as u64;
-    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+    let start = crate::time_arg::parse_for("--start", &args.start).map_err(anyhow::Error::msg)?;
     let cfg = FleetConfig {
         vehicles: args.vehicles,
         interval_ms: args.interval_ms,
@@ -47,33 +44,64 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<u64> {
         realtime: false,
     };
     let mut rng = SmallRng::seed_from_u64(args.seed ^ 0x6d61_6c66);
+    if args.output.as_os_str() == "-" {
+        // Every partition in turn on stdout; a reader that goes away ends the output quietly.
+        let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        let mut written = 0;
+        for p in 0..args.files {
+            written += write_partition(&mut out, args, &cfg, p, &mut rng)?;
+        }
+        return match out.flush() {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(written),
+        };
+    }
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
     let mut written = 0;
     for p in 0..args.files {
         let path = args.output.join(format!("readings-{p:03}.txt"));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).with_context(|| format!("creating {}", path.display()))?);
-        let mut part = FleetPartition::new(cfg.clone(), p, args.files);
-        while let Ok(r) = part.next_reading() {
-            if args.malformed_fraction > 0.0 && rng.random::<f64>() < args.malformed_fraction {
-                let bad = MALFORMED[rng.random_range(0..MALFORMED.len())];
-                writeln!(out, "{bad}")?;
-                if rng.random::<f64>() < 0.2 {
-                    writeln!(out)?;
-                }
-            }
-            if args.json {
-                writeln!(
-                    out,
-                    "{{\"record_id\":{},\"timestamp\":{},\"vin\":\"{}\",\"lon\":{},\"lat\":{},\"speed\":{}}}",
-                    r.record_id, r.timestamp, r.vin, r.lon, r.lat, r.speed
-                )?;
-            } else {
-                writeln!(out, "{}", reading_line(&r))?;
-            }
-            written += 1;
-        }
+        written += write_partition(&mut out, args, &cfg, p, &mut rng)?;
         out.flush()?;
     }
-    // Reference: one sensor per vehicle; one vehicle in ten gets a new sensor halfway through.
+    write_reference(args, start, &mut rng)?;
+    Ok(written)
+}
+
+/// Writes partition `p` of the fleet to `out`, with malformed lines mixed in; returns the
+/// readings written (a reader that went away ends it early).
+fn write_partition(out: &mut impl Write, args: &GenerateArgs, cfg: &FleetConfig, p: u64, rng: &mut SmallRng) -> anyhow::Result<u64> {
+    let mut part = FleetPartition::new(cfg.clone(), p, args.files);
+    let mut written = 0;
+    while let Ok(r) = part.next_reading() {
+        let line = if args.json {
+            format!(
+                "{{\"record_id\":{},\"timestamp\":{},\"vin\":\"{}\",\"lon\":{},\"lat\":{},\"speed\":{}}}",
+                r.record_id, r.timestamp, r.vin, r.lon, r.lat, r.speed
+            )
+        } else {
+            reading_line(&r)
+        };
+        let mut result = Ok(());
+        if args.malformed_fraction > 0.0 && rng.random::<f64>() < args.malformed_fraction {
+            let bad = MALFORMED[rng.random_range(0..MALFORMED.len())];
+            result = writeln!(out, "{bad}");
+            if rng.random::<f64>() < 0.2 {
+                result = result.and_then(|_| writeln!(out));
+            }
+        }
+        match result.and_then(|_| writeln!(out, "{line}")) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(written),
+            r => r?,
+        }
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// The reference files: one sensor per vehicle, and one vehicle in ten gets a new sensor
+/// halfway through; a share of the sensors on the buggy list.
+fn write_reference(args: &GenerateArgs, start: u64, rng: &mut SmallRng) -> anyhow::Result<()> {
     let half = start + args.duration_secs * 500;
     let mut reference = BufWriter::new(File::create(args.output.join("vin_sensor.csv"))?);
     let mut buggy = BufWriter::new(File::create(args.output.join("buggy_sensors.csv"))?);
@@ -98,5 +126,5 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<u64> {
     }
     reference.flush()?;
     buggy.flush()?;
-    Ok(written)
+    Ok(())
 }

@@ -41,6 +41,11 @@ impl BatchHistogram {
         self.sum_nanos.fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
     }
 
+    /// The upper bounds, and the count of each bucket (one more: above every bound).
+    pub fn snapshot(&self) -> (Vec<f64>, Vec<u64>) {
+        (self.bounds.clone(), self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect())
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::live::{LiveState, QueryError};
 use crate::metrics::Metrics;
+use crate::status::{JobInfo, Samples};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -29,7 +30,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     token: Option<String>,
-    samples: Arc<crate::status_page::Samples>,
+    samples: Arc<Samples>,
+    info: Arc<JobInfo>,
 }
 
 /// HTTP errors.
@@ -61,20 +63,22 @@ impl Drop for Server {
     }
 }
 
-/// Starts the server on `bind`; `token`, if set, is required as `Authorization: Bearer TOKEN`.
-pub fn start(bind: &str, token: Option<String>, live: Arc<LiveState>, metrics: Arc<Metrics>) -> Result<Server, HttpError> {
+/// Starts the server on `bind` for the job `info`; `token`, if set, is required as
+/// `Authorization: Bearer TOKEN`.
+pub fn start(bind: &str, token: Option<String>, info: JobInfo, live: Arc<LiveState>, metrics: Arc<Metrics>) -> Result<Server, HttpError> {
     let rt = crate::aws::runtime();
     let listener = rt.block_on(tokio::net::TcpListener::bind(bind)).map_err(|source| HttpError::Bind { addr: bind.to_string(), source })?;
     let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: bind.to_string(), source })?;
-    let samples = Arc::new(crate::status_page::Samples::default());
+    let samples = Arc::new(Samples::default());
     let state = AppState {
         live: live.clone(),
         metrics: metrics.clone(),
         registry: Arc::new(crate::prometheus::registry(metrics.clone())),
         token,
         samples: samples.clone(),
+        info: Arc::new(info),
     };
-    rt.spawn(crate::status_page::sample(samples, metrics, live.clone()));
+    rt.spawn(crate::status::sample(samples, metrics, live.clone()));
     let app = router(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(async move {
@@ -86,14 +90,15 @@ pub fn start(bind: &str, token: Option<String>, live: Arc<LiveState>, metrics: A
         }
     });
     *live.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    tracing::info!("HTTP API on http://{addr} (/speeders?date=, /vehicles/VIN, /metrics, /healthz, /readyz, /)");
+    tracing::info!("HTTP API on http://{addr} (status page /, /api/status, /speeders?date=, /vehicles/VIN, /metrics, /healthz, /readyz)");
     Ok(Server { addr, shutdown: Some(tx) })
 }
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(status))
+        .route("/", get(|| async { Html(crate::status_page::PAGE) }))
+        .route("/api/status", get(status))
         .route("/speeders", get(speeders))
         .route("/vehicles/{vin}", get(vehicle))
         .route("/metrics", get(metrics))
@@ -153,21 +158,38 @@ async fn vehicle(State(state): State<AppState>, Path(vin): Path<String>) -> Resp
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("vin: {vin:?}: {e}")),
     };
     let (latest, sensor) = state.live.vehicle(&parsed);
+    let no_window = latest.is_none().then(|| {
+        if state.metrics.out(crate::route::StreamName::SPEED_WINDOWS) == 0 {
+            "no window has closed yet (each closes its allowed lateness after its end; / and /api/status say when)"
+        } else {
+            "no window of this vehicle in the last hour"
+        }
+    });
     if latest.is_none() && sensor.is_none() {
-        return error(StatusCode::NOT_FOUND, format!("vin {parsed}: no window and no sensor known"));
+        return error(StatusCode::NOT_FOUND, format!("vin {parsed}: {} and no sensor known", no_window.unwrap_or_default()));
     }
-    Json(serde_json::json!({
+    let mut answer = serde_json::json!({
         "vin": parsed.to_string(),
         "latest_window": latest,
         "sensor_id": sensor.as_ref().map(|s| s.0.clone()),
         "sensor_buggy": sensor.as_ref().map(|s| s.1),
-    }))
-    .into_response()
+    });
+    if let Some(why) = no_window {
+        answer["note"] = why.into();
+    }
+    Json(answer).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::prometheus::render(&state.registry);
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // OpenMetrics for Prometheus (it asks for it); the classic text format for everything else.
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::prometheus::wants_openmetrics(accept) {
+        let body = crate::prometheus::render(&state.registry);
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    } else {
+        let body = crate::prometheus::render_classic(&state.registry);
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -186,5 +208,5 @@ async fn status(State(state): State<AppState>) -> Response {
     // "Today" is the watermark's day (the wall clock's for a live source, the data's for a replay).
     let day = align(state.metrics.watermark().unwrap_or_else(crate::sources::driver::now_ms), DAY_MS);
     let top = tokio::task::spawn_blocking(move || live.top_speeders(day, 10)).await.unwrap_or_default();
-    Html(crate::status_page::render(&state.metrics, &state.live, &state.samples, day, &top)).into_response()
+    Json(crate::status::snapshot(&state.info, &state.metrics, &state.live, &state.samples, day, &top)).into_response()
 }

@@ -1,13 +1,64 @@
-//! Kafka administration the job needs: creating the readings topic when a producer asks for it.
+//! Kafka administration the job needs: checking that a broker answers before anything waits on
+//! one, and creating the readings topic when a producer asks for it.
 
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use std::sync::Mutex;
 
 use crate::sources::SourceError;
+
+/// How long the brokers have to answer before they are called unreachable.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Keeps the client's latest error (a refused connection, a name that does not resolve) to say
+/// why no broker answered, instead of logging it.
+#[derive(Default)]
+struct LastError(Mutex<Option<String>>);
+
+impl ClientContext for LastError {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, reason: &str) {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // "1/1 brokers are down" follows the reason a broker is down: keep the reason.
+        if last.is_none() || !reason.contains("brokers are down") {
+            *last = Some(reason.to_string());
+        }
+    }
+}
+
+impl ConsumerContext for LastError {}
+
+/// Checks within [`REACH_TIMEOUT`] that a broker of `brokers` answers; the error names the
+/// brokers, why they did not answer, and `field`, the setting that gave them.
+pub fn check_reachable(brokers: &str, field: &str) -> Result<(), SourceError> {
+    let consumer: BaseConsumer<LastError> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .create_with_context(LastError::default())
+        .map_err(|source| SourceError::Kafka { what: format!("{field}: {brokers:?}"), source })?;
+    let started = std::time::Instant::now();
+    let mut last = None;
+    while started.elapsed() < REACH_TIMEOUT {
+        match consumer.fetch_metadata(None, Duration::from_secs(1)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        // Delivers the client's error events (why it could not connect) to the context.
+        let _ = consumer.poll(Duration::ZERO);
+    }
+    let noted = consumer.context().0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let why = noted.or_else(|| last.map(|e| e.to_string())).unwrap_or_default();
+    Err(SourceError::Setup(format!(
+        "{field}: no broker of {brokers} answered within {} s ({why}); check the address and that the broker is up",
+        REACH_TIMEOUT.as_secs()
+    )))
+}
 
 /// Creates `topic` with `partitions` partitions (replication factor 1) unless it exists.
 /// Returns whether it was created.

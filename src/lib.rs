@@ -5,6 +5,7 @@
 #![forbid(missing_docs)]
 
 pub mod affinity;
+pub mod alert_positions;
 pub mod allocator;
 pub mod aws;
 pub mod aws_setup;
@@ -23,6 +24,7 @@ pub mod kafka_admin;
 pub mod live;
 pub mod metrics;
 pub mod parse;
+pub mod peer_sockets;
 pub mod produce;
 pub mod prometheus;
 pub mod reference;
@@ -31,4 +33,6 @@ pub mod replay;
 pub mod route;
 pub mod sinks;
 pub mod sources;
+pub mod status;
 pub mod status_page;
+pub mod time_arg;

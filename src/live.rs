@@ -147,6 +147,8 @@ pub struct LiveState {
     pub http_addr: Mutex<Option<SocketAddr>>,
     /// Folder sinks that store `daily_speeders`.
     pub daily_folders: Vec<PathBuf>,
+    /// Where the vehicles of the latest alerts were last seen.
+    pub alert_positions: std::sync::Arc<crate::alert_positions::AlertPositions>,
 }
 
 /// How long a vehicle without a new window stays in [`LiveState`]'s latest windows (event time):
@@ -242,6 +244,9 @@ impl LiveState {
                 alerts.pop_front();
             }
         }
+        let vin =
+            |l: &String| serde_json::from_str::<serde_json::Value>(l).ok()?["vin"].as_str().and_then(|v| Vin::parse(v.as_bytes()).ok());
+        self.alert_positions.watch(alerts.iter().filter_map(vin).collect());
     }
 
     /// The latest alerts, newest first.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use fleetflow::cli::{Cli, Command};
 use tracing::info;
 
@@ -53,7 +52,7 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run() -> anyhow::Result<()> {
     // Before any thread starts: window bursts reuse freed memory instead of faulting it in again.
     fleetflow::allocator::keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // Logging is best effort: a closed stderr (a log shipper restarting) must not stop the job,
     // so a failed write is dropped rather than reported on the same closed stderr (which panics).
     tracing_subscriber::fmt()
@@ -232,6 +231,7 @@ fn replay(args: Box<fleetflow::replay::ReplayArgs>) -> anyhow::Result<()> {
 /// `fleetflow generate`: readings and reference files.
 fn generate(args: fleetflow::cli::GenerateArgs) -> anyhow::Result<()> {
     let written = fleetflow::generate::generate(&args)?;
-    info!("wrote {} lines to {}", written, args.output.display());
+    let to = if args.output.as_os_str() == "-" { "stdout".to_string() } else { args.output.display().to_string() };
+    info!("wrote {written} readings to {to}");
     Ok(())
 }

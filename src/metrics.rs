@@ -64,6 +64,26 @@ pub struct Metrics {
     pub archive_skipped: AtomicU64,
     /// Per configured sink, by name: what it delivered, retried and dead-lettered.
     pub sinks: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SinkCounters>>>,
+    /// The latest late and malformed records, newest last (for the status page).
+    pub recent_rejects: std::sync::Mutex<std::collections::VecDeque<RecentReject>>,
+}
+
+/// Rejected records kept for the status page.
+const RECENT_REJECTS: usize = 20;
+
+/// A late or malformed record, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecentReject {
+    /// `late` or `errors`.
+    pub stream: &'static str,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Where it came from (`file:line`, `partition/offset`).
+    pub position: String,
+    /// The record, cut to 160 bytes.
+    pub record: String,
+    /// When it arrived, epoch ms.
+    pub arrived: u64,
 }
 
 /// Window latency split at the moment the sources' watermark passed the window's end.
@@ -111,6 +131,29 @@ pub struct SinkCounters {
     pub requests: AtomicU64,
     /// Requests that failed as a whole (throttled, 5xx, timed out, unreachable).
     pub failed_requests: AtomicU64,
+    /// Per worker of the process: records handed to the sink and records it settled (delivered
+    /// or dead-lettered), as last published by the worker.
+    pub ledgers: std::sync::Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
+    /// The latest error (wall clock, epoch ms, and the error), retried or not.
+    pub last_error: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+impl SinkCounters {
+    /// Notes `error` as the sink's latest.
+    pub fn note_error(&self, error: &str) {
+        let now = crate::sources::driver::now_ms();
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, error.to_string()));
+    }
+
+    /// Records handed to the sink and not settled yet, over the process's workers.
+    pub fn pending(&self) -> u64 {
+        self.ledgers.lock().unwrap_or_else(|p| p.into_inner()).values().map(|(w, s)| w.saturating_sub(*s)).sum()
+    }
+
+    /// Records handed to the sink, over the process's workers.
+    pub fn handed(&self) -> u64 {
+        self.ledgers.lock().unwrap_or_else(|p| p.into_inner()).values().map(|(w, _)| w).sum()
+    }
 }
 
 impl Metrics {
@@ -140,6 +183,25 @@ impl Metrics {
             archive_total_bytes: zero(),
             archive_skipped: zero(),
             sinks: Default::default(),
+            recent_rejects: Default::default(),
+        }
+    }
+
+    /// Keeps the last of `rejected` (sent to `stream`) among the recent rejects.
+    pub fn note_reject(&self, stream: &'static str, rejected: Option<&crate::rejected::Rejected>) {
+        let Some(r) = rejected else { return };
+        let cut = &r.record[..r.record.len().min(160)];
+        let reject = RecentReject {
+            stream,
+            reason: r.reason.clone(),
+            position: r.position.clone(),
+            record: String::from_utf8_lossy(cut).into_owned(),
+            arrived: r.arrived,
+        };
+        let mut recent = self.recent_rejects.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push_back(reject);
+        if recent.len() > RECENT_REJECTS {
+            recent.pop_front();
         }
     }
 

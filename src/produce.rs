@@ -38,6 +38,7 @@ impl ProducerContext for Deliveries {
 
 /// Publishes readings until the duration is over (or `stop`); returns how many were sent.
 pub fn produce(args: &ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
+    crate::kafka_admin::check_reachable(&args.kafka_brokers, "--kafka-brokers")?;
     let created = crate::kafka_admin::ensure_topic(&args.kafka_brokers, &args.topic, args.partitions)?;
     if created {
         info!("created topic {} with {} partitions", args.topic, args.partitions);
@@ -46,10 +47,7 @@ pub fn produce(args: &ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<u64>
     let start_ms = if realtime {
         crate::sources::driver::now_ms()
     } else {
-        chrono::DateTime::parse_from_rfc3339(&args.start)
-            .with_context(|| format!("--start: {:?} is neither `now` nor an RFC 3339 time", args.start))?
-            .timestamp_millis()
-            .max(0) as u64
+        crate::time_arg::parse_for("--start", &args.start).map_err(|e| anyhow::anyhow!("{e}, or `now`"))?
     };
     let fleet = FleetConfig {
         vehicles: args.vehicles,

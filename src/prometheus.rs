@@ -61,7 +61,8 @@ impl Collector for JobCollector {
             }
         }
         let now = crate::sources::driver::now_ms();
-        if let Some(w) = m.watermark() {
+        // (No gauge before the first reading: a watermark of 0 would be a lag of 56 years.)
+        if let Some(w) = m.watermark().filter(|w| *w > 0) {
             gauge(&mut e, "fleetflow_watermark_seconds", "The job's watermark, epoch seconds", w as f64 / 1000.0)?;
             gauge(&mut e, "fleetflow_watermark_lag_seconds", "Wall clock minus the watermark", now.saturating_sub(w) as f64 / 1000.0)?;
         }
@@ -84,7 +85,7 @@ pub fn registry(metrics: Arc<Metrics>) -> Registry {
     registry.register_collector(Box::new(JobCollector(metrics.clone())));
     registry.register(
         "fleetflow_window_latency_seconds",
-        "From a window's end plus the allowed lateness (wall clock) to its hand-off to the sinks.",
+        "From a window's end plus the allowed lateness (wall clock) to its hand-off to the sinks",
         MetricsHistogram(metrics),
     );
     registry
@@ -103,12 +104,39 @@ impl EncodeMetric for MetricsHistogram {
     }
 }
 
-/// The text exposition of `registry`.
+/// The OpenMetrics exposition of `registry` (what Prometheus asks for when it scrapes).
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
     out
+}
+
+/// The classic Prometheus text format (0.0.4) of `registry`, for clients that do not ask for
+/// OpenMetrics (`curl`, `promtool check metrics`): a counter's `HELP` and `TYPE` name its
+/// `_total` samples, and there is no `# EOF`.
+pub fn render_classic(registry: &Registry) -> String {
+    let open = render(registry);
+    let counters: std::collections::HashSet<&str> =
+        open.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open.len() + 256);
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line.strip_prefix("# HELP ").map(|r| ("# HELP ", r)).or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta.and_then(|(p, r)| r.split_once(' ').map(|(name, rest)| (p, name, rest))) {
+            Some((p, name, rest)) if counters.contains(name) => out.push_str(&format!("{p}{name}_total {rest}")),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether a scrape's `Accept` header asks for OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
 #[cfg(test)]
@@ -128,6 +156,14 @@ mod tests {
         assert!(text.contains("fleetflow_sink_dead_lettered_total{sink=\"fh\"} 2"), "{text}");
         assert!(text.contains("fleetflow_window_latency_seconds_count 1"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        let classic = render_classic(&registry(Arc::new(Metrics::new(1))));
+        assert!(classic.contains("# TYPE fleetflow_readings_total counter\nfleetflow_readings_total 0\n"), "{classic}");
+        assert!(classic.contains("# HELP fleetflow_readings_total Readings"), "{classic}");
+        assert!(classic.contains("# TYPE fleetflow_window_latency_seconds histogram"), "{classic}");
+        assert!(!classic.contains("# EOF"));
+        assert!(!classic.contains("fleetflow_watermark_lag_seconds"), "no lag before a watermark: {classic}");
+        assert!(wants_openmetrics(Some("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4")));
+        assert!(!wants_openmetrics(Some("*/*")) && !wants_openmetrics(None));
     }
 
     #[test]

@@ -166,6 +166,8 @@ fn ctrl_c_or_sigterm_closes_windows_flushes_and_exits_cleanly() {
         assert!(o.status.success(), "signal {signal}: {}", stderr(&o));
         let windows = lines_of(&out, "speed_windows");
         assert!(windows.len() >= 20, "signal {signal}: every vehicle's open window was closed and flushed: {}", windows.len());
+        let log = stderr(&o);
+        assert!(log.contains("the first windows close when the watermark") && log.contains(": in about "), "when output comes: {log}");
     }
 }
 
@@ -302,6 +304,8 @@ fn reference_edits_take_effect_while_running() {
     let status = child.wait().unwrap();
     reader.join().unwrap();
     assert!(status.success(), "{}", log.lock().unwrap());
+    let logged = log.lock().unwrap().clone();
+    assert!(logged.contains("removed, at watermark 2025-11-25T"), "the reload's watermark as a time: {logged}");
     let rows = lines_of(&out, "buggy_devices");
     assert_eq!(rows.len(), 3, "{rows:?}");
     let row = |start: &str| rows.iter().find(|r| r.contains(&format!(r#""window_start":"2025-11-25T{start}:00.000Z""#))).unwrap();
@@ -389,11 +393,11 @@ fn a_record_above_1000_kib_is_an_error_and_the_readings_around_it_count() {
 #[test]
 fn bench_measures_window_and_alert_latency_and_draws_them() {
     // A short run with 5 s windows (several boundaries), at a low rate: it checks what is
-    // measured and written, not the figures (those come from release builds, README "Performance").
+    // measured and written, not the figures (those come from release builds, docs/performance.md).
     let dir = tempfile::tempdir().unwrap();
     let (report, plot) = (dir.path().join("r.json"), dir.path().join("r.svg"));
     let too_short = fleetflow(&["bench", "--window-secs", "5", "--duration", "14"]);
-    assert!(!too_short.status.success() && stderr(&too_short).contains("--duration: at least 15 s"), "{}", stderr(&too_short));
+    assert!(!too_short.status.success() && stderr(&too_short).contains("--duration-secs: at least 15 s"), "{}", stderr(&too_short));
     let odd = fleetflow(&["bench", "--window-secs", "7"]);
     assert!(!odd.status.success() && stderr(&odd).contains("--window-secs: 7 does not divide a day"), "{}", stderr(&odd));
     let o = fleetflow(&[
@@ -404,7 +408,7 @@ fn bench_measures_window_and_alert_latency_and_draws_them() {
         "400",
         "--window-secs",
         "5",
-        "--duration",
+        "--duration-secs",
         "30",
         "--report",
         report.to_str().unwrap(),
@@ -541,4 +545,80 @@ fn geofence_reads_its_zones_file_and_a_bad_file_names_the_line() {
     assert!(!r.status.success());
     let log = stderr(&r);
     assert!(log.contains("zones.txt, line 2: \"north\" is not a coordinate"), "{log}");
+}
+
+#[test]
+fn an_unreachable_broker_is_named_within_ten_seconds_once() {
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let brokers = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let runs: [Vec<&str>; 2] = [
+        vec!["run", "--kafka-brokers", &brokers, "--topic", "t", "--output", out.to_str().unwrap(), "--http", ""],
+        vec!["produce", "--kafka-brokers", &brokers, "--topic", "t"],
+    ];
+    for args in runs {
+        let started = Instant::now();
+        let o = fleetflow(&args);
+        let e = stderr(&o);
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} took {:?}: {e}", started.elapsed());
+        assert!(!o.status.success(), "{args:?}: {e}");
+        assert!(e.contains(&format!("no broker of {brokers} answered")) && e.contains("Connection refused"), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+    }
+}
+
+#[test]
+fn a_missing_input_file_is_said_once() {
+    let o = fleetflow(&["run", "--input", "/nonexistent/readings.txt", "--http", ""]);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert_eq!(e.matches("/nonexistent/readings.txt").count(), 1, "said once: {e}");
+    assert!(e.starts_with("error: ") && !e.contains("Caused by"), "{e}");
+}
+
+#[test]
+fn every_subcommand_has_examples_and_run_shows_its_defaults() {
+    for sub in [&["run"][..], &["generate"], &["produce"], &["bench"], &["aws", "setup"], &["cluster"], &["replay"]] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let o = fleetflow(&args);
+        let help = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && help.contains("Examples:\n  fleetflow "), "{sub:?}:\n{help}");
+    }
+    let help = String::from_utf8_lossy(&fleetflow(&["run", "--help"]).stdout).to_string();
+    for default in ["[default: 1]", "[default: 127.0.0.1:9898]", "[default: 5000]", "[default: committed]", "[default: ./fleetflow-out]"] {
+        assert!(help.contains(default), "run --help shows {default}:\n{help}");
+    }
+    // One spelling across subcommands: durations in seconds are `--duration-secs`.
+    let bench = String::from_utf8_lossy(&fleetflow(&["bench", "--help"]).stdout).to_string();
+    assert!(bench.contains("--duration-secs") && !bench.contains("--duration <"), "{bench}");
+}
+
+#[test]
+fn generate_writes_to_stdout_and_takes_a_plain_date() {
+    let o = fleetflow(&["generate", "--output", "-", "--vehicles", "3", "--duration-secs", "10", "--start", "2025-11-26"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 30, "3 vehicles x 10 s: {text}");
+    let ts: u64 = lines[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!((1_764_115_200_000 - 3_000..1_764_115_200_000 + 10_000).contains(&ts), "the day's midnight: {ts}");
+    assert!(!std::path::Path::new("-").exists(), "no folder named -");
+    let o = fleetflow(&["generate", "--output", "-", "--start", "tomorrow"]);
+    assert!(!o.status.success() && stderr(&o).contains("write a date (2025-11-25)"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_user_error_is_one_line_without_colour_or_backtrace() {
+    let o = Command::new(BIN).args(["run", "-w", "0"]).env("RUST_BACKTRACE", "1").output().unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    assert!(e.starts_with("error: ") && !e.contains("backtrace") && !e.contains('\u{1b}'), "{e}");
+    // Logs into a pipe (a file, a shipper) carry no colour codes.
+    let dir = tempfile::tempdir().unwrap();
+    let o = fleetflow(&["generate", "--output", dir.path().to_str().unwrap(), "--vehicles", "2", "--duration-secs", "5"]);
+    assert!(o.status.success() && stderr(&o).contains("INFO") && !stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
 }

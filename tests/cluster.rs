@@ -71,14 +71,20 @@ fn a_killed_process_stops_the_other_with_one_line_naming_it() {
             .args(["run", "--vehicles", "50", "-w", "1", "--http", "", "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()])
             .arg("--output")
             .arg(dir.path().join(process))
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let (first, mut second) = (spawn("0"), spawn("1"));
+    // Process 1 first: it tries to connect to process 0 for a while, quietly.
+    let mut second = spawn("1");
+    std::thread::sleep(Duration::from_millis(2500));
+    let first = spawn("0");
     std::thread::sleep(Duration::from_secs(3));
     second.kill().unwrap(); // SIGKILL
-    second.wait().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let quiet = format!("{}{}", String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert!(!quiet.contains("error connecting") && !quiet.contains("retrying"), "a normal start logs no error: {quiet}");
     let killed = Instant::now();
     let o = first.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&o.stderr).to_string();

@@ -5,9 +5,8 @@
 //! loop hammers the API, and the run's outputs equal those of a run without it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,6 @@ use fleetflow::config::{Config, SinkConfig, SourceKind};
 mod common;
 use common::{lines_of, metric};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const MIDNIGHT: u64 = 1_764_115_200_000; // 2025-11-26T00:00:00Z
 
 fn get(addr: &str, path: &str) -> (u16, String) {
@@ -52,37 +50,17 @@ fn speeders_by_date_live_and_closed_match_the_oracle_while_hammered() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
-    let g = Command::new(BIN)
-        .args(["generate", "--output", d, "--vehicles", "40", "--duration-secs", "1200", "--start", "2025-11-25T23:50:00Z"])
-        .args(["--speeder-fraction", "0.3"])
-        .output()
-        .unwrap();
-    assert!(g.status.success());
-    let lines: Vec<String> = std::fs::read_to_string(data.join("readings-000.txt")).unwrap().lines().map(String::from).collect();
+    let lines = common::readings_across_midnight(&data);
     let (first, _) = lines.split_at(lines.len() * 4 / 5);
     let out = dir.path().join("out");
-    let mut job = Command::new(BIN)
-        .args(["run", "--input", "-", "--output", out.to_str().unwrap(), "--http", "127.0.0.1:0", "--buffer-secs", "0"])
-        .args(["--reference", &format!("{d}/vin_sensor.csv"), "--buggy", &format!("{d}/buggy_sensors.csv")])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The address is in the log; keep draining the log after it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = job.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("HTTP API on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the job logs its HTTP address");
+    let (reference, buggy) = (format!("{d}/vin_sensor.csv"), format!("{d}/buggy_sensors.csv"));
+    let (mut job, addr, log) =
+        common::run_with_http(&["--output", out.to_str().unwrap(), "--buffer-secs", "0", "--reference", &reference, "--buggy", &buggy]);
+    // Before any window has closed, a vehicle's answer says why there is nothing yet.
+    let some_vin = lines[0].split(' ').nth(2).unwrap();
+    // (404, or 200 with its sensor once the reference file is loaded.)
+    let (status, body) = get(&addr, &format!("/vehicles/{some_vin}"));
+    assert!((status == 404 || status == 200) && body.contains("no window has closed yet"), "{status} {body}");
 
     // Hammer the API while the job reads.
     let hammering = Arc::new(AtomicBool::new(true));
@@ -90,7 +68,7 @@ fn speeders_by_date_live_and_closed_match_the_oracle_while_hammered() {
     let hammer = {
         let (addr, on, answered) = (addr.clone(), hammering.clone(), answered.clone());
         std::thread::spawn(move || {
-            let paths = ["/speeders?date=2025-11-26", "/metrics", "/", "/speeders?date=2025-11-25", "/healthz"];
+            let paths = ["/speeders?date=2025-11-26", "/metrics", "/", "/api/status", "/speeders?date=2025-11-25", "/healthz"];
             let mut i = 0;
             while on.load(Ordering::Relaxed) && i < 5_000 {
                 let (status, _) = get(&addr, paths[i % paths.len()]);
@@ -161,12 +139,15 @@ fn speeders_by_date_live_and_closed_match_the_oracle_while_hammered() {
     assert_eq!(metric(&m, "fleetflow_late_total"), Some(0));
     assert!(metric(&m, "fleetflow_records_out_total{stream=\"speed_windows\"}").unwrap() > 0, "{m}");
     assert!(m.contains("fleetflow_window_latency_seconds_bucket"), "{m}");
-    let (_, page) = get(&addr, "/");
-    assert!(page.contains(&format!("<td id=\"readings\">{}</td>", first.len())), "the status page shows the readings");
-    assert!(page.contains("Top speeders on 2025-11-26") && page.contains("<svg"), "{page}");
+    let (status, page) = get(&addr, "/");
+    assert!(status == 200 && page.contains("api/status"), "the status page draws /api/status: {page}");
+    let (_, body) = get(&addr, "/api/status");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["readings"].as_u64(), Some(first.len() as u64), "the status shows the readings: {s}");
+    assert_eq!(s["day"], "2025-11-26");
     let top =
         open_day.iter().max_by_key(|r| (r["speeding_readings"].as_u64(), std::cmp::Reverse(r["vin"].as_str().map(String::from)))).unwrap();
-    assert!(page.contains(top["vin"].as_str().unwrap()), "the day's top speeder is on the page");
+    assert_eq!(s["top_speeders"][0]["vin"], top["vin"], "the day's top speeder leads the status's table");
     assert_eq!(get(&addr, "/readyz"), (200, "ready\n".to_string()));
 
     // The rest of the input, then the end.

@@ -106,7 +106,7 @@ fn key(v: &Value) -> String {
     v.to_string()
 }
 
-/// The sequential implementation of the semantics in the README.
+/// The sequential implementation of the semantics in docs/configuration.md.
 fn oracle(input: &Input) -> BTreeMap<&'static str, Vec<String>> {
     let mut accepted: Vec<Reading> = Vec::new();
     let mut late = Vec::new();

@@ -17,7 +17,7 @@ use crate::stats::{SpeedSample, SpeedStats};
 use crate::time::Time;
 use crate::windows::{Offsets, Sliding, Tumbling, Window};
 
-/// The named output streams of the job (see the README for their schemas).
+/// The named output streams of the job (see docs/configuration.md for their fields).
 pub struct Outputs<'scope> {
     /// Every tumbling window of every vehicle.
     pub speed_windows: StreamVec<'scope, Time, SpeedWindow>,

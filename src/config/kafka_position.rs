@@ -33,14 +33,9 @@ pub enum Stop {
 
 /// An RFC 3339 time, or a plain date (its midnight, UTC), as epoch ms.
 fn parse_time(field: &str, s: &str) -> Result<u64, String> {
-    let date = || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
-    match chrono::DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Ok(t.timestamp_millis().max(0) as u64),
-        Err(_) if date().is_some() => Ok(date().map_or(0, |t| t.timestamp_millis().max(0) as u64)),
-        Err(e) => Err(format!(
-            "{field}: {s:?} is not a position ({e}); write committed, earliest, latest, a date (2025-11-25) or an RFC 3339 time"
-        )),
-    }
+    crate::time_arg::parse(s).map_err(|e| {
+        format!("{field}: {s:?} is not a position ({e}); write committed, earliest, latest, a date (2025-11-25) or an RFC 3339 time")
+    })
 }
 
 impl Start {

@@ -889,28 +889,15 @@ impl Config {
 
     /// The generator's start time, epoch ms.
     pub fn generator_start(&self) -> Result<u64, ConfigError> {
-        chrono::DateTime::parse_from_rfc3339(&self.generator.start).map(|t| t.timestamp_millis().max(0) as u64).map_err(|e| {
-            ConfigError::Invalid(format!(
-                "generator.start: {:?} is not an RFC 3339 time ({e}); write e.g. 2025-11-25T00:00:00Z",
-                self.generator.start
-            ))
-        })
+        crate::time_arg::parse_for("generator.start", &self.generator.start).map_err(ConfigError::Invalid)
     }
 }
 
 /// A day `YYYY-MM-DD` (its start, or with `end` its end) or an RFC 3339 time, epoch ms.
 fn parse_day_or_time(field: &str, s: &str, end: bool) -> Result<u64, ConfigError> {
-    let s = s.trim();
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let day = if end { day.succ_opt().unwrap_or(day) } else { day };
-        let ms = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or(0);
-        return Ok(ms.max(0) as u64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis().max(0) as u64).map_err(|e| {
-        ConfigError::Invalid(format!(
-            "{field}: {s:?} is neither a day nor an RFC 3339 time ({e}); write e.g. 2025-11-24 or 2025-11-24T06:00:00Z"
-        ))
-    })
+    let t = crate::time_arg::parse_for(field, s).map_err(ConfigError::Invalid)?;
+    let day = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").is_ok();
+    Ok(if end && day { t + 86_400_000 } else { t })
 }
 
 #[cfg(test)]

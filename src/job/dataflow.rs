@@ -17,6 +17,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 
 use super::references::{Sessions, TableFile};
 use super::JobError;
+use crate::alert_positions::Watcher;
 use crate::encode;
 use crate::failure::FailureNotices;
 use crate::live::LiveState;
@@ -69,6 +70,13 @@ pub fn build(
             notices.push(route(readings.clone().map(|r| encode::raw(&r)), StreamName::RAW, router, |_, _, _| {}));
         }
         let readings = readings.concat(reread).probe_with(&watermark_probe);
+        // Where the vehicles of the latest alerts are, for the status page (built on every process).
+        let (serving, mut watcher) = (live.serving.load(std::sync::atomic::Ordering::Relaxed), Watcher::new(live.alert_positions.clone()));
+        let readings = readings.inspect_core(move |event| {
+            if let (true, Ok((_, batch))) = (serving, event) {
+                watcher.observe(batch);
+            }
+        });
         let rows = sessions.rows.to_collection(scope);
         let buggy = sessions.buggy.to_collection(scope);
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetflow_dataflows::Time;
-use tracing::{error, warn};
+use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+use timely::communication::Hooks;
+use tracing::{debug, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::live::LiveState;
@@ -51,6 +54,9 @@ pub enum JobError {
     /// The HTTP API asked for could not be started (its address is taken, for example).
     #[error("{0}")]
     Http(String),
+    /// The processes of the cluster did not connect.
+    #[error(transparent)]
+    Peers(#[from] crate::peer_sockets::PeerError),
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
@@ -101,6 +107,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     config.validate()?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
     check_reference_files(&config)?;
+    check_brokers(&config)?;
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
     let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
     let archive = match config.source.kind {
@@ -115,26 +122,15 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
     let server = start_http(&config, &live, &metrics)?;
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
-    let timely_config = timely_config(&config)?;
+    let (allocators, network) = timely_allocators(&config)?;
     let shared =
         Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
     let f = failure.clone();
-    let formed = Arc::new(AtomicBool::new(false));
-    if shared.config.cluster.processes > 1 {
-        let timeout = Duration::from_secs(shared.config.cluster.connect_timeout_secs);
-        crate::cluster::exit_unless_formed(timeout, formed.clone(), shared.config.cluster.addresses()?);
-    }
-    let guards = timely::execute(timely_config, move |worker| {
-        formed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let guards = timely::execute::execute_from(allocators, network, timely::WorkerConfig::default(), move |worker| {
         if let Err(e) = worker::WorkerLoop::start(worker, &shared).and_then(worker::WorkerLoop::run) {
-            error!("worker {} failed: {e}", worker.index());
             shared.failing.store(true, std::sync::atomic::Ordering::SeqCst);
             shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            // A worker's own failure is the job's error rather than a peer's report of it.
-            let mut first = f.lock().unwrap_or_else(|p| p.into_inner());
-            if first.as_ref().is_none_or(|kept| matches!(kept, JobError::Peer(_)) && !matches!(e, JobError::Peer(_))) {
-                *first = Some(e);
-            }
+            keep_first_failure(&mut f.lock().unwrap_or_else(|p| p.into_inner()), worker.index(), e);
         }
     })
     .map_err(JobError::Workers)?;
@@ -149,6 +145,36 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         return Err(e);
     }
     Ok(Summary::of(&metrics, &routed))
+}
+
+/// Keeps a worker's failure as the job's error (printed once, at the command line's edge) unless
+/// one is kept already; a worker's own failure is the job's error rather than a peer's report of
+/// it. Another error than the one kept is logged.
+fn keep_first_failure(first: &mut Option<JobError>, worker: usize, e: JobError) {
+    debug!("worker {worker} failed: {e}");
+    match first {
+        // A peer's report is replaced by this worker's own failure.
+        Some(kept) if !matches!(kept, JobError::Peer(_)) || matches!(e, JobError::Peer(_)) => {
+            if kept.to_string() != e.to_string() && !matches!(e, JobError::Peer(_)) {
+                warn!("worker {worker} also failed: {e}");
+            }
+        }
+        _ => *first = Some(e),
+    }
+}
+
+/// Checks that the Kafka brokers of the source and of each Kafka sink answer, so that an
+/// unreachable broker is named at once rather than after the client's own timeouts.
+fn check_brokers(config: &Config) -> Result<(), JobError> {
+    if config.source.kind == crate::config::SourceKind::Kafka {
+        crate::kafka_admin::check_reachable(&config.kafka.brokers, "kafka.brokers (--kafka-brokers)")?;
+    }
+    for (name, sink) in &config.sinks {
+        if let crate::config::SinkConfig::Kafka { brokers, .. } = sink {
+            crate::kafka_admin::check_reachable(brokers, &format!("sinks.{name}.brokers"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks the reference files before starting workers, so a missing file is a clear start-up
@@ -174,7 +200,7 @@ fn check_reference_files(config: &Config) -> Result<(), JobError> {
 fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Result<Option<crate::http::Server>, JobError> {
     let Some(bind) = http_bind(config) else { return Ok(None) };
     let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
-    match crate::http::start(&bind, token, live.clone(), metrics.clone()) {
+    match crate::http::start(&bind, token, crate::status::JobInfo::of(config), live.clone(), metrics.clone()) {
         Ok(s) => {
             live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(Some(s))
@@ -187,22 +213,20 @@ fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) ->
     }
 }
 
-/// Timely's configuration: this process's workers, and the cluster's addresses when there are
-/// several processes.
-fn timely_config(config: &Config) -> Result<timely::Config, JobError> {
-    Ok(match config.cluster.processes {
-        1 => timely::Config::process(config.workers),
-        _ => timely::Config {
-            communication: timely::CommunicationConfig::Cluster {
-                threads: config.workers,
-                process: config.cluster.process,
-                addresses: config.cluster.addresses()?,
-                report: false,
-                zerocopy: false,
-            },
-            worker: timely::WorkerConfig::default(),
-        },
-    })
+/// Timely's allocators: this process's workers, connected to the other processes' when there
+/// are several (see [`crate::peer_sockets`]), and what keeps the network threads alive.
+fn timely_allocators(config: &Config) -> Result<(Vec<AllocatorBuilder>, Box<dyn std::any::Any + Send>), JobError> {
+    if config.cluster.processes == 1 {
+        return timely::CommunicationConfig::Process(config.workers).try_build().map_err(JobError::Workers);
+    }
+    let (threads, process) = (config.workers, config.cluster.process);
+    let timeout = Duration::from_secs(config.cluster.connect_timeout_secs);
+    let sockets = crate::peer_sockets::connect(&config.cluster.addresses()?, process, timeout)?;
+    let hooks = Hooks::default();
+    let local = ProcessBuilder::new_typed_vector(threads, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) =
+        initialize_networking_from_sockets(local, sockets, process, threads, hooks).map_err(|e| JobError::Workers(e.to_string()))?;
+    Ok((builders.into_iter().map(AllocatorBuilder::Tcp).collect(), Box::new(guard)))
 }
 
 /// How much event time around replayed days is read for context: a sliding window and one slide

@@ -168,7 +168,7 @@ fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(
                 w.path().display(),
                 diff.added.len(),
                 diff.removed.len(),
-                input.time()
+                crate::encode::rfc3339(*input.time())
             );
             for r in &diff.removed {
                 input.remove(r.clone());

@@ -50,6 +50,10 @@ pub struct WorkerLoop<'w> {
     /// watermark, complete (those the end of the input closed are partial).
     last_watermark: Time,
     started: Instant,
+    /// When the sinks' health was last published for the status page.
+    health_at: Instant,
+    /// Whether the log still has to say when the first windows close (live sources, worker 0).
+    tell_first_windows: bool,
 }
 
 impl<'w> WorkerLoop<'w> {
@@ -62,7 +66,7 @@ impl<'w> WorkerLoop<'w> {
         pin(config, index);
         let analyses = config.analyses()?;
         let tag = format!("p{:03}-w{index:03}-{run_id}", config.cluster.process);
-        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes(), metrics.clone())));
+        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes(), metrics.clone()).with_health(plan.counters())));
         if let Some((start, end)) = config.replay_days()? {
             router.borrow_mut().keep_only(start, end);
         }
@@ -105,6 +109,9 @@ impl<'w> WorkerLoop<'w> {
             progress: (Instant::now(), 0),
             last_watermark: 0,
             started: Instant::now(),
+            health_at: Instant::now(),
+            tell_first_windows: index == 0
+                && (config.source.kind == SourceKind::Kafka || config.generator.realtime && config.source.kind == SourceKind::Generator),
         })
     }
 
@@ -124,6 +131,7 @@ impl<'w> WorkerLoop<'w> {
             self.commit(durable);
             self.stop_exactly(durable, watermark);
             self.report_progress(watermark);
+            self.tell_when_windows_close();
         }
         self.finish()
     }
@@ -200,6 +208,10 @@ impl<'w> WorkerLoop<'w> {
     fn poll_sinks(&mut self) {
         let mut router = self.router.borrow_mut();
         router.poll();
+        if self.health_at.elapsed() >= Duration::from_secs(1) {
+            router.publish(self.worker.index());
+            self.health_at = Instant::now();
+        }
         if let Err(e) = router.check() {
             drop(router);
             self.stopping.fail(e);
@@ -243,6 +255,25 @@ impl<'w> WorkerLoop<'w> {
             Ok(false) => {}
             Err(e) => self.stopping.fail(e),
         }
+    }
+
+    /// Once, on a live source, as soon as there is a watermark: when the first windows close (for
+    /// a minute or two after start-up, only `late/` may be on disk).
+    fn tell_when_windows_close(&mut self) {
+        if !self.tell_first_windows {
+            return;
+        }
+        let Some(w) = self.shared.metrics.watermark().filter(|w| *w > 0) else { return };
+        self.tell_first_windows = false;
+        let config = &self.shared.config;
+        let window = config.windows.tumbling_secs.max(1) * 1000;
+        let end = fleetflow_dataflows::time::align(w, window) + window;
+        info!(
+            "the first windows close when the watermark (the newest reading less the allowed lateness, {} s) reaches {}: in about {} s",
+            config.windows.allowed_lateness_ms as f64 / 1000.0,
+            encode::rfc3339(end),
+            (end - w).div_ceil(1000)
+        );
     }
 
     /// Every progress interval: the Kafka lag into the metrics, and a progress line.

@@ -117,6 +117,8 @@ pub struct Router {
     suppress_below: fleetflow_dataflows::Time,
     /// Only window records filed under event times in `[start, end)` are written (a replay's days).
     range: Option<(fleetflow_dataflows::Time, fleetflow_dataflows::Time)>,
+    /// Each sink's shared counters (the status page's sink health), in the order of `sinks`.
+    health: Vec<Arc<crate::metrics::SinkCounters>>,
 }
 
 impl Router {
@@ -136,6 +138,22 @@ impl Router {
             activators: Vec::new(),
             suppress_below: 0,
             range: None,
+            health: Vec::new(),
+        }
+    }
+
+    /// Publishes each sink's health into `counters` (one per sink, in order), see [`Router::publish`].
+    pub fn with_health(mut self, counters: Vec<Arc<crate::metrics::SinkCounters>>) -> Self {
+        self.health = counters;
+        self
+    }
+
+    /// Publishes, as worker `worker`, how many records each sink was handed and has settled.
+    pub fn publish(&self, worker: usize) {
+        for (sink, counters) in self.sinks.iter().zip(&self.health) {
+            let s = sink.borrow();
+            let (handed, settled) = StreamName::all().fold((0, 0), |(h, d), n| (h + s.written(n), d + s.delivered(n)));
+            counters.ledgers.lock().unwrap_or_else(|p| p.into_inner()).insert(worker, (handed, settled));
         }
     }
 
@@ -160,11 +178,13 @@ impl Router {
 
     /// No record of `stream` below `frontier` will come: lets sealed sinks write complete files.
     pub fn seal(&mut self, stream: StreamName, frontier: fleetflow_dataflows::Time) {
+        let mut errors = Vec::new();
         for sink in &self.routes[stream.index()] {
             if let Err(e) = sink.borrow_mut().seal(stream, frontier) {
-                self.failed.note(e);
+                errors.push((sink.clone(), e));
             }
         }
+        self.note_failures(errors);
     }
 
     /// Whether a record of `stream` at timely time `time` was already delivered by an earlier run.
@@ -216,7 +236,7 @@ impl Router {
             Metrics::add(&self.metrics.discarded, records.len() as u64);
             return 0;
         }
-        let (mut written, mut outside) = (0, 0);
+        let (mut written, mut outside, mut errors) = (0, 0, Vec::new());
         for record in records {
             if let Some((start, end)) = self.range {
                 if !(start..end).contains(&record.time) && !matches!(stream, StreamName::LATE | StreamName::ERRORS) {
@@ -227,10 +247,11 @@ impl Router {
             written += 1;
             for sink in &self.routes[stream.index()] {
                 if let Err(e) = sink.borrow_mut().write(stream, stamp, record) {
-                    self.failed.note(e);
+                    errors.push((sink.clone(), e));
                 }
             }
         }
+        self.note_failures(errors);
         Metrics::add(&self.metrics.outside_range, outside);
         Metrics::add(&self.metrics.out[stream.index()], written);
         written
@@ -249,11 +270,13 @@ impl Router {
     /// Lets sinks flush on their buffering hints; wakes the output operators if any did.
     pub fn poll(&mut self) {
         let before = self.delivered_count();
+        let mut errors = Vec::new();
         for sink in &self.sinks {
             if let Err(e) = sink.borrow_mut().poll() {
-                self.failed.note(e);
+                errors.push((sink.clone(), e));
             }
         }
+        self.note_failures(errors);
         if self.delivered_count() != before {
             self.wake();
         }
@@ -271,13 +294,26 @@ impl Router {
 
     /// Applies a flush to every sink, keeping the first error, then wakes the output operators.
     fn flush_each(&mut self, flush: impl Fn(&mut Box<dyn Sink>) -> Result<(), SinkError>) -> Result<(), SinkError> {
+        let mut errors = Vec::new();
         for sink in &self.sinks {
             if let Err(e) = flush(&mut sink.borrow_mut()) {
-                self.failed.note(e);
+                errors.push((sink.clone(), e));
             }
         }
+        self.note_failures(errors);
         self.wake();
         self.check()
+    }
+
+    /// Notes each sink's error as the job's failure and as that sink's latest error.
+    fn note_failures(&mut self, errors: Vec<(SharedSink, SinkError)>) {
+        for (sink, e) in errors {
+            let i = self.sinks.iter().position(|s| Rc::ptr_eq(s, &sink));
+            if let Some(counters) = i.and_then(|i| self.health.get(i)) {
+                counters.note_error(&e.to_string());
+            }
+            self.failed.note(e);
+        }
     }
 
     /// Whether every record written to any sink has been delivered.

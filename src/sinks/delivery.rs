@@ -106,7 +106,10 @@ pub async fn deliver<D: Deliver>(
                             last_error = e;
                             retry.push(item);
                         }
-                        Some((_, e, false)) => give_up.push((item, e)),
+                        Some((_, e, false)) => {
+                            counters.note_error(&e);
+                            give_up.push((item, e));
+                        }
                         None => {}
                     }
                 }
@@ -118,8 +121,12 @@ pub async fn deliver<D: Deliver>(
             }
             Attempt::Failed { error, retryable: false } => {
                 Metrics::add(&counters.failed_requests, 1);
+                counters.note_error(&error);
                 give_up.extend(items.drain(..).map(|i| (i, error.clone())));
             }
+        }
+        if !last_error.is_empty() {
+            counters.note_error(&last_error);
         }
         if retry.is_empty() {
             break;

@@ -104,6 +104,11 @@ impl SinkPlan {
         Ok(SinkPlan { sinks, metrics })
     }
 
+    /// Each sink's shared counters, in the order of the sink names.
+    pub fn counters(&self) -> Vec<Arc<crate::metrics::SinkCounters>> {
+        self.sinks.iter().map(|(name, _, _)| self.metrics.sink(name)).collect()
+    }
+
     /// One worker's sink instances, in the order of the sink names; `tag` names its files.
     pub fn build(&self, tag: &str) -> Result<Vec<Box<dyn Sink>>, SinkError> {
         self.sinks

@@ -321,6 +321,8 @@ impl SourceDriver {
         Metrics::add(&self.metrics.readings, (self.accepted.len() + self.reread.len()) as u64);
         Metrics::add(&self.metrics.late, self.late.len() as u64);
         Metrics::add(&self.metrics.malformed, self.errors.len() as u64);
+        self.metrics.note_reject("late", self.late.last());
+        self.metrics.note_reject("errors", self.errors.last());
         send_readings(&mut inputs.readings, &mut self.accepted, self.granularity);
         send_readings(&mut inputs.reread, &mut self.reread, self.granularity);
         if !self.late.is_empty() {

@@ -127,3 +127,48 @@ fn counts(lines: &[String]) -> std::collections::BTreeMap<&String, i64> {
     }
     m
 }
+
+/// A `fleetflow run` reading stdin with its HTTP API on a free port: the process (stdin piped),
+/// the API's address (from its log) and the whole log once the process ends.
+#[allow(dead_code)] // not every test binary serves HTTP
+pub fn run_with_http(args: &[&str]) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut job = Command::new(env!("CARGO_BIN_EXE_fleetflow"))
+        .args(["run", "--input", "-", "--http", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running fleetflow");
+    // The address is in the log; keep draining the log after it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = job.stderr.take().expect("piped stderr");
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("HTTP API on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the job logs its HTTP address");
+    (job, addr, log)
+}
+
+/// Generated readings of 40 vehicles over 20 minutes across midnight (2025-11-25 23:50 to
+/// 2025-11-26 00:10), 30% speeders, with their reference files in `dir`: the lines.
+#[allow(dead_code)] // not every test binary needs them
+pub fn readings_across_midnight(dir: &Path) -> Vec<String> {
+    let d = dir.to_str().expect("a UTF-8 path");
+    let g = std::process::Command::new(env!("CARGO_BIN_EXE_fleetflow"))
+        .args(["generate", "--output", d, "--vehicles", "40", "--duration-secs", "1200", "--start", "2025-11-25T23:50:00Z"])
+        .args(["--speeder-fraction", "0.3"])
+        .output()
+        .expect("running fleetflow generate");
+    assert!(g.status.success());
+    std::fs::read_to_string(dir.join("readings-000.txt")).expect("generated readings").lines().map(String::from).collect()
+}

@@ -1,7 +1,7 @@
 //! The analyses: each a file of its own, registered below with one line.
 //!
 //! To add one, write `dataflows/src/analyses/<name>.rs` with a unit struct implementing
-//! [`Analysis`](crate::analysis::Analysis) and add `<name>::<Struct>,` to the list (README, "Your
+//! [`Analysis`](crate::analysis::Analysis) and add `<name>::<Struct>,` to the list (docs/analyses.md, "Your
 //! first analysis"). The order of the list is the order they are built in: a stream declared
 //! earlier is handed to its sinks before later analyses run in the same step.
 
