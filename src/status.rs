@@ -123,9 +123,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler starting from `metrics` as they are.
+    /// A sampler starting from `metrics` as they are (the first sample covers what happens until it).
     pub fn new(metrics: &Metrics) -> Self {
-        Sampler { readings: Metrics::get(&metrics.readings), history: VecDeque::new() }
+        let history = VecDeque::from([metrics.window_latency_seconds.snapshot().1]);
+        Sampler { readings: Metrics::get(&metrics.readings), history }
     }
 
     /// The sample at wall-clock time `t` (epoch ms), a second after the previous one.
@@ -254,6 +255,10 @@ mod tests {
         let t = 1_764_028_800_000;
         let first = sampler.next(&m, t);
         assert_eq!((first.lag_s, first.p99_ms, first.rate), (None, None, 0.0), "nothing yet: {first:?}");
+        // Hand-offs before the first sample count in it.
+        let mut late_start = Sampler::new(&m);
+        m.window_latency_seconds.observe_n(0.001, 1);
+        assert!(late_start.next(&m, t).p50_ms.is_some());
         m.watermarks[0].store(t - 2_500, Ordering::Relaxed);
         Metrics::add(&m.readings, 700);
         m.window_latency_seconds.observe_n(0.003, 10);
