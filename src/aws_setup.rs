@@ -49,11 +49,11 @@ pub struct SetupReport {
 pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
     let config = Config::from_file(&args.config)?;
     config.validate()?;
-    let routes = config.routes();
+    let routes = config.routes()?;
     let mut report = SetupReport::default();
     let mut bucket_ready = false;
-    for (i, (name, sink)) in config.sinks.iter().enumerate() {
-        let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(&i)).map(|(s, _)| *s).collect();
+    for (name, sink) in &config.sinks {
+        let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(name)).map(|(s, _)| *s).collect();
         let Some(settings) = sink.aws_settings() else { continue };
         let sdk = load(&settings, &format!("sinks.{name}"))?;
         match sink {

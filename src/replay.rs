@@ -98,8 +98,9 @@ impl ReplayArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        c.replay.from = self.from.clone();
-        c.replay.to = self.to.clone().unwrap_or_else(|| self.from.clone());
+        let time = |field: &str, s: &str| s.parse().map_err(|e| ConfigError::Invalid(format!("{field}: {e}")));
+        c.replay.from = time("replay.from (--from)", &self.from)?;
+        c.replay.to = time("replay.to (--to)", self.to.as_deref().unwrap_or(&self.from))?;
         if let Some(s) = self.slack_secs {
             c.replay.slack_secs = s;
         }
@@ -144,7 +145,7 @@ impl ReplayArgs {
             // Positions by time, and commits under a group of its own: a replay never moves the
             // live job's committed offsets.
             c.kafka.group = format!("{}-replay", c.kafka.group);
-            let days = c.replay_days()?.ok_or_else(|| ConfigError::Invalid("replay.from: empty".into()))?;
+            let days = c.replay_days().ok_or_else(|| ConfigError::Invalid("replay.from: empty".into()))?;
             let around = crate::job::replay_margin(&c.params()) + 3_600_000;
             c.kafka.start = self.start.unwrap_or(crate::config::Start::Time(days.0.saturating_sub(around)));
             c.kafka.stop = self.stop.unwrap_or(crate::config::Stop::Time(days.1.saturating_add(around)));
@@ -189,7 +190,7 @@ pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usiz
 /// Runs a replay to the end, drawing a progress bar on a terminal.
 pub fn replay(args: &ReplayArgs, stop: Arc<AtomicBool>) -> Result<ReplayReport, JobError> {
     let config = args.config()?;
-    let days = config.replay_days()?.unwrap_or_default();
+    let days = config.replay_days().unwrap_or_default();
     if let (false, Some(SinkConfig::Folder { path, sealed: true, .. })) = (args.config_sinks, config.sinks.get("local")) {
         clear_days(path, days).map_err(|source| crate::sinks::SinkError::Io { path: path.display().to_string(), source })?;
     }
@@ -259,7 +260,7 @@ mod tests {
         };
         let c = args.config().unwrap();
         assert_eq!(c.kafka.group, "fleetflow-replay");
-        assert_eq!(c.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_115_200_000)));
+        assert_eq!(c.replay_days(), Some((1_763_942_400_000, 1_764_115_200_000)));
         assert!(c.kafka.start.to_string().starts_with("2025-11-23T22:"), "{}", c.kafka.start);
         assert!(c.kafka.stop.to_string().starts_with("2025-11-26T01:"), "{}", c.kafka.stop);
         assert_eq!(c.windows.max_future_secs, 0);

@@ -119,6 +119,11 @@ fn bad_flags_and_config_name_the_field_and_the_fix() {
     let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("tumbling_sec") && stderr(&o).contains("c.toml"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "one line: {}", stderr(&o));
+    std::fs::write(&cfg, "[replay]\nfrom = \"yesterday\"\n").unwrap();
+    let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(e.contains("c.toml: line 2: replay.from: \"yesterday\" is not a time") && e.lines().count() == 1, "{e}");
 
     std::fs::write(&cfg, "[windows]\nsliding_slide_secs = 45\n").unwrap();
     let o = fleetflow(&["run", "--config", cfg.to_str().unwrap()]);

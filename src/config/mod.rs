@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use fleetflow_dataflows::Params;
 use serde::{Deserialize, Serialize};
 
-use crate::route::StreamName;
+use crate::route::{Routes, StreamName};
 
 mod kafka_position;
+mod time;
 pub use kafka_position::{Start, Stop};
+pub use time::ConfigTime;
 
 /// A configuration problem, naming the field, the value and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -198,9 +200,9 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ReplayConfig {
     /// First day (`YYYY-MM-DD`, UTC) or time (RFC 3339) replayed; empty: no replay range.
-    pub from: String,
+    pub from: ConfigTime,
     /// Last day replayed, included (`YYYY-MM-DD`), or the time it ends before (RFC 3339).
-    pub to: String,
+    pub to: ConfigTime,
     /// The archive of the `raw` stream: a folder or `s3://bucket/prefix`, holding `raw/YYYY/MM/DD/HH/`.
     pub archive: String,
     /// How long after its event hour a reading may be filed in the archive, s: 0 for archives
@@ -343,7 +345,7 @@ pub struct GeneratorConfig {
     /// Follow the wall clock (true) or produce as fast as possible from `start` (false).
     pub realtime: bool,
     /// Event time of the first report when not real time (RFC 3339).
-    pub start: String,
+    pub start: ConfigTime,
     /// Stop after this many seconds of event time (0: never).
     pub duration_secs: u64,
     /// Largest delivery delay (out-of-order), ms; keep it below the allowed lateness.
@@ -362,7 +364,7 @@ impl Default for GeneratorConfig {
             speeder_fraction: 0.05,
             seed: 42,
             realtime: true,
-            start: "2025-11-25T00:00:00Z".to_string(),
+            start: "2025-11-25T00:00:00Z".parse().unwrap_or_default(),
             duration_secs: 0,
             max_delay_ms: 2_000,
             late_fraction: 0.001,
@@ -676,9 +678,26 @@ impl Config {
         Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.display().to_string(), message })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text; the error is one line: where, the field, and what is wrong with it.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let message = e.message().trim().replace('\n', "; ");
+            let Some(span) = e.span() else { return message };
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // The table the line is in, and the line's key: `replay.from`.
+            let table = text.lines().take(line).filter_map(|l| l.trim().strip_prefix('[')?.split(']').next()).last();
+            let key = text.lines().nth(line - 1).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim()).filter(|k| !k.is_empty());
+            let field = match (table, key) {
+                (Some(t), Some(k)) => format!("{t}.{k}"),
+                (None, Some(k)) => k.to_string(),
+                _ => return format!("line {line}: {message}"),
+            };
+            if message.starts_with(&format!("{field}:")) {
+                format!("line {line}: {message}")
+            } else {
+                format!("line {line}: {field}: {message}")
+            }
+        })
     }
 
     /// The analyses' parameters.
@@ -693,25 +712,23 @@ impl Config {
         }
     }
 
-    /// For each stream, the indexes (into the sorted sink names) of the sinks that receive it.
-    /// Streams of analyses that are not enabled go nowhere.
-    pub fn routes(&self) -> Vec<(StreamName, Vec<usize>)> {
-        let names: Vec<&String> = self.sinks.keys().collect();
-        let enabled: Vec<&str> =
-            self.analyses().unwrap_or_default().iter().flat_map(|(a, _)| a.spec().outputs.iter().map(|o| o.name)).collect();
+    /// For each stream, the names of the sinks that receive it. Streams of analyses that are not
+    /// enabled go nowhere; a stream not listed goes to `local` (but `raw`, off unless routed).
+    pub fn routes(&self) -> Result<Routes, ConfigError> {
+        let enabled: Vec<&str> = self.analyses()?.iter().flat_map(|(a, _)| a.spec().outputs.iter().map(|o| o.name)).collect();
         let of_analysis = |s: &str| REGISTRY.iter().any(|a| a.spec().outputs.iter().any(|o| o.name == s));
-        StreamName::all()
+        Ok(StreamName::all()
             .map(|stream| {
-                let wanted: Vec<String> = match self.routes.get(stream.as_str()) {
+                let to: Vec<String> = match self.routes.get(stream.as_str()) {
                     _ if of_analysis(stream.as_str()) && !enabled.contains(&stream.as_str()) => Vec::new(),
-                    Some(list) => list.clone(),
+                    Some(list) => list.iter().filter(|name| self.sinks.contains_key(*name)).cloned().collect(),
                     None if stream == StreamName::RAW => Vec::new(),
-                    None => vec!["local".to_string()],
+                    None if self.sinks.contains_key("local") => vec!["local".to_string()],
+                    None => Vec::new(),
                 };
-                let indexes = wanted.iter().filter_map(|w| names.iter().position(|n| *n == w)).collect();
-                (stream, indexes)
+                (stream, to)
             })
-            .collect()
+            .collect())
     }
 
     /// Checks every value; the error names the field, the value and what is allowed.
@@ -786,8 +803,8 @@ impl Config {
                 return bad(format!("{name}: {v} is not a share; use a number in [0, 1]"));
             }
         }
-        if !g.realtime {
-            self.generator_start()?;
+        if !g.realtime && g.start.ms().is_none() {
+            return bad("generator.start: empty while generator.realtime = false; give the first reading's time, e.g. 2025-11-25".into());
         }
         Ok(())
     }
@@ -795,7 +812,14 @@ impl Config {
     /// The replayed days, and the archive when it is the source.
     fn validate_replay(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        let span = self.replay_days()?;
+        let span = self.replay_days();
+        if span.is_some_and(|(start, end)| end <= start) {
+            return bad(format!(
+                "replay.to: {:?} is not after replay.from {:?}; give a last day on or after the first",
+                self.replay.to.as_str(),
+                self.replay.from.as_str()
+            ));
+        }
         if self.source.kind == SourceKind::Archive {
             if self.replay.archive.trim().is_empty() {
                 return bad("replay.archive: empty while source.kind = \"archive\"; give the folder or s3://bucket/prefix holding raw/YYYY/MM/DD/HH".into());
@@ -870,34 +894,17 @@ impl Config {
         Ok(())
     }
 
-    /// The replayed span `[start, end)` in epoch ms, if `replay.from` is set.
-    pub fn replay_days(&self) -> Result<Option<(u64, u64)>, ConfigError> {
-        let r = &self.replay;
-        if r.from.trim().is_empty() {
-            return Ok(None);
-        }
-        let start = parse_day_or_time("replay.from", &r.from, false)?;
-        let end = if r.to.trim().is_empty() { start + 86_400_000 } else { parse_day_or_time("replay.to", &r.to, true)? };
-        if end <= start {
-            return Err(ConfigError::Invalid(format!(
-                "replay.to: {:?} is not after replay.from {:?}; give a last day on or after the first",
-                r.to, r.from
-            )));
-        }
-        Ok(Some((start, end)))
+    /// The replayed span `[start, end)` in epoch ms, if `replay.from` is set: from the start of
+    /// `from` to the end of `to` (a whole day included), one day when `to` is not set.
+    pub fn replay_days(&self) -> Option<(u64, u64)> {
+        let start = self.replay.from.ms()?;
+        Some((start, self.replay.to.end_ms().unwrap_or(start + 86_400_000)))
     }
 
-    /// The generator's start time, epoch ms.
-    pub fn generator_start(&self) -> Result<u64, ConfigError> {
-        crate::time_arg::parse_for("generator.start", &self.generator.start).map_err(ConfigError::Invalid)
+    /// The generator's start time, epoch ms (checked when the config is read).
+    pub fn generator_start(&self) -> u64 {
+        self.generator.start.ms().unwrap_or(0)
     }
-}
-
-/// A day `YYYY-MM-DD` (its start, or with `end` its end) or an RFC 3339 time, epoch ms.
-fn parse_day_or_time(field: &str, s: &str, end: bool) -> Result<u64, ConfigError> {
-    let t = crate::time_arg::parse_for(field, s).map_err(ConfigError::Invalid)?;
-    let day = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").is_ok();
-    Ok(if end && day { t + 86_400_000 } else { t })
 }
 
 #[cfg(test)]
@@ -915,7 +922,7 @@ mod tests {
     fn analyses_are_enabled_by_name_with_their_settings_and_mistakes_name_the_field() {
         let names = |cfg: &Config| cfg.analyses().unwrap().iter().map(|(a, _)| a.spec().name).collect::<Vec<_>>();
         assert_eq!(names(&Config::default()), ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"]);
-        let routed = |cfg: &Config, s: StreamName| !cfg.routes().iter().find(|(t, _)| *t == s).unwrap().1.is_empty();
+        let routed = |cfg: &Config, s: StreamName| !cfg.routes().unwrap().iter().find(|(t, _)| *t == s).unwrap().1.is_empty();
         let harsh = StreamName::parse("harsh_braking").unwrap();
         assert!(routed(&Config::default(), StreamName::SPEEDERS) && !routed(&Config::default(), harsh), "off analyses go nowhere");
         let cfg = Config::from_toml(
@@ -955,7 +962,7 @@ mod tests {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/fleetflow-aws.toml")).unwrap();
         let cfg = Config::from_toml(&text).unwrap();
         cfg.validate().unwrap();
-        let routes = cfg.routes();
+        let routes = cfg.routes().unwrap();
         let raw = routes.iter().find(|(s, _)| *s == StreamName::RAW).unwrap();
         assert_eq!(raw.1.len(), 1, "raw goes to the firehose sink only");
         let sns = &cfg.sinks["sns"];
@@ -1007,16 +1014,16 @@ mod tests {
     #[test]
     fn replay_days_are_whole_utc_days_or_times() {
         let mut cfg = Config::default();
-        assert_eq!(cfg.replay_days().unwrap(), None);
-        cfg.replay.from = "2025-11-24".into();
-        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_028_800_000)), "one day when `to` is empty");
-        cfg.replay.to = "2025-11-26".into();
-        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_764_201_600_000)), "`to` is included");
-        cfg.replay.to = "2025-11-24T06:00:00Z".into();
-        assert_eq!(cfg.replay_days().unwrap(), Some((1_763_942_400_000, 1_763_964_000_000)), "a time ends the span");
-        cfg.replay.to = "2025-11-23".into();
+        assert_eq!(cfg.replay_days(), None);
+        cfg.replay.from = "2025-11-24".parse().unwrap();
+        assert_eq!(cfg.replay_days(), Some((1_763_942_400_000, 1_764_028_800_000)), "one day when `to` is empty");
+        cfg.replay.to = "2025-11-26".parse().unwrap();
+        assert_eq!(cfg.replay_days(), Some((1_763_942_400_000, 1_764_201_600_000)), "`to` is included");
+        cfg.replay.to = "2025-11-24T06:00:00Z".parse().unwrap();
+        assert_eq!(cfg.replay_days(), Some((1_763_942_400_000, 1_763_964_000_000)), "a time ends the span");
+        cfg.replay.to = "2025-11-23".parse().unwrap();
         assert!(cfg.validate().unwrap_err().to_string().starts_with("replay.to"));
-        cfg.replay.to = String::new();
+        cfg.replay.to = ConfigTime::default();
         cfg.source.kind = SourceKind::Archive;
         assert!(cfg.validate().unwrap_err().to_string().starts_with("replay.archive: empty"));
     }

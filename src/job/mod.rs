@@ -118,8 +118,9 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         }
         _ => None,
     };
-    let live = Arc::new(LiveState::new(daily_folders(&config)));
-    let routed: Vec<StreamName> = config.routes().into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
+    let routes = config.routes()?;
+    let live = Arc::new(LiveState::new(daily_folders(&config, &routes)));
+    let routed: Vec<StreamName> = routes.into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
     let server = start_http(&config, &live, &metrics)?;
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let (allocators, network) = timely_allocators(&config)?;
@@ -239,7 +240,7 @@ pub fn replay_margin(params: &fleetflow_dataflows::Params) -> Time {
 /// Lists the archive hours a replay reads (its days plus the margin, plus the slack).
 pub fn list_archive(config: &Config) -> Result<ArchiveListing, JobError> {
     let r = &config.replay;
-    let Some((start, end)) = config.replay_days()? else {
+    let Some((start, end)) = config.replay_days() else {
         return Err(crate::config::ConfigError::Invalid("replay.from: empty; give the first day to replay".into()).into());
     };
     let aws = crate::aws::AwsSettings {
@@ -281,16 +282,11 @@ fn http_bind(config: &Config) -> Option<String> {
 }
 
 /// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
-fn daily_folders(config: &Config) -> Vec<std::path::PathBuf> {
-    let routes = config.routes();
+fn daily_folders(config: &Config, routes: &crate::route::Routes) -> Vec<std::path::PathBuf> {
     let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DAILY_SPEEDERS) else { return Vec::new() };
-    config
-        .sinks
-        .values()
-        .enumerate()
-        .filter(|(i, _)| to.contains(i))
-        .filter_map(|(_, s)| match s {
-            crate::config::SinkConfig::Folder { path, .. } => Some(path.clone()),
+    to.iter()
+        .filter_map(|name| match config.sinks.get(name) {
+            Some(crate::config::SinkConfig::Folder { path, .. }) => Some(path.clone()),
             _ => None,
         })
         .collect()

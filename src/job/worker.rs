@@ -66,8 +66,8 @@ impl<'w> WorkerLoop<'w> {
         pin(config, index);
         let analyses = config.analyses()?;
         let tag = format!("p{:03}-w{index:03}-{run_id}", config.cluster.process);
-        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes(), metrics.clone()).with_health(plan.counters())));
-        if let Some((start, end)) = config.replay_days()? {
+        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes()?, metrics.clone())));
+        if let Some((start, end)) = config.replay_days() {
             router.borrow_mut().keep_only(start, end);
         }
         let tables = config.analysis_tables()?;

@@ -8,7 +8,10 @@ pub mod operator;
 
 use crate::encode::Encoded;
 use crate::metrics::Metrics;
-use crate::sinks::{Sink, SinkError};
+use crate::sinks::{NamedSink, Sink, SinkError};
+
+/// Each output stream with the names of the sinks that receive it (see `Config::routes`).
+pub type Routes = Vec<(StreamName, Vec<String>)>;
 
 /// An output stream: one of the runtime's own (`late`, `errors`, `raw`) or one an analysis
 /// declares. Streams are numbered once per build, from the analysis registry.
@@ -122,30 +125,25 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over `sinks`, with `routes[stream]` the indexes of the sinks for each stream.
-    pub fn new(sinks: Vec<Box<dyn Sink>>, routes: &[(StreamName, Vec<usize>)], metrics: Arc<Metrics>) -> Self {
-        let sinks: Vec<SharedSink> = sinks.into_iter().map(|s| Rc::new(RefCell::new(s))).collect();
+    /// A router over the named `sinks`, sending each stream to the sinks `routes` names for it.
+    pub fn new(sinks: Vec<NamedSink>, routes: &Routes, metrics: Arc<Metrics>) -> Self {
+        let health = sinks.iter().map(|(name, _)| metrics.sink(name)).collect();
+        let sinks: Vec<(String, SharedSink)> = sinks.into_iter().map(|(name, s)| (name, Rc::new(RefCell::new(s)))).collect();
         let mut table = vec![Vec::new(); StreamName::count()];
-        for (stream, indexes) in routes {
-            table[stream.index()] = indexes.iter().filter_map(|&i| sinks.get(i).cloned()).collect();
+        for (stream, names) in routes {
+            table[stream.index()] = sinks.iter().filter(|(name, _)| names.contains(name)).map(|(_, s)| s.clone()).collect();
         }
         Router {
             routes: table,
-            sinks,
+            sinks: sinks.into_iter().map(|(_, s)| s).collect(),
             metrics,
             failed: Failed::default(),
             halted: false,
             activators: Vec::new(),
             suppress_below: 0,
             range: None,
-            health: Vec::new(),
+            health,
         }
-    }
-
-    /// Publishes each sink's health into `counters` (one per sink, in order), see [`Router::publish`].
-    pub fn with_health(mut self, counters: Vec<Arc<crate::metrics::SinkCounters>>) -> Self {
-        self.health = counters;
-        self
     }
 
     /// Publishes, as worker `worker`, how many records each sink was handed and has settled.

@@ -45,6 +45,9 @@ pub enum SinkError {
     Delivery(String),
 }
 
+/// A sink instance with the name the configuration gives it.
+pub type NamedSink = (String, Box<dyn Sink>);
+
 /// A destination for output records.
 pub trait Sink {
     /// Buffers one record of `stream`, produced at dataflow time `stamp`.

@@ -16,6 +16,7 @@ use super::kafka::KafkaSink;
 use super::retry::RetryPolicy;
 use super::sealed::SealedFolderSink;
 use super::sns::{SnsApi, SnsSink};
+use super::NamedSink;
 use super::{Sink, SinkError};
 use crate::aws::AwsError;
 use crate::config::{Config, SinkConfig};
@@ -41,11 +42,11 @@ fn retry(secs: f64) -> RetryPolicy {
 impl SinkPlan {
     /// Connects the AWS sinks and checks their resources (the config is validated).
     pub fn prepare(config: &Config, metrics: Arc<Metrics>) -> Result<SinkPlan, AwsError> {
-        let routes = config.routes();
+        let routes = config.routes().map_err(|e| AwsError::Resource { field: "config".into(), message: e.to_string() })?;
         let mut sinks = Vec::new();
-        for (i, (name, sink)) in config.sinks.iter().enumerate() {
+        for (name, sink) in &config.sinks {
             // The streams routed to this sink.
-            let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(&i)).map(|(s, _)| *s).collect();
+            let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(name)).map(|(s, _)| *s).collect();
             let prepared = match sink {
                 SinkConfig::Firehose {
                     delivery_stream, pack_records, buffer_secs, max_in_flight_mib, retry_secs, dead_letter_dir, ..
@@ -104,18 +105,13 @@ impl SinkPlan {
         Ok(SinkPlan { sinks, metrics })
     }
 
-    /// Each sink's shared counters, in the order of the sink names.
-    pub fn counters(&self) -> Vec<Arc<crate::metrics::SinkCounters>> {
-        self.sinks.iter().map(|(name, _, _)| self.metrics.sink(name)).collect()
-    }
-
-    /// One worker's sink instances, in the order of the sink names; `tag` names its files.
-    pub fn build(&self, tag: &str) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+    /// One worker's sink instances, by name; `tag` names its files.
+    pub fn build(&self, tag: &str) -> Result<Vec<NamedSink>, SinkError> {
         self.sinks
             .iter()
-            .map(|(name, config, prepared)| -> Result<Box<dyn Sink>, SinkError> {
+            .map(|(name, config, prepared)| -> Result<NamedSink, SinkError> {
                 let counters = self.metrics.sink(name);
-                Ok(match (config, prepared) {
+                let sink: Box<dyn Sink> = match (config, prepared) {
                     (SinkConfig::Folder { path, sealed: true, .. }, _) => Box::new(SealedFolderSink::new(path)),
                     (SinkConfig::Folder { path, buffer_mib, buffer_secs, .. }, _) => Box::new(FolderSink::new(
                         path,
@@ -136,7 +132,8 @@ impl SinkPlan {
                         Box::new(SnsSink::new(api, topic_arn.clone(), retry.clone(), dl, counters, 8 * 1024 * 1024))
                     }
                     _ => return Err(SinkError::Delivery(format!("sink {name}: not prepared"))),
-                })
+                };
+                Ok((name.clone(), sink))
             })
             .collect()
     }

@@ -46,7 +46,7 @@ pub fn partitions_for(
         SourceKind::Kafka => out = super::kafka::partitions_for(&config.kafka, index, peers)?,
         SourceKind::Generator => {
             let g = &config.generator;
-            let start_ms = if g.realtime { super::driver::now_ms() } else { config.generator_start()? };
+            let start_ms = if g.realtime { super::driver::now_ms() } else { config.generator_start() };
             let fleet = FleetConfig {
                 vehicles: g.vehicles,
                 interval_ms: g.interval_ms,
