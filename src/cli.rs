@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::config::FolderConfig;
 use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
 
 /// fleetflow: event-time stream processing for vehicle telematics.
@@ -31,7 +32,7 @@ impl Cli {
     pub fn command_with_defaults() -> clap::Command {
         let c = Config::default();
         let (output, buffer) = match c.sinks.get("local") {
-            Some(SinkConfig::Folder { path, buffer_secs, .. }) => (path.display().to_string(), buffer_secs.to_string()),
+            Some(SinkConfig::Folder(FolderConfig { path, buffer_secs, .. })) => (path.display().to_string(), buffer_secs.to_string()),
             _ => (String::new(), String::new()),
         };
         let defaults: [(&str, String); 18] = [
@@ -108,36 +109,22 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Write generated readings and matching reference files, for tests, demos and benchmarks.
     #[command(after_help = GENERATE_EXAMPLES)]
-    Generate(GenerateArgs),
+    Generate(crate::commands::generate::GenerateArgs),
     /// Publish generated readings to a Kafka topic, keyed by vin (the vehicles' side).
     #[command(after_help = PRODUCE_EXAMPLES)]
-    Produce(ProduceArgs),
+    Produce(crate::commands::produce::ProduceArgs),
     /// Measure window latency, throughput, CPU and memory under an open-loop, real-time load.
     #[command(after_help = BENCH_EXAMPLES)]
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::commands::bench::BenchArgs),
     /// AWS helpers.
     #[command(subcommand)]
     Aws(AwsCommand),
     /// Run the job as N local processes (a cluster on loopback, for trying it out).
     #[command(after_help = CLUSTER_EXAMPLES)]
-    Cluster(ClusterArgs),
+    Cluster(crate::commands::cluster::ClusterArgs),
     /// Recompute past days from the `raw` archive (folder or S3) or Kafka into a backfill output.
     #[command(after_help = REPLAY_EXAMPLES)]
-    Replay(Box<crate::replay::ReplayArgs>),
-}
-
-/// `fleetflow cluster` flags.
-#[derive(Debug, Args)]
-pub struct ClusterArgs {
-    /// Processes to start.
-    #[arg(long, default_value_t = 2)]
-    pub processes: usize,
-    /// First loopback port of the processes' connections (one per process).
-    #[arg(long, default_value_t = 2101)]
-    pub base_port: u16,
-    /// `fleetflow run` flags for every process (after `--`), e.g. `-- -w 2 --input a.txt b.txt`.
-    #[arg(last = true)]
-    pub run: Vec<String>,
+    Replay(Box<crate::commands::replay::ReplayArgs>),
 }
 
 /// `fleetflow aws ...`
@@ -145,7 +132,7 @@ pub struct ClusterArgs {
 pub enum AwsCommand {
     /// Create the S3 bucket, Firehose delivery streams and SNS topics the config's sinks use.
     #[command(after_help = AWS_EXAMPLES)]
-    Setup(crate::aws_setup::SetupArgs),
+    Setup(crate::commands::aws_setup::SetupArgs),
 }
 
 /// `fleetflow run` flags; each overrides the config file.
@@ -350,7 +337,7 @@ impl RunArgs {
             return Ok(());
         }
         let local = c.sinks.entry("local".to_string()).or_default();
-        let SinkConfig::Folder { path, buffer_secs, .. } = local else {
+        let SinkConfig::Folder(FolderConfig { path, buffer_secs, .. }) = local else {
             return Err(ConfigError::Invalid(
                 "--output / --buffer-secs: sink \"local\" is not a folder sink; set its path in the config".into(),
             ));
@@ -363,84 +350,4 @@ impl RunArgs {
         }
         Ok(())
     }
-}
-
-/// `fleetflow generate` flags.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// Folder to write into (created): readings-NNN.txt, vin_sensor.csv, buggy_sensors.csv; `-`
-    /// writes the readings alone to stdout.
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Vehicles.
-    #[arg(long, default_value_t = 1_000)]
-    pub vehicles: u64,
-    /// Seconds of event time.
-    #[arg(long, default_value_t = 600)]
-    pub duration_secs: u64,
-    /// Each vehicle reports every this many ms.
-    #[arg(long, default_value_t = 1_000)]
-    pub interval_ms: u64,
-    /// Files (partitions) to split the fleet into.
-    #[arg(long, default_value_t = 1)]
-    pub files: u64,
-    /// Event time of the first reading: a date (its midnight UTC) or an RFC 3339 time.
-    #[arg(long, default_value = "2025-11-25T00:00:00Z")]
-    pub start: String,
-    /// Seed.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Share of habitual speeders.
-    #[arg(long, default_value_t = 0.05)]
-    pub speeder_fraction: f64,
-    /// Largest out-of-order delay, ms.
-    #[arg(long, default_value_t = 2_000)]
-    pub max_delay_ms: u64,
-    /// Share of readings delivered late (beyond a 5 s lateness).
-    #[arg(long, default_value_t = 0.0)]
-    pub late_fraction: f64,
-    /// Share of lines replaced by malformed ones.
-    #[arg(long, default_value_t = 0.0)]
-    pub malformed_fraction: f64,
-    /// Write JSON lines instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Share of sensors on the buggy list.
-    #[arg(long, default_value_t = 0.02)]
-    pub buggy_fraction: f64,
-}
-
-/// `fleetflow produce` flags.
-#[derive(Debug, Args)]
-pub struct ProduceArgs {
-    /// Bootstrap brokers, HOST:PORT.
-    #[arg(long)]
-    pub kafka_brokers: String,
-    /// Topic to publish to (created with `--partitions` if missing).
-    #[arg(long, default_value = "vehicles")]
-    pub topic: String,
-    /// Partitions of the topic when it is created.
-    #[arg(long, default_value_t = 4)]
-    pub partitions: i32,
-    /// Readings per second (0: as fast as the broker takes them).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
-    /// Vehicles.
-    #[arg(long, default_value_t = 1_000)]
-    pub vehicles: u64,
-    /// Seconds of event time (0: until Ctrl-C).
-    #[arg(long, default_value_t = 60)]
-    pub duration_secs: u64,
-    /// Event time of the first reading: `now`, a date (its midnight UTC) or an RFC 3339 time.
-    #[arg(long, default_value = "now")]
-    pub start: String,
-    /// Seed.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Largest out-of-order delay, ms.
-    #[arg(long, default_value_t = 2_000)]
-    pub max_delay_ms: u64,
-    /// Publish JSON values instead of text lines.
-    #[arg(long)]
-    pub json: bool,
 }

@@ -66,7 +66,7 @@ fn run() -> anyhow::Result<()> {
         Command::Produce(args) => produce(args),
         Command::Bench(args) => bench(args),
         Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => aws_setup(args),
-        Command::Cluster(args) => fleetflow::cluster::cluster(&args),
+        Command::Cluster(args) => fleetflow::commands::cluster::cluster(&args),
         Command::Replay(args) => replay(args),
         Command::Generate(args) => generate(args),
     }
@@ -76,7 +76,7 @@ fn run() -> anyhow::Result<()> {
 fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
     let config = args.config()?;
     if config.cluster.processes > 1 {
-        fleetflow::cluster::exit_when_a_peer_is_lost();
+        fleetflow::peer_sockets::exit_when_a_peer_is_lost();
     }
     if args.print_config {
         out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
@@ -121,17 +121,17 @@ fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
 }
 
 /// `fleetflow produce`: generated readings into a Kafka topic.
-fn produce(args: fleetflow::cli::ProduceArgs) -> anyhow::Result<()> {
+fn produce(args: fleetflow::commands::produce::ProduceArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-    fleetflow::produce::produce(&args, stop)?;
+    fleetflow::commands::produce::produce(&args, stop)?;
     Ok(())
 }
 
 /// `fleetflow bench`: windowed latency, printed and reported.
-fn bench(args: fleetflow::bench::BenchArgs) -> anyhow::Result<()> {
-    let print = |r: &fleetflow::bench::Report| {
+fn bench(args: fleetflow::commands::bench::BenchArgs) -> anyhow::Result<()> {
+    let print = |r: &fleetflow::commands::bench::Report| {
         let (l, a) = (&r.window_latency_ms, &r.alert_latency_ms);
         out!(
             "offered {} readings/s, achieved {:.0}/s over {:.1}s ({} readings, {} workers)",
@@ -171,9 +171,9 @@ fn bench(args: fleetflow::bench::BenchArgs) -> anyhow::Result<()> {
         );
         out!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
     };
-    match fleetflow::bench::bench(&args)? {
-        fleetflow::bench::Outcome::Run(r) => print(&r),
-        fleetflow::bench::Outcome::Sweep(s) => {
+    match fleetflow::commands::bench::bench(&args)? {
+        fleetflow::commands::bench::Outcome::Run(r) => print(&r),
+        fleetflow::commands::bench::Outcome::Sweep(s) => {
             s.runs.iter().for_each(print);
             match s.highest_sustained_rate {
                 Some(rate) => out!("highest sustained rate: {rate} readings/s (p99 window latency under {} ms)", s.max_p99_ms),
@@ -186,8 +186,8 @@ fn bench(args: fleetflow::bench::BenchArgs) -> anyhow::Result<()> {
 }
 
 /// `fleetflow aws setup`: the bucket, delivery streams and topics.
-fn aws_setup(args: fleetflow::aws_setup::SetupArgs) -> anyhow::Result<()> {
-    let r = fleetflow::aws_setup::setup(&args)?;
+fn aws_setup(args: fleetflow::commands::aws_setup::SetupArgs) -> anyhow::Result<()> {
+    let r = fleetflow::commands::aws_setup::setup(&args)?;
     out!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
     for s in &r.created_streams {
         out!("delivery stream {s}: created");
@@ -202,11 +202,11 @@ fn aws_setup(args: fleetflow::aws_setup::SetupArgs) -> anyhow::Result<()> {
 }
 
 /// `fleetflow replay`: past days from the archive.
-fn replay(args: Box<fleetflow::replay::ReplayArgs>) -> anyhow::Result<()> {
+fn replay(args: Box<fleetflow::commands::replay::ReplayArgs>) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-    let r = fleetflow::replay::replay(&args, stop)?;
+    let r = fleetflow::commands::replay::replay(&args, stop)?;
     let s = &r.summary;
     out!(
         "replayed {} readings ({} MB) in {:.2}s: {:.0} readings/s, {:.1} MB/s; {} late, {} malformed, {} outside the days and margin",
@@ -229,8 +229,8 @@ fn replay(args: Box<fleetflow::replay::ReplayArgs>) -> anyhow::Result<()> {
 }
 
 /// `fleetflow generate`: readings and reference files.
-fn generate(args: fleetflow::cli::GenerateArgs) -> anyhow::Result<()> {
-    let written = fleetflow::generate::generate(&args)?;
+fn generate(args: fleetflow::commands::generate::GenerateArgs) -> anyhow::Result<()> {
+    let written = fleetflow::commands::generate::generate(&args)?;
     let to = if args.output.as_os_str() == "-" { "stdout".to_string() } else { args.output.display().to_string() };
     info!("wrote {written} readings to {to}");
     Ok(())

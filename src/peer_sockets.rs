@@ -1,4 +1,5 @@
-//! Connecting the processes of a cluster before timely starts its workers.
+//! A cluster's processes: connecting them before timely starts its workers, and reporting the
+//! loss of one.
 //!
 //! Timely's own connect loop prints every retry to stdout (`worker 1: error connecting to worker
 //! 0: Connection refused; retrying`, once a second while a peer starts) and waits without end for
@@ -117,6 +118,47 @@ fn accept_after(listeners: &[TcpListener], processes: usize, me: usize, deadline
         }
     }
     sockets
+}
+
+/// Makes the loss of another process of a cluster one line and a clean exit, not a cascade of
+/// panics with backtraces.
+///
+/// Timely's network threads panic with `timely communication error: ...` when a peer's connection
+/// breaks (the peer was killed or crashed), and the workers then panic on poisoned queues. This
+/// hook says once which process was lost and exits 1 at once: nothing more is written or
+/// committed, and a Kafka source resumes from its last commit when the cluster restarts. Other
+/// panics keep the default report.
+pub fn exit_when_a_peer_is_lost() {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or_default().to_string();
+        let network = message.starts_with("timely communication error:")
+            || message.contains("MergeQueue poisoned")
+            || message.starts_with("Send thread panic")
+            || message.starts_with("Recv thread panic");
+        if !network {
+            return default(info);
+        }
+        if !REPORTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // Timely names a connection's threads `timely:recv-N` / `timely:send-N` after the peer.
+            let peer = match thread.strip_prefix("timely:recv-").or_else(|| thread.strip_prefix("timely:send-")) {
+                Some(n) => format!("process {n}"),
+                None => "a process".to_string(),
+            };
+            let line = format!(
+                "error: lost {peer} of the cluster ({message}): it stopped or crashed; stopping this process too (nothing more is committed; restart the cluster, a Kafka source resumes from its last commit)\n"
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
+        std::process::exit(1);
+    }));
 }
 
 #[cfg(test)]

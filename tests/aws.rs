@@ -50,7 +50,7 @@ fn s3() -> aws_sdk_s3::Client {
 
 /// A name unique to this test run (moto keeps state across tests).
 fn unique(name: &str) -> String {
-    format!("ff-{name}-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms() % 1_000_000)
+    format!("ff-{name}-{}-{}", std::process::id(), fleetflow::clock::now_ms() % 1_000_000)
 }
 
 fn fleetflow(args: &[&str]) -> std::process::Output {

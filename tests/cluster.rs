@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use fleetflow::config::FolderConfig;
 use fleetflow::config::{Config, SinkConfig, SourceKind};
 
 mod common;
@@ -43,7 +44,10 @@ fn two_processes_of_two_workers_write_what_one_worker_writes() {
     c.reference.vin_sensors = Some(vin.into());
     c.reference.buggy_sensors = Some(buggy.into());
     c.http.bind = String::new();
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: single.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: single.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+    );
     fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
 
     for stream in STREAMS {

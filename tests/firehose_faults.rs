@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use fleetflow::aws::AwsSettings;
 use fleetflow::encode::Encoded;
-use fleetflow::metrics::{Metrics, SinkCounters};
-use fleetflow::route::StreamName;
-use fleetflow::sinks::dead_letter::DeadLetter;
+use fleetflow::operations::metrics::Metrics;
+use fleetflow::operations::sink_counters::SinkCounters;
+use fleetflow::sinks::delivery::dead_letter::DeadLetter;
+use fleetflow::sinks::delivery::retry::RetryPolicy;
 use fleetflow::sinks::firehose::{FirehoseOptions, FirehoseSink};
-use fleetflow::sinks::retry::RetryPolicy;
 use fleetflow::sinks::Sink;
+use fleetflow::stream::StreamName;
 use serde_json::{json, Value};
 
 mod common;

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
+use fleetflow::config::{FolderConfig, KafkaSinkConfig};
 use fleetflow::job::Summary;
 use fleetflow::sources::generator::{FleetConfig, FleetPartition};
 use rdkafka::config::ClientConfig;
@@ -35,7 +36,7 @@ fn brokers() -> String {
 }
 
 fn topic(name: &str, partitions: i32) -> String {
-    let t = format!("{name}-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms());
+    let t = format!("{name}-{}-{}", std::process::id(), fleetflow::clock::now_ms());
     fleetflow::kafka_admin::ensure_topic(&brokers(), &t, partitions).unwrap();
     t
 }
@@ -46,7 +47,10 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 
 fn config(out: &Path, workers: usize) -> Config {
     let mut c = Config { workers, ..Config::default() };
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+    );
     c
 }
 
@@ -290,7 +294,7 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
 
     let readings = fleet(30, 900);
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("out-{}-{}", std::process::id(), fleetflow::sources::driver::now_ms());
+    let prefix = format!("out-{}-{}", std::process::id(), fleetflow::clock::now_ms());
     for stream in ["speeders", "speed_windows"] {
         fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.{stream}"), 2).unwrap();
     }
@@ -298,7 +302,7 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
     let mut c = file_job(dir.path(), &readings, &local, 2);
     c.sinks.insert(
         "k".into(),
-        SinkConfig::Kafka { brokers: brokers(), topic: format!("{prefix}.{{stream}}"), properties: Default::default() },
+        SinkConfig::Kafka(KafkaSinkConfig { brokers: brokers(), topic: format!("{prefix}.{{stream}}"), properties: Default::default() }),
     );
     c.routes.insert("speeders".into(), vec!["local".into(), "k".into()]);
     c.routes.insert("speed_windows".into(), vec!["local".into(), "k".into()]);
@@ -375,13 +379,14 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live");
     let mut c = kafka_config(&live, 2, &t, "earliest", "end");
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: live.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    c.sinks
+        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: live.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }));
     c.windows.max_future_secs = 0;
     c.http.bind = String::new();
     run(c);
 
     let replayed = dir.path().join("replayed");
-    let args = fleetflow::replay::ReplayArgs {
+    let args = fleetflow::commands::replay::ReplayArgs {
         from: "2025-11-25".into(),
         kafka_brokers: Some(brokers()),
         topic: Some(t.clone()),
@@ -390,7 +395,7 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
         quiet: true,
         ..Default::default()
     };
-    let r = fleetflow::replay::replay(&args, Arc::new(AtomicBool::new(false))).unwrap();
+    let r = fleetflow::commands::replay::replay(&args, Arc::new(AtomicBool::new(false))).unwrap();
     assert!(r.outside_range > 0, "the evening before is read for context, not written");
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts"];
     let expected = common::files_in(&live, &streams, "2025/11/25");
@@ -805,7 +810,10 @@ fn stopped_mid_hour_into_a_sealed_folder_the_files_are_an_uninterrupted_runs() {
     let reference = dir.path().join("reference");
     let mut c = file_job(dir.path(), &readings, &reference, 1);
     c.routes.insert("raw".into(), vec!["local".into()]);
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }),
+    );
     run(c);
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts", "raw"];
     let (expected, delivered) = (common::files_in(&reference, &streams, ""), common::files_in(&out, &streams, ""));
@@ -865,7 +873,7 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     // sealed files equal those of one uninterrupted run byte for byte, and `late` and `errors`
     // hold each record once. FLEETFLOW_CHAOS_SEED repeats a run.
     use rand::{Rng, SeedableRng};
-    let seed = std::env::var("FLEETFLOW_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(fleetflow::sources::driver::now_ms);
+    let seed = std::env::var("FLEETFLOW_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(fleetflow::clock::now_ms);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let cfg = FleetConfig { vehicles: 20, duration_ms: Some(3_900_000), late_fraction: 0.01, ..FleetConfig::default() };
     let mut readings = fleet_of(cfg);
@@ -910,7 +918,10 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     let mut c = kafka_config(&reference, 1, &t, "earliest", "end");
     c.kafka.group = format!("reference-{t}");
     c.routes.insert("raw".into(), vec!["local".into()]);
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }),
+    );
     run(c);
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts", "raw"];
     let (expected, delivered) = (common::files_in(&reference, &streams, ""), common::files_in(&out, &streams, ""));

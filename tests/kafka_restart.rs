@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fleetflow::config::FolderConfig;
 use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
 use fleetflow::sources::generator::{FleetConfig, FleetPartition};
 use rdkafka::config::ClientConfig;
@@ -168,7 +169,10 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let mut c = Config { source: SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] }, ..Config::default() };
     c.http.bind = String::new();
     c.routes.insert("daily_speeders".into(), vec![]);
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+    );
     fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
     // The stop could not commit, so what was delivered after the last commit that reached the
     // broker is delivered again (at least once): compared as sets, none missing and none foreign.

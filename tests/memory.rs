@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use fleetflow::config::FolderConfig;
 use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
 
 struct Counting;
@@ -76,7 +77,10 @@ fn peak_during_run(input: &Path, out: &Path, minutes: u64) -> usize {
     let mut c = Config { source: SourceConfig { kind: SourceKind::Files, files: vec![input.display().to_string()] }, ..Config::default() };
     c.http.bind = String::new();
     c.windows.max_future_secs = 0;
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: false });
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: false }),
+    );
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let summary = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();

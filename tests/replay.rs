@@ -7,8 +7,9 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use fleetflow::commands::replay::{replay, ReplayArgs};
+use fleetflow::config::FolderConfig;
 use fleetflow::config::{Config, SinkConfig, SourceKind};
-use fleetflow::replay::{replay, ReplayArgs};
 
 mod common;
 use common::{files_in, files_under};
@@ -42,9 +43,12 @@ fn live(dir: &Path, files: &[String], vin: &str, buggy: &str) -> (PathBuf, PathB
     c.reference.buggy_sensors = Some(buggy.into());
     c.windows.max_future_secs = 0;
     c.http.bind = String::new();
-    c.sinks.insert("local".into(), SinkConfig::Folder { path: out.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true });
+    c.sinks.insert("local".into(), SinkConfig::Folder(FolderConfig { path: out.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }));
     // Small buffers: the archive has many files per hour, from both workers.
-    c.sinks.insert("archive".into(), SinkConfig::Folder { path: archive.clone(), buffer_mib: 0.05, buffer_secs: 0.0, sealed: false });
+    c.sinks.insert(
+        "archive".into(),
+        SinkConfig::Folder(FolderConfig { path: archive.clone(), buffer_mib: 0.05, buffer_secs: 0.0, sealed: false }),
+    );
     c.routes.insert("raw".into(), vec!["archive".into()]);
     let s = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
     assert!(s.late > 0 && s.malformed > 0, "the live input has late and malformed readings: {s:?}");

@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 use fleetflow_dataflows::Params;
 use serde::{Deserialize, Serialize};
 
-use crate::route::{Routes, StreamName};
+use crate::stream::{Routes, StreamName};
 
 mod kafka_position;
 mod time;
+pub use crate::sinks::config::SinkConfig;
+pub use crate::sinks::firehose::FirehoseConfig;
+pub use crate::sinks::folder::FolderConfig;
+pub use crate::sinks::kafka::KafkaSinkConfig;
+pub use crate::sinks::sns::SnsConfig;
 pub use kafka_position::{Start, Stop};
 pub use time::ConfigTime;
 
@@ -477,200 +482,6 @@ impl Default for ReferenceConfig {
     }
 }
 
-/// A sink: `[sinks.NAME]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum SinkConfig {
-    /// A local folder laid out as Firehose lays out S3.
-    Folder {
-        /// The folder.
-        #[serde(default = "default_output")]
-        path: PathBuf,
-        /// Flush a stream once this many MiB are buffered.
-        #[serde(default = "default_buffer_mib")]
-        buffer_mib: f64,
-        /// Flush a stream this many seconds after its first buffered record.
-        #[serde(default = "default_buffer_secs")]
-        buffer_secs: f64,
-        /// Write each file once, complete and sorted, named by stream and hour rather than by
-        /// writer (`<stream>-<YYYYMMDDTHH>.jsonl`, the hour its windows closed), when the dataflow
-        /// has passed that hour: reruns and replays write the same bytes and overwrite. The
-        /// buffering hints do not apply; files appear an hour (plus the lateness) after the fact.
-        #[serde(default)]
-        sealed: bool,
-    },
-    /// Kafka topics, one message per record keyed by vin.
-    Kafka {
-        /// Bootstrap brokers.
-        brokers: String,
-        /// Topic name; `{stream}` is replaced by the stream's name.
-        #[serde(default = "default_sink_topic")]
-        topic: String,
-        /// Extra librdkafka producer properties.
-        #[serde(default)]
-        properties: BTreeMap<String, String>,
-    },
-    /// Amazon Kinesis Data Firehose delivery streams.
-    Firehose {
-        /// Delivery stream name; `{stream}` is replaced by the output stream's name.
-        delivery_stream: String,
-        /// AWS region (default: the standard chain, e.g. `AWS_REGION`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        region: Option<String>,
-        /// Endpoint instead of AWS's (an emulator, a VPC endpoint).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        endpoint_url: Option<String>,
-        /// Pack several lines into one Firehose record (fewer billed records).
-        #[serde(default)]
-        pack_records: bool,
-        /// Send a partial batch this many seconds after its first record.
-        #[serde(default = "default_aws_buffer_secs")]
-        buffer_secs: f64,
-        /// MiB in flight at most per worker; beyond it the dataflow waits.
-        #[serde(default = "default_in_flight_mib")]
-        max_in_flight_mib: f64,
-        /// Seconds a failing batch is retried before it goes to the dead-letter folder.
-        #[serde(default = "default_retry_secs")]
-        retry_secs: f64,
-        /// Seconds one request may take.
-        #[serde(default = "default_request_timeout_secs")]
-        request_timeout_secs: f64,
-        /// Where undeliverable records go (a folder per sink under it).
-        #[serde(default = "default_dead_letter")]
-        dead_letter_dir: PathBuf,
-    },
-    /// An Amazon SNS topic, one message per record.
-    Sns {
-        /// The topic's ARN.
-        topic_arn: String,
-        /// AWS region (default: the topic ARN's).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        region: Option<String>,
-        /// Endpoint instead of AWS's.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        endpoint_url: Option<String>,
-        /// Messages a second at most, per process.
-        #[serde(default = "default_sns_rate")]
-        max_per_sec: u32,
-        /// Seconds a failing batch is retried before it goes to the dead-letter folder.
-        #[serde(default = "default_retry_secs")]
-        retry_secs: f64,
-        /// Seconds one request may take.
-        #[serde(default = "default_request_timeout_secs")]
-        request_timeout_secs: f64,
-        /// Where undeliverable records go.
-        #[serde(default = "default_dead_letter")]
-        dead_letter_dir: PathBuf,
-    },
-}
-
-fn default_aws_buffer_secs() -> f64 {
-    1.0
-}
-fn default_in_flight_mib() -> f64 {
-    32.0
-}
-fn default_retry_secs() -> f64 {
-    120.0
-}
-fn default_request_timeout_secs() -> f64 {
-    30.0
-}
-fn default_dead_letter() -> PathBuf {
-    PathBuf::from("./fleetflow-dead-letter")
-}
-fn default_sns_rate() -> u32 {
-    100
-}
-
-impl SinkConfig {
-    /// The region of an AWS sink: its own, or (SNS) the topic ARN's.
-    pub fn aws_settings(&self) -> Option<crate::aws::AwsSettings> {
-        let secs = |s: f64| std::time::Duration::from_secs_f64(s.clamp(0.001, 3600.0));
-        match self {
-            SinkConfig::Firehose { region, endpoint_url, request_timeout_secs, .. } => Some(crate::aws::AwsSettings {
-                region: region.clone(),
-                endpoint_url: endpoint_url.clone(),
-                request_timeout: secs(*request_timeout_secs),
-            }),
-            SinkConfig::Sns { topic_arn, region, endpoint_url, request_timeout_secs, .. } => Some(crate::aws::AwsSettings {
-                region: region.clone().or_else(|| topic_arn.split(':').nth(3).filter(|r| !r.is_empty()).map(str::to_string)),
-                endpoint_url: endpoint_url.clone(),
-                request_timeout: secs(*request_timeout_secs),
-            }),
-            _ => None,
-        }
-    }
-}
-
-fn default_sink_topic() -> String {
-    "fleetflow.{stream}".to_string()
-}
-
-fn default_output() -> PathBuf {
-    PathBuf::from("./fleetflow-out")
-}
-fn default_buffer_mib() -> f64 {
-    5.0
-}
-fn default_buffer_secs() -> f64 {
-    60.0
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig::Folder { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs(), sealed: false }
-    }
-}
-
-/// Checks one sink's values.
-fn validate_sink(name: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
-    let bad = |m: String| Err(ConfigError::Invalid(m));
-    let range = |field: &str, v: f64, lo: f64, hi: f64, unit: &str| -> Result<(), ConfigError> {
-        if v.is_finite() && v >= lo && v <= hi {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(format!("sinks.{name}.{field}: {v} is out of range; use {lo} to {hi} {unit}")))
-        }
-    };
-    match sink {
-        SinkConfig::Folder { buffer_mib, buffer_secs, .. } => {
-            if !(buffer_mib.is_finite() && *buffer_mib > 0.0 && *buffer_mib <= 128.0) {
-                return bad(format!("sinks.{name}.buffer_mib: {buffer_mib} is out of range; use (0, 128] MiB like Firehose"));
-            }
-            range("buffer_secs", *buffer_secs, 0.0, 900.0, "seconds")
-        }
-        SinkConfig::Kafka { brokers, topic, .. } => {
-            if brokers.trim().is_empty() || topic.trim().is_empty() {
-                return bad(format!("sinks.{name}: a kafka sink needs brokers and a topic (e.g. \"fleetflow.{{stream}}\")"));
-            }
-            Ok(())
-        }
-        SinkConfig::Firehose { delivery_stream, buffer_secs, max_in_flight_mib, retry_secs, request_timeout_secs, .. } => {
-            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '{' | '}');
-            if delivery_stream.is_empty() || delivery_stream.len() > 64 || !delivery_stream.chars().all(valid) {
-                return bad(format!(
-                    "sinks.{name}.delivery_stream: {delivery_stream:?} is not a delivery stream name; use 1 to 64 of a-z A-Z 0-9 _ . - (and {{stream}})"
-                ));
-            }
-            range("buffer_secs", *buffer_secs, 0.0, 900.0, "seconds")?;
-            range("max_in_flight_mib", *max_in_flight_mib, 4.0, 4096.0, "MiB (at least one 4 MiB call)")?;
-            range("retry_secs", *retry_secs, 0.0, 86_400.0, "seconds")?;
-            range("request_timeout_secs", *request_timeout_secs, 0.1, 900.0, "seconds")
-        }
-        SinkConfig::Sns { topic_arn, max_per_sec, retry_secs, request_timeout_secs, .. } => {
-            if !topic_arn.starts_with("arn:") || topic_arn.split(':').count() != 6 {
-                return bad(format!("sinks.{name}.topic_arn: {topic_arn:?} is not a topic ARN; write arn:aws:sns:REGION:ACCOUNT:TOPIC"));
-            }
-            if *max_per_sec == 0 {
-                return bad(format!("sinks.{name}.max_per_sec: 0; allow at least 1 message a second"));
-            }
-            range("retry_secs", *retry_secs, 0.0, 86_400.0, "seconds")?;
-            range("request_timeout_secs", *request_timeout_secs, 0.1, 900.0, "seconds")
-        }
-    }
-}
-
 impl Config {
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -690,7 +501,8 @@ impl Config {
             let field = match (table, key) {
                 (Some(t), Some(k)) => format!("{t}.{k}"),
                 (None, Some(k)) => k.to_string(),
-                _ => return format!("line {line}: {message}"),
+                (Some(t), None) => t.to_string(),
+                (None, None) => return format!("line {line}: {message}"),
             };
             if message.starts_with(&format!("{field}:")) {
                 format!("line {line}: {message}")
@@ -743,7 +555,7 @@ impl Config {
             return Err(ConfigError::Invalid("sinks: none configured; add [sinks.local] with kind = \"folder\"".into()));
         }
         for (name, sink) in &self.sinks {
-            validate_sink(name, sink)?;
+            sink.validate(name).map_err(ConfigError::Invalid)?;
         }
         self.validate_http()?;
         self.validate_routes()

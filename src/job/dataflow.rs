@@ -17,15 +17,16 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 
 use super::references::{Sessions, TableFile};
 use super::JobError;
-use crate::alert_positions::Watcher;
 use crate::encode;
 use crate::failure::FailureNotices;
-use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::operations::alert_positions::Watcher;
+use crate::operations::live::LiveState;
+use crate::operations::metrics::Metrics;
 use crate::rejected::Rejected;
 use crate::route::operator::{route, tap_for};
-use crate::route::{Router, StreamName};
+use crate::route::Router;
 use crate::sources::driver::SourceInputs;
+use crate::stream::StreamName;
 
 /// What building the dataflow hands the worker loop.
 pub struct Built {
@@ -80,7 +81,7 @@ pub fn build(
         let rows = sessions.rows.to_collection(scope);
         let buggy = sessions.buggy.to_collection(scope);
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
-        let clock: fleetflow_dataflows::analysis::Clock = Rc::new(crate::sources::driver::now_ms);
+        let clock: fleetflow_dataflows::analysis::Clock = Rc::new(crate::clock::now_ms);
         let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock);
         for ((analysis, table, _), session) in tables.iter().zip(sessions.tables.iter_mut()) {
             core.add_table(analysis, table.name, session.to_collection(scope));

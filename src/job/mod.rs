@@ -19,13 +19,14 @@ use timely::communication::Hooks;
 use tracing::{debug, warn};
 
 use crate::config::{Config, SourceKind};
-use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::config::{FolderConfig, KafkaSinkConfig};
+use crate::operations::live::LiveState;
+use crate::operations::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
-use crate::route::StreamName;
 use crate::sinks::plan::SinkPlan;
 use crate::sources::archive::ArchiveListing;
 use crate::sources::archive_store::ArchiveStore;
+use crate::stream::StreamName;
 
 /// Errors that stop the job.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +110,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     check_reference_files(&config)?;
     check_brokers(&config)?;
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
-    let plan = Arc::new(SinkPlan::prepare(&config, metrics.clone())?);
+    let plan = Arc::new(SinkPlan::prepare(&config.sinks, &config.routes()?, metrics.clone())?);
     let archive = match config.source.kind {
         SourceKind::Archive => {
             let listing = list_archive(&config)?;
@@ -171,7 +172,7 @@ fn check_brokers(config: &Config) -> Result<(), JobError> {
         crate::kafka_admin::check_reachable(&config.kafka.brokers, "kafka.brokers (--kafka-brokers)")?;
     }
     for (name, sink) in &config.sinks {
-        if let crate::config::SinkConfig::Kafka { brokers, .. } = sink {
+        if let crate::config::SinkConfig::Kafka(KafkaSinkConfig { brokers, .. }) = sink {
             crate::kafka_admin::check_reachable(brokers, &format!("sinks.{name}.brokers"))?;
         }
     }
@@ -198,10 +199,10 @@ fn check_reference_files(config: &Config) -> Result<(), JobError> {
 
 /// Starts the HTTP API, if configured. An address asked for explicitly that cannot be bound stops
 /// the job; the default one only warns (the job runs on without the API).
-fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Result<Option<crate::http::Server>, JobError> {
+fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Result<Option<crate::operations::http::Server>, JobError> {
     let Some(bind) = http_bind(config) else { return Ok(None) };
     let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
-    match crate::http::start(&bind, token, crate::status::JobInfo::of(config), live.clone(), metrics.clone()) {
+    match crate::operations::http::start(&bind, token, crate::operations::status::JobInfo::of(config), live.clone(), metrics.clone()) {
         Ok(s) => {
             live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(Some(s))
@@ -282,11 +283,11 @@ fn http_bind(config: &Config) -> Option<String> {
 }
 
 /// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
-fn daily_folders(config: &Config, routes: &crate::route::Routes) -> Vec<std::path::PathBuf> {
+fn daily_folders(config: &Config, routes: &crate::stream::Routes) -> Vec<std::path::PathBuf> {
     let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DAILY_SPEEDERS) else { return Vec::new() };
     to.iter()
         .filter_map(|name| match config.sinks.get(name) {
-            Some(crate::config::SinkConfig::Folder { path, .. }) => Some(path.clone()),
+            Some(crate::config::SinkConfig::Folder(FolderConfig { path, .. })) => Some(path.clone()),
             _ => None,
         })
         .collect()

@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use super::JobError;
 use crate::config::Config;
-use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::operations::live::LiveState;
+use crate::operations::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, Watched};
 
 /// The sessions the dataflow reads the reference tables from: vin-to-sensor rows, buggy sensors,

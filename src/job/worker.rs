@@ -20,10 +20,11 @@ use super::{JobError, Shared};
 use crate::config::SourceKind;
 use crate::encode;
 use crate::failure::FailureNotices;
-use crate::live::{LiveState, Query};
-use crate::metrics::Metrics;
-use crate::route::{Router, StreamName};
+use crate::operations::live::{LiveState, Query};
+use crate::operations::metrics::Metrics;
+use crate::route::Router;
 use crate::sources::{Poll, SourceDriver};
+use crate::stream::StreamName;
 
 /// Records read from the sources per loop iteration, at most.
 const READ_BUDGET: usize = 16_384;

@@ -9,11 +9,12 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Router, StreamName};
+use super::Router;
 use crate::encode::Encoded;
 use crate::failure::Notice;
-use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::operations::live::LiveState;
+use crate::operations::metrics::Metrics;
+use crate::stream::StreamName;
 
 /// Attaches an output stream to the router: hand each encoded record to the stream's sinks.
 ///

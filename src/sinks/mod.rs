@@ -3,20 +3,15 @@
 use fleetflow_dataflows::Time;
 
 use crate::encode::Encoded;
-use crate::route::StreamName;
+use crate::stream::StreamName;
+pub use config::SinkConfig;
 
-pub mod batch;
-pub mod dead_letter;
+pub mod config;
 pub mod delivery;
-pub mod dispatch;
 pub mod firehose;
 pub mod folder;
-pub mod in_flight;
 pub mod kafka;
-pub mod ledger;
 pub mod plan;
-pub mod retry;
-pub mod sealed;
 pub mod sns;
 
 /// Errors delivering output.

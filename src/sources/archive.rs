@@ -15,7 +15,7 @@ use fleetflow_dataflows::{Reading, Time};
 
 use super::archive_store::{ArchiveObject, ArchiveStore};
 use super::{Partition, Poll, Record, SourceError};
-use crate::metrics::Metrics;
+use crate::operations::metrics::Metrics;
 use crate::parse::{parse_line, Parsed};
 
 const HOUR_MS: Time = 3_600_000;

@@ -33,7 +33,7 @@ pub enum ArchiveStore {
 
 /// `raw/YYYY/MM/DD/HH` of an hour number (hours since the epoch).
 fn hour_path(hour: Time) -> String {
-    format!("raw/{}", crate::sinks::folder::hour_folder(hour * 3_600_000))
+    crate::layout::stream_hour("raw", hour)
 }
 
 impl ArchiveStore {

@@ -20,7 +20,8 @@ use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::ActivateCapability;
 
 use super::{Partition, Poll, Record, Run, SourceError};
-use crate::metrics::Metrics;
+use crate::clock::now_ms;
+use crate::operations::metrics::Metrics;
 use crate::parse::{parse_line, Parsed};
 use crate::rejected::Rejected;
 
@@ -452,11 +453,6 @@ impl Judge {
 /// A rejected record (its position is filled in after the poll).
 fn rejected(record: Vec<u8>, reason: String, late: Option<(Time, Time)>) -> Rejected {
     Rejected { record, position: String::new(), reason, timestamp: late.map(|l| l.0), watermark: late.map(|l| l.1), arrived: now_ms() }
-}
-
-/// Wall-clock now, epoch ms.
-pub fn now_ms() -> Time {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Time).unwrap_or(0)
 }
 
 #[cfg(test)]

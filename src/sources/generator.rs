@@ -157,7 +157,7 @@ impl FleetPartition {
             record_id: 0,
             partition,
             partitions,
-            clock: Box::new(crate::sources::driver::now_ms),
+            clock: Box::new(crate::clock::now_ms),
             emitted_at: 0,
         }
     }

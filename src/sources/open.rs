@@ -8,7 +8,7 @@ use super::file::FilePartition;
 use super::generator::{FleetConfig, FleetPartition};
 use super::{Partition, SourceError};
 use crate::config::{Config, ConfigError, SourceKind};
-use crate::metrics::Metrics;
+use crate::operations::metrics::Metrics;
 
 /// Why a source could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub fn partitions_for(
         SourceKind::Kafka => out = super::kafka::partitions_for(&config.kafka, index, peers)?,
         SourceKind::Generator => {
             let g = &config.generator;
-            let start_ms = if g.realtime { super::driver::now_ms() } else { config.generator_start() };
+            let start_ms = if g.realtime { crate::clock::now_ms() } else { config.generator_start() };
             let fleet = FleetConfig {
                 vehicles: g.vehicles,
                 interval_ms: g.interval_ms,

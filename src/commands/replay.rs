@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::config::FolderConfig;
 use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
 use crate::job::{JobError, Summary};
-use crate::metrics::Metrics;
+use crate::operations::metrics::Metrics;
 
 /// `fleetflow replay` flags.
 #[derive(Debug, Args, Default)]
@@ -151,7 +152,7 @@ impl ReplayArgs {
             c.kafka.stop = self.stop.unwrap_or(crate::config::Stop::Time(days.1.saturating_add(around)));
         }
         if !self.config_sinks {
-            let sink = SinkConfig::Folder { path: self.output.clone(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: true };
+            let sink = SinkConfig::Folder(FolderConfig { path: self.output.clone(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: true });
             c.sinks = [("local".to_string(), sink)].into_iter().collect();
             c.routes.clear();
         }
@@ -164,10 +165,10 @@ impl ReplayArgs {
 /// now finds fewer records (a reference change) leaves no file of an earlier one behind.
 pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usize> {
     let mut removed = 0;
-    for stream in crate::route::StreamName::all() {
+    for stream in crate::stream::StreamName::all() {
         let mut hour = start / 3_600_000;
         while hour * 3_600_000 < end {
-            let dir = root.join(stream.as_str()).join(crate::sinks::folder::hour_folder(hour * 3_600_000));
+            let dir = root.join(crate::layout::stream_hour(stream.as_str(), hour));
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
@@ -191,7 +192,7 @@ pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usiz
 pub fn replay(args: &ReplayArgs, stop: Arc<AtomicBool>) -> Result<ReplayReport, JobError> {
     let config = args.config()?;
     let days = config.replay_days().unwrap_or_default();
-    if let (false, Some(SinkConfig::Folder { path, sealed: true, .. })) = (args.config_sinks, config.sinks.get("local")) {
+    if let (false, Some(SinkConfig::Folder(FolderConfig { path, sealed: true, .. }))) = (args.config_sinks, config.sinks.get("local")) {
         clear_days(path, days).map_err(|source| crate::sinks::SinkError::Io { path: path.display().to_string(), source })?;
     }
     let mut metrics = Metrics::new(config.workers);
@@ -264,7 +265,7 @@ mod tests {
         assert!(c.kafka.start.to_string().starts_with("2025-11-23T22:"), "{}", c.kafka.start);
         assert!(c.kafka.stop.to_string().starts_with("2025-11-26T01:"), "{}", c.kafka.stop);
         assert_eq!(c.windows.max_future_secs, 0);
-        assert!(matches!(c.sinks.get("local"), Some(SinkConfig::Folder { sealed: true, .. })));
+        assert!(matches!(c.sinks.get("local"), Some(SinkConfig::Folder(FolderConfig { sealed: true, .. }))));
     }
 
     #[test]

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dead_letter::DeadLetter;
-use super::delivery::{deliver, Deliver};
-use super::in_flight::{Completion, InFlight};
-use super::ledger::Ledger;
-use super::retry::RetryPolicy;
-use super::SinkError;
-use crate::metrics::{Metrics, SinkCounters};
-use crate::route::StreamName;
+use crate::operations::metrics::Metrics;
+use crate::operations::sink_counters::SinkCounters;
+use crate::sinks::delivery::dead_letter::DeadLetter;
+use crate::sinks::delivery::in_flight::{Completion, InFlight};
+use crate::sinks::delivery::ledger::Ledger;
+use crate::sinks::delivery::retry::RetryPolicy;
+use crate::sinks::delivery::{deliver, Deliver};
+use crate::sinks::SinkError;
+use crate::stream::StreamName;
 
 /// Batches in flight to one service, for every output stream.
 pub struct Dispatcher<D: Deliver> {

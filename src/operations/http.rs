@@ -2,7 +2,7 @@
 //! open day), a vehicle's latest figures, Prometheus metrics, health, readiness and a status
 //! page. Bound to 127.0.0.1 by default; bound elsewhere it requires a bearer token. Handlers
 //! never touch dataflow state directly: queries go to the workers as messages (see
-//! [`crate::live`]) and are answered between steps.
+//! [`crate::operations::live`]) and are answered between steps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +17,9 @@ use fleetflow_dataflows::Vin;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
-use crate::live::{LiveState, QueryError};
-use crate::metrics::Metrics;
-use crate::status::{JobInfo, Samples};
+use crate::operations::live::{LiveState, QueryError};
+use crate::operations::metrics::Metrics;
+use crate::operations::status::{JobInfo, Samples};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -73,12 +73,12 @@ pub fn start(bind: &str, token: Option<String>, info: JobInfo, live: Arc<LiveSta
     let state = AppState {
         live: live.clone(),
         metrics: metrics.clone(),
-        registry: Arc::new(crate::prometheus::registry(metrics.clone())),
+        registry: Arc::new(crate::operations::prometheus::registry(metrics.clone())),
         token,
         samples: samples.clone(),
         info: Arc::new(info),
     };
-    rt.spawn(crate::status::sample(samples, metrics, live.clone()));
+    rt.spawn(crate::operations::status::sample(samples, metrics, live.clone()));
     let app = router(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(async move {
@@ -97,7 +97,7 @@ pub fn start(bind: &str, token: Option<String>, info: JobInfo, live: Arc<LiveSta
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(crate::status_page::PAGE) }))
+        .route("/", get(|| async { Html(crate::operations::status_page::PAGE) }))
         .route("/api/status", get(status))
         .route("/speeders", get(speeders))
         .route("/vehicles/{vin}", get(vehicle))
@@ -159,7 +159,7 @@ async fn vehicle(State(state): State<AppState>, Path(vin): Path<String>) -> Resp
     };
     let (latest, sensor) = state.live.vehicle(&parsed);
     let no_window = latest.is_none().then(|| {
-        if state.metrics.out(crate::route::StreamName::SPEED_WINDOWS) == 0 {
+        if state.metrics.out(crate::stream::StreamName::SPEED_WINDOWS) == 0 {
             "no window has closed yet (each closes its allowed lateness after its end; / and /api/status say when)"
         } else {
             "no window of this vehicle in the last hour"
@@ -183,11 +183,11 @@ async fn vehicle(State(state): State<AppState>, Path(vin): Path<String>) -> Resp
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     // OpenMetrics for Prometheus (it asks for it); the classic text format for everything else.
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    if crate::prometheus::wants_openmetrics(accept) {
-        let body = crate::prometheus::render(&state.registry);
+    if crate::operations::prometheus::wants_openmetrics(accept) {
+        let body = crate::operations::prometheus::render(&state.registry);
         ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
     } else {
-        let body = crate::prometheus::render_classic(&state.registry);
+        let body = crate::operations::prometheus::render_classic(&state.registry);
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
     }
 }
@@ -206,7 +206,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn status(State(state): State<AppState>) -> Response {
     let live = state.live.clone();
     // "Today" is the watermark's day (the wall clock's for a live source, the data's for a replay).
-    let day = align(state.metrics.watermark().unwrap_or_else(crate::sources::driver::now_ms), DAY_MS);
+    let day = align(state.metrics.watermark().unwrap_or_else(crate::clock::now_ms), DAY_MS);
     let top = tokio::task::spawn_blocking(move || live.top_speeders(day, 10)).await.unwrap_or_default();
-    Json(crate::status::snapshot(&state.info, &state.metrics, &state.live, &state.samples, day, &top)).into_response()
+    Json(crate::operations::status::snapshot(&state.info, &state.metrics, &state.live, &state.samples, day, &top)).into_response()
 }

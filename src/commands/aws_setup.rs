@@ -10,7 +10,8 @@ use clap::Args;
 
 use crate::aws::{load, runtime, AwsSettings};
 use crate::config::{Config, SinkConfig};
-use crate::route::StreamName;
+use crate::config::{FirehoseConfig, SnsConfig};
+use crate::stream::StreamName;
 
 /// `fleetflow aws setup` flags.
 #[derive(Debug, Args)]
@@ -57,7 +58,7 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
         let Some(settings) = sink.aws_settings() else { continue };
         let sdk = load(&settings, &format!("sinks.{name}"))?;
         match sink {
-            SinkConfig::Firehose { delivery_stream, .. } => {
+            SinkConfig::Firehose(FirehoseConfig { delivery_stream, .. }) => {
                 if !bucket_ready {
                     report.created_bucket = ensure_bucket(&sdk, &settings, &args.bucket)?;
                     bucket_ready = true;
@@ -94,7 +95,7 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
                     report.created_streams.push(target);
                 }
             }
-            SinkConfig::Sns { topic_arn, .. } => {
+            SinkConfig::Sns(SnsConfig { topic_arn, .. }) => {
                 let topic = topic_arn.rsplit(':').next().unwrap_or_default();
                 let client = aws_sdk_sns::Client::new(&sdk);
                 let out = runtime()

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 
 use fleetflow_dataflows::Time;
 
-use super::folder::{hour_folder, write_atomically};
-use super::{Sink, SinkError};
+use super::write_atomically;
 use crate::encode::Encoded;
-use crate::route::StreamName;
+use crate::layout::hour_folder;
+use crate::sinks::{Sink, SinkError};
+use crate::stream::StreamName;
 
 const HOUR_MS: Time = 3_600_000;
 

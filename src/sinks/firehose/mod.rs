@@ -5,6 +5,12 @@
 //! the retry budget goes to the dead-letter folder. A record counts as delivered once Firehose
 //! accepted it (or it was dead-lettered): that is what lets the Kafka source commit.
 
+pub mod build;
+mod config;
+pub use config::FirehoseConfig;
+
+pub mod batch;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,15 +18,15 @@ use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use aws_sdk_firehose::Client;
 
-use super::batch::{Batch, Batcher};
-use super::dead_letter::DeadLetter;
-use super::delivery::{classify, Attempt, Deliver};
-use super::dispatch::Dispatcher;
-use super::retry::RetryPolicy;
-use super::{Sink, SinkError};
 use crate::encode::Encoded;
-use crate::metrics::SinkCounters;
-use crate::route::StreamName;
+use crate::operations::sink_counters::SinkCounters;
+use crate::sinks::delivery::dead_letter::DeadLetter;
+use crate::sinks::delivery::dispatch::Dispatcher;
+use crate::sinks::delivery::retry::RetryPolicy;
+use crate::sinks::delivery::{classify, Attempt, Deliver};
+use crate::sinks::{Sink, SinkError};
+use crate::stream::StreamName;
+use batch::{Batch, Batcher};
 
 /// How a Firehose sink behaves.
 #[derive(Clone, Debug, PartialEq)]

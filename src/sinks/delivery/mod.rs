@@ -2,6 +2,12 @@
 //! that failed, back off on throttling and server errors, and dead-letter what is still failing
 //! when the retry budget is spent. Each service implements [`Deliver`] for one request.
 
+pub mod dead_letter;
+pub mod dispatch;
+pub mod in_flight;
+pub mod ledger;
+pub mod retry;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +16,10 @@ use aws_sdk_firehose::config::http::HttpResponse;
 use aws_sdk_firehose::error::{ProvideErrorMetadata, SdkError};
 use tracing::{error, warn};
 
-use super::dead_letter::DeadLetter;
-use super::retry::RetryPolicy;
-use crate::metrics::{Metrics, SinkCounters};
+use crate::operations::metrics::Metrics;
+use crate::operations::sink_counters::SinkCounters;
+use crate::sinks::delivery::dead_letter::DeadLetter;
+use crate::sinks::delivery::retry::RetryPolicy;
 
 /// How one request went.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,9 @@
 //! record one message keyed by vin. A record counts as delivered once the broker acknowledged it,
 //! which is what the job's durable frontier (and so the Kafka source's offset commits) waits for.
 
+mod config;
+pub use config::KafkaSinkConfig;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,9 +14,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::{Sink, SinkError};
 use crate::encode::Encoded;
-use crate::route::StreamName;
+use crate::sinks::{Sink, SinkError};
+use crate::stream::StreamName;
 
 /// How long a flush (at shutdown) may wait for the broker's acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,6 +1,7 @@
 //! `fleetflow generate`: writes generated readings (one file per fleet partition) and matching
 //! reference files, optionally with late and malformed records, for tests, demos and benchmarks.
 
+use clap::Args;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
@@ -8,9 +9,53 @@ use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::cli::GenerateArgs;
 use crate::encode::reading_line;
 use crate::sources::generator::{vin_of, FleetConfig, FleetPartition};
+
+/// `fleetflow generate` flags.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Folder to write into (created): readings-NNN.txt, vin_sensor.csv, buggy_sensors.csv; `-`
+    /// writes the readings alone to stdout.
+    #[arg(long)]
+    pub output: std::path::PathBuf,
+    /// Vehicles.
+    #[arg(long, default_value_t = 1_000)]
+    pub vehicles: u64,
+    /// Seconds of event time.
+    #[arg(long, default_value_t = 600)]
+    pub duration_secs: u64,
+    /// Each vehicle reports every this many ms.
+    #[arg(long, default_value_t = 1_000)]
+    pub interval_ms: u64,
+    /// Files (partitions) to split the fleet into.
+    #[arg(long, default_value_t = 1)]
+    pub files: u64,
+    /// Event time of the first reading: a date (its midnight UTC) or an RFC 3339 time.
+    #[arg(long, default_value = "2025-11-25T00:00:00Z")]
+    pub start: String,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of habitual speeders.
+    #[arg(long, default_value_t = 0.05)]
+    pub speeder_fraction: f64,
+    /// Largest out-of-order delay, ms.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_delay_ms: u64,
+    /// Share of readings delivered late (beyond a 5 s lateness).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+    /// Share of lines replaced by malformed ones.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_fraction: f64,
+    /// Write JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Share of sensors on the buggy list.
+    #[arg(long, default_value_t = 0.02)]
+    pub buggy_fraction: f64,
+}
 
 /// Malformed lines of several kinds, so every reason of the parser shows up.
 const MALFORMED: [&str; 8] = [

@@ -1,5 +1,5 @@
 //! `GET /`: the operator's page, one HTML file embedded in the binary (no build step). It draws
-//! `GET /api/status` (see [`crate::status`]) every two seconds without reloading: the job's
+//! `GET /api/status` (see [`crate::operations::status`]) every two seconds without reloading: the job's
 //! overview, throughput, watermark lag and window latency over time, records out per stream,
 //! sink health, Kafka lag, the latest late and malformed records, alerts with where their
 //! vehicles were last seen, and speeders by date.

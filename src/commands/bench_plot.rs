@@ -8,7 +8,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::bench::{Report, Sweep};
+use super::bench_report::{Report, Sweep};
 
 const SIZE: (u32, u32) = (900, 520);
 
@@ -100,7 +100,7 @@ pub fn latency_by_rate(path: &Path, s: &Sweep) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::Percentiles;
+    use crate::commands::bench_report::Percentiles;
 
     fn report(rate: u64, p99: f64) -> Report {
         let pct = |m: f64| Percentiles { windows: 100, p50: m / 2.0, p90: m * 0.8, p99: m, p999: m * 1.2, max: m * 1.5 };

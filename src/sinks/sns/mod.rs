@@ -4,6 +4,10 @@
 //! JSON line) and message attributes `vin`, `kind`, `window` and `window_start` for
 //! subscription filter policies. Retried and dead-lettered like the Firehose sink.
 
+pub mod build;
+mod config;
+pub use config::SnsConfig;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -12,14 +16,14 @@ use aws_sdk_sns::Client;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
-use super::dead_letter::DeadLetter;
-use super::delivery::{classify, Attempt, Deliver};
-use super::dispatch::Dispatcher;
-use super::retry::RetryPolicy;
-use super::{Sink, SinkError};
 use crate::encode::Encoded;
-use crate::metrics::SinkCounters;
-use crate::route::StreamName;
+use crate::operations::sink_counters::SinkCounters;
+use crate::sinks::delivery::dead_letter::DeadLetter;
+use crate::sinks::delivery::dispatch::Dispatcher;
+use crate::sinks::delivery::retry::RetryPolicy;
+use crate::sinks::delivery::{classify, Attempt, Deliver};
+use crate::sinks::{Sink, SinkError};
+use crate::stream::StreamName;
 
 /// Messages per `PublishBatch` call.
 pub const MAX_MESSAGES_PER_CALL: usize = 10;
@@ -134,7 +138,7 @@ impl Deliver for SnsApi {
                         .iter()
                         .filter_map(|f| {
                             let index = f.id().parse::<usize>().ok()?;
-                            let retryable = !f.sender_fault() || super::delivery::retryable_code(f.code());
+                            let retryable = !f.sender_fault() || crate::sinks::delivery::retryable_code(f.code());
                             Some((index, format!("{}: {}", f.code(), f.message().unwrap_or("")), retryable))
                         })
                         .collect(),

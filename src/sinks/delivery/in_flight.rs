@@ -11,7 +11,7 @@ use std::time::Duration;
 pub struct Completion {
     /// The output stream's index.
     pub stream: usize,
-    /// The batch's first record number (see [`super::ledger::Ledger`]).
+    /// The batch's first record number (see [`crate::sinks::delivery::ledger::Ledger`]).
     pub first: u64,
     /// The bytes it had reserved.
     pub bytes: usize,

@@ -23,6 +23,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default backoff with a budget of `secs` seconds.
+    pub fn with_budget(secs: f64) -> Self {
+        RetryPolicy { budget: Duration::from_secs_f64(secs.max(0.0)), ..RetryPolicy::default() }
+    }
+
     /// The wait before attempt `attempt + 1` (attempts count from 1): half of `base * 2^(attempt-1)`
     /// (capped) plus a random part up to the other half, so that clients throttled together do
     /// not come back together.

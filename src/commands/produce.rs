@@ -1,6 +1,7 @@
 //! `fleetflow produce`: publishes generated readings to a Kafka topic, keyed by vin, with the
 //! message timestamp set to the reading's send time (what offsets-for-times looks up).
 
+use clap::Args;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +13,43 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use tracing::info;
 
-use crate::cli::ProduceArgs;
 use crate::encode::reading_line;
 use crate::sources::generator::{FleetConfig, FleetPartition};
+
+/// `fleetflow produce` flags.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Bootstrap brokers, HOST:PORT.
+    #[arg(long)]
+    pub kafka_brokers: String,
+    /// Topic to publish to (created with `--partitions` if missing).
+    #[arg(long, default_value = "vehicles")]
+    pub topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Readings per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Vehicles.
+    #[arg(long, default_value_t = 1_000)]
+    pub vehicles: u64,
+    /// Seconds of event time (0: until Ctrl-C).
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+    /// Event time of the first reading: `now`, a date (its midnight UTC) or an RFC 3339 time.
+    #[arg(long, default_value = "now")]
+    pub start: String,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Largest out-of-order delay, ms.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_delay_ms: u64,
+    /// Publish JSON values instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Counts deliveries the broker refused.
 #[derive(Default)]
@@ -45,7 +80,7 @@ pub fn produce(args: &ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<u64>
     }
     let realtime = args.start == "now";
     let start_ms = if realtime {
-        crate::sources::driver::now_ms()
+        crate::clock::now_ms()
     } else {
         crate::time_arg::parse_for("--start", &args.start).map_err(|e| anyhow::anyhow!("{e}, or `now`"))?
     };

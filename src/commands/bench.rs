@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use serde::Serialize;
 
+pub use super::bench_report::{Outcome, Percentiles, Report, Sweep};
+use crate::config::FolderConfig;
 use crate::config::{Config, SinkConfig};
-use crate::metrics::Metrics;
+use crate::operations::metrics::Metrics;
 
 /// `fleetflow bench` flags.
 #[derive(Debug, clap::Args)]
@@ -68,69 +69,6 @@ pub struct BenchArgs {
     pub max_p99_ms: f64,
 }
 
-/// Latency percentiles, milliseconds.
-#[derive(Debug, Serialize)]
-pub struct Percentiles {
-    /// Windows measured.
-    pub windows: u64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-/// What `fleetflow bench` measured.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// Offered readings per second: the vehicles over their reporting interval, a whole number of
-    /// milliseconds (so it can be above the rate asked for).
-    pub rate_offered: u64,
-    /// Readings processed per second of wall time.
-    pub rate_achieved: f64,
-    /// Readings processed.
-    pub readings: u64,
-    /// Wall time, s.
-    pub wall_secs: f64,
-    /// Worker threads.
-    pub workers: usize,
-    /// Vehicles.
-    pub vehicles: u64,
-    /// Allowed lateness, ms: latency is measured beyond it.
-    pub allowed_lateness_ms: u64,
-    /// Tumbling window length, s.
-    #[serde(default)]
-    pub window_secs: u64,
-    /// Largest delivery delay of the generated readings, ms.
-    pub max_delay_ms: u64,
-    /// Window latency beyond the allowed lateness.
-    pub window_latency_ms: Percentiles,
-    /// Alert latency: from the end of the alert's window (its latest reading's ingest) to the
-    /// alert's hand-off, allowed lateness included.
-    pub alert_latency_ms: Percentiles,
-    /// Where window latency goes: from the window's due moment to the sources' watermark passing
-    /// its end (readings arriving), ms.
-    pub window_latency_source_ms: Percentiles,
-    /// ... and from the watermark passing its end to the hand-off (the dataflow), ms.
-    pub window_latency_dataflow_ms: Percentiles,
-    /// Window latency boundary by boundary (the windows ending together), to tell a slow boundary
-    /// from a slow job.
-    pub window_latency_by_boundary: Vec<crate::metrics::BoundaryLatency>,
-    /// The window latency distribution: `(quantile, ms)` pairs, for plots.
-    pub window_latency_cdf: Vec<(f64, f64)>,
-    /// CPU time in user mode, s.
-    pub cpu_user_secs: f64,
-    /// CPU time in the kernel, s.
-    pub cpu_system_secs: f64,
-    /// Peak resident memory, MiB.
-    pub peak_rss_mib: f64,
-}
-
 fn rusage() -> (f64, f64, f64) {
     // SAFETY: getrusage fills the zeroed struct passed to it; nothing else is touched.
     let usage = unsafe {
@@ -140,37 +78,6 @@ fn rusage() -> (f64, f64, f64) {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0)
-}
-
-/// A sweep's runs and the highest rate sustained.
-#[derive(Debug, Serialize)]
-pub struct Sweep {
-    /// Each run, by rising rate.
-    pub runs: Vec<Report>,
-    /// The highest rate offered (as run: whole-ms report intervals) that was sustained (none when
-    /// even the first was not).
-    pub highest_sustained_rate: Option<u64>,
-    /// The p99 window latency bound used, ms.
-    pub max_p99_ms: f64,
-}
-
-/// What `fleetflow bench` did: one run, or a sweep.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Outcome {
-    /// One run at `--rate`.
-    Run(Box<Report>),
-    /// A sweep of rising rates.
-    Sweep(Sweep),
-}
-
-impl Report {
-    /// Whether the run kept up with its rate and kept the p99 window latency below `max_p99_ms`.
-    pub fn sustained(&self, max_p99_ms: f64) -> bool {
-        self.rate_achieved >= 0.97 * self.rate_offered as f64
-            && self.window_latency_ms.windows > 0
-            && self.window_latency_ms.p99 < max_p99_ms
-    }
 }
 
 /// Runs the benchmark (or the sweep), writes the JSON report and the plot.
@@ -204,8 +111,8 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let json = serde_json::to_string_pretty(&outcome).context("encoding the report")?;
     std::fs::write(&args.report, json + "\n").with_context(|| format!("writing {}", args.report.display()))?;
     match &outcome {
-        Outcome::Run(r) => crate::bench_plot::latency_cdf(&args.plot, r)?,
-        Outcome::Sweep(s) => crate::bench_plot::latency_by_rate(&args.plot, s)?,
+        Outcome::Run(r) => crate::commands::bench_plot::latency_cdf(&args.plot, r)?,
+        Outcome::Sweep(s) => crate::commands::bench_plot::latency_by_rate(&args.plot, s)?,
     }
     Ok(outcome)
 }
@@ -259,7 +166,9 @@ fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
     config.windows.tumbling_secs = args.window_secs;
     config.windows.sliding_slide_secs = args.window_secs;
     config.windows.sliding_size_secs = args.window_secs * 5;
-    config.sinks.insert("local".into(), SinkConfig::Folder { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false });
+    config
+        .sinks
+        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false }));
     config
 }
 
@@ -268,7 +177,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let temp = tempfile_dir()?;
     let config = bench_config(args, interval_ms, args.output.clone().unwrap_or_else(|| temp.clone()));
     let lateness = config.windows.allowed_lateness_ms;
-    let start = crate::sources::driver::now_ms();
+    let start = crate::clock::now_ms();
     // Windows the end of the input closes (before the watermark would) are not measured.
     let until = (start + args.duration * 1000).saturating_sub(lateness + config.generator.max_delay_ms);
     let window_ms = config.windows.tumbling_secs * 1000;

@@ -7,17 +7,21 @@
 //! hands the buffers over and the worker goes on; records count as delivered once their file is
 //! on disk. The hand-over queue is short, so a disk slower than the output holds the worker back.
 
+mod config;
+pub use config::FolderConfig;
+
+pub mod sealed;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use fleetflow_dataflows::Time;
 
-use super::{Sink, SinkError};
 use crate::encode::Encoded;
-use crate::route::StreamName;
+use crate::sinks::{Sink, SinkError};
+use crate::stream::StreamName;
 
 /// Buffering hints, as Firehose has them.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,21 +235,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// `YYYY/MM/DD/HH` of an event time.
-pub fn hour_folder(ms: Time) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ms as i64) {
-        Some(t) => t.format("%Y/%m/%d/%H").to_string(),
-        None => "invalid-time".to_string(),
-    }
-}
-
 impl Sink for FolderSink {
     fn write(&mut self, stream: StreamName, _stamp: Time, record: &Encoded) -> Result<(), SinkError> {
         let buffer = &mut self.streams[stream.index()];
         let hour = record.time / 3_600_000;
         let key = match &buffer.last_hour {
             Some((h, key)) if *h == hour => key,
-            _ => &buffer.last_hour.insert((hour, hour_folder(hour * 3_600_000))).1,
+            _ => &buffer.last_hour.insert((hour, crate::layout::hour_folder(hour * crate::layout::HOUR_MS))).1,
         };
         match buffer.by_hour.get_mut(key) {
             Some(bytes) => bytes.extend_from_slice(&record.line),

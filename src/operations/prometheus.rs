@@ -11,8 +11,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Metrics, SinkCounters};
-use crate::route::StreamName;
+use crate::operations::metrics::Metrics;
+use crate::operations::sink_counters::SinkCounters;
+use crate::stream::StreamName;
 
 /// Reads [`Metrics`] at each scrape.
 #[derive(Debug)]
@@ -60,7 +61,7 @@ impl Collector for JobCollector {
                 ConstCounter::new(Metrics::get(field(c))).encode(family.encode_family(&labels)?)?;
             }
         }
-        let now = crate::sources::driver::now_ms();
+        let now = crate::clock::now_ms();
         // (No gauge before the first reading: a watermark of 0 would be a lag of 56 years.)
         if let Some(w) = m.watermark().filter(|w| *w > 0) {
             gauge(&mut e, "fleetflow_watermark_seconds", "The job's watermark, epoch seconds", w as f64 / 1000.0)?;

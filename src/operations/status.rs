@@ -11,12 +11,12 @@ use fleetflow_dataflows::Time;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::clock::now_ms;
 use crate::config::{Config, SourceKind};
 use crate::encode::rfc3339;
-use crate::live::{LiveState, SpeederRow};
-use crate::metrics::Metrics;
-use crate::route::StreamName;
-use crate::sources::driver::now_ms;
+use crate::operations::live::{LiveState, SpeederRow};
+use crate::operations::metrics::Metrics;
+use crate::stream::StreamName;
 
 /// Samples kept (one a second: ten minutes).
 const KEPT: usize = 600;

@@ -148,7 +148,7 @@ pub struct LiveState {
     /// Folder sinks that store `daily_speeders`.
     pub daily_folders: Vec<PathBuf>,
     /// Where the vehicles of the latest alerts were last seen.
-    pub alert_positions: std::sync::Arc<crate::alert_positions::AlertPositions>,
+    pub alert_positions: std::sync::Arc<crate::operations::alert_positions::AlertPositions>,
 }
 
 /// How long a vehicle without a new window stays in [`LiveState`]'s latest windows (event time):
@@ -275,7 +275,7 @@ impl LiveState {
     /// The vehicle's latest window and its sensor at the window's end (or now): `(sensor, buggy)`.
     pub fn vehicle(&self, vin: &Vin) -> (Option<LatestWindow>, Option<(SensorId, bool)>) {
         let latest = lock(&self.latest).by_vin.get(vin).cloned();
-        let at = latest.as_ref().map(|l| l.end.saturating_sub(1)).unwrap_or_else(crate::sources::driver::now_ms);
+        let at = latest.as_ref().map(|l| l.end.saturating_sub(1)).unwrap_or_else(crate::clock::now_ms);
         let sensors = self.sensors.read().unwrap_or_else(|p| p.into_inner());
         let sensor =
             sensors.get(vin).and_then(|rows| rows.iter().filter(|r| r.effective_from <= at).max_by_key(|r| r.effective_from)).map(|r| {

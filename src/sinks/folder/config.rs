@@ -1,0 +1,67 @@
+//! `[sinks.NAME] kind = "folder"`: a local folder laid out as Firehose lays out S3.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A folder sink's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// The folder.
+    #[serde(default = "default_output")]
+    pub path: PathBuf,
+    /// Flush a stream once this many MiB are buffered.
+    #[serde(default = "default_buffer_mib")]
+    pub buffer_mib: f64,
+    /// Flush a stream this many seconds after its first buffered record.
+    #[serde(default = "default_buffer_secs")]
+    pub buffer_secs: f64,
+    /// Write each file once, complete and sorted, named by stream and hour rather than by
+    /// writer (`<stream>-<YYYYMMDDTHH>.jsonl`, the hour its windows closed), when the dataflow
+    /// has passed that hour: reruns and replays write the same bytes and overwrite. The
+    /// buffering hints do not apply; files appear an hour (plus the lateness) after the fact.
+    #[serde(default)]
+    pub sealed: bool,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("./fleetflow-out")
+}
+fn default_buffer_mib() -> f64 {
+    5.0
+}
+fn default_buffer_secs() -> f64 {
+    60.0
+}
+
+impl Default for FolderConfig {
+    fn default() -> Self {
+        FolderConfig { path: default_output(), buffer_mib: default_buffer_mib(), buffer_secs: default_buffer_secs(), sealed: false }
+    }
+}
+
+impl FolderConfig {
+    /// Checks the buffering hints of sink `name`.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let mib = self.buffer_mib;
+        if !(mib.is_finite() && mib > 0.0 && mib <= 128.0) {
+            return Err(format!("sinks.{name}.buffer_mib: {mib} is out of range; use (0, 128] MiB like Firehose"));
+        }
+        crate::sinks::config::in_range(name, "buffer_secs", self.buffer_secs, (0.0, 900.0), "seconds")
+    }
+}
+
+impl FolderConfig {
+    /// Worker `tag`'s instance: a sealed folder sink, or one writing buffered files named by `tag`.
+    pub fn instance(&self, tag: &str) -> Box<dyn crate::sinks::Sink> {
+        if self.sealed {
+            return Box::new(super::sealed::SealedFolderSink::new(&self.path));
+        }
+        let hints = super::BufferHints {
+            size_bytes: (self.buffer_mib * 1024.0 * 1024.0) as usize,
+            interval: std::time::Duration::from_secs_f64(self.buffer_secs),
+        };
+        Box::new(super::FolderSink::new(&self.path, tag.to_string(), hints))
+    }
+}
