@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::stream::{Routes, StreamName};
 
-mod kafka_position;
-mod time;
 pub use crate::sinks::config::SinkConfig;
 pub use crate::sinks::firehose::FirehoseConfig;
 pub use crate::sinks::folder::FolderConfig;
 pub use crate::sinks::kafka::KafkaSinkConfig;
 pub use crate::sinks::sns::SnsConfig;
-pub use kafka_position::{Start, Stop};
-pub use time::ConfigTime;
+pub use crate::sources::archive::ReplayConfig;
+pub use crate::sources::generator::GeneratorConfig;
+pub use crate::sources::kafka::{KafkaConfig, Start, Stop};
+pub use crate::time_arg::ConfigTime;
 
 /// A configuration problem, naming the field, the value and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -199,27 +199,6 @@ impl Config {
     }
 }
 
-/// `[replay]`: recompute the outputs of past days from the `raw` archive (`source.kind =
-/// "archive"`) or from Kafka, writing only those days' outputs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReplayConfig {
-    /// First day (`YYYY-MM-DD`, UTC) or time (RFC 3339) replayed; empty: no replay range.
-    pub from: ConfigTime,
-    /// Last day replayed, included (`YYYY-MM-DD`), or the time it ends before (RFC 3339).
-    pub to: ConfigTime,
-    /// The archive of the `raw` stream: a folder or `s3://bucket/prefix`, holding `raw/YYYY/MM/DD/HH/`.
-    pub archive: String,
-    /// How long after its event hour a reading may be filed in the archive, s: 0 for archives
-    /// filed by event time (the folder sink); Firehose files by arrival, so use its buffer
-    /// interval plus the allowed lateness (and more if the live job ran behind).
-    pub slack_secs: u64,
-    /// Region of an S3 archive (default: the standard chain, `AWS_REGION`).
-    pub region: Option<String>,
-    /// Endpoint of an S3 archive instead of AWS's (an emulator).
-    pub endpoint_url: Option<String>,
-}
-
 /// `[cluster]`: timely's own cluster communication; every process runs `workers` threads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -333,88 +312,6 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// The files, read in order within each; `-` is standard input.
     pub files: Vec<String>,
-}
-
-/// `[generator]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeneratorConfig {
-    /// Vehicles simulated.
-    pub vehicles: u64,
-    /// Each vehicle reports every this many ms.
-    pub interval_ms: u64,
-    /// Share of habitual speeders, in [0, 1].
-    pub speeder_fraction: f64,
-    /// Seed of the simulation.
-    pub seed: u64,
-    /// Follow the wall clock (true) or produce as fast as possible from `start` (false).
-    pub realtime: bool,
-    /// Event time of the first report when not real time (RFC 3339).
-    pub start: ConfigTime,
-    /// Stop after this many seconds of event time (0: never).
-    pub duration_secs: u64,
-    /// Largest delivery delay (out-of-order), ms; keep it below the allowed lateness.
-    pub max_delay_ms: u64,
-    /// Share of readings delivered later than the allowed lateness, in [0, 1].
-    pub late_fraction: f64,
-    /// Partitions of the fleet (0: one per worker).
-    pub partitions: u64,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        GeneratorConfig {
-            vehicles: 1_000,
-            interval_ms: 1_000,
-            speeder_fraction: 0.05,
-            seed: 42,
-            realtime: true,
-            start: "2025-11-25T00:00:00Z".parse().unwrap_or_default(),
-            duration_secs: 0,
-            max_delay_ms: 2_000,
-            late_fraction: 0.001,
-            partitions: 0,
-        }
-    }
-}
-
-/// `[kafka]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// The topic of readings.
-    pub topic: String,
-    /// Consumer group, for committed offsets (partitions are assigned by fleetflow, not the group).
-    pub group: String,
-    /// `committed` (default), `earliest`, `latest`, or an RFC 3339 time or date (offsets for that time).
-    pub start: Start,
-    /// `never` (a live stream, the default), `end` (the end of each partition at start-up), or an
-    /// RFC 3339 time or date.
-    pub stop: Stop,
-    /// A partition without messages for this long stops holding the watermark back, ms.
-    pub idle_timeout_ms: u64,
-    /// Offsets are committed at most this often, ms (0: whenever more is committable). A restart
-    /// reads again what was read after the last commit (at least once).
-    pub commit_interval_ms: u64,
-    /// Extra librdkafka properties (e.g. `"security.protocol" = "SSL"`).
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            brokers: "127.0.0.1:9092".to_string(),
-            topic: "vehicles".to_string(),
-            group: "fleetflow".to_string(),
-            start: Start::Committed,
-            stop: Stop::Never,
-            idle_timeout_ms: 10_000,
-            commit_interval_ms: 1_000,
-            properties: BTreeMap::new(),
-        }
-    }
 }
 
 /// `[windows]`

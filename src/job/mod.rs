@@ -4,6 +4,7 @@
 //! worker loop (`worker`) until every input is finished or the job stops (`stopping`).
 
 mod dataflow;
+pub mod partitions;
 mod references;
 mod stopping;
 mod worker;
@@ -24,8 +25,8 @@ use crate::operations::live::LiveState;
 use crate::operations::metrics::Metrics;
 use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
 use crate::sinks::plan::SinkPlan;
+use crate::sources::archive::store::ArchiveStore;
 use crate::sources::archive::ArchiveListing;
-use crate::sources::archive_store::ArchiveStore;
 use crate::stream::StreamName;
 
 /// Errors that stop the job.
@@ -42,7 +43,7 @@ pub enum JobError {
     Source(#[from] crate::sources::SourceError),
     /// A source could not be opened.
     #[error(transparent)]
-    Open(#[from] crate::sources::open::OpenError),
+    Open(#[from] crate::job::partitions::OpenError),
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] crate::sinks::SinkError),

@@ -76,7 +76,7 @@ impl<'w> WorkerLoop<'w> {
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics))?;
         let queries = live.register();
         let references = References::open(index, config, &tables, sessions, (live, metrics))?;
-        let partitions = crate::sources::open::partitions_for(config, archive.as_ref(), metrics, index, peers)?;
+        let partitions = crate::job::partitions::partitions_for(config, archive.as_ref(), metrics, index, peers)?;
         let params = config.params();
         let driver = SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
             .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))

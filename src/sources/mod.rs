@@ -3,12 +3,10 @@
 use fleetflow_dataflows::{Reading, Time};
 
 pub mod archive;
-pub mod archive_store;
 pub mod driver;
-pub mod file;
+pub mod files;
 pub mod generator;
 pub mod kafka;
-pub mod open;
 
 pub use driver::SourceDriver;
 

@@ -8,15 +8,19 @@
 //! after its event hour a reading may be filed; readings are held until no later folder can hold
 //! an earlier one. Memory is one hour (plus the slack) of this worker's readings.
 
+mod config;
+pub mod store;
+pub use config::ReplayConfig;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use fleetflow_dataflows::{Reading, Time};
 
-use super::archive_store::{ArchiveObject, ArchiveStore};
 use super::{Partition, Poll, Record, SourceError};
 use crate::operations::metrics::Metrics;
 use crate::parse::{parse_line, Parsed};
+use store::{ArchiveObject, ArchiveStore};
 
 const HOUR_MS: Time = 3_600_000;
 

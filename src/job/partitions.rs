@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use super::archive::{ArchiveListing, ArchivePartition};
-use super::file::FilePartition;
-use super::generator::{FleetConfig, FleetPartition};
-use super::{Partition, SourceError};
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::operations::metrics::Metrics;
+use crate::sources::archive::{ArchiveListing, ArchivePartition};
+use crate::sources::files::FilePartition;
+use crate::sources::generator::{FleetConfig, FleetPartition};
+use crate::sources::{Partition, SourceError};
 
 /// Why a source could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub fn partitions_for(
                 }
             }
         }
-        SourceKind::Kafka => out = super::kafka::partitions_for(&config.kafka, index, peers)?,
+        SourceKind::Kafka => out = crate::sources::kafka::partitions_for(&config.kafka, index, peers)?,
         SourceKind::Generator => {
             let g = &config.generator;
             let start_ms = if g.realtime { crate::clock::now_ms() } else { config.generator_start() };

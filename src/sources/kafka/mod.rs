@@ -8,6 +8,11 @@
 //! highest event time (so a restart judges lateness as the first run did) and the durable frontier
 //! (outputs below it were delivered; a restart does not write them again).
 
+mod config;
+mod position;
+pub use config::KafkaConfig;
+pub use position::{Start, Stop};
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
 use super::{Partition, Poll, Record, Run, SourceError};
-use crate::config::{KafkaConfig, Start, Stop};
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);

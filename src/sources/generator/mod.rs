@@ -2,6 +2,9 @@
 //! (city, highway and habitual speeders), small delivery delays (out-of-order within the allowed
 //! lateness) and an optional share of late readings. Seeded: the same seed gives the same fleet.
 
+mod config;
+pub use config::GeneratorConfig;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
