@@ -2,6 +2,8 @@
 //! the registry declare, and which sinks each goes to. Every stage names streams through this
 //! module, so none depends on another for the names.
 
+pub use fleetflow_dataflows::analysis::Timing;
+
 /// Each output stream with the names of the sinks that receive it (see `Config::routes`).
 pub type Routes = Vec<(StreamName, Vec<String>)>;
 
@@ -10,17 +12,18 @@ pub type Routes = Vec<(StreamName, Vec<String>)>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamName(u16);
 
-/// Every stream name: the runtime's, then the registered analyses' outputs in registry order.
-static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    let mut names = vec!["late", "errors", "raw"];
+/// Every stream's name and timing: the runtime's, then the registered analyses' outputs in
+/// registry order.
+static STREAMS: std::sync::LazyLock<Vec<(&'static str, Timing)>> = std::sync::LazyLock::new(|| {
+    let mut streams = vec![("late", Timing::Untimed), ("errors", Timing::Untimed), ("raw", Timing::Untimed)];
     for analysis in fleetflow_dataflows::analyses::REGISTRY {
         for output in analysis.spec().outputs {
-            if !names.contains(&output.name) {
-                names.push(output.name);
+            if !streams.iter().any(|(n, _)| *n == output.name) {
+                streams.push((output.name, output.timing));
             }
         }
     }
-    names
+    streams
 });
 
 impl StreamName {
@@ -30,25 +33,18 @@ impl StreamName {
     pub const ERRORS: StreamName = StreamName(1);
     /// The accepted readings, as text lines: the archive that backfills replay. Off unless routed.
     pub const RAW: StreamName = StreamName(2);
-    /// Every tumbling window (analysis `speed_windows`, first in the registry).
-    pub const SPEED_WINDOWS: StreamName = StreamName(3);
-    /// Tumbling windows above the speed limit.
-    pub const SPEEDERS: StreamName = StreamName(4);
-    /// Per vehicle and day with speeding.
+    /// Per vehicle and day with speeding: the one built-in stream the runtime still names (the
+    /// HTTP API's speeders by date read it back; see docs/architecture.md).
     pub const DAILY_SPEEDERS: StreamName = StreamName(5);
-    /// Sliding-window alert episodes.
-    pub const ALERTS: StreamName = StreamName(6);
-    /// Readings under buggy sensors.
-    pub const BUGGY_DEVICES: StreamName = StreamName(7);
 
     /// Every stream, in a fixed order.
     pub fn all() -> impl Iterator<Item = StreamName> {
-        (0..NAMES.len() as u16).map(StreamName)
+        (0..STREAMS.len() as u16).map(StreamName)
     }
 
     /// How many streams there are.
     pub fn count() -> usize {
-        NAMES.len()
+        STREAMS.len()
     }
 
     /// The stream's number, for per-stream tables.
@@ -58,12 +54,22 @@ impl StreamName {
 
     /// The name used in configuration and as the output folder.
     pub fn as_str(self) -> &'static str {
-        NAMES.get(self.index()).copied().unwrap_or("unknown")
+        STREAMS.get(self.index()).map_or("unknown", |(n, _)| n)
+    }
+
+    /// When its records are due, as its analysis declares (the runtime's own streams: untimed).
+    pub fn timing(self) -> Timing {
+        STREAMS.get(self.index()).map_or(Timing::Untimed, |(_, t)| *t)
+    }
+
+    /// The streams of a timing.
+    pub fn timed(timing: Timing) -> impl Iterator<Item = StreamName> {
+        Self::all().filter(move |s| s.timing() == timing)
     }
 
     /// The stream called `name`.
     pub fn parse(name: &str) -> Option<StreamName> {
-        NAMES.iter().position(|n| *n == name).map(|i| StreamName(i as u16))
+        STREAMS.iter().position(|(n, _)| *n == name).map(|i| StreamName(i as u16))
     }
 }
 
@@ -75,7 +81,7 @@ impl std::fmt::Display for StreamName {
 
 #[cfg(test)]
 mod tests {
-    use super::StreamName;
+    use super::{StreamName, Timing};
 
     #[test]
     fn the_named_constants_are_the_registry_streams_and_names_are_unique() {
@@ -83,11 +89,7 @@ mod tests {
             (StreamName::LATE, "late"),
             (StreamName::ERRORS, "errors"),
             (StreamName::RAW, "raw"),
-            (StreamName::SPEED_WINDOWS, "speed_windows"),
-            (StreamName::SPEEDERS, "speeders"),
             (StreamName::DAILY_SPEEDERS, "daily_speeders"),
-            (StreamName::ALERTS, "alerts"),
-            (StreamName::BUGGY_DEVICES, "buggy_devices"),
         ];
         for (stream, name) in named {
             assert_eq!(stream.as_str(), name);
@@ -101,5 +103,8 @@ mod tests {
         assert_eq!(outputs.len(), declared, "two analyses declare the same output stream");
         assert_eq!(StreamName::count(), declared + 3);
         assert!(StreamName::parse("harsh_braking").is_some());
+        let windows: Vec<&str> = StreamName::timed(Timing::WindowClose).map(|s| s.as_str()).collect();
+        assert_eq!(windows, ["speed_windows"], "timings come from the analyses' declarations");
+        assert_eq!(StreamName::timed(Timing::Detection).map(|s| s.as_str()).collect::<Vec<_>>(), ["alerts"]);
     }
 }

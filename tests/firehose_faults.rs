@@ -165,7 +165,7 @@ fn every_record_arrives_exactly_once_through_every_fault() {
     let counters = Arc::new(SinkCounters::default());
     let limit = 64 * 1024;
     let mut sink = sink(&url, dir.path(), limit, Duration::from_secs(60), counters.clone());
-    let streams = [StreamName::SPEEDERS, StreamName::ALERTS];
+    let streams = [StreamName::parse("speeders").unwrap(), StreamName::parse("alerts").unwrap()];
     let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for i in 0..20_000u32 {
         let stream = streams[(i % 7 == 0) as usize];
@@ -204,10 +204,10 @@ fn an_unreachable_endpoint_dead_letters_after_the_budget() {
     let counters = Arc::new(SinkCounters::default());
     let mut s = sink(&format!("http://127.0.0.1:{port}"), dir.path(), 1 << 20, Duration::from_millis(500), counters.clone());
     for i in 0..10 {
-        s.write(StreamName::SPEEDERS, 0, &Encoded { line: format!("{i}\n").into_bytes(), time: 0, key: None }).unwrap();
+        s.write(StreamName::parse("speeders").unwrap(), 0, &Encoded { line: format!("{i}\n").into_bytes(), time: 0, key: None }).unwrap();
     }
     s.flush().unwrap();
-    assert_eq!(s.delivered(StreamName::SPEEDERS), 10, "dead-lettered records count as durable");
+    assert_eq!(s.delivered(StreamName::parse("speeders").unwrap()), 10, "dead-lettered records count as durable");
     assert_eq!(Metrics::get(&counters.dead_lettered), 10);
     let files: Vec<_> = files_under(dir.path());
     let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
@@ -254,7 +254,7 @@ fn an_outage_shorter_than_the_retry_budget_loses_and_repeats_nothing() {
     let mut written = Vec::new();
     for i in 0..3_000u32 {
         let line = format!("{{\"n\":{i}}}\n");
-        s.write(StreamName::SPEEDERS, 0, &Encoded { line: line.clone().into_bytes(), time: 0, key: None }).unwrap();
+        s.write(StreamName::parse("speeders").unwrap(), 0, &Encoded { line: line.clone().into_bytes(), time: 0, key: None }).unwrap();
         written.push(line);
         if i % 100 == 0 {
             s.poll().unwrap();

@@ -32,6 +32,23 @@ pub struct OutputSpec {
     pub name: &'static str,
     /// What one record is (for `fleetflow analyses` and the docs).
     pub about: &'static str,
+    /// When its records are due, for the runtime's latency measurements.
+    pub timing: Timing,
+}
+
+/// When an output's records are due: the runtime measures each hand-off to the sinks against it
+/// (`/metrics`, the status page, `fleetflow bench`) and counts the records by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// Not measured.
+    Untimed,
+    /// Tumbling windows closed by the watermark: each record travels at its window's last
+    /// millisecond and is due when the window's end plus the allowed lateness passes by the wall
+    /// clock (the job's window latency).
+    WindowClose,
+    /// Detections decided on a window (alerts): each record travels at its window's last
+    /// millisecond and is measured from the window's end, the allowed lateness included.
+    Detection,
 }
 
 /// A setting's default value (also its type).
@@ -137,7 +154,7 @@ pub enum AnalysisError {
 /// # Examples
 /// A complete analysis (this is `dataflows/src/analyses/speeders.rs` less its tests):
 /// ```
-/// use fleetflow_dataflows::analysis::{Analysis, AnalysisError, Context, OutputSpec, Settings, Spec};
+/// use fleetflow_dataflows::analysis::{Analysis, AnalysisError, Context, OutputSpec, Timing, Settings, Spec};
 /// use fleetflow_dataflows::analyses::speeders::SpeederRow;
 /// use fleetflow_dataflows::{Params, Time};
 /// use timely::dataflow::operators::vec::{Filter, Map};
@@ -149,7 +166,7 @@ pub enum AnalysisError {
 ///         &Spec {
 ///             name: "fast",
 ///             about: "tumbling windows whose top speed is above the speed limit",
-///             outputs: &[OutputSpec { name: "fast", about: "a speeders row" }],
+///             outputs: &[OutputSpec { name: "fast", about: "a speeders row", timing: Timing::Untimed }],
 ///             settings: &[],
 ///             tables: &[],
 ///             on_by_default: false,

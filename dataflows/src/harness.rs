@@ -100,51 +100,10 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
             let _ = err_tx.send(e);
         }
         if worker.index() == 0 {
-            let mut max_seen: Option<Time> = None;
-            let mut versions: Vec<(&'static str, Time, Vec<String>)> = setup.tables.clone();
-            versions.sort_by_key(|(_, t, _)| *t);
-            let mut versions = versions.into_iter().peekable();
-            let mut current: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-            // Applies the table versions due by `time` (each at its own time), then advances to `time`.
-            let mut advance = |time: Time, tables: &mut Vec<(&'static str, InputSession<Time, String, isize>)>| {
-                while let Some((name, at, lines)) = versions.next_if(|(_, at, _)| *at <= time) {
-                    for (n, session) in tables.iter_mut() {
-                        if *n == name {
-                            session.advance_to(at.max(*session.time()));
-                            for old in current.remove(name).unwrap_or_default() {
-                                session.remove(old);
-                            }
-                            for line in &lines {
-                                session.insert(line.clone());
-                            }
-                            current.insert(name, lines.clone());
-                        }
-                    }
-                }
-                for (_, session) in tables.iter_mut() {
-                    session.advance_to(time);
-                    session.flush();
-                }
-            };
-            advance(0, &mut tables);
-            for r in arrivals.iter() {
-                let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness));
-                if r.timestamp < watermark {
-                    let _ = late_tx.send(*r);
-                    continue;
-                }
-                if *input.time() < watermark {
-                    input.advance_to(watermark);
-                    rows.advance_to(watermark);
-                    buggy.advance_to(watermark);
-                    rows.flush();
-                    buggy.flush();
-                    advance(watermark, &mut tables);
-                    worker.step();
-                }
-                input.send(*r);
-                max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
-            }
+            let mut versions = TableVersions::new(setup.tables.clone());
+            versions.advance(0, &mut tables);
+            let mut inputs = Inputs { readings: &mut input, rows: &mut rows, buggy: &mut buggy, tables: &mut tables };
+            feed(worker, &setup, &arrivals, &mut inputs, &mut versions, &late_tx);
         }
     })
     .map_err(AnalysisError::Workers)?;
@@ -152,6 +111,87 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
     if let Ok(e) = err_rx.try_recv() {
         return Err(e);
     }
+    let streams = collect(analysis, &rx);
+    Ok(Run { streams, late: late_rx.try_iter().collect() })
+}
+
+/// A table's input.
+type Tables = Vec<(&'static str, InputSession<Time, String, isize>)>;
+
+/// The inputs worker 0 feeds.
+struct Inputs<'a> {
+    readings: &'a mut InputHandleVec<Time, Reading>,
+    rows: &'a mut InputSession<Time, (Vin, SensorRow), isize>,
+    buggy: &'a mut InputSession<Time, SensorId, isize>,
+    tables: &'a mut Tables,
+}
+
+/// The versions of a run's tables, applied to their inputs as the run's time passes them.
+struct TableVersions {
+    pending: std::iter::Peekable<std::vec::IntoIter<(&'static str, Time, Vec<String>)>>,
+    current: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl TableVersions {
+    fn new(mut versions: Vec<(&'static str, Time, Vec<String>)>) -> Self {
+        versions.sort_by_key(|(_, t, _)| *t);
+        TableVersions { pending: versions.into_iter().peekable(), current: BTreeMap::new() }
+    }
+
+    /// Applies the versions due by `time` (each at its own time), then advances the tables to `time`.
+    fn advance(&mut self, time: Time, tables: &mut Tables) {
+        while let Some((name, at, lines)) = self.pending.next_if(|(_, at, _)| *at <= time) {
+            for (n, session) in tables.iter_mut().filter(|(n, _)| *n == name) {
+                session.advance_to(at.max(*session.time()));
+                for old in self.current.remove(n).unwrap_or_default() {
+                    session.remove(old);
+                }
+                for line in &lines {
+                    session.insert(line.clone());
+                }
+                self.current.insert(name, lines.clone());
+            }
+        }
+        for (_, session) in tables.iter_mut() {
+            session.advance_to(time);
+            session.flush();
+        }
+    }
+}
+
+/// Worker 0 sends the arrivals in order, holding the inputs at the watermark (the highest event
+/// time seen less the lateness): an arrival below it is late and goes to `late`.
+fn feed(
+    worker: &mut timely::worker::Worker,
+    setup: &Setup,
+    arrivals: &[Reading],
+    inputs: &mut Inputs<'_>,
+    versions: &mut TableVersions,
+    late: &mpsc::Sender<Reading>,
+) {
+    let mut max_seen: Option<Time> = None;
+    for r in arrivals {
+        let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness));
+        if r.timestamp < watermark {
+            let _ = late.send(*r);
+            continue;
+        }
+        if *inputs.readings.time() < watermark {
+            inputs.readings.advance_to(watermark);
+            inputs.rows.advance_to(watermark);
+            inputs.buggy.advance_to(watermark);
+            inputs.rows.flush();
+            inputs.buggy.flush();
+            versions.advance(watermark, inputs.tables);
+            worker.step();
+        }
+        inputs.readings.send(*r);
+        max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
+    }
+}
+
+/// Each declared stream's lines, sorted.
+fn collect(analysis: &dyn Analysis, rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) -> BTreeMap<String, Vec<String>> {
     let mut streams: BTreeMap<String, Vec<String>> = analysis.spec().outputs.iter().map(|o| (o.name.to_string(), Vec::new())).collect();
     for event in rx.try_iter() {
         if let Event::Messages(_, records) = event {
@@ -163,5 +203,5 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
     for lines in streams.values_mut() {
         lines.sort();
     }
-    Ok(Run { streams, late: late_rx.try_iter().collect() })
+    streams
 }

@@ -24,7 +24,7 @@ use crate::operations::live::{LiveState, Query};
 use crate::operations::metrics::Metrics;
 use crate::route::Router;
 use crate::sources::{Poll, SourceDriver};
-use crate::stream::StreamName;
+use crate::stream::{StreamName, Timing};
 
 /// Records read from the sources per loop iteration, at most.
 const READ_BUDGET: usize = 16_384;
@@ -368,8 +368,8 @@ fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_
         new_readings as f64 / elapsed.as_secs_f64(),
         metrics.watermark().map(encode::rfc3339).unwrap_or_else(|| "done".into()),
         closed_to.map(encode::rfc3339).unwrap_or_else(|| "done".into()),
-        metrics.out(StreamName::SPEED_WINDOWS),
-        metrics.out(StreamName::ALERTS),
+        metrics.out_of(Timing::WindowClose),
+        metrics.out_of(Timing::Detection),
         Metrics::get(&metrics.late),
         Metrics::get(&metrics.malformed),
     );

@@ -159,7 +159,7 @@ async fn vehicle(State(state): State<AppState>, Path(vin): Path<String>) -> Resp
     };
     let (latest, sensor) = state.live.vehicle(&parsed);
     let no_window = latest.is_none().then(|| {
-        if state.metrics.out(crate::stream::StreamName::SPEED_WINDOWS) == 0 {
+        if state.metrics.out_of(crate::stream::Timing::WindowClose) == 0 {
             "no window has closed yet (each closes its allowed lateness after its end; / and /api/status say when)"
         } else {
             "no window of this vehicle in the last hour"

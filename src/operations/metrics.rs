@@ -122,6 +122,11 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
+    /// Records handed to sinks for the streams of `timing` (closed windows, detections).
+    pub fn out_of(&self, timing: crate::stream::Timing) -> u64 {
+        StreamName::timed(timing).map(|s| self.out(s)).sum()
+    }
+
     /// Records handed to sinks for `stream`.
     pub fn out(&self, stream: StreamName) -> u64 {
         Self::get(&self.out[stream.index()])

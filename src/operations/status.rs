@@ -219,7 +219,7 @@ pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &S
     let points = samples.points();
     let last = points.last();
     let streams: serde_json::Map<String, Value> = StreamName::all().map(|s| (s.as_str().to_string(), json!(metrics.out(s)))).collect();
-    let windows_out = metrics.out(StreamName::SPEED_WINDOWS);
+    let windows_out = metrics.out_of(crate::stream::Timing::WindowClose);
     json!({
         "job": info,
         "uptime_secs": now_ms().saturating_sub(info.started_ms) / 1000,

@@ -14,7 +14,7 @@ use crate::encode::Encoded;
 use crate::failure::Notice;
 use crate::operations::live::LiveState;
 use crate::operations::metrics::Metrics;
-use crate::stream::StreamName;
+use crate::stream::{StreamName, Timing};
 
 /// Attaches an output stream to the router: hand each encoded record to the stream's sinks.
 ///
@@ -58,7 +58,7 @@ pub fn route<'scope>(
                 for batch in data {
                     if wanted && !router.suppressed(name, time) {
                         wrote |= router.write(name, time, batch) > 0;
-                        if name == StreamName::SPEED_WINDOWS {
+                        if name.timing() == Timing::WindowClose {
                             // Windows travel at their last millisecond: they ended at `time + 1`.
                             router.metrics().windows_handed_off(time + 1, batch.len() as u64);
                         }
@@ -118,7 +118,7 @@ pub fn tap_for(name: StreamName, live: &Arc<LiveState>, metrics: &Arc<Metrics>) 
                 live.days_closed_to(f);
             }
         }),
-        StreamName::ALERTS => Box::new(move |alerts, time, _| {
+        _ if name.timing() == Timing::Detection => Box::new(move |alerts, time, _| {
             if alerts.is_empty() {
                 return;
             }

@@ -8,7 +8,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
-use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -41,7 +41,7 @@ impl Analysis for Alerts {
         &Spec {
             name: "alerts",
             about: "a vehicle's sliding-window average speed went above the alert threshold (once per episode)",
-            outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed" }],
+            outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed", timing: Timing::Detection }],
             settings: &[],
             tables: &[],
             on_by_default: true,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
-use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::changelog::{Change, Changelog};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
@@ -146,6 +146,7 @@ impl Analysis for BuggyDevices {
             outputs: &[OutputSpec {
                 name: "buggy_devices",
                 about: "vin, sensor_id, window_start, window_end, readings[, revision, revised_at]",
+                timing: Timing::Untimed,
             }],
             settings: &[],
             tables: &[],

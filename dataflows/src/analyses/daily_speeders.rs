@@ -4,7 +4,7 @@ use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
-use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -91,7 +91,7 @@ impl Analysis for DailySpeeders {
         &Spec {
             name: "daily_speeders",
             about: "per vehicle and UTC day with speeding readings, their count and the day's top speed",
-            outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed" }],
+            outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed", timing: Timing::Untimed }],
             settings: &[],
             tables: &[],
             on_by_default: true,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, TableSpec};
+use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec, TableSpec};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -133,7 +133,7 @@ impl Analysis for Geofence {
         &Spec {
             name: "geofence",
             about: "vehicles entering and leaving zones (polygons from a reference file)",
-            outputs: &[OutputSpec { name: "geofence", about: "vin, zone, event (enter or leave), time, lon, lat" }],
+            outputs: &[OutputSpec { name: "geofence", about: "vin, zone, event (enter or leave), time, lon, lat", timing: Timing::Untimed }],
             settings: &[
                 SettingSpec { name: "zones", default: DefaultValue::Text(""), about: "the zones file: `name lon lat lon lat lon lat ...` per line" },
                 SettingSpec {

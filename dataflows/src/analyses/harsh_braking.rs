@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{number, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec};
+use crate::analysis::{number, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -116,6 +116,7 @@ impl Analysis for HarshBraking {
             outputs: &[OutputSpec {
                 name: "harsh_braking",
                 about: "vin, from_time, to_time, from_speed, to_speed, drop_mph",
+                timing: Timing::Untimed,
             }],
             settings: &[
                 SettingSpec { name: "drop_mph", default: DefaultValue::Number(20.0), about: "speed drop that counts as harsh, mph" },

@@ -3,7 +3,7 @@
 use timely::dataflow::operators::vec::Map;
 
 use super::SpeedWindow;
-use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -46,6 +46,7 @@ impl Analysis for SpeedWindows {
             outputs: &[OutputSpec {
                 name: "speed_windows",
                 about: "vin, window_start, window_end, readings, avg_speed, max_speed, min_speed",
+                timing: Timing::WindowClose,
             }],
             settings: &[],
             tables: &[],

@@ -4,7 +4,7 @@ use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
-use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Spec};
+use crate::analysis::{Settings, settles_with_tumbling, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -51,6 +51,7 @@ impl Analysis for Speeders {
             outputs: &[OutputSpec {
                 name: "speeders",
                 about: "vin, window_start, window_end, readings, speeding_readings, avg_speed, max_speed",
+                timing: Timing::Untimed,
             }],
             settings: &[],
             tables: &[],

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec};
+use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::{Reading, Vin};
@@ -82,6 +82,7 @@ impl Analysis for UnitTransform {
             outputs: &[OutputSpec {
                 name: "readings_converted",
                 about: "record_id, timestamp, vin, lon, lat, speed, unit, processed_at",
+                timing: Timing::Untimed,
             }],
             settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"" }],
             tables: &[],
