@@ -333,8 +333,9 @@ impl<'scope> Core<'scope> {
         w.handed_on.get_or_insert_with(|| hand_on(speed)).clone()
     }
 
-    /// The offsets of the readings in each tumbling window (built when first asked for).
-    fn window_offsets(&mut self) -> StreamVec<'scope, Time, Window<Vin, Offsets>> {
+    /// The offsets of the readings in each tumbling window (built when first asked for; the core
+    /// must have been made with `keep_offsets`).
+    pub fn window_offsets(&mut self) -> StreamVec<'scope, Time, Window<Vin, Offsets>> {
         let w = self.windows();
         let tumbling = w.tumbling.clone();
         w.offsets.get_or_insert_with(|| tumbling.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 })).clone()

@@ -17,7 +17,6 @@ pub mod changelog;
 pub mod harness;
 pub mod output;
 pub mod params;
-pub mod pipeline;
 pub mod reading;
 pub mod reference;
 pub mod stats;
@@ -25,6 +24,5 @@ pub mod time;
 pub mod windows;
 
 pub use params::Params;
-pub use pipeline::{Outputs, Pipeline};
 pub use reading::{Reading, Vin, VinError};
 pub use time::Time;

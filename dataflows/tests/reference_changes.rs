@@ -4,10 +4,12 @@
 use std::sync::mpsc::Receiver;
 
 use differential_dataflow::input::InputSession;
+use fleetflow_dataflows::analyses::buggy_devices::rows_of;
 use fleetflow_dataflows::analyses::buggy_devices::{BuggyDevice, Revision};
+use fleetflow_dataflows::analysis::Core;
 use fleetflow_dataflows::changelog::Change;
 use fleetflow_dataflows::reference::SensorRow;
-use fleetflow_dataflows::{Params, Pipeline, Reading, Time, Vin};
+use fleetflow_dataflows::{Params, Reading, Time, Vin};
 use timely::dataflow::operators::capture::{Capture, Event};
 use timely::dataflow::InputHandleVec;
 
@@ -21,7 +23,7 @@ fn reading(v: Vin, ts: Time) -> Reading {
 
 type Step = Box<dyn Fn(&mut InputSession<Time, (Vin, SensorRow), isize>, &mut InputSession<Time, String, isize>) + Send + Sync>;
 
-/// Runs the pipeline over `readings` (time-ordered) with reference edits applied at given times.
+/// Runs the job's core and the buggy_devices analysis over `readings` (time-ordered) with reference edits applied at given times.
 fn run(readings: Vec<Reading>, edits: Vec<(Time, Step)>, horizon: Time) -> Vec<(Revision, Change<BuggyDevice>)> {
     let receiver: Receiver<Event<Time, Vec<Change<BuggyDevice>>>> = timely::execute_directly(move |worker| {
         let mut input: InputHandleVec<Time, Reading> = InputHandleVec::new();
@@ -29,8 +31,10 @@ fn run(readings: Vec<Reading>, edits: Vec<(Time, Step)>, horizon: Time) -> Vec<(
         let mut buggy = InputSession::new();
         let params = Params { correction_horizon_ms: horizon, ..Params::default() };
         let captured = worker.dataflow(|scope| {
-            let out = Pipeline::build(input.to_stream(scope), rows.to_collection(scope), buggy.to_collection(scope), &params);
-            out.buggy_devices.capture()
+            // The job's core (windows with the readings' offsets, timelines) and the analysis's rows.
+            let (readings, rows, buggy) = (input.to_stream(scope), rows.to_collection(scope), buggy.to_collection(scope));
+            let mut core = Core::new(readings, rows, buggy, &params, true, std::rc::Rc::new(|| 0));
+            rows_of(&mut core).capture()
         });
         let a = vin("1HGCM82633A000001");
         rows.insert((a, SensorRow { effective_from: 0, sensor: "S1".into() }));

@@ -167,3 +167,10 @@ impl Analysis for BuggyDevices {
         settles_with_tumbling(ts, params)
     }
 }
+
+/// The analysis's rows over `core` (made with `keep_offsets`), typed: what [`BuggyDevices`]
+/// hands to its output, for tests that look at the changes themselves.
+pub fn rows_of<'scope>(core: &mut crate::analysis::Core<'scope>) -> StreamVec<'scope, Time, Change<BuggyDevice>> {
+    let horizon = core.params().correction_horizon_ms;
+    buggy_devices(core.window_offsets(), core.timelines(), horizon)
+}

@@ -152,11 +152,12 @@ mod tests {
 
     #[test]
     fn live_state_answers_for_the_open_day_including_open_panes() {
-        use crate::pipeline::Pipeline;
+        use crate::analysis::{build, Core};
         use crate::reading::Reading;
         use differential_dataflow::input::InputSession;
         use timely::dataflow::operators::core::input::Input;
         use timely::dataflow::operators::Probe;
+        use std::rc::Rc;
         use timely::dataflow::ProbeHandle;
 
         let a = Vin::parse(b"1HGCM82633A000001").unwrap();
@@ -168,9 +169,15 @@ mod tests {
             let mut buggy = InputSession::new();
             let (mut input, live) = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, readings) = scope.new_input::<Vec<Reading>>();
-                let out = Pipeline::build(readings, rows.to_collection(scope), buggy.to_collection(scope), &crate::Params::default());
-                out.daily_speeders.probe_with(&probe);
-                (input, out.live_daily)
+                // What the job builds: the core and the analysis, its live state as it publishes it.
+                let params = crate::Params::default();
+                let mut core = Core::new(readings, rows.to_collection(scope), buggy.to_collection(scope), &params, false, Rc::new(|| 0));
+                let published = build(&mut core, &[(&DailySpeeders, Settings::new())], &mut |_, out| {
+                    out.probe_with(&probe);
+                })
+                .unwrap();
+                let live = published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok()).unwrap();
+                (input, live)
             });
             let reading = |vin, t: Time, speed| Reading { record_id: 1, timestamp: t, vin, lon: 0.0, lat: 0.0, speed };
             // Minute 0: a speeds twice (closes when the input reaches minute 1); minute 1: a and b.
