@@ -46,7 +46,7 @@ impl Cli {
             ("duration_secs", format!("{} (no end)", c.generator.duration_secs)),
             ("lateness_ms", c.windows.allowed_lateness_ms.to_string()),
             ("speed_limit", c.thresholds.speed_limit_mph.to_string()),
-            ("alert_threshold", c.thresholds.alert_avg_mph.to_string()),
+            ("alert_threshold", "80, analyses.alerts.threshold_mph".to_string()),
             ("http", c.http.bind.clone()),
             ("topic", c.kafka.topic.clone()),
             ("group", c.kafka.group.clone()),
@@ -197,7 +197,7 @@ pub struct RunArgs {
     /// Speed limit, mph.
     #[arg(long)]
     pub speed_limit: Option<f64>,
-    /// Alert threshold for a sliding window's average, mph.
+    /// Alert threshold for a sliding window's average, mph (sets `[analyses.alerts] threshold_mph`).
     #[arg(long)]
     pub alert_threshold: Option<f64>,
     /// Sink buffering: flush a stream after this many seconds.
@@ -311,7 +311,12 @@ impl RunArgs {
             c.thresholds.speed_limit_mph = s;
         }
         if let Some(a) = self.alert_threshold {
-            c.thresholds.alert_avg_mph = a;
+            // The flag wins over both spellings in the config file.
+            let alerts = c.analyses.settings.entry("alerts".to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+            if let Some(table) = alerts.as_table_mut() {
+                table.insert("threshold_mph".to_string(), toml::Value::Float(a));
+            }
+            c.thresholds.alert_avg_mph = None;
         }
     }
 

@@ -1,4 +1,6 @@
-//! The semantic parameters of the analyses: window sizes, thresholds, correction horizon.
+//! The semantic parameters shared by the analyses: window sizes, the speed limit (every window
+//! counts its speeding readings), the correction horizon. An analysis's own thresholds are its
+//! settings.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +17,6 @@ pub struct Params {
     pub sliding_slide_ms: Time,
     /// Speed limit in mph: a reading above it is speeding (default 65).
     pub speed_limit_mph: f64,
-    /// Alert threshold in mph for a sliding window's average speed (default 80).
-    pub alert_avg_mph: f64,
     /// How long after a tumbling window closes a reference change still corrects its
     /// `buggy_devices` rows, ms (default 10 min). State for a window is released after it.
     pub correction_horizon_ms: Time,
@@ -29,7 +29,6 @@ impl Default for Params {
             sliding_size_ms: 300_000,
             sliding_slide_ms: 60_000,
             speed_limit_mph: 65.0,
-            alert_avg_mph: 80.0,
             correction_horizon_ms: 600_000,
         }
     }
@@ -59,10 +58,9 @@ impl Params {
         if self.sliding_size_ms > u32::MAX as Time {
             return Err("windows.sliding_size_secs: must be below 49 days".to_string());
         }
-        for (name, v) in [("thresholds.speed_limit_mph", self.speed_limit_mph), ("thresholds.alert_avg_mph", self.alert_avg_mph)] {
-            if !v.is_finite() || !(0.0..=300.0).contains(&v) {
-                return Err(format!("{name}: {v} is not a speed; use a number of mph in [0, 300]"));
-            }
+        let limit = self.speed_limit_mph;
+        if !limit.is_finite() || !(0.0..=300.0).contains(&limit) {
+            return Err(format!("thresholds.speed_limit_mph: {limit} is not a speed; use a number of mph in [0, 300]"));
         }
         Ok(())
     }

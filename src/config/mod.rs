@@ -169,6 +169,7 @@ impl Config {
                     settings.insert(key.clone(), setting);
                 }
             }
+            self.apply_aliases(name, &mut settings)?;
             for table in analysis.spec().tables {
                 match settings.get(table.setting) {
                     Some(Setting::Text(path)) if !path.trim().is_empty() => {}
@@ -183,6 +184,25 @@ impl Config {
             out.push((analysis, settings));
         }
         Ok(out)
+    }
+
+    /// Sets what an old spelling ([`SETTING_ALIASES`]) gives for analysis `name`; both spellings at
+    /// once is an error.
+    fn apply_aliases(&self, name: &str, settings: &mut Settings) -> Result<(), ConfigError> {
+        for (old, analysis, key) in SETTING_ALIASES.iter().filter(|(_, a, _)| *a == name) {
+            let value = match *old {
+                "thresholds.alert_avg_mph" => self.thresholds.alert_avg_mph,
+                _ => None,
+            };
+            let Some(v) = value else { continue };
+            if settings.contains_key(*key) {
+                return Err(ConfigError::Invalid(format!(
+                    "{old}: also set as analyses.{analysis}.{key}; keep only analyses.{analysis}.{key} ({old} is its old spelling)"
+                )));
+            }
+            settings.insert(key.to_string(), Setting::Number(v));
+        }
+        Ok(())
     }
 
     /// The reference tables of the enabled analyses: `(analysis, table, file)`.
@@ -349,15 +369,20 @@ impl Default for WindowsConfig {
 pub struct ThresholdsConfig {
     /// A reading above this speed (mph) is speeding.
     pub speed_limit_mph: f64,
-    /// A sliding window whose average (mph) is above this raises an alert.
-    pub alert_avg_mph: f64,
+    /// The old spelling of `[analyses.alerts] threshold_mph` (and of `--alert-threshold`), kept
+    /// as an alias: a sliding window whose average (mph) is above this raises an alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_avg_mph: Option<f64>,
 }
 
 impl Default for ThresholdsConfig {
     fn default() -> Self {
-        ThresholdsConfig { speed_limit_mph: 65.0, alert_avg_mph: 80.0 }
+        ThresholdsConfig { speed_limit_mph: 65.0, alert_avg_mph: None }
     }
 }
+
+/// Settings of analyses that older configurations set elsewhere: (old field, analysis, setting).
+const SETTING_ALIASES: &[(&str, &str, &str)] = &[("thresholds.alert_avg_mph", "alerts", "threshold_mph")];
 
 /// `[reference]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -416,7 +441,6 @@ impl Config {
             sliding_size_ms: self.windows.sliding_size_secs.saturating_mul(1000),
             sliding_slide_ms: self.windows.sliding_slide_secs.saturating_mul(1000),
             speed_limit_mph: self.thresholds.speed_limit_mph,
-            alert_avg_mph: self.thresholds.alert_avg_mph,
             correction_horizon_ms: self.reference.correction_horizon_secs.saturating_mul(1000),
         }
     }
@@ -721,6 +745,22 @@ mod tests {
         let mut cfg = Config::default();
         cfg.routes.insert("alerts".into(), vec!["sns".into()]);
         assert!(cfg.validate().unwrap_err().to_string().contains("sink \"sns\" is not defined"));
+    }
+
+    #[test]
+    fn the_alert_threshold_is_a_setting_of_alerts_and_its_old_spelling_still_works() {
+        let threshold = |cfg: &Config| {
+            let analyses = cfg.analyses().unwrap();
+            let (_, settings) = analyses.iter().find(|(a, _)| a.spec().name == "alerts").unwrap();
+            settings.get("threshold_mph").cloned()
+        };
+        assert_eq!(threshold(&Config::default()), None, "the analysis's default (80) applies");
+        let old = Config::from_toml("[thresholds]\nalert_avg_mph = 70\n").unwrap();
+        assert_eq!(threshold(&old), Some(Setting::Number(70.0)));
+        let new = Config::from_toml("[analyses.alerts]\nthreshold_mph = 75\n").unwrap();
+        assert_eq!(threshold(&new), Some(Setting::Number(75.0)));
+        let both = Config::from_toml("[thresholds]\nalert_avg_mph = 70\n[analyses.alerts]\nthreshold_mph = 75\n").unwrap();
+        assert!(both.validate().unwrap_err().to_string().contains("keep only analyses.alerts.threshold_mph"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
-use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
+use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -16,7 +16,7 @@ use crate::time::{align, Pending, Time};
 use crate::windows::Sliding;
 
 /// The `alerts` analysis: sliding windows (`params.sliding_size_ms` every `params.sliding_slide_ms`)
-/// whose average speed goes above `params.alert_avg_mph`, once per episode.
+/// whose average speed goes above the `threshold_mph` setting (80 by default), once per episode.
 pub struct Alerts;
 
 /// An `alerts` record.
@@ -42,7 +42,11 @@ impl Analysis for Alerts {
             name: "alerts",
             about: "a vehicle's sliding-window average speed went above the alert threshold (once per episode)",
             outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed", timing: Timing::Detection }],
-            settings: &[],
+            settings: &[SettingSpec {
+                name: "threshold_mph",
+                default: DefaultValue::Number(80.0),
+                about: "a sliding window whose average speed is strictly above this starts an alert episode, mph",
+            }],
             tables: &[],
             on_by_default: true,
             uses_offsets: false,
@@ -51,11 +55,8 @@ impl Analysis for Alerts {
 
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
         let p = ctx.params().clone();
-        let alerts = ctx.speed_windows().sliding(p.sliding_size_ms, p.sliding_slide_ms).alerts(
-            p.alert_avg_mph,
-            p.sliding_size_ms,
-            p.sliding_slide_ms,
-        );
+        let threshold = ctx.number_in("threshold_mph", 0.0..=300.0)?;
+        let alerts = ctx.speed_windows().sliding(p.sliding_size_ms, p.sliding_slide_ms).alerts(threshold, p.sliding_size_ms, p.sliding_slide_ms);
         ctx.output("alerts", alerts.map(AlertRow))
     }
 
