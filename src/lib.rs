@@ -19,7 +19,7 @@ pub mod layout;
 pub mod operations;
 pub mod parse;
 pub mod peer_sockets;
-pub mod reference;
+pub mod reference_files;
 pub mod rejected;
 pub mod route;
 pub mod sinks;

@@ -20,7 +20,7 @@ use super::JobError;
 use crate::encode;
 use crate::failure::FailureNotices;
 use crate::operations::alert_positions::Watcher;
-use crate::operations::live::LiveState;
+use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
 use crate::rejected::Rejected;
 use crate::route::operator::{route, tap_for};

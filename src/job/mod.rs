@@ -21,9 +21,9 @@ use tracing::{debug, warn};
 
 use crate::config::{Config, SourceKind};
 use crate::config::{FolderConfig, KafkaSinkConfig};
-use crate::operations::live::LiveState;
+use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
-use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
+use crate::reference_files::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
 use crate::sinks::plan::SinkPlan;
 use crate::sources::archive::store::ArchiveStore;
 use crate::sources::archive::ArchiveListing;

@@ -14,9 +14,9 @@ use tracing::{info, warn};
 
 use super::JobError;
 use crate::config::Config;
-use crate::operations::live::LiveState;
+use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
-use crate::reference::{parse_buggy, parse_vin_sensors, table_parser, Watched};
+use crate::reference_files::{parse_buggy, parse_vin_sensors, table_parser, Watched};
 
 /// The sessions the dataflow reads the reference tables from: vin-to-sensor rows, buggy sensors,
 /// and each analysis table's lines.
@@ -158,7 +158,7 @@ fn apply_edits<T: Ord + Clone + differential_dataflow::Data>(
     watched: Option<&mut Watched<T>>,
     input: &mut InputSession<Time, T, isize>,
     metrics: &Metrics,
-) -> Option<crate::reference::Diff<T>> {
+) -> Option<crate::reference_files::Diff<T>> {
     let w = watched?;
     match w.reload() {
         Ok(None) => None,

@@ -20,7 +20,7 @@ use super::{JobError, Shared};
 use crate::config::SourceKind;
 use crate::encode;
 use crate::failure::FailureNotices;
-use crate::operations::live::{LiveState, Query};
+use crate::operations::live_state::{LiveState, Query};
 use crate::operations::metrics::Metrics;
 use crate::route::Router;
 use crate::sources::{Poll, SourceDriver};

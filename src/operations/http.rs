@@ -2,7 +2,7 @@
 //! open day), a vehicle's latest figures, Prometheus metrics, health, readiness and a status
 //! page. Bound to 127.0.0.1 by default; bound elsewhere it requires a bearer token. Handlers
 //! never touch dataflow state directly: queries go to the workers as messages (see
-//! [`crate::operations::live`]) and are answered between steps.
+//! [`crate::operations::live_state`]) and are answered between steps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use fleetflow_dataflows::Vin;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
-use crate::operations::live::{LiveState, QueryError};
+use crate::operations::live_state::{LiveState, QueryError};
 use crate::operations::metrics::Metrics;
 use crate::operations::status::{JobInfo, Samples};
 

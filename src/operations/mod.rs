@@ -5,7 +5,7 @@ pub mod alert_positions;
 pub mod histogram;
 pub mod http;
 pub mod latency;
-pub mod live;
+pub mod live_state;
 pub mod metrics;
 pub mod prometheus;
 pub mod rejects;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::clock::now_ms;
 use crate::config::{Config, SourceKind};
 use crate::encode::rfc3339;
-use crate::operations::live::{LiveState, SpeederRow};
+use crate::operations::live_state::{DaySpeeder, LiveState};
 use crate::operations::metrics::Metrics;
 use crate::stream::StreamName;
 
@@ -215,7 +215,7 @@ fn next_close(info: &JobInfo, metrics: &Metrics) -> Option<String> {
 }
 
 /// The whole status document.
-pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &Samples, day: Time, top: &[SpeederRow]) -> Value {
+pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &Samples, day: Time, top: &[DaySpeeder]) -> Value {
     let points = samples.points();
     let last = points.last();
     let streams: serde_json::Map<String, Value> = StreamName::all().map(|s| (s.as_str().to_string(), json!(metrics.out(s)))).collect();

@@ -12,7 +12,7 @@ use timely::dataflow::StreamVec;
 use super::Router;
 use crate::encode::Encoded;
 use crate::failure::Notice;
-use crate::operations::live::LiveState;
+use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
 use crate::stream::{StreamName, Timing};
 

@@ -43,7 +43,7 @@ pub enum Query {
 
 /// One vehicle's speeding on a day, as the API answers it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SpeederRow {
+pub struct DaySpeeder {
     /// The vehicle.
     pub vin: String,
     /// Speeding readings that day.
@@ -52,9 +52,9 @@ pub struct SpeederRow {
     pub max_speed: f64,
 }
 
-impl From<&DaySoFar> for SpeederRow {
+impl From<&DaySoFar> for DaySpeeder {
     fn from(d: &DaySoFar) -> Self {
-        SpeederRow { vin: d.vin.to_string(), speeding_readings: d.speeding, max_speed: d.max }
+        DaySpeeder { vin: d.vin.to_string(), speeding_readings: d.speeding, max_speed: d.max }
     }
 }
 
@@ -101,7 +101,7 @@ pub struct DayAnswer {
     /// Whether the day is closed (its answer is final).
     pub complete: bool,
     /// By vin.
-    pub speeders: Vec<SpeederRow>,
+    pub speeders: Vec<DaySpeeder>,
 }
 
 /// Why a day cannot be answered.
@@ -116,9 +116,9 @@ pub enum QueryError {
 }
 
 /// A `daily_speeders` line's date and row.
-fn daily_row(line: &str) -> Option<(String, SpeederRow)> {
+fn daily_row(line: &str) -> Option<(String, DaySpeeder)> {
     let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
-    let row = SpeederRow {
+    let row = DaySpeeder {
         vin: v["vin"].as_str()?.to_string(),
         speeding_readings: v["speeding_readings"].as_u64().unwrap_or(0),
         max_speed: v["max_speed"].as_f64().unwrap_or(0.0),
@@ -131,7 +131,7 @@ fn daily_row(line: &str) -> Option<(String, SpeederRow)> {
 pub struct LiveState {
     queries: Mutex<Vec<Sender<Query>>>,
     latest: Mutex<Latest>,
-    closed_days: Mutex<BTreeMap<Time, Vec<SpeederRow>>>,
+    closed_days: Mutex<BTreeMap<Time, Vec<DaySpeeder>>>,
     alerts: Mutex<VecDeque<String>>,
     sensors: RwLock<HashMap<Vin, Vec<SensorRow>>>,
     buggy: RwLock<HashSet<SensorId>>,
@@ -320,13 +320,13 @@ impl LiveState {
         let mut rows = noted.unwrap_or_default();
         for _ in 0..asked {
             let part = rx.recv_timeout(QUERY_TIMEOUT).map_err(|_| QueryError::Timeout)?;
-            rows.extend(part.iter().map(SpeederRow::from));
+            rows.extend(part.iter().map(DaySpeeder::from));
         }
         Ok(DayAnswer { date, source: DaySource::Live, complete: false, speeders: sorted(rows) })
     }
 
     /// A closed day's rows from the folder sinks' `daily_speeders/YYYY/MM/DD/`.
-    fn stored_day(&self, date: &str) -> Option<Vec<SpeederRow>> {
+    fn stored_day(&self, date: &str) -> Option<Vec<DaySpeeder>> {
         let mut found = None;
         for root in &self.daily_folders {
             let dir = root.join("daily_speeders").join(date.replace('-', "/"));
@@ -342,7 +342,7 @@ impl LiveState {
                     if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
                         continue;
                     }
-                    let rows: &mut Vec<SpeederRow> = found.get_or_insert_with(Vec::new);
+                    let rows: &mut Vec<DaySpeeder> = found.get_or_insert_with(Vec::new);
                     for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
                         match daily_row(line) {
                             Some((day, row)) if day == date => rows.push(row),
@@ -359,7 +359,7 @@ impl LiveState {
     }
 
     /// The day's top `n` speeders, most speeding readings first.
-    pub fn top_speeders(&self, day: Time, n: usize) -> Vec<SpeederRow> {
+    pub fn top_speeders(&self, day: Time, n: usize) -> Vec<DaySpeeder> {
         let mut rows = self.daily_speeders(day).map(|a| a.speeders).unwrap_or_default();
         rows.sort_by(|a, b| b.speeding_readings.cmp(&a.speeding_readings).then(a.vin.cmp(&b.vin)));
         rows.truncate(n);
@@ -367,7 +367,7 @@ impl LiveState {
     }
 }
 
-fn sorted(mut rows: Vec<SpeederRow>) -> Vec<SpeederRow> {
+fn sorted(mut rows: Vec<DaySpeeder>) -> Vec<DaySpeeder> {
     rows.sort_by(|a, b| a.vin.cmp(&b.vin));
     rows
 }
