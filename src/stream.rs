@@ -67,6 +67,12 @@ impl StreamName {
         Self::all().filter(move |s| s.timing() == timing)
     }
 
+    /// The stream called `name`, which must exist (for tests that name built-in streams).
+    #[cfg(test)]
+    pub fn named(name: &str) -> StreamName {
+        Self::parse(name).unwrap_or_else(|| panic!("no stream {name}"))
+    }
+
     /// The stream called `name`.
     pub fn parse(name: &str) -> Option<StreamName> {
         STREAMS.iter().position(|(n, _)| *n == name).map(|i| StreamName(i as u16))

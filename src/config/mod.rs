@@ -656,18 +656,15 @@ mod tests {
         let names = |cfg: &Config| cfg.analyses().unwrap().iter().map(|(a, _)| a.spec().name).collect::<Vec<_>>();
         assert_eq!(names(&Config::default()), ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"]);
         let routed = |cfg: &Config, s: StreamName| !cfg.routes().unwrap().iter().find(|(t, _)| *t == s).unwrap().1.is_empty();
-        let harsh = StreamName::parse("harsh_braking").unwrap();
-        assert!(
-            routed(&Config::default(), StreamName::parse("speeders").unwrap()) && !routed(&Config::default(), harsh),
-            "off analyses go nowhere"
-        );
+        let harsh = StreamName::named("harsh_braking");
+        assert!(routed(&Config::default(), StreamName::named("speeders")) && !routed(&Config::default(), harsh), "off analyses go nowhere");
         let cfg = Config::from_toml(
             "[analyses]\nenabled = [\"harsh_braking\", \"speeders\"]\n[analyses.harsh_braking]\ndrop_mph = 25\nwithin_secs = 2.5\n",
         )
         .unwrap();
         cfg.validate().unwrap();
         assert_eq!(names(&cfg), ["speeders", "harsh_braking"], "registry order");
-        assert!(routed(&cfg, harsh) && !routed(&cfg, StreamName::parse("alerts").unwrap()));
+        assert!(routed(&cfg, harsh) && !routed(&cfg, StreamName::named("alerts")));
         let enabled = cfg.analyses().unwrap();
         assert_eq!(enabled[1].1.get("drop_mph"), Some(&Setting::Number(25.0)));
         assert_eq!(enabled[1].1.get("within_secs"), Some(&Setting::Number(2.5)));

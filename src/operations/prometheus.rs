@@ -148,7 +148,7 @@ mod tests {
     fn counters_and_families_are_exposed() {
         let m = Arc::new(Metrics::new(1));
         Metrics::add(&m.readings, 42);
-        Metrics::add(&m.out[StreamName::parse("alerts").unwrap().index()], 3);
+        Metrics::add(&m.out[StreamName::named("alerts").index()], 3);
         Metrics::add(&m.sink("fh").dead_lettered, 2);
         m.windows_handed_off(0, 1);
         let text = render(&registry(m));

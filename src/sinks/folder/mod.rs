@@ -290,15 +290,6 @@ impl Sink for FolderSink {
 mod tests {
     use super::*;
 
-    fn alerts() -> StreamName {
-        StreamName::parse("alerts").unwrap()
-    }
-
-    #[allow(dead_code)]
-    fn speeders() -> StreamName {
-        StreamName::parse("speeders").unwrap()
-    }
-
     fn files(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let mut stack = vec![root.to_path_buf()];
@@ -322,14 +313,14 @@ mod tests {
         let hints = BufferHints { size_bytes: 10, interval: Duration::from_secs(3600) };
         let mut sink = FolderSink::new(dir.path(), "w000-run".into(), hints);
         let rec = |time| Encoded { line: b"{\"a\":1}\n".to_vec(), time, key: None };
-        sink.write(alerts(), 0, &rec(1_764_064_860_000)).unwrap();
+        sink.write(StreamName::named("alerts"), 0, &rec(1_764_064_860_000)).unwrap();
         sink.wait_idle().unwrap();
         assert!(files(dir.path()).is_empty(), "below the size hint nothing is written");
-        assert_eq!((sink.written(alerts()), sink.delivered(alerts())), (1, 0));
-        sink.write(alerts(), 0, &rec(1_764_064_860_000)).unwrap();
+        assert_eq!((sink.written(StreamName::named("alerts")), sink.delivered(StreamName::named("alerts"))), (1, 0));
+        sink.write(StreamName::named("alerts"), 0, &rec(1_764_064_860_000)).unwrap();
         sink.wait_idle().unwrap();
         assert_eq!(files(dir.path()), vec!["alerts/2025/11/25/10/alerts-w000-run-000000.jsonl"]);
-        assert_eq!(sink.delivered(alerts()), 2, "delivered once on disk");
+        assert_eq!(sink.delivered(StreamName::named("alerts")), 2, "delivered once on disk");
         sink.write(StreamName::LATE, 0, &rec(0)).unwrap();
         sink.flush().unwrap();
         let all = files(dir.path());
@@ -345,10 +336,10 @@ mod tests {
         let hints = BufferHints { size_bytes: 1 << 20, interval: Duration::from_secs(3600) };
         let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
         let rec = |line: &[u8], time| Encoded { line: line.to_vec(), time, key: None };
-        sink.write(alerts(), 0, &rec(b"first\n", 0)).unwrap();
+        sink.write(StreamName::named("alerts"), 0, &rec(b"first\n", 0)).unwrap();
         sink.flush().unwrap();
         assert_eq!(sink.spare.len(), 1, "the written buffer comes back");
-        sink.write(alerts(), 0, &rec(b"second\n", 3_600_000)).unwrap();
+        sink.write(StreamName::named("alerts"), 0, &rec(b"second\n", 3_600_000)).unwrap();
         assert!(sink.spare.is_empty(), "and holds the next hour's lines");
         sink.flush().unwrap();
         let all = files(dir.path());

@@ -160,15 +160,6 @@ impl Sink for SealedFolderSink {
 mod tests {
     use super::*;
 
-    fn alerts() -> StreamName {
-        StreamName::parse("alerts").unwrap()
-    }
-
-    #[allow(dead_code)]
-    fn speeders() -> StreamName {
-        StreamName::parse("speeders").unwrap()
-    }
-
     const T: Time = 1_764_064_860_000; // 2025-11-25T10:01:00Z
 
     fn rec(line: &str, time: Time) -> Encoded {
@@ -179,22 +170,22 @@ mod tests {
     fn writes_a_file_once_its_completion_hour_is_sealed_with_sorted_lines() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = SealedFolderSink::new(dir.path());
-        sink.write(speeders(), T + 59_999, &rec("b", T)).unwrap();
-        sink.write(speeders(), T + 59_999, &rec("a", T)).unwrap();
+        sink.write(StreamName::named("speeders"), T + 59_999, &rec("b", T)).unwrap();
+        sink.write(StreamName::named("speeders"), T + 59_999, &rec("a", T)).unwrap();
         // Completed in the next hour: a file of its own.
-        sink.write(speeders(), T + HOUR_MS, &rec("c", T)).unwrap();
-        assert_eq!(sink.delivered(speeders()), 0);
-        sink.seal(speeders(), T + 60_000).unwrap();
+        sink.write(StreamName::named("speeders"), T + HOUR_MS, &rec("c", T)).unwrap();
+        assert_eq!(sink.delivered(StreamName::named("speeders")), 0);
+        sink.seal(StreamName::named("speeders"), T + 60_000).unwrap();
         assert!(!dir.path().join("speeders").exists(), "the hour is not complete yet");
-        sink.seal(speeders(), 1_764_068_400_000).unwrap(); // 11:00
+        sink.seal(StreamName::named("speeders"), 1_764_068_400_000).unwrap(); // 11:00
         let first = dir.path().join("speeders/2025/11/25/10/speeders-20251125T10.jsonl");
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "a\nb\n");
-        assert_eq!(sink.delivered(speeders()), 2);
-        assert_eq!(sink.written(speeders()), 3);
-        sink.seal(speeders(), Time::MAX).unwrap();
+        assert_eq!(sink.delivered(StreamName::named("speeders")), 2);
+        assert_eq!(sink.written(StreamName::named("speeders")), 3);
+        sink.seal(StreamName::named("speeders"), Time::MAX).unwrap();
         let second = dir.path().join("speeders/2025/11/25/10/speeders-20251125T11.jsonl");
         assert_eq!(std::fs::read_to_string(second).unwrap(), "c\n");
-        assert_eq!(sink.delivered(speeders()), 3);
+        assert_eq!(sink.delivered(StreamName::named("speeders")), 3);
     }
 
     #[test]
@@ -202,27 +193,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut first = SealedFolderSink::new(dir.path());
         for l in ["a", "b"] {
-            first.write(alerts(), T, &rec(l, T)).unwrap();
+            first.write(StreamName::named("alerts"), T, &rec(l, T)).unwrap();
         }
-        first.seal(alerts(), Time::MAX).unwrap();
-        let path = first.file_of(alerts(), T / HOUR_MS, T / HOUR_MS);
+        first.seal(StreamName::named("alerts"), Time::MAX).unwrap();
+        let path = first.file_of(StreamName::named("alerts"), T / HOUR_MS, T / HOUR_MS);
         let mut rerun = SealedFolderSink::new(dir.path());
-        rerun.write(alerts(), T, &rec("b", T)).unwrap();
-        rerun.seal(alerts(), Time::MAX).unwrap();
+        rerun.write(StreamName::named("alerts"), T, &rec("b", T)).unwrap();
+        rerun.seal(StreamName::named("alerts"), Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
         let mut resumed = SealedFolderSink::new(dir.path());
         resumed.resumed_below(T + 1);
         for l in ["c", "a"] {
-            resumed.write(alerts(), T, &rec(l, T)).unwrap();
+            resumed.write(StreamName::named("alerts"), T, &rec(l, T)).unwrap();
         }
-        resumed.seal(alerts(), Time::MAX).unwrap();
+        resumed.seal(StreamName::named("alerts"), Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
         // Also into a file of an hour past where it resumed: an exact stop wrote raw, late and
         // errors records ahead of its frontier.
         let mut ahead = SealedFolderSink::new(dir.path());
         ahead.resumed_below(T - 2 * HOUR_MS);
-        ahead.write(alerts(), T, &rec("d", T)).unwrap();
-        ahead.seal(alerts(), Time::MAX).unwrap();
+        ahead.write(StreamName::named("alerts"), T, &rec("d", T)).unwrap();
+        ahead.seal(StreamName::named("alerts"), Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\n");
     }
 }

@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn alerts_read_well_and_carry_filterable_attributes() {
         let line = b"{\"vin\":\"1HGCM82633A004352\",\"window_start\":\"2025-11-25T10:00:00.000Z\",\"window_end\":\"2025-11-25T10:05:00.000Z\",\"avg_speed\":84.25}\n";
-        let m = message(StreamName::parse("alerts").unwrap(), &Encoded { line: line.to_vec(), time: 0, key: None });
+        let m = message(StreamName::named("alerts"), &Encoded { line: line.to_vec(), time: 0, key: None });
         assert_eq!(m.subject, "Speeding alert: 1HGCM82633A004352 averaged 84.2 mph");
         assert!(m.body.starts_with(
             "Vehicle 1HGCM82633A004352 averaged 84.2 mph over the window from 2025-11-25T10:00:00.000Z to 2025-11-25T10:05:00.000Z."
@@ -263,7 +263,7 @@ mod tests {
         let m = message(StreamName::ERRORS, &Encoded { line: b"{\"record\":\"\\u00e9\\n\"}\n".to_vec(), time: 0, key: None });
         assert_eq!(m.subject, "fleetflow errors");
         let long = format!("{{\"vin\":\"{}\"}}\n", "\u{e9}".repeat(200));
-        let m = message(StreamName::parse("speeders").unwrap(), &Encoded { line: long.into_bytes(), time: 0, key: None });
+        let m = message(StreamName::named("speeders"), &Encoded { line: long.into_bytes(), time: 0, key: None });
         assert!(m.subject.len() <= MAX_SUBJECT_CHARS && m.subject.is_ascii());
     }
 
