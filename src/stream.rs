@@ -33,9 +33,6 @@ impl StreamName {
     pub const ERRORS: StreamName = StreamName(1);
     /// The accepted readings, as text lines: the archive that backfills replay. Off unless routed.
     pub const RAW: StreamName = StreamName(2);
-    /// Per vehicle and day with speeding: the one built-in stream the runtime still names (the
-    /// HTTP API's speeders by date read it back; see docs/architecture.md).
-    pub const DAILY_SPEEDERS: StreamName = StreamName(5);
 
     /// Every stream, in a fixed order.
     pub fn all() -> impl Iterator<Item = StreamName> {
@@ -91,12 +88,7 @@ mod tests {
 
     #[test]
     fn the_named_constants_are_the_registry_streams_and_names_are_unique() {
-        let named = [
-            (StreamName::LATE, "late"),
-            (StreamName::ERRORS, "errors"),
-            (StreamName::RAW, "raw"),
-            (StreamName::DAILY_SPEEDERS, "daily_speeders"),
-        ];
+        let named = [(StreamName::LATE, "late"), (StreamName::ERRORS, "errors"), (StreamName::RAW, "raw")];
         for (stream, name) in named {
             assert_eq!(stream.as_str(), name);
             assert_eq!(StreamName::parse(name), Some(stream));

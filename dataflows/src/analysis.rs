@@ -7,7 +7,6 @@
 //! the runtime feeds it and routes each output stream it declares to the sinks the configuration
 //! names for that stream.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -16,12 +15,12 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use crate::analyses::SpeedWindow;
 use crate::output::{encode, Encoded, Output};
 use crate::params::Params;
+use crate::query::{LiveQuery, QuerySpec};
 use crate::reading::{Reading, Vin};
 use crate::reference::{arrange_timelines, timelines, SensorId, SensorRow, TimelineTrace};
-use crate::stats::{SpeedSample, SpeedStats};
+use crate::stats::{SpeedSample, SpeedStats, SpeedWindow};
 use crate::time::Time;
 use crate::windows::{Offsets, OpenWindows, Tumbling, Window};
 
@@ -100,6 +99,8 @@ pub struct Spec {
     pub settings: &'static [SettingSpec],
     /// Its reference tables.
     pub tables: &'static [TableSpec],
+    /// The queries by date it answers from its state (see [`crate::query`]).
+    pub queries: &'static [QuerySpec],
     /// Whether it runs when the configuration does not list the enabled analyses.
     pub on_by_default: bool,
     /// Whether it uses [`Context::window_offsets`] (the tumbling windows then keep every reading's
@@ -144,6 +145,14 @@ pub enum AnalysisError {
     /// Timely could not start its workers (in the test harness).
     #[error("starting timely workers: {0}")]
     Workers(String),
+    /// The analysis published a query its spec does not declare, or one on another's stream.
+    #[error("analysis {analysis} publishes query `{query}`, which its spec does not declare (or its stream is not among its outputs)")]
+    UndeclaredQuery {
+        /// The analysis.
+        analysis: &'static str,
+        /// The query.
+        query: &'static str,
+    },
     /// The analysis asked for reading offsets without declaring `uses_offsets`.
     #[error("analysis {0} uses window offsets but its spec does not set `uses_offsets`")]
     Offsets(&'static str),
@@ -169,6 +178,7 @@ pub enum AnalysisError {
 ///             outputs: &[OutputSpec { name: "fast", about: "a speeders row", timing: Timing::Untimed }],
 ///             settings: &[],
 ///             tables: &[],
+///             queries: &[],
 ///             on_by_default: false,
 ///             uses_offsets: false,
 ///         }
@@ -363,7 +373,7 @@ pub struct Context<'scope, 'a> {
     settings: &'a Settings,
     core: &'a mut Core<'scope>,
     sink: &'a mut OutputSink<'scope, 'a>,
-    published: &'a mut Vec<Box<dyn Any>>,
+    queries: &'a mut Vec<Box<dyn LiveQuery>>,
 }
 
 impl<'scope, 'a> Context<'scope, 'a> {
@@ -464,25 +474,32 @@ impl<'scope, 'a> Context<'scope, 'a> {
         Ok(())
     }
 
-    /// Publishes state the runtime may query between steps (e.g. open windows for the HTTP API).
-    pub fn publish(&mut self, state: Box<dyn Any>) {
-        self.published.push(state);
+    /// Publishes the state that answers one of the queries the spec declares: the runtime asks it
+    /// between steps (see [`crate::query`]).
+    pub fn live_query(&mut self, query: Box<dyn LiveQuery>) -> Result<(), AnalysisError> {
+        let q = query.spec();
+        let declared = self.spec.queries.iter().any(|d| d.name == q.name) && self.spec.outputs.iter().any(|o| o.name == q.stream);
+        if !declared {
+            return Err(AnalysisError::UndeclaredQuery { analysis: self.spec.name, query: q.name });
+        }
+        self.queries.push(query);
+        Ok(())
     }
 }
 
 /// Builds `analyses` (each with its settings) over `core`, handing their outputs to `sink` as they
-/// are declared; returns what they published.
+/// are declared; returns the state they published for their queries.
 pub fn build<'scope>(
     core: &mut Core<'scope>,
     analyses: &[(&dyn Analysis, Settings)],
     sink: &mut OutputSink<'scope, '_>,
-) -> Result<Vec<Box<dyn Any>>, AnalysisError> {
-    let mut published = Vec::new();
+) -> Result<Vec<Box<dyn LiveQuery>>, AnalysisError> {
+    let mut queries = Vec::new();
     for (analysis, settings) in analyses {
-        let mut ctx = Context { spec: analysis.spec(), settings, core: &mut *core, sink: &mut *sink, published: &mut published };
+        let mut ctx = Context { spec: analysis.spec(), settings, core: &mut *core, sink: &mut *sink, queries: &mut queries };
         analysis.build(&mut ctx)?;
     }
-    Ok(published)
+    Ok(queries)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod changelog;
 pub mod harness;
 pub mod output;
 pub mod params;
+pub mod query;
 pub mod reading;
 pub mod reference;
 pub mod stats;

@@ -6,6 +6,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::{Time, DAY_MS};
 
+/// A parameter, as [`ParamsError`] names it (the runtime names its configuration key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// [`Params::tumbling_ms`].
+    TumblingMs,
+    /// [`Params::sliding_size_ms`].
+    SlidingSizeMs,
+    /// [`Params::sliding_slide_ms`].
+    SlidingSlideMs,
+    /// [`Params::speed_limit_mph`].
+    SpeedLimitMph,
+}
+
+/// Parameters that do not fit together.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{param:?}: {problem}")]
+pub struct ParamsError {
+    /// The parameter at fault.
+    pub param: Param,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
 /// Parameters shared by the analyses. The runtime fills these from its configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Params {
@@ -35,32 +58,33 @@ impl Default for Params {
 }
 
 impl Params {
-    /// Checks that the parameters fit together; the error names the field and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the parameters fit together; the error names the parameter and what is allowed.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        let fail = |param, problem: String| Err(ParamsError { param, problem });
         if self.tumbling_ms == 0 || !DAY_MS.is_multiple_of(self.tumbling_ms) {
-            return Err(format!(
-                "windows.tumbling_secs: {} ms does not divide a day; use a window length that divides 86400 s (e.g. 60)",
-                self.tumbling_ms
-            ));
+            return fail(
+                Param::TumblingMs,
+                format!("{} ms does not divide a day; use a window length that divides 86400 s (e.g. 60 s)", self.tumbling_ms),
+            );
         }
         if self.sliding_slide_ms == 0 || !self.sliding_slide_ms.is_multiple_of(self.tumbling_ms) {
-            return Err(format!(
-                "windows.sliding_slide_secs: {} ms must be a positive multiple of the tumbling window ({} ms)",
-                self.sliding_slide_ms, self.tumbling_ms
-            ));
+            let problem =
+                format!("{} ms must be a positive multiple of the tumbling window ({} ms)", self.sliding_slide_ms, self.tumbling_ms);
+            return fail(Param::SlidingSlideMs, problem);
         }
         if self.sliding_size_ms < self.sliding_slide_ms || !self.sliding_size_ms.is_multiple_of(self.tumbling_ms) {
-            return Err(format!(
-                "windows.sliding_size_secs: {} ms must be a multiple of the tumbling window ({} ms) and at least the slide ({} ms)",
+            let problem = format!(
+                "{} ms must be a multiple of the tumbling window ({} ms) and at least the slide ({} ms)",
                 self.sliding_size_ms, self.tumbling_ms, self.sliding_slide_ms
-            ));
+            );
+            return fail(Param::SlidingSizeMs, problem);
         }
         if self.sliding_size_ms > u32::MAX as Time {
-            return Err("windows.sliding_size_secs: must be below 49 days".to_string());
+            return fail(Param::SlidingSizeMs, "must be below 49 days".to_string());
         }
         let limit = self.speed_limit_mph;
         if !limit.is_finite() || !(0.0..=300.0).contains(&limit) {
-            return Err(format!("thresholds.speed_limit_mph: {limit} is not a speed; use a number of mph in [0, 300]"));
+            return fail(Param::SpeedLimitMph, format!("{limit} is not a speed; use a number of mph in [0, 300]"));
         }
         Ok(())
     }

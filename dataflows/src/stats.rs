@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::reading::{Reading, MICRO};
-use crate::windows::WindowAggregate;
+use crate::windows::{Window, WindowAggregate};
+
+/// A per-vehicle speed window: the record of `speed_windows`, `speeders`, `daily_speeders` and `alerts`.
+pub type SpeedWindow = Window<crate::reading::Vin, SpeedStats>;
 
 /// Speed figures of a set of readings. Merging is associative and commutative, and the sum is
 /// kept in integer micro-mph, so results do not depend on arrival order or worker count.

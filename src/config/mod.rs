@@ -471,7 +471,16 @@ impl Config {
         self.validate_generator()?;
         self.validate_replay()?;
         self.validate_reference()?;
-        self.params().validate().map_err(ConfigError::Invalid)?;
+        self.params().validate().map_err(|e| {
+            use fleetflow_dataflows::params::Param;
+            let key = match e.param {
+                Param::TumblingMs => "windows.tumbling_secs",
+                Param::SlidingSizeMs => "windows.sliding_size_secs",
+                Param::SlidingSlideMs => "windows.sliding_slide_secs",
+                Param::SpeedLimitMph => "thresholds.speed_limit_mph",
+            };
+            ConfigError::Invalid(format!("{key}: {}", e.problem))
+        })?;
         if self.sinks.is_empty() {
             return Err(ConfigError::Invalid("sinks: none configured; add [sinks.local] with kind = \"folder\"".into()));
         }

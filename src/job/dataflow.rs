@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders;
 use fleetflow_dataflows::analysis::{Analysis, Core, Settings};
+use fleetflow_dataflows::query::LiveQuery;
 use fleetflow_dataflows::{Reading, Time};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedInput;
@@ -34,8 +34,8 @@ pub struct Built {
     pub inputs: SourceInputs,
     /// This worker's side of the failure and pause notices.
     pub notices: FailureNotices,
-    /// The open days of daily speeders, for the HTTP API's queries (when that analysis runs).
-    pub live_daily: Option<Box<LiveDailySpeeders>>,
+    /// The state the analyses published for their queries by date.
+    pub queries: Vec<Box<dyn LiveQuery>>,
     /// The readings' frontier: the job's watermark.
     pub watermark: ProbeHandle<Time>,
     /// The outputs' frontier: what every worker's sinks have delivered (behind the notices).
@@ -112,7 +112,6 @@ pub fn build(
             late: (late_handle, late_cap),
             errors: (errors_handle, errors_cap),
         };
-        let live_daily = published?.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok());
-        Ok(Built { inputs, notices: failures, live_daily, watermark: watermark_probe.clone(), durable: done_probe.clone() })
+        Ok(Built { inputs, notices: failures, queries: published?, watermark: watermark_probe.clone(), durable: done_probe.clone() })
     })
 }

@@ -19,8 +19,9 @@ use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
 use timely::communication::Hooks;
 use tracing::{debug, warn};
 
+use crate::config::KafkaSinkConfig;
 use crate::config::{Config, SourceKind};
-use crate::config::{FolderConfig, KafkaSinkConfig};
+use crate::operations::date_queries::DateQuery;
 use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
 use crate::reference_files::{parse_buggy, parse_vin_sensors, table_parser, ReferenceError, Watched};
@@ -121,7 +122,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         _ => None,
     };
     let routes = config.routes()?;
-    let live = Arc::new(LiveState::new(daily_folders(&config, &routes)));
+    let live = Arc::new(LiveState::new(date_queries(&config, &routes)?));
     let routed: Vec<StreamName> = routes.into_iter().filter(|(_, to)| !to.is_empty()).map(|(s, _)| s).collect();
     let server = start_http(&config, &live, &metrics)?;
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
@@ -283,15 +284,18 @@ fn http_bind(config: &Config) -> Option<String> {
     }
 }
 
-/// The folders of folder sinks that receive `daily_speeders` (where closed days are read back).
-fn daily_folders(config: &Config, routes: &crate::stream::Routes) -> Vec<std::path::PathBuf> {
-    let Some((_, to)) = routes.iter().find(|(s, _)| *s == StreamName::DAILY_SPEEDERS) else { return Vec::new() };
-    to.iter()
-        .filter_map(|name| match config.sinks.get(name) {
-            Some(crate::config::SinkConfig::Folder(FolderConfig { path, .. })) => Some(path.clone()),
-            _ => None,
-        })
-        .collect()
+/// The enabled analyses' queries by date, each reading closed days back from the sinks its
+/// stream is routed to that store records.
+fn date_queries(config: &Config, routes: &crate::stream::Routes) -> Result<Vec<DateQuery>, JobError> {
+    let mut queries = Vec::new();
+    for (analysis, _) in config.analyses()? {
+        for spec in analysis.spec().queries {
+            let to = routes.iter().find(|(s, _)| s.as_str() == spec.stream).map(|(_, to)| to.as_slice()).unwrap_or_default();
+            let stores = to.iter().filter_map(|name| config.sinks.get(name)?.stored()).collect();
+            queries.push(DateQuery::new(spec, stores));
+        }
+    }
+    Ok(queries)
 }
 
 /// What the workers of a process share.

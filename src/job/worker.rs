@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders;
 use fleetflow_dataflows::analysis::Analysis;
+use fleetflow_dataflows::query::LiveQuery;
 use fleetflow_dataflows::Time;
 use timely::dataflow::ProbeHandle;
 use tracing::{debug, info, warn};
@@ -41,7 +41,7 @@ pub struct WorkerLoop<'w> {
     notices: FailureNotices,
     references: References,
     queries: Receiver<Query>,
-    live_daily: Option<Box<LiveDailySpeeders>>,
+    live_queries: Vec<Box<dyn LiveQuery>>,
     /// The readings' frontier (the job's watermark) and the outputs' (what is delivered).
     probes: (ProbeHandle<Time>, ProbeHandle<Time>),
     stopping: Stopping<'w>,
@@ -104,7 +104,7 @@ impl<'w> WorkerLoop<'w> {
             notices: built.notices,
             references,
             queries,
-            live_daily: built.live_daily,
+            live_queries: built.queries,
             probes: (built.watermark, built.durable),
             stopping,
             progress: (Instant::now(), 0),
@@ -201,7 +201,7 @@ impl<'w> WorkerLoop<'w> {
     /// Queries from the HTTP API, answered between steps from this worker's open windows.
     fn answer_queries(&mut self) {
         while let Ok(q) = self.queries.try_recv() {
-            LiveState::answer(q, self.live_daily.as_deref());
+            LiveState::answer(q, &self.live_queries);
         }
     }
 

@@ -1,61 +1,40 @@
 //! Live state for queries: what the HTTP API answers from while the job runs. Worker threads
 //! own the dataflow's state; a query for an open day goes to every worker as a message, and each
-//! answers between two dataflow steps from its open windows (no rescan of readings, no lock held
-//! across a step), so queries never stall the dataflow. Small summaries that outputs already
-//! carry (each vehicle's latest window, the last closed days' speeders, recent alerts, the
-//! reference table) are kept here as they pass the route stage.
+//! answers between two dataflow steps from the state its analyses published (no rescan of
+//! readings, no lock held across a step), so queries never stall the dataflow. Small summaries
+//! that outputs already carry (each vehicle's latest window, the records of the last closed days
+//! of each query, recent alerts, the reference table) are kept here as they pass the route stage.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
 
-use fleetflow_dataflows::analyses::daily_speeders::DaySoFar;
 use fleetflow_dataflows::analyses::SpeedWindow;
+use fleetflow_dataflows::query::LiveQuery;
 use fleetflow_dataflows::reference::{SensorId, SensorRow};
-use fleetflow_dataflows::time::{align, DAY_MS};
 use fleetflow_dataflows::{Time, Vin};
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::encode::Encoded;
+use crate::operations::date_queries::{DateQuery, QueryError, QUERY_TIMEOUT};
 
 /// Rows added and rows removed.
 pub type Changes<'a, T> = (&'a [T], &'a [T]);
 
-/// Closed days kept in memory (older ones are read from the stored output).
-const CLOSED_DAYS_KEPT: usize = 8;
 /// Alerts kept for the status page.
 const RECENT_ALERTS: usize = 20;
-/// How long a query waits for the workers.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A question for the workers.
-pub enum Query {
-    /// Speeders of the UTC day starting at `day`, from open state.
-    DailySpeeders {
-        /// The day's start, epoch ms.
-        day: Time,
-        /// Where to answer.
-        reply: Sender<Vec<DaySoFar>>,
-    },
-}
-
-/// One vehicle's speeding on a day, as the API answers it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DaySpeeder {
-    /// The vehicle.
-    pub vin: String,
-    /// Speeding readings that day.
-    pub speeding_readings: u64,
-    /// Top speed that day, mph.
-    pub max_speed: f64,
-}
-
-impl From<&DaySoFar> for DaySpeeder {
-    fn from(d: &DaySoFar) -> Self {
-        DaySpeeder { vin: d.vin.to_string(), speeding_readings: d.speeding, max_speed: d.max }
-    }
+/// A question for the workers: a query's rows of an open day from their live state.
+pub struct Query {
+    /// The query (its [`QuerySpec`](fleetflow_dataflows::query::QuerySpec) name).
+    pub name: &'static str,
+    /// The UTC day's start, epoch ms.
+    pub day: Time,
+    /// Where to answer.
+    pub reply: Sender<Vec<Value>>,
 }
 
 /// A vehicle's latest closed tumbling window.
@@ -81,62 +60,16 @@ fn as_rfc3339<S: serde::Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::encode::rfc3339(*t))
 }
 
-/// Where an answer about a day came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DaySource {
-    /// The day is open: the workers' live state (closed and open windows so far).
-    Live,
-    /// The day is closed: its `daily_speeders` output.
-    Output,
-}
-
-/// A day's speeders.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DayAnswer {
-    /// `YYYY-MM-DD`.
-    pub date: String,
-    /// Live or stored.
-    pub source: DaySource,
-    /// Whether the day is closed (its answer is final).
-    pub complete: bool,
-    /// By vin.
-    pub speeders: Vec<DaySpeeder>,
-}
-
-/// Why a day cannot be answered.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// A closed day this run did not see and no folder sink stores.
-    #[error("{0} is closed and its daily_speeders output is not stored here (route daily_speeders to a folder sink)")]
-    NotStored(String),
-    /// The workers did not answer in time (shutting down).
-    #[error("the job did not answer within {QUERY_TIMEOUT:?}")]
-    Timeout,
-}
-
-/// A `daily_speeders` line's date and row.
-fn daily_row(line: &str) -> Option<(String, DaySpeeder)> {
-    let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
-    let row = DaySpeeder {
-        vin: v["vin"].as_str()?.to_string(),
-        speeding_readings: v["speeding_readings"].as_u64().unwrap_or(0),
-        max_speed: v["max_speed"].as_f64().unwrap_or(0.0),
-    };
-    Some((v["date"].as_str()?.to_string(), row))
-}
-
 /// The job's live state, shared by its workers and the HTTP server.
 #[derive(Default)]
 pub struct LiveState {
-    queries: Mutex<Vec<Sender<Query>>>,
+    workers: Mutex<Vec<Sender<Query>>>,
     latest: Mutex<Latest>,
-    closed_days: Mutex<BTreeMap<Time, Vec<DaySpeeder>>>,
-    alerts: Mutex<VecDeque<String>>,
+    alerts: Mutex<VecDeque<(String, Option<Vin>)>>,
     sensors: RwLock<HashMap<Vin, Vec<SensorRow>>>,
     buggy: RwLock<HashSet<SensorId>>,
-    /// Days ending at or before this have all their `daily_speeders` rows noted here.
-    days_closed_to: AtomicU64,
+    /// The enabled analyses' queries by date.
+    pub date_queries: Vec<DateQuery>,
     /// The dataflow is built and reading.
     pub ready: AtomicBool,
     /// The job is shutting down (or failed).
@@ -145,8 +78,6 @@ pub struct LiveState {
     pub serving: AtomicBool,
     /// The HTTP server's address, once bound.
     pub http_addr: Mutex<Option<SocketAddr>>,
-    /// Folder sinks that store `daily_speeders`.
-    pub daily_folders: Vec<PathBuf>,
     /// Where the vehicles of the latest alerts were last seen.
     pub alert_positions: std::sync::Arc<crate::operations::alert_positions::AlertPositions>,
 }
@@ -168,15 +99,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LiveState {
-    /// Live state answering closed days from `daily_folders` when they are not in memory.
-    pub fn new(daily_folders: Vec<PathBuf>) -> Self {
-        LiveState { daily_folders, ..LiveState::default() }
+    /// Live state answering the enabled analyses' `date_queries`.
+    pub fn new(date_queries: Vec<DateQuery>) -> Self {
+        LiveState { date_queries, ..LiveState::default() }
     }
 
     /// A worker's query channel; the worker answers with [`LiveState::answer`].
     pub fn register(&self) -> Receiver<Query> {
         let (tx, rx) = std::sync::mpsc::channel();
-        lock(&self.queries).push(tx);
+        lock(&self.workers).push(tx);
         rx
     }
 
@@ -217,41 +148,21 @@ impl LiveState {
         lock(&self.latest).by_vin.len()
     }
 
-    /// Notes closed days' `daily_speeders` rows (as written to the sinks).
-    pub fn note_days(&self, days: &[crate::encode::Encoded]) {
-        let mut closed = lock(&self.closed_days);
-        for d in days {
-            if let Some((_, row)) = std::str::from_utf8(&d.line).ok().and_then(daily_row) {
-                closed.entry(align(d.time, DAY_MS)).or_default().push(row);
-            }
-        }
-        while closed.len() > CLOSED_DAYS_KEPT {
-            closed.pop_first();
-        }
-    }
-
-    /// Every `daily_speeders` row of days ending at or before `t` has been noted.
-    pub fn days_closed_to(&self, t: Time) {
-        self.days_closed_to.fetch_max(t, Ordering::Relaxed);
-    }
-
-    /// Notes alerts (JSON lines) for the status page.
-    pub fn note_alerts(&self, lines: impl IntoIterator<Item = String>) {
+    /// Notes alerts for the status page, and watches where their vehicles are.
+    pub fn note_alerts(&self, records: &[Encoded]) {
         let mut alerts = lock(&self.alerts);
-        for l in lines {
-            alerts.push_back(l);
+        for r in records {
+            alerts.push_back((String::from_utf8_lossy(&r.line).trim_end().to_string(), r.key));
             if alerts.len() > RECENT_ALERTS {
                 alerts.pop_front();
             }
         }
-        let vin =
-            |l: &String| serde_json::from_str::<serde_json::Value>(l).ok()?["vin"].as_str().and_then(|v| Vin::parse(v.as_bytes()).ok());
-        self.alert_positions.watch(alerts.iter().filter_map(vin).collect());
+        self.alert_positions.watch(alerts.iter().filter_map(|(_, vin)| *vin).collect());
     }
 
     /// The latest alerts, newest first.
     pub fn recent_alerts(&self) -> Vec<String> {
-        lock(&self.alerts).iter().rev().cloned().collect()
+        lock(&self.alerts).iter().rev().map(|(line, _)| line.clone()).collect()
     }
 
     /// Applies reference changes: `(added, removed)` rows and buggy sensors.
@@ -285,91 +196,35 @@ impl LiveState {
         (latest, sensor)
     }
 
-    /// A worker answers a query from its live daily state.
-    /// (`live` is `None` when the `daily_speeders` analysis is not enabled: no open state.)
-    pub fn answer(query: Query, live: Option<&fleetflow_dataflows::analyses::daily_speeders::LiveDailySpeeders>) {
-        match query {
-            Query::DailySpeeders { day, reply } => {
-                let _ = reply.send(live.map(|l| l.on_day(day)).unwrap_or_default());
-            }
-        }
+    /// A worker answers a query from the live state its analyses published.
+    pub fn answer(query: Query, live: &[Box<dyn LiveQuery>]) {
+        let rows = live.iter().find(|q| q.spec().name == query.name).map(|q| q.open_rows(query.day)).unwrap_or_default();
+        let _ = query.reply.send(rows);
     }
 
-    /// The speeders of the UTC day starting at `day` (epoch ms): from the workers' live state if
-    /// the day is open, else from its output. Blocks for at most a few seconds.
-    pub fn daily_speeders(&self, day: Time) -> Result<DayAnswer, QueryError> {
-        let date = crate::encode::date(day);
-        let closed = day + DAY_MS <= self.days_closed_to.load(Ordering::Relaxed);
-        let noted = lock(&self.closed_days).get(&day).cloned();
-        if closed {
-            let rows = match noted {
-                Some(rows) => rows,
-                None => self.stored_day(&date).ok_or_else(|| QueryError::NotStored(date.clone()))?,
-            };
-            return Ok(DayAnswer { date, source: DaySource::Output, complete: true, speeders: sorted(rows) });
-        }
-        // Open: every worker's open state, plus rows of workers that have already closed the day.
+    /// The query named `name` for the UTC day starting at `day` (epoch ms): from the workers' live
+    /// state if the day is open, else from its output. Blocks for at most a few seconds.
+    pub fn by_date(&self, name: &str, day: Time) -> Result<Value, QueryError> {
+        let q = self.date_queries.iter().find(|q| q.spec.name == name).ok_or_else(|| QueryError::Unknown(name.to_string()))?;
+        q.answer(day, || self.ask_workers(q.spec.name, day))
+    }
+
+    /// Each query's `n` top rows of the UTC day starting at `day`, by query name.
+    pub fn tops(&self, day: Time, n: usize) -> Vec<(&'static str, Vec<Value>)> {
+        self.date_queries.iter().map(|q| (q.spec.name, q.top(day, n, || self.ask_workers(q.spec.name, day)))).collect()
+    }
+
+    /// Every worker's rows of `name` for an open day.
+    fn ask_workers(&self, name: &'static str, day: Time) -> Result<Vec<Value>, QueryError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let workers: Vec<Sender<Query>> = lock(&self.queries).clone();
-        let mut asked = 0;
-        for w in &workers {
-            if w.send(Query::DailySpeeders { day, reply: tx.clone() }).is_ok() {
-                asked += 1;
-            }
-        }
-        let mut rows = noted.unwrap_or_default();
+        let workers: Vec<Sender<Query>> = lock(&self.workers).clone();
+        let asked = workers.iter().filter(|w| w.send(Query { name, day, reply: tx.clone() }).is_ok()).count();
+        let mut rows = Vec::new();
         for _ in 0..asked {
-            let part = rx.recv_timeout(QUERY_TIMEOUT).map_err(|_| QueryError::Timeout)?;
-            rows.extend(part.iter().map(DaySpeeder::from));
+            rows.extend(rx.recv_timeout(QUERY_TIMEOUT).map_err(|_| QueryError::Timeout)?);
         }
-        Ok(DayAnswer { date, source: DaySource::Live, complete: false, speeders: sorted(rows) })
+        Ok(rows)
     }
-
-    /// A closed day's rows from the folder sinks' `daily_speeders/YYYY/MM/DD/`.
-    fn stored_day(&self, date: &str) -> Option<Vec<DaySpeeder>> {
-        let mut found = None;
-        for root in &self.daily_folders {
-            let dir = root.join("daily_speeders").join(date.replace('-', "/"));
-            let mut stack = vec![dir];
-            while let Some(d) = stack.pop() {
-                let Ok(entries) = std::fs::read_dir(&d) else { continue };
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                        continue;
-                    }
-                    if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                        continue;
-                    }
-                    let rows: &mut Vec<DaySpeeder> = found.get_or_insert_with(Vec::new);
-                    for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
-                        match daily_row(line) {
-                            Some((day, row)) if day == date => rows.push(row),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            if found.is_some() {
-                break;
-            }
-        }
-        found
-    }
-
-    /// The day's top `n` speeders, most speeding readings first.
-    pub fn top_speeders(&self, day: Time, n: usize) -> Vec<DaySpeeder> {
-        let mut rows = self.daily_speeders(day).map(|a| a.speeders).unwrap_or_default();
-        rows.sort_by(|a, b| b.speeding_readings.cmp(&a.speeding_readings).then(a.vin.cmp(&b.vin)));
-        rows.truncate(n);
-        rows
-    }
-}
-
-fn sorted(mut rows: Vec<DaySpeeder>) -> Vec<DaySpeeder> {
-    rows.sort_by(|a, b| a.vin.cmp(&b.vin));
-    rows
 }
 
 #[cfg(test)]
@@ -379,7 +234,7 @@ mod tests {
     #[test]
     fn vehicles_not_seen_for_an_hour_are_dropped_as_new_ones_come() {
         use fleetflow_dataflows::stats::SpeedStats;
-        let live = LiveState::new(Vec::new());
+        let live = LiveState::default();
         live.serving.store(true, Ordering::Relaxed);
         let window = |n: u64, hour: u64| SpeedWindow {
             key: Vin::parse(format!("1HGCM8263{n:08}").as_bytes()).unwrap(),
@@ -395,32 +250,8 @@ mod tests {
         }
         assert!(live.vehicle(&window(7_100, 71).key).0.is_some(), "a vehicle of the last hour is served");
         assert!(live.vehicle(&window(5, 0).key).0.is_none(), "one not seen for three days is not");
-        let quiet = LiveState::new(Vec::new());
+        let quiet = LiveState::default();
         quiet.note_windows(&[window(1, 0)]);
         assert_eq!(quiet.vehicles_held(), 0, "without the API nothing is kept");
-    }
-
-    #[test]
-    fn a_closed_day_not_seen_in_this_run_comes_from_the_stored_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("daily_speeders/2025/11/25/00");
-        std::fs::create_dir_all(&hour).unwrap();
-        std::fs::write(
-            hour.join("daily_speeders-w000-x-000000.jsonl"),
-            "{\"vin\":\"B\",\"date\":\"2025-11-25\",\"speeding_readings\":2,\"max_speed\":70.5}\n{\"vin\":\"A\",\"date\":\"2025-11-25\",\"speeding_readings\":9,\"max_speed\":99.0}\n",
-        )
-        .unwrap();
-        std::fs::write(hour.join(".daily_speeders-w001-x-000000.jsonl.tmp"), "{\"vin\":\"C\",\"date\":\"2025-11-25\"}\n").unwrap();
-        let live = LiveState::new(vec![dir.path().to_path_buf()]);
-        let day = 1_764_028_800_000; // 2025-11-25
-        live.days_closed_to(day + 2 * DAY_MS);
-        let answer = live.daily_speeders(day).unwrap();
-        assert_eq!(answer.source, DaySource::Output);
-        let vins: Vec<&str> = answer.speeders.iter().map(|r| r.vin.as_str()).collect();
-        assert_eq!(vins, vec!["A", "B"], "sorted, temporary files ignored");
-        assert!(matches!(live.daily_speeders(day + DAY_MS), Err(QueryError::NotStored(_))));
-        // An open day with no workers registered is empty, not an error.
-        let open = live.daily_speeders(day + 5 * DAY_MS).unwrap();
-        assert_eq!((open.source, open.speeders.len()), (DaySource::Live, 0));
     }
 }

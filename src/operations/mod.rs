@@ -2,6 +2,7 @@
 //! state behind queries, the HTTP server, the status page and its JSON document.
 
 pub mod alert_positions;
+pub mod date_queries;
 pub mod histogram;
 pub mod http;
 pub mod latency;
@@ -12,3 +13,4 @@ pub mod rejects;
 pub mod sink_counters;
 pub mod status;
 pub mod status_page;
+pub mod stored_records;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::clock::now_ms;
 use crate::config::{Config, SourceKind};
 use crate::encode::rfc3339;
-use crate::operations::live_state::{DaySpeeder, LiveState};
+use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
 use crate::stream::StreamName;
 
@@ -214,13 +214,21 @@ fn next_close(info: &JobInfo, metrics: &Metrics) -> Option<String> {
     Some(format!("{} (in about {} s)", rfc3339(end), (end - w).div_ceil(1000)))
 }
 
-/// The whole status document.
-pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &Samples, day: Time, top: &[DaySpeeder]) -> Value {
+/// The analyses' queries by date, for the page's tables: name, what it answers, its columns.
+fn queries(live: &LiveState) -> Value {
+    live.date_queries
+        .iter()
+        .map(|q| json!({ "name": q.spec.name, "about": q.spec.about, "columns": q.spec.columns, "rank": q.spec.rank_field }))
+        .collect()
+}
+
+/// The whole status document; `tops` holds each query's top rows of `day` (as `top_<name>`).
+pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &Samples, day: Time, tops: &[(&str, Vec<Value>)]) -> Value {
     let points = samples.points();
     let last = points.last();
     let streams: serde_json::Map<String, Value> = StreamName::all().map(|s| (s.as_str().to_string(), json!(metrics.out(s)))).collect();
     let windows_out = metrics.out_of(crate::stream::Timing::WindowClose);
-    json!({
+    let mut status = json!({
         "job": info,
         "uptime_secs": now_ms().saturating_sub(info.started_ms) / 1000,
         "ready": live.ready.load(Ordering::Relaxed),
@@ -239,9 +247,13 @@ pub fn snapshot(info: &JobInfo, metrics: &Metrics, live: &LiveState, samples: &S
         "rejects": metrics.recent_rejects.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().collect::<Vec<_>>(),
         "alerts": alerts(live),
         "day": crate::encode::date(day),
-        "top_speeders": top,
+        "queries": queries(live),
         "samples": points,
-    })
+    });
+    for (name, rows) in tops {
+        status[format!("top_{name}")] = json!(rows);
+    }
+    status
 }
 
 #[cfg(test)]

@@ -111,21 +111,28 @@ pub type Tap = Box<dyn FnMut(&[Encoded], Time, Option<Time>)>;
 /// the HTTP API and the latency measurements.
 pub fn tap_for(name: StreamName, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Tap {
     let (live, metrics) = (live.clone(), metrics.clone());
-    match name {
-        StreamName::DAILY_SPEEDERS => Box::new(move |days, _, frontier| {
-            live.note_days(days);
-            if let Some(f) = frontier {
-                live.days_closed_to(f);
+    let answers: Vec<usize> =
+        live.date_queries.iter().enumerate().filter(|(_, q)| q.spec.stream == name.as_str()).map(|(i, _)| i).collect();
+    if !answers.is_empty() {
+        // The stream answers queries by date: its records as written, and which days are closed.
+        return Box::new(move |records, _, frontier| {
+            for q in answers.iter().map(|i| &live.date_queries[*i]) {
+                q.note(records);
+                if let Some(f) = frontier {
+                    q.closed_to(f);
+                }
             }
-        }),
-        _ if name.timing() == Timing::Detection => Box::new(move |alerts, time, _| {
+        });
+    }
+    match name.timing() {
+        Timing::Detection => Box::new(move |alerts, time, _| {
             if alerts.is_empty() {
                 return;
             }
             // Alerts travel at their window's last millisecond.
             metrics.alerts_handed_off(std::iter::repeat_n(time + 1, alerts.len()));
-            live.note_alerts(alerts.iter().map(|a| String::from_utf8_lossy(&a.line).trim_end().to_string()))
+            live.note_alerts(alerts)
         }),
-        _ => Box::new(|_, _, _| {}),
+        Timing::WindowClose | Timing::Untimed => Box::new(|_, _, _| {}),
     }
 }

@@ -36,6 +36,14 @@ impl SinkConfig {
             SinkConfig::Folder(_) | SinkConfig::Kafka(_) => None,
         }
     }
+
+    /// Where the job can read this sink's records back (folders); none for the others.
+    pub fn stored(&self) -> Option<std::sync::Arc<dyn crate::operations::stored_records::StoredRecords>> {
+        match self {
+            SinkConfig::Folder(f) => Some(std::sync::Arc::new(super::folder::stored::FolderStore { root: f.path.clone() })),
+            SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) => None,
+        }
+    }
 }
 
 impl SinkConfig {

@@ -48,6 +48,7 @@ impl Analysis for Alerts {
                 about: "a sliding window whose average speed is strictly above this starts an alert episode, mph",
             }],
             tables: &[],
+            queries: &[],
             on_by_default: true,
             uses_offsets: false,
         }

@@ -150,6 +150,7 @@ impl Analysis for BuggyDevices {
             }],
             settings: &[],
             tables: &[],
+            queries: &[],
             on_by_default: true,
             uses_offsets: true,
         }

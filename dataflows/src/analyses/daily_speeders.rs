@@ -7,6 +7,7 @@ use super::SpeedWindow;
 use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
+use crate::query::{LiveQuery, QuerySpec};
 use crate::reading::Vin;
 use crate::stats::SpeedStats;
 use crate::time::{align, Time, DAY_MS};
@@ -66,7 +67,35 @@ impl LiveDailySpeeders {
     }
 }
 
-/// The `daily_speeders` analysis. It publishes its [`LiveDailySpeeders`] for the HTTP API.
+impl LiveQuery for LiveDailySpeeders {
+    fn spec(&self) -> &'static QuerySpec {
+        &SPEEDERS_BY_DATE
+    }
+    fn open_rows(&self, day: Time) -> Vec<serde_json::Value> {
+        self.on_day(day).iter().map(|d| speeder(d.vin.as_str(), d.speeding, d.max)).collect()
+    }
+}
+
+/// An answer row of the speeders-by-date query.
+fn speeder(vin: &str, speeding: u64, max: f64) -> serde_json::Value {
+    serde_json::json!({ "vin": vin, "speeding_readings": speeding, "max_speed": max })
+}
+
+/// The speeders of a UTC day: `/speeders?date=YYYY-MM-DD`.
+pub const SPEEDERS_BY_DATE: QuerySpec = QuerySpec {
+    name: "speeders",
+    about: "vehicles with speeding readings on a UTC day: their count and the day's top speed",
+    stream: "daily_speeders",
+    row_of: |line| {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        Some(speeder(v["vin"].as_str()?, v["speeding_readings"].as_u64()?, v["max_speed"].as_f64()?))
+    },
+    key_field: "vin",
+    rank_field: "speeding_readings",
+    columns: &[("vin", "vin"), ("speeding_readings", "speeding readings"), ("max_speed", "max mph")],
+};
+
+/// The `daily_speeders` analysis. It answers speeders by date from its [`LiveDailySpeeders`].
 pub struct DailySpeeders;
 
 /// A `daily_speeders` record: the window is one UTC day.
@@ -94,6 +123,7 @@ impl Analysis for DailySpeeders {
             outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed", timing: Timing::Untimed }],
             settings: &[],
             tables: &[],
+            queries: &[SPEEDERS_BY_DATE],
             on_by_default: true,
             uses_offsets: false,
         }
@@ -102,7 +132,7 @@ impl Analysis for DailySpeeders {
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
         let (days, open_days) = daily_speeders_open(ctx.speed_windows());
         let panes = ctx.open_windows();
-        ctx.publish(Box::new(LiveDailySpeeders { panes, days: open_days }));
+        ctx.live_query(Box::new(LiveDailySpeeders { panes, days: open_days }))?;
         ctx.output("daily_speeders", days.map(DailySpeederRow))
     }
 
@@ -172,12 +202,11 @@ mod tests {
                 // What the job builds: the core and the analysis, its live state as it publishes it.
                 let params = crate::Params::default();
                 let mut core = Core::new(readings, rows.to_collection(scope), buggy.to_collection(scope), &params, false, Rc::new(|| 0));
-                let published = build(&mut core, &[(&DailySpeeders, Settings::new())], &mut |_, out| {
+                let mut queries = build(&mut core, &[(&DailySpeeders, Settings::new())], &mut |_, out| {
                     out.probe_with(&probe);
                 })
                 .unwrap();
-                let live = published.into_iter().find_map(|p| p.downcast::<LiveDailySpeeders>().ok()).unwrap();
-                (input, live)
+                (input, queries.remove(0))
             });
             let reading = |vin, t: Time, speed| Reading { record_id: 1, timestamp: t, vin, lon: 0.0, lat: 0.0, speed };
             // Minute 0: a speeds twice (closes when the input reaches minute 1); minute 1: a and b.
@@ -198,9 +227,12 @@ mod tests {
             for _ in 0..10 {
                 worker.step();
             }
-            let day = live.on_day(midnight);
-            assert_eq!(day, vec![DaySoFar { vin: a, speeding: 3, max: 90.0 }, DaySoFar { vin: b, speeding: 1, max: 80.0 }]);
-            assert!(live.on_day(midnight - DAY_MS).is_empty());
+            assert_eq!(live.spec().name, "speeders");
+            let day = live.open_rows(midnight);
+            assert_eq!(day, vec![speeder(a.as_str(), 3, 90.0), speeder(b.as_str(), 1, 80.0)]);
+            assert!(live.open_rows(midnight - DAY_MS).is_empty());
+            let stored = br#"{"vin":"1HGCM82633A000001","date":"2025-11-26","speeding_readings":3,"max_speed":90.0}"#;
+            assert_eq!((SPEEDERS_BY_DATE.row_of)(stored), Some(speeder(a.as_str(), 3, 90.0)), "a written record is a row less its date");
         });
     }
 }

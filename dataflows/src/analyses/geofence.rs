@@ -148,6 +148,7 @@ impl Analysis for Geofence {
                 about: "name lon lat lon lat lon lat ... (a polygon; WGS84 degrees)",
                 check: |line| parse_zone(line).map(|_| ()),
             }],
+            queries: &[],
             on_by_default: false,
             uses_offsets: false,
         }

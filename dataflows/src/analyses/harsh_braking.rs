@@ -123,6 +123,7 @@ impl Analysis for HarshBraking {
                 SettingSpec { name: "within_secs", default: DefaultValue::Number(3.0), about: "within this many seconds" },
             ],
             tables: &[],
+            queries: &[],
             on_by_default: false,
             uses_offsets: false,
         }

@@ -5,8 +5,7 @@
 //! first analysis"). The order of the list is the order they are built in: a stream declared
 //! earlier is handed to its sinks before later analyses run in the same step.
 
-/// A per-vehicle speed window: the record of `speed_windows`, `speeders`, `daily_speeders` and `alerts`.
-pub type SpeedWindow = crate::windows::Window<crate::reading::Vin, crate::stats::SpeedStats>;
+pub use crate::stats::SpeedWindow;
 
 macro_rules! register {
     ($($module:ident :: $analysis:ident),* $(,)?) => {

@@ -50,6 +50,7 @@ impl Analysis for SpeedWindows {
             }],
             settings: &[],
             tables: &[],
+            queries: &[],
             on_by_default: true,
             uses_offsets: false,
         }

@@ -55,6 +55,7 @@ impl Analysis for Speeders {
             }],
             settings: &[],
             tables: &[],
+            queries: &[],
             on_by_default: true,
             uses_offsets: false,
         }

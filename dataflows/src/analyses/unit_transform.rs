@@ -86,6 +86,7 @@ impl Analysis for UnitTransform {
             }],
             settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"" }],
             tables: &[],
+            queries: &[],
             on_by_default: false,
             uses_offsets: false,
         }
