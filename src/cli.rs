@@ -35,8 +35,10 @@ impl Cli {
             Some(SinkConfig::Folder(FolderConfig { path, buffer_secs, .. })) => (path.display().to_string(), buffer_secs.to_string()),
             _ => (String::new(), String::new()),
         };
-        let defaults: [(&str, String); 18] = [
+        let defaults: [(&str, String); 20] = [
             ("shutdown_timeout_secs", c.shutdown_timeout_secs.to_string()),
+            ("state_dir", c.checkpoints.dir.display().to_string()),
+            ("checkpoint_interval_secs", c.checkpoints.interval_secs.to_string()),
             ("output", output),
             ("buffer_secs", buffer),
             ("workers", c.workers.to_string()),
@@ -179,6 +181,15 @@ pub struct RunArgs {
     /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered.
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout_secs: Option<u64>,
+    /// Kafka: the state store, a folder with a subfolder per group (checkpoints of the operators' state).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Kafka: event time between checkpoints, seconds (a multiple of the tumbling window).
+    #[arg(long, value_name = "SECS")]
+    pub checkpoint_interval_secs: Option<u64>,
+    /// Kafka: take no checkpoints (a restart re-reads what its open windows need, up to a day).
+    #[arg(long)]
+    pub no_checkpoints: bool,
     /// Generator: vehicles.
     #[arg(long)]
     pub vehicles: Option<u64>,
@@ -303,6 +314,15 @@ impl RunArgs {
         }
         if let Some(t) = self.shutdown_timeout_secs {
             c.shutdown_timeout_secs = t;
+        }
+        if let Some(d) = &self.state_dir {
+            c.checkpoints.dir = d.clone();
+        }
+        if let Some(i) = self.checkpoint_interval_secs {
+            c.checkpoints.interval_secs = i;
+        }
+        if self.no_checkpoints {
+            c.checkpoints.enabled = false;
         }
         if let Some(l) = self.lateness_ms {
             c.windows.allowed_lateness_ms = l;

@@ -7,6 +7,7 @@
 pub mod affinity;
 pub mod allocator;
 pub mod aws;
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -751,10 +751,13 @@ fn a_run_to_the_end_then_more_data_then_another_run_writes_the_new_windows() {
 
 #[cfg(unix)]
 #[test]
-fn killed_with_daily_speeders_on_repeats_only_what_was_delivered_since_the_last_commit() {
-    // Daily speeders hold offsets back for the whole day, so a restart re-reads from the start of
-    // the topic. Its durable frontier is committed all the same as it moves: the restart writes
-    // nothing again that the killed run delivered before its last commit.
+fn killed_with_daily_speeders_on_rereads_one_checkpoint_interval_and_repeats_little() {
+    // Daily speeders keep a vehicle's day open until midnight: without checkpoints a restart
+    // re-read the topic from the start of the day. With them (every 60 s of event time) the
+    // restart restores the operators' state and re-reads from the latest checkpoint: every
+    // reading at or after its boundary, few before it. The day's speeders count each reading
+    // once (none restored and read again), every window is delivered, and the repeats are the
+    // windows delivered after the checkpoint.
     use std::process::{Command, Stdio};
     let readings = fleet(20, 1200);
     let t = topic("killdaily", 2);
@@ -762,10 +765,12 @@ fn killed_with_daily_speeders_on_repeats_only_what_was_delivered_since_the_last_
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[kafka]\ncommit_interval_ms = 0\n").unwrap();
     let out = dir.path().join("out");
+    let state = dir.path().join("state");
     let job = |extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fleetflow"));
         c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &format!("g-{t}")]);
-        c.args(["--buffer-secs", "0", "-w", "2", "--http", "", "--output", out.to_str().unwrap()]).args(extra).stderr(Stdio::piped());
+        c.args(["--buffer-secs", "0", "-w", "2", "--http", "", "--output", out.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+        c.args(extra).stderr(Stdio::piped());
         c
     };
     let producer = publish_live(&t, &readings, Duration::from_micros(160));
@@ -783,13 +788,29 @@ fn killed_with_daily_speeders_on_repeats_only_what_was_delivered_since_the_last_
     let second = job(&["--stop", "end"]).output().unwrap();
     let log = String::from_utf8_lossy(&second.stderr).to_string();
     assert!(second.status.success(), "{log}");
+    // Re-read: everything at or after the checkpoint's boundary, and little before it.
+    let at = log.split("restoring the checkpoint of ").nth(1).and_then(|r| r.split(' ').next()).expect("a checkpoint restored");
+    let at = fleetflow::time_arg::parse(at).unwrap();
+    let read: usize = log.split("done: ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    let ts = |line: &String| line.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()).unwrap();
+    let (at_or_after, slack) =
+        (readings.iter().filter(|(l, _, _)| ts(l) >= at).count(), readings.iter().filter(|(l, _, _)| ts(l) >= at - 10_000).count());
+    println!("restored as of {at}: re-read {read} of {} records ({at_or_after} at or after it)", readings.len());
+    assert!(read >= at_or_after && read <= slack, "re-read {read}: between {at_or_after} and {slack}\n{log}");
+    assert!(read * 10 < readings.len() * 7, "the restart re-read a good part of the topic: {read} of {}\n{log}", readings.len());
+
     let reference = dir.path().join("reference");
     run(file_job(dir.path(), &readings, &reference, 1));
-    let expected: std::collections::BTreeSet<String> = lines_of(&reference, "speed_windows").into_iter().collect();
-    let delivered = lines_of(&out, "speed_windows");
-    let unique: std::collections::BTreeSet<String> = delivered.iter().cloned().collect();
-    assert_eq!(unique, expected, "every window delivered, none foreign\n{log}");
-    let repeated = delivered.len() - unique.len();
+    for stream in ["speed_windows", "daily_speeders", "alerts"] {
+        let expected: std::collections::BTreeSet<String> = lines_of(&reference, stream).into_iter().collect();
+        let delivered = lines_of(&out, stream);
+        let unique: std::collections::BTreeSet<String> = delivered.iter().cloned().collect();
+        assert_eq!(unique, expected, "{stream}: every record delivered, none foreign\n{log}");
+        if stream == "daily_speeders" {
+            assert_eq!(delivered.len(), unique.len(), "the day is written once, by the restart");
+        }
+    }
+    let repeated = lines_of(&out, "speed_windows").len() - lines_of(&reference, "speed_windows").len();
     println!("{repeated} of the {before} windows the killed run delivered were written again");
     assert!(repeated * 4 <= before, "{repeated} of the {before} windows the killed run delivered were written again\n{log}");
 }

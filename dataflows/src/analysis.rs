@@ -15,6 +15,7 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
+use crate::checkpoint::{Checkpoints, OperatorState};
 use crate::output::{encode, Encoded, Output};
 use crate::params::Params;
 use crate::query::{LiveQuery, QuerySpec};
@@ -247,6 +248,7 @@ pub struct Core<'scope> {
     windows: Option<Windows<'scope>>,
     timelines: Option<Arranged<'scope, TimelineTrace>>,
     tables: BTreeMap<(&'static str, &'static str), VecCollection<'scope, Time, String>>,
+    checkpoints: Checkpoints,
 }
 
 /// The shared tumbling windows, the reading offsets beside them, and the open panes.
@@ -296,7 +298,30 @@ impl<'scope> Core<'scope> {
         keep_offsets: bool,
         clock: Clock,
     ) -> Self {
-        Core { readings, rows, buggy, params: params.clone(), keep_offsets, clock, windows: None, timelines: None, tables: BTreeMap::new() }
+        let checkpoints = Checkpoints::off();
+        Core {
+            readings,
+            rows,
+            buggy,
+            params: params.clone(),
+            keep_offsets,
+            clock,
+            windows: None,
+            timelines: None,
+            tables: BTreeMap::new(),
+            checkpoints,
+        }
+    }
+
+    /// Saves the analyses' operator state into `checkpoints` and restores what it holds.
+    pub fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = checkpoints;
+        self
+    }
+
+    /// The checkpoint registry the stateful operators save into.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
     /// Gives analysis `analysis` its table `table`: the lines of the file, as a collection.
@@ -474,6 +499,14 @@ impl<'scope, 'a> Context<'scope, 'a> {
         Ok(())
     }
 
+    /// Registers a stateful operator of this analysis (named `<analysis>.<name>`) with the job's
+    /// checkpoints: the operator saves its state as of each checkpoint boundary and starts from
+    /// what a restart restores (see [`crate::checkpoint`]). Every operator that keeps state across
+    /// windows must save it, or a restart loses it.
+    pub fn state(&mut self, name: &str) -> OperatorState {
+        self.core.checkpoints.operator(&format!("{}.{name}", self.spec.name))
+    }
+
     /// Publishes the state that answers one of the queries the spec declares: the runtime asks it
     /// between steps (see [`crate::query`]).
     pub fn live_query(&mut self, query: Box<dyn LiveQuery>) -> Result<(), AnalysisError> {
@@ -495,6 +528,8 @@ pub fn build<'scope>(
     sink: &mut OutputSink<'scope, '_>,
 ) -> Result<Vec<Box<dyn LiveQuery>>, AnalysisError> {
     let mut queries = Vec::new();
+    // Generic stateful operators (`Ordered`) register with the core's checkpoints while built.
+    let _building = crate::checkpoint::building(&core.checkpoints.clone());
     for (analysis, settings) in analyses {
         let mut ctx = Context { spec: analysis.spec(), settings, core: &mut *core, sink: &mut *sink, queries: &mut queries };
         analysis.build(&mut ctx)?;

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use differential_dataflow::input::InputSession;
 use timely::dataflow::operators::capture::{Capture, Event};
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::InputHandleVec;
 
 use crate::analysis::{self, Analysis, AnalysisError, Core, Settings};
+use crate::checkpoint::Checkpoints;
 use crate::params::Params;
 use crate::reading::{Reading, Vin};
 use crate::reference::{SensorId, SensorRow};
@@ -64,15 +66,124 @@ impl Default for Setup {
 /// ]);
 /// ```
 pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Reading>, setup: &Setup) -> Result<Run, AnalysisError> {
+    let plan = Plan { workers: setup.workers, every: 0, restored: None, arrivals: arrivals.len() };
+    let done = execute(analysis, settings, arrivals, setup, plan)?;
+    Ok(Run { streams: sorted(done.lines.into_iter().map(|(_, name, line)| (name, line))), late: done.late })
+}
+
+/// A run stopped and restored from a checkpoint: what a crash and a restart of the job do.
+#[derive(Clone, Debug)]
+pub struct Restart {
+    /// Checkpoint interval, ms (a multiple of the tumbling window).
+    pub every: Time,
+    /// Arrivals the first run reads before it stops (without closing its windows).
+    pub stop_after: usize,
+    /// Workers of the restored run.
+    pub workers: usize,
+    /// Restore the checkpoint's boundary but none of its state (to show that the state matters).
+    pub drop_state: bool,
+}
+
+/// Runs `analysis` on `arrivals` with checkpoints, stops after `restart.stop_after` arrivals,
+/// and restores the latest checkpoint every worker completed into a new run of
+/// `restart.workers` workers that reads every arrival again (as a source re-reads from an
+/// earlier position): readings before the checkpoint's boundary `T` are in the restored state
+/// and are dropped. Returns the first run's outputs before `T` with the second's from `T` on,
+/// and `T` (`None`: no checkpoint completed, and the second run starts afresh).
+pub fn run_restarted(
+    analysis: &'static dyn Analysis,
+    settings: Settings,
+    arrivals: Vec<Reading>,
+    setup: &Setup,
+    restart: &Restart,
+) -> Result<(Run, Option<Time>), AnalysisError> {
+    let plan = Plan { workers: setup.workers, every: restart.every, restored: None, arrivals: restart.stop_after };
+    let first = execute(analysis, settings.clone(), arrivals.clone(), setup, plan)?;
+    // The latest boundary every worker's operators saved; with no stateful operator, the latest
+    // boundary the watermark passed (nothing to save: every reading after it is read again).
+    let watermark = watermark_after(&arrivals[..restart.stop_after], setup.lateness);
+    let stateless = first.checkpoints.iter().all(|(_, saved)| saved.is_none());
+    let at = if stateless {
+        Some(align_to(watermark, restart.every)).filter(|t| *t > 0)
+    } else {
+        let sets = first
+            .checkpoints
+            .iter()
+            .map(|(_, saved)| saved.iter().flat_map(|s| s.keys().copied()).collect::<std::collections::BTreeSet<_>>());
+        sets.reduce(|a, b| &a & &b).and_then(|common| common.last().copied())
+    };
+    let restored = at.map(|at| {
+        let mut states: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for saved in first.checkpoints.iter().filter_map(|(_, s)| s.as_ref()).filter(|_| !restart.drop_state) {
+            for (name, bytes) in &saved[&at] {
+                states.entry(name.clone()).or_default().push(bytes.clone());
+            }
+        }
+        crate::checkpoint::Restored { at, states }
+    });
+    let plan = Plan { workers: restart.workers, every: restart.every, restored, arrivals: arrivals.len() };
+    let second = execute(analysis, settings, arrivals, setup, plan)?;
+    let from = at.unwrap_or(0);
+    let before = first.lines.into_iter().filter(|(t, _, _)| *t < from);
+    let after = second.lines.into_iter().filter(|(t, _, _)| *t >= from);
+    // A reading late in the first run is late again when read again: counted once.
+    let again: Vec<Reading> = second.late.into_iter().filter(|r| !first.late.contains(r)).collect();
+    let mut late = first.late;
+    late.extend(again);
+    Ok((Run { streams: sorted(before.chain(after).map(|(_, name, line)| (name, line))), late }, at))
+}
+
+/// The watermark after `arrivals`: the highest event time less the lateness.
+fn watermark_after(arrivals: &[Reading], lateness: Time) -> Time {
+    arrivals.iter().map(|r| r.timestamp).max().map_or(0, |m| m.saturating_sub(lateness))
+}
+
+fn align_to(t: Time, every: Time) -> Time {
+    crate::time::align(t, every.max(1))
+}
+
+/// What one execution does.
+struct Plan {
+    workers: usize,
+    every: Time,
+    restored: Option<crate::checkpoint::Restored>,
+    /// How many arrivals it reads.
+    arrivals: usize,
+}
+
+/// One worker's complete checkpoints: boundary -> each operator's state.
+type WorkerCheckpoints = BTreeMap<Time, Vec<(String, Vec<u8>)>>;
+
+/// What one execution produced: output lines with their times, late readings, and each worker's
+/// complete checkpoints (boundary -> operator states).
+struct Done {
+    lines: Vec<(Time, String, String)>,
+    late: Vec<Reading>,
+    /// (None: the worker has no stateful operator.)
+    checkpoints: Vec<(usize, Option<WorkerCheckpoints>)>,
+}
+
+/// One execution: builds the analysis on `plan.workers` workers and feeds the arrivals.
+fn execute(
+    analysis: &'static dyn Analysis,
+    settings: Settings,
+    arrivals: Vec<Reading>,
+    setup: &Setup,
+    plan: Plan,
+) -> Result<Done, AnalysisError> {
     let (tx, rx) = mpsc::channel::<Event<Time, Vec<(&'static str, String)>>>();
     let (late_tx, late_rx) = mpsc::channel::<Reading>();
     let (err_tx, err_rx) = mpsc::channel::<AnalysisError>();
+    let (ck_tx, ck_rx) = mpsc::channel();
     let arrivals = Arc::new(arrivals);
     let setup = Arc::new(setup.clone());
     let settings = Arc::new(settings);
-    let guards = timely::execute(timely::Config::process(setup.workers), move |worker| {
+    let (workers, every, restored, count) = (plan.workers, plan.every, Arc::new(plan.restored), plan.arrivals);
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let tx = tx.clone();
         let (late_tx, err_tx) = (late_tx.clone(), err_tx.clone());
+        let checkpoints = Checkpoints::every(every, (*restored).clone(), (worker.index(), worker.peers()));
+        let probe = timely::dataflow::ProbeHandle::new();
         let mut input: InputHandleVec<Time, Reading> = InputHandleVec::new();
         let mut rows: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
         let mut buggy: InputSession<Time, SensorId, isize> = InputSession::new();
@@ -87,32 +198,81 @@ pub fn run(analysis: &'static dyn Analysis, settings: Settings, arrivals: Vec<Re
                 &setup.params,
                 analysis.spec().uses_offsets,
                 std::rc::Rc::new(move || clock),
-            );
+            )
+            .with_checkpoints(checkpoints.clone());
             for (name, session) in tables.iter_mut() {
                 core.add_table(analysis.spec().name, name, session.to_collection(scope));
             }
             let mut sink = |name: &'static str, records: timely::dataflow::StreamVec<'_, Time, crate::output::Encoded>| {
-                records.map(move |e| (name, String::from_utf8_lossy(&e.line).trim_end().to_string())).capture_into(tx.clone());
+                records
+                    .probe_with(&probe)
+                    .map(move |e| (name, String::from_utf8_lossy(&e.line).trim_end().to_string()))
+                    .capture_into(tx.clone());
             };
             analysis::build(&mut core, &[(analysis, (*settings).clone())], &mut sink)
         });
         if let Err(e) = built {
             let _ = err_tx.send(e);
         }
+        // Worker 0 feeds every input; the others close theirs at once.
+        let mut inputs = Some((input, rows, buggy, tables));
         if worker.index() == 0 {
-            let mut versions = TableVersions::new(setup.tables.clone());
-            versions.advance(0, &mut tables);
-            let mut inputs = Inputs { readings: &mut input, rows: &mut rows, buggy: &mut buggy, tables: &mut tables };
-            feed(worker, &setup, &arrivals, &mut inputs, &mut versions, &late_tx);
+            if let Some((input, rows, buggy, tables)) = inputs.as_mut() {
+                let mut versions = TableVersions::new(setup.tables.clone());
+                versions.advance(0, tables);
+                let mut inputs = Inputs { readings: input, rows, buggy, tables };
+                let restored_at = restored.as_ref().as_ref().map_or(0, |r| r.at);
+                feed(worker, &setup, (&arrivals[..count], restored_at), &mut inputs, &mut versions, &late_tx);
+            }
+        } else {
+            inputs = None;
         }
+        // A stop, not a drain: every worker steps until the outputs' frontier has reached the
+        // watermark the fed arrivals give, and the checkpoints are read before the inputs close.
+        let watermark = watermark_after(&arrivals[..count], setup.lateness).max(restored.as_ref().as_ref().map_or(0, |r| r.at));
+        while probe.less_than(&watermark) {
+            worker.step();
+        }
+        let _ = ck_tx.send((worker.index(), complete(&checkpoints)));
+        drop(inputs);
     })
     .map_err(AnalysisError::Workers)?;
     drop(guards.join());
     if let Ok(e) = err_rx.try_recv() {
         return Err(e);
     }
-    let streams = collect(analysis, &rx);
-    Ok(Run { streams, late: late_rx.try_iter().collect() })
+    Ok(Done { lines: timed_lines(&rx), late: late_rx.try_iter().collect(), checkpoints: ck_rx.try_iter().collect() })
+}
+
+/// The captured output lines with their times.
+fn timed_lines(rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) -> Vec<(Time, String, String)> {
+    let mut lines = Vec::new();
+    for event in rx.try_iter() {
+        if let Event::Messages(time, records) = event {
+            let time = time.least().copied().unwrap_or(Time::MAX);
+            lines.extend(records.into_iter().map(|(name, line)| (time, name.to_string(), line)));
+        }
+    }
+    lines
+}
+
+/// A worker's complete checkpoints (none if it has no stateful operator).
+fn complete(checkpoints: &Checkpoints) -> Option<WorkerCheckpoints> {
+    let saved = checkpoints.complete_all().into_iter();
+    let saved = saved.map(|t| (t, checkpoints.states_at(t).into_iter().map(|(n, b)| (n, b.to_vec())).collect())).collect();
+    (!checkpoints.operators().is_empty()).then_some(saved)
+}
+
+/// Each stream's lines, sorted.
+fn sorted(lines: impl Iterator<Item = (String, String)>) -> BTreeMap<String, Vec<String>> {
+    let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, line) in lines {
+        streams.entry(name).or_default().push(line);
+    }
+    for lines in streams.values_mut() {
+        lines.sort();
+    }
+    streams
 }
 
 /// A table's input.
@@ -161,47 +321,52 @@ impl TableVersions {
 
 /// Worker 0 sends the arrivals in order, holding the inputs at the watermark (the highest event
 /// time seen less the lateness): an arrival below it is late and goes to `late`.
+/// With `restored_at` above 0 the run was restored as of that time: the inputs start there, and
+/// readings before it that are not late are in the restored state and are dropped.
 fn feed(
     worker: &mut timely::worker::Worker,
     setup: &Setup,
-    arrivals: &[Reading],
+    (arrivals, restored_at): (&[Reading], Time),
     inputs: &mut Inputs<'_>,
     versions: &mut TableVersions,
     late: &mpsc::Sender<Reading>,
 ) {
     let mut max_seen: Option<Time> = None;
+    if restored_at > 0 {
+        inputs.readings.advance_to(restored_at);
+    }
     for r in arrivals {
         let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness));
         if r.timestamp < watermark {
             let _ = late.send(*r);
             continue;
         }
-        if *inputs.readings.time() < watermark {
-            inputs.readings.advance_to(watermark);
-            inputs.rows.advance_to(watermark);
-            inputs.buggy.advance_to(watermark);
-            inputs.rows.flush();
-            inputs.buggy.flush();
-            versions.advance(watermark, inputs.tables);
+        if r.timestamp < restored_at {
+            max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
+            continue;
+        }
+        if *inputs.readings.time() < watermark.max(restored_at) {
+            inputs.advance(watermark.max(restored_at), versions);
             worker.step();
         }
         inputs.readings.send(*r);
         max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
     }
+    // The watermark after the last arrival (a stopped run's frontier stays there).
+    let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness)).max(restored_at);
+    if *inputs.readings.time() < watermark {
+        inputs.advance(watermark, versions);
+    }
 }
 
-/// Each declared stream's lines, sorted.
-fn collect(analysis: &dyn Analysis, rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) -> BTreeMap<String, Vec<String>> {
-    let mut streams: BTreeMap<String, Vec<String>> = analysis.spec().outputs.iter().map(|o| (o.name.to_string(), Vec::new())).collect();
-    for event in rx.try_iter() {
-        if let Event::Messages(_, records) = event {
-            for (name, line) in records {
-                streams.entry(name.to_string()).or_default().push(line);
-            }
-        }
+impl Inputs<'_> {
+    /// Moves every input to `watermark`, applying the table versions due by then.
+    fn advance(&mut self, watermark: Time, versions: &mut TableVersions) {
+        self.readings.advance_to(watermark);
+        self.rows.advance_to(watermark);
+        self.buggy.advance_to(watermark);
+        self.rows.flush();
+        self.buggy.flush();
+        versions.advance(watermark, self.tables);
     }
-    for lines in streams.values_mut() {
-        lines.sort();
-    }
-    streams
 }

@@ -14,6 +14,7 @@
 pub mod analyses;
 pub mod analysis;
 pub mod changelog;
+pub mod checkpoint;
 pub mod harness;
 pub mod output;
 pub mod params;

@@ -89,6 +89,8 @@ pub struct Config {
     pub replay: ReplayConfig,
     /// Which analyses run, and their settings.
     pub analyses: AnalysesConfig,
+    /// Checkpoints of a Kafka job's operator state.
+    pub checkpoints: crate::checkpoints::CheckpointConfig,
 }
 
 /// `[analyses]`: the analyses to run (`enabled`, by name; when absent, those on by default) and,
@@ -292,6 +294,7 @@ impl Default for Config {
             pin_workers: true,
             drain: false,
             shutdown_timeout_secs: 25,
+            checkpoints: crate::checkpoints::CheckpointConfig::default(),
             source: SourceConfig::default(),
             generator: GeneratorConfig::default(),
             kafka: KafkaConfig::default(),
@@ -471,6 +474,7 @@ impl Config {
         self.validate_generator()?;
         self.validate_replay()?;
         self.validate_reference()?;
+        self.checkpoints.validate(self.windows.tumbling_secs).map_err(ConfigError::Invalid)?;
         self.params().validate().map_err(|e| {
             use fleetflow_dataflows::params::Param;
             let key = match e.param {

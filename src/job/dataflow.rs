@@ -54,6 +54,7 @@ pub fn build(
     router: &Rc<RefCell<Router>>,
     sessions: &mut Sessions,
     (live, metrics): (&Arc<LiveState>, &Arc<Metrics>),
+    checkpoints: &fleetflow_dataflows::checkpoint::Checkpoints,
 ) -> Result<Built, JobError> {
     let (watermark_probe, done_probe) = (ProbeHandle::new(), ProbeHandle::new());
     let params = config.params();
@@ -82,7 +83,7 @@ pub fn build(
         let buggy = sessions.buggy.to_collection(scope);
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
         let clock: fleetflow_dataflows::analysis::Clock = Rc::new(crate::clock::now_ms);
-        let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock);
+        let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock).with_checkpoints(checkpoints.clone());
         for ((analysis, table, _), session) in tables.iter().zip(sessions.tables.iter_mut()) {
             core.add_table(analysis, table.name, session.to_collection(scope));
         }
@@ -112,6 +113,10 @@ pub fn build(
             late: (late_handle, late_cap),
             errors: (errors_handle, errors_cap),
         };
-        Ok(Built { inputs, notices: failures, queries: published?, watermark: watermark_probe.clone(), durable: done_probe.clone() })
+        let queries = published?;
+        if let Some(e) = checkpoints.restore_errors().into_iter().next() {
+            return Err(JobError::Checkpoint(e.to_string()));
+        }
+        Ok(Built { inputs, notices: failures, queries, watermark: watermark_probe.clone(), durable: done_probe.clone() })
     })
 }

@@ -3,6 +3,7 @@
 //! builds the dataflow (`dataflow`: sources -> parse -> analyses -> route -> sinks) and runs the
 //! worker loop (`worker`) until every input is finished or the job stops (`stopping`).
 
+mod checkpointer;
 mod dataflow;
 pub mod partitions;
 mod references;
@@ -63,6 +64,9 @@ pub enum JobError {
     /// Timely could not start its workers.
     #[error("starting workers: {0}")]
     Workers(String),
+    /// The state store failed, or holds a checkpoint this job cannot restore.
+    #[error("{0}")]
+    Checkpoint(String),
     /// Another worker failed (this one stopped reading and committed nothing after it).
     #[error("stopped: {0}")]
     Peer(String),
@@ -127,8 +131,18 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     let server = start_http(&config, &live, &metrics)?;
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let (allocators, network) = timely_allocators(&config)?;
-    let shared =
-        Shared { config, plan, archive, metrics: metrics.clone(), live: live.clone(), stop, failing: AtomicBool::new(false), run_id };
+    let state = open_state(&config)?;
+    let shared = Shared {
+        config,
+        plan,
+        archive,
+        metrics: metrics.clone(),
+        live: live.clone(),
+        stop,
+        failing: AtomicBool::new(false),
+        run_id,
+        state,
+    };
     let f = failure.clone();
     let guards = timely::execute::execute_from(allocators, network, timely::WorkerConfig::default(), move |worker| {
         if let Err(e) = worker::WorkerLoop::start(worker, &shared).and_then(worker::WorkerLoop::run) {
@@ -298,6 +312,15 @@ fn date_queries(config: &Config, routes: &crate::stream::Routes) -> Result<Vec<D
     Ok(queries)
 }
 
+/// The group's offsets were committed with the checkpoint at `at`, which this start cannot use.
+fn missing_checkpoint(config: &Config, at: Time, why: &str) -> JobError {
+    JobError::Checkpoint(format!(
+        "kafka.group {}: its offsets were committed with the checkpoint of {}, and the records before them are in that checkpoint's state, but {why}, or start elsewhere (--start earliest or a time) to read again",
+        config.kafka.group,
+        crate::encode::rfc3339(at)
+    ))
+}
+
 /// What the workers of a process share.
 pub(crate) struct Shared {
     config: Config,
@@ -311,4 +334,60 @@ pub(crate) struct Shared {
     failing: AtomicBool,
     /// Names this run's output files.
     run_id: String,
+    /// The state store of a checkpointed job, and the checkpoint it restores.
+    state: Option<State>,
+}
+
+/// A checkpointed job's store, and what it restores (none: it starts afresh).
+pub(crate) struct State {
+    store: Arc<crate::checkpoints::store::FolderStore>,
+    restore: Option<Arc<crate::checkpoints::store::Loaded>>,
+    shape: String,
+}
+
+/// The state store of a Kafka job with checkpoints on: the latest complete checkpoint when it
+/// resumes from committed positions; when it starts elsewhere, the old checkpoints go.
+fn open_state(config: &Config) -> Result<Option<State>, JobError> {
+    if config.source.kind != SourceKind::Kafka {
+        return Ok(None);
+    }
+    let resuming = config.kafka.start == crate::sources::kafka::Start::Committed;
+    if !config.checkpoints.enabled {
+        if let Some(at) = resuming.then(|| crate::sources::kafka::checkpointed(&config.kafka)).transpose()?.flatten() {
+            return Err(missing_checkpoint(config, at, "checkpoints are off (--no-checkpoints); turn them on"));
+        }
+        return Ok(None);
+    }
+    let store = crate::checkpoints::store::FolderStore::new(&config.checkpoints.dir, &config.kafka.group);
+    let shape = checkpointer::shape(config)?;
+    let fail = |e: crate::checkpoints::store::StoreError| JobError::Checkpoint(e.to_string());
+    let restore = if resuming {
+        let loaded = store.latest(&shape).map_err(fail)?;
+        match &loaded {
+            Some(l) => tracing::info!(
+                "restoring the checkpoint of {} from {}: outputs before {} were delivered",
+                crate::encode::rfc3339(l.restored.at),
+                store.root().display(),
+                crate::encode::rfc3339(l.durable)
+            ),
+            None => {
+                if let Some(at) = crate::sources::kafka::checkpointed(&config.kafka)? {
+                    return Err(missing_checkpoint(
+                        config,
+                        at,
+                        &format!("{} holds none; point --state-dir at the folder that does", store.root().display()),
+                    ));
+                }
+                tracing::info!("no checkpoint in {}: starting from the group's committed offsets", store.root().display())
+            }
+        }
+        loaded.map(Arc::new)
+    } else {
+        let removed = store.clear().map_err(fail)?;
+        if removed > 0 {
+            tracing::info!("kafka.start is {}: removed {removed} older checkpoints from {}", config.kafka.start, store.root().display());
+        }
+        None
+    };
+    Ok(Some(State { store: Arc::new(store), restore, shape }))
 }

@@ -21,10 +21,11 @@ pub enum OpenError {
     Source(#[from] SourceError),
 }
 
-/// The partitions worker `index` of `peers` reads (`archive`: the listing a replay reads).
+/// The partitions worker `index` of `peers` reads (`archive`: the listing a replay reads;
+/// `restored`: a checkpoint's positions, by partition name).
 pub fn partitions_for(
     config: &Config,
-    archive: Option<&Arc<ArchiveListing>>,
+    (archive, restored): (Option<&Arc<ArchiveListing>>, &std::collections::BTreeMap<String, crate::sources::SavedPosition>),
     metrics: &Arc<Metrics>,
     index: usize,
     peers: usize,
@@ -43,7 +44,7 @@ pub fn partitions_for(
                 }
             }
         }
-        SourceKind::Kafka => out = crate::sources::kafka::partitions_for(&config.kafka, index, peers)?,
+        SourceKind::Kafka => out = crate::sources::kafka::partitions_for(&config.kafka, (index, peers), restored)?,
         SourceKind::Generator => {
             let g = &config.generator;
             let start_ms = if g.realtime { crate::clock::now_ms() } else { config.generator_start() };

@@ -13,10 +13,16 @@ use fleetflow_dataflows::Time;
 use timely::dataflow::ProbeHandle;
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
+use fleetflow_dataflows::checkpoint::Checkpoints;
+
+use super::checkpointer::Checkpointer;
 use super::dataflow::{self, Analyses};
 use super::references::{References, Sessions};
 use super::stopping::Stopping;
 use super::{JobError, Shared};
+use crate::checkpoints::store::Loaded;
 use crate::config::SourceKind;
 use crate::encode;
 use crate::failure::FailureNotices;
@@ -53,6 +59,8 @@ pub struct WorkerLoop<'w> {
     started: Instant,
     /// When the sinks' health was last published for the status page.
     health_at: Instant,
+    /// The checkpoints of a Kafka job (none: it commits delivered offsets instead).
+    checkpointer: Option<Checkpointer>,
     /// Whether the log still has to say when the first windows close (live sources, worker 0).
     tell_first_windows: bool,
 }
@@ -60,7 +68,7 @@ pub struct WorkerLoop<'w> {
 impl<'w> WorkerLoop<'w> {
     /// Builds this worker's dataflow and opens its sources and reference files.
     pub fn start(worker: &'w mut timely::worker::Worker, shared: &'w Shared) -> Result<Self, JobError> {
-        let Shared { config, plan, archive, metrics, live, stop, failing, run_id } = shared;
+        let Shared { config, plan, archive, metrics, live, stop, failing, run_id, state } = shared;
         let (index, peers) = (worker.index(), worker.peers());
         // This process's workers are numbered from `process * workers`.
         let local = index - config.cluster.process * config.workers;
@@ -73,22 +81,25 @@ impl<'w> WorkerLoop<'w> {
         }
         let tables = config.analysis_tables()?;
         let mut sessions = Sessions::new(&tables);
-        let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics))?;
+        let (registry, restore) = registry_for(shared, (index, peers));
+        let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;
         let queries = live.register();
         let references = References::open(index, config, &tables, sessions, (live, metrics))?;
-        let partitions = crate::job::partitions::partitions_for(config, archive.as_ref(), metrics, index, peers)?;
+        let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
+        let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
         let params = config.params();
-        let driver = SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
-            .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
-            .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
-            .with_completion(completion(&params, &analyses, &router.borrow()));
-        if config.source.kind == SourceKind::Kafka {
-            // Outputs an earlier run delivered (below the durable frontier it committed) are not written again.
-            if let Some(resume) = crate::sources::kafka::resume_frontier(&config.kafka)? {
-                info!("resuming from committed offsets: outputs before {} were delivered", encode::rfc3339(resume));
-                router.borrow_mut().suppress_below(resume);
-            }
+        let mut driver =
+            SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
+                .with_idle_timeout(Duration::from_millis(config.kafka.idle_timeout_ms))
+                .with_max_future((config.windows.max_future_secs > 0).then(|| Duration::from_secs(config.windows.max_future_secs)))
+                .with_completion(completion(&params, &analyses, &router.borrow(), registry.interval()));
+        if let Some(r) = &restore {
+            driver = driver.with_restored(r.restored.at);
         }
+        resume(config, &mut router.borrow_mut(), restore.as_deref())?;
+        let checkpointer = state
+            .as_ref()
+            .map(|s| Checkpointer::new(registry.clone(), s.store.clone(), (index, peers), s.shape.clone(), config.checkpoints.keep));
         // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
         let exact = config.source.kind == SourceKind::Kafka && !config.drain;
         let stopping = Stopping::new(stop, failing, exact, index, local == 0);
@@ -111,6 +122,7 @@ impl<'w> WorkerLoop<'w> {
             last_watermark: 0,
             started: Instant::now(),
             health_at: Instant::now(),
+            checkpointer,
             tell_first_windows: index == 0
                 && (config.source.kind == SourceKind::Kafka || config.generator.realtime && config.source.kind == SourceKind::Generator),
         })
@@ -130,6 +142,7 @@ impl<'w> WorkerLoop<'w> {
             self.poll_sinks();
             let durable = self.probes.1.with_frontier(|f| f.first().copied());
             self.commit(durable);
+            self.checkpoint(durable, watermark);
             self.stop_exactly(durable, watermark);
             self.report_progress(watermark);
             self.tell_when_windows_close();
@@ -223,10 +236,22 @@ impl<'w> WorkerLoop<'w> {
     /// sinks may have lost records below that frontier, and this worker reaches here only after
     /// the failure's notice (see `failure`), then fails too.
     fn commit(&mut self, durable: Option<Time>) {
-        if self.may_commit() {
+        // (A checkpointed job commits its checkpoints' positions instead.)
+        if self.checkpointer.is_none() && self.may_commit() {
             if let Some(Err(e)) = durable.map(|d| self.driver.commit(d, false)) {
                 self.stopping.fail(e);
             }
+        }
+    }
+
+    /// Writes this worker's part of each checkpoint whose outputs are delivered (see
+    /// [`Checkpointer`]), unless a worker failed or the job is stopping.
+    fn checkpoint(&mut self, durable: Option<Time>, watermark: Option<Time>) {
+        if self.checkpointer.is_none() || self.stopping.paused() || !self.may_commit() {
+            return;
+        }
+        if let Some(Err(e)) = self.checkpointer.as_mut().map(|c| c.step(&mut self.driver, durable, watermark)) {
+            self.stopping.fail(e);
         }
     }
 
@@ -247,7 +272,8 @@ impl<'w> WorkerLoop<'w> {
         if !self.stopping.paused() {
             return;
         }
-        match exact_stop(&mut self.driver, &mut self.router.borrow_mut(), &self.notices, self.peers, (durable, watermark)) {
+        let checkpointer = self.checkpointer.as_mut();
+        match exact_stop(&mut self.driver, checkpointer, &mut self.router.borrow_mut(), &self.notices, (self.peers, durable, watermark)) {
             Ok(true) => {
                 let at = self.notices.pause_frontier(self.peers).flatten().map(encode::rfc3339).unwrap_or_default();
                 self.stopping.halted(at);
@@ -303,6 +329,10 @@ impl<'w> WorkerLoop<'w> {
         // Everything read is delivered; below the last watermark the windows were complete (a
         // restart from here with more data writes what lies above it, the rest of those windows).
         if self.may_commit() {
+            // A checkpointed job that drained its windows has no state left to restore.
+            if let Some(Err(e)) = self.checkpointer.as_ref().filter(|_| self.local == 0).map(Checkpointer::forget) {
+                self.stopping.fail(e);
+            }
             if let Err(e) = self.driver.commit_last(Time::MAX, self.last_watermark) {
                 self.stopping.fail(e);
             }
@@ -312,6 +342,29 @@ impl<'w> WorkerLoop<'w> {
         }
         self.stopping.finish()
     }
+}
+
+/// This worker's checkpoint registry (off unless the job checkpoints) and the checkpoint restored.
+fn registry_for(shared: &Shared, (index, peers): (usize, usize)) -> (Checkpoints, Option<Arc<Loaded>>) {
+    let Some(state) = &shared.state else { return (Checkpoints::off(), None) };
+    let every = shared.config.checkpoints.interval_secs.saturating_mul(1000);
+    let restore = state.restore.clone();
+    (Checkpoints::every(every, restore.as_ref().map(|r| r.restored.clone()), (index, peers)), restore)
+}
+
+/// Outputs an earlier run delivered are not written again: those below a restored checkpoint's
+/// durable frontier, or (without checkpoints) below the one the group's offsets were committed with.
+fn resume(config: &crate::config::Config, router: &mut Router, restore: Option<&Loaded>) -> Result<(), JobError> {
+    let resume = match restore {
+        Some(r) => Some(r.durable),
+        None if config.source.kind == SourceKind::Kafka => crate::sources::kafka::resume_frontier(&config.kafka)?,
+        None => None,
+    };
+    if let Some(resume) = resume.filter(|r| *r > 0) {
+        info!("resuming: outputs before {} were delivered", encode::rfc3339(resume));
+        router.suppress_below(resume);
+    }
+    Ok(())
 }
 
 /// With more than one worker in the process, pins this one to a CPU (as configured).
@@ -340,12 +393,16 @@ fn pin(config: &crate::config::Config, index: usize) {
 /// still be reading and move the frontier), and none closes its inputs before every worker has
 /// halted: the frontier would move on to the lowest capability left and close windows that a
 /// worker not yet halted would write, partial (the chaos test in `tests/kafka.rs` found this).
+///
+/// With checkpoints, the stop ends with a checkpoint instead of a commit: the state as of the
+/// latest boundary below the frontier, the frontier as what was delivered, every record read
+/// counted as read (see [`Checkpointer::stop_at`]).
 fn exact_stop(
     driver: &mut SourceDriver,
+    checkpointer: Option<&mut Checkpointer>,
     router: &mut Router,
     notices: &FailureNotices,
-    peers: usize,
-    (durable, watermark): (Option<Time>, Option<Time>),
+    (peers, durable, watermark): (usize, Option<Time>, Option<Time>),
 ) -> Result<bool, JobError> {
     // Where the frontier stops, from what every worker announced; `None` inside: every source
     // already finished, and this is the end of the input, drained as usual.
@@ -355,7 +412,14 @@ fn exact_stop(
     if !router.settled() || watermark.is_none_or(|w| w < frontier) || durable.is_none_or(|d| d < frontier) {
         return Ok(false);
     }
-    driver.commit_last(frontier, frontier)?;
+    match checkpointer {
+        Some(c) => {
+            if !c.stop_at(driver, frontier)? {
+                return Ok(false);
+            }
+        }
+        None => driver.commit_last(frontier, frontier)?,
+    }
     router.halt();
     Ok(true)
 }
@@ -382,13 +446,22 @@ fn log_progress(metrics: &Metrics, new_readings: u64, elapsed: Duration, closed_
 }
 
 /// When every enabled output derived from a reading of event time `ts` has been emitted: the
-/// latest [`Analysis::settles`] of the enabled analyses with a routed output.
-fn completion(params: &fleetflow_dataflows::Params, analyses: &Analyses, router: &Router) -> impl Fn(Time) -> Time + 'static {
+/// latest [`Analysis::settles`] of the enabled analyses with a routed output. With checkpoints
+/// every `every` ms, a reading is settled by the first checkpoint after it, when the state it
+/// went into is saved, if that comes earlier.
+fn completion(params: &fleetflow_dataflows::Params, analyses: &Analyses, router: &Router, every: Time) -> impl Fn(Time) -> Time + 'static {
     let routed: Vec<(&'static dyn Analysis, _)> = analyses
         .iter()
         .filter(|(a, _)| a.spec().outputs.iter().any(|o| StreamName::parse(o.name).is_some_and(|s| router.wants(s))))
         .map(|(a, s)| (*a, s.clone()))
         .collect();
     let p = params.clone();
-    move |ts| routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max)
+    move |ts| {
+        let settles = routed.iter().map(|(a, s)| a.settles(ts, &p, s)).fold(ts, Time::max);
+        if every > 0 {
+            settles.min(fleetflow_dataflows::time::align(ts, every) + every - 1)
+        } else {
+            settles
+        }
+    }
 }

@@ -69,6 +69,9 @@ pub struct SourceDriver {
     max_future: Option<Time>,
     /// When all outputs derived from a reading of this event time are delivered (for commits).
     completion: Box<dyn Fn(Time) -> Time>,
+    /// The boundary of the checkpoint the dataflow was restored from (0: none): readings before
+    /// it that were not late are in the restored state.
+    restored: Time,
     accepted: Vec<Reading>,
     reread: Vec<Reading>,
     late: Vec<Rejected>,
@@ -104,6 +107,7 @@ impl SourceDriver {
             floor: 0,
             max_future: None,
             completion: Box::new(|ts| ts),
+            restored: 0,
             accepted: Vec::new(),
             reread: Vec::new(),
             late: Vec::new(),
@@ -129,6 +133,33 @@ impl SourceDriver {
     pub fn with_completion(mut self, completion: impl Fn(Time) -> Time + 'static) -> Self {
         self.completion = Box::new(completion);
         self
+    }
+
+    /// The dataflow was restored from a checkpoint at boundary `at`: the inputs start there, and
+    /// a reading read again before it that its partition's watermark accepts was accepted before
+    /// the checkpoint and is in the restored state, so it is dropped (one below the watermark is
+    /// late, as it was).
+    pub fn with_restored(mut self, at: Time) -> Self {
+        self.restored = at;
+        self.floor = self.floor.max(at);
+        self.advance();
+        self
+    }
+
+    /// Where each partition must be read again from to restore a checkpoint at `at` (see
+    /// [`Partition::position_at`]).
+    pub fn positions_at(&mut self, at: Time, durable: Time, read_all: bool) -> Vec<super::SavedPosition> {
+        self.partitions.iter_mut().filter_map(|p| p.partition.position_at(at, durable, read_all)).collect()
+    }
+
+    /// Commits a complete checkpoint's positions of this worker's partitions (for monitoring).
+    pub fn commit_positions(&mut self, positions: &[super::SavedPosition], durable: Time) -> Result<(), SourceError> {
+        for p in &mut self.partitions {
+            if let Some(position) = positions.iter().find(|s| s.partition == p.partition.name()) {
+                p.partition.commit_position(position, durable)?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits, in every partition that commits, what the durable frontier has passed.
@@ -236,7 +267,8 @@ impl SourceDriver {
     }
 
     fn poll_partition(&mut self, index: usize, max: usize) -> Result<Poll, SourceError> {
-        let judge = Judge { lateness: self.lateness, floor: self.floor, max_future: self.max_future, wall: now_ms() };
+        let (lateness, floor, max_future, restored) = (self.lateness, self.floor, self.max_future, self.restored);
+        let judge = Judge { lateness, floor, max_future, wall: now_ms(), restored };
         let completion = &self.completion;
         let now = (self.clock)();
         let state = &mut self.partitions[index];
@@ -244,7 +276,7 @@ impl SourceDriver {
         let max_ts = &mut state.max_ts;
         let last_data = &mut state.last_data;
         let (accepted, reread, late, errors) = (&mut self.accepted, &mut self.reread, &mut self.late, &mut self.errors);
-        let (mut read, mut blank, mut delivered_before) = (0u64, 0u64, (0u64, 0u64));
+        let (mut read, mut blank, mut delivered_before) = (0u64, 0u64, [0u64; 2]);
         // Offsets of the rejects of this poll; their positions are asked of the partition afterwards.
         let (mut late_at, mut error_at) = (Vec::new(), Vec::new());
         let tracking = partition.commits();
@@ -259,18 +291,20 @@ impl SourceDriver {
             *last_data = now;
             // An earlier run that stopped exactly delivered the rejects and raw lines of what it read.
             let again = offset < reread_below;
+            // (A reading in a restored checkpoint's state is read but not sent again.)
+            let mut restored = false;
             let reading = match judge.judge(record, *max_ts) {
                 Verdict::Reading(r) => Some(r),
+                Verdict::Restored(r) => {
+                    restored = true;
+                    Some(r)
+                }
                 Verdict::Blank => {
                     blank += 1;
                     None
                 }
-                Verdict::Malformed(_) if again => {
-                    delivered_before.1 += 1;
-                    None
-                }
-                Verdict::Late(_) if again => {
-                    delivered_before.0 += 1;
+                v @ (Verdict::Late(_) | Verdict::Malformed(_)) if again => {
+                    delivered_before[usize::from(matches!(v, Verdict::Malformed(_)))] += 1;
                     None
                 }
                 Verdict::Malformed(r) => {
@@ -295,12 +329,12 @@ impl SourceDriver {
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
             if tracking {
                 Run::push(&mut runs, offset, completion(reading.timestamp), Some(reading.timestamp));
-                Run::push(&mut emitted, offset, if again { 0 } else { align(reading.timestamp, granularity) }, None);
+                Run::push(&mut emitted, offset, if again || restored { 0 } else { align(reading.timestamp, granularity) }, None);
             }
-            if again {
-                reread.push(reading);
-            } else {
-                accepted.push(reading);
+            match (restored, again) {
+                (true, _) => {}
+                (false, true) => reread.push(reading),
+                (false, false) => accepted.push(reading),
             }
         })?;
         if tracking {
@@ -309,11 +343,16 @@ impl SourceDriver {
         for (r, offset) in late.iter_mut().zip(late_at).chain(errors.iter_mut().zip(error_at)) {
             r.position = partition.position(offset);
         }
+        self.count(read, blank, delivered_before);
+        Ok(status)
+    }
+
+    /// Counts records read, blank lines, and rejects an earlier run delivered (`late`, `errors`).
+    fn count(&self, read: u64, blank: u64, [late, malformed]: [u64; 2]) {
         Metrics::add(&self.metrics.records_read, read);
         Metrics::add(&self.metrics.blank, blank);
-        Metrics::add(&self.metrics.late, delivered_before.0);
-        Metrics::add(&self.metrics.malformed, delivered_before.1);
-        Ok(status)
+        Metrics::add(&self.metrics.late, late);
+        Metrics::add(&self.metrics.malformed, malformed);
     }
 
     /// Sends what the last poll produced: readings at their bucketed time, rejects at the capability.
@@ -388,6 +427,8 @@ enum Verdict {
     Late(Rejected),
     /// A reading for the windows.
     Reading(Reading),
+    /// A reading already in the state a checkpoint restored.
+    Restored(Reading),
 }
 
 /// The rules a record is judged by, as they stand for one poll.
@@ -398,6 +439,8 @@ struct Judge {
     max_future: Option<Time>,
     /// Wall-clock now, epoch ms.
     wall: Time,
+    /// The restored checkpoint's boundary (0: none).
+    restored: Time,
 }
 
 impl Judge {
@@ -433,6 +476,9 @@ impl Judge {
             return Verdict::Malformed(rejected(record(), reason, None));
         }
         let partition_watermark = max_ts.map_or(0, |m| m.saturating_sub(self.lateness));
+        if reading.timestamp < self.restored && reading.timestamp >= partition_watermark {
+            return Verdict::Restored(reading);
+        }
         let watermark = partition_watermark.max(self.floor);
         if reading.timestamp >= watermark {
             return Verdict::Reading(reading);
@@ -490,6 +536,17 @@ mod tests {
         }
     }
 
+    /// A dataflow of the driver's four inputs on `worker`.
+    fn inputs_on(worker: &mut timely::worker::Worker) -> SourceInputs {
+        worker.dataflow::<Time, _, _>(|scope| {
+            let (readings, _) = scope.new_unordered_input();
+            let (late, _) = scope.new_unordered_input();
+            let (errors, _) = scope.new_unordered_input();
+            let (reread, _) = scope.new_unordered_input();
+            SourceInputs { readings, reread, late, errors }
+        })
+    }
+
     fn reading(ts: Time) -> Reading {
         Reading { record_id: ts, timestamp: ts, vin: Vin::parse(b"1HGCM82633A004352").unwrap(), lon: 0.0, lat: 0.0, speed: 1.0 }
     }
@@ -497,13 +554,7 @@ mod tests {
     #[test]
     fn idle_partitions_stop_holding_and_hold_again_when_data_returns() {
         timely::execute_directly(|worker| {
-            let inputs = worker.dataflow::<Time, _, _>(|scope| {
-                let (readings, _) = scope.new_unordered_input();
-                let (late, _) = scope.new_unordered_input();
-                let (errors, _) = scope.new_unordered_input();
-                let (reread, _) = scope.new_unordered_input();
-                SourceInputs { readings, reread, late, errors }
-            });
+            let inputs = inputs_on(worker);
             let (a, b) = (Rc::new(RefCell::new(VecDeque::new())), Rc::new(RefCell::new(VecDeque::new())));
             let parts: Vec<Box<dyn Partition>> =
                 vec![Box::new(Scripted { name: "a".into(), queue: a.clone() }), Box::new(Scripted { name: "b".into(), queue: b.clone() })];
@@ -530,6 +581,24 @@ mod tests {
             assert_eq!(driver.watermark(), Some(785_000), "b holds the watermark again");
             assert_eq!(Metrics::get(&metrics.late), 1);
             assert_eq!(Metrics::get(&metrics.readings), 4);
+        });
+    }
+
+    #[test]
+    fn restored_from_a_checkpoint_readings_before_it_are_dropped_unless_late() {
+        timely::execute_directly(|worker| {
+            let inputs = inputs_on(worker);
+            let a = Rc::new(RefCell::new(VecDeque::new()));
+            let parts: Vec<Box<dyn Partition>> = vec![Box::new(Scripted { name: "a".into(), queue: a.clone() })];
+            let metrics = Arc::new(Metrics::new(1));
+            let mut driver = SourceDriver::new(parts, inputs, 5_000, 60_000, metrics.clone()).with_restored(120_000);
+            assert_eq!(driver.capability(), Some(120_000), "the inputs start at the checkpoint's boundary");
+            // Read again from before the boundary: 100 s and 119 s are in the restored state;
+            // 130 s and 200 s are new; 150 s is behind its partition's watermark (195 s): late.
+            a.borrow_mut().extend([reading(100_000), reading(119_000), reading(130_000), reading(200_000), reading(150_000)]);
+            driver.pump(100).unwrap();
+            assert_eq!(Metrics::get(&metrics.readings), 2, "130 s and 200 s enter the windows");
+            assert_eq!(Metrics::get(&metrics.late), 1, "150 s is late, as it was");
         });
     }
 }

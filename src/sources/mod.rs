@@ -1,6 +1,7 @@
 //! Sources: partitions of input that the driver reads, parses and stamps with event time.
 
 use fleetflow_dataflows::{Reading, Time};
+use serde::{Deserialize, Serialize};
 
 pub mod archive;
 pub mod driver;
@@ -104,6 +105,17 @@ pub trait Partition {
     fn commit_last(&mut self, _settled: Time, _durable: Time) -> Result<(), SourceError> {
         Ok(())
     }
+    /// Where the partition must be read again from to restore a checkpoint at boundary `at`
+    /// (every record whose outputs complete at or after it, see [`Run`]), with `durable` as what
+    /// was delivered and, if `read_all`, every record read so far counted as delivered (an exact
+    /// stop). Only partitions that commit have positions; nothing is committed.
+    fn position_at(&mut self, _at: Time, _durable: Time, _read_all: bool) -> Option<SavedPosition> {
+        None
+    }
+    /// Commits a position of a complete checkpoint to the source (for monitoring its lag).
+    fn commit_position(&mut self, _position: &SavedPosition, _durable: Time) -> Result<(), SourceError> {
+        Ok(())
+    }
     /// How many records the partition holds beyond what was read (Kafka consumer lag), if known.
     fn lag(&self) -> Option<i64> {
         None
@@ -118,6 +130,19 @@ pub trait Partition {
     fn reread_below(&self) -> u64 {
         0
     }
+}
+
+/// Where a partition is read again from after a restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPosition {
+    /// The partition's name (`topic/partition`).
+    pub partition: String,
+    /// The first record to read again: every reading at or after the boundary lies at or after it.
+    pub offset: i64,
+    /// The partition's highest accepted event time before `offset` (lateness is judged alike).
+    pub max_ts: Option<Time>,
+    /// Records below this offset had their `late`, `errors` and `raw` records delivered.
+    pub read_to: Option<u64>,
 }
 
 /// A run of consecutive records of a partition: the last one's offset, the latest time by which

@@ -8,6 +8,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
+use crate::checkpoint::{Checkpoints, OperatorState};
 use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
@@ -57,7 +58,9 @@ impl Analysis for Alerts {
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
         let p = ctx.params().clone();
         let threshold = ctx.number_in("threshold_mph", 0.0..=300.0)?;
-        let alerts = ctx.speed_windows().sliding(p.sliding_size_ms, p.sliding_slide_ms).alerts(threshold, p.sliding_size_ms, p.sliding_slide_ms);
+        let (panes, episodes) = (ctx.state("panes"), ctx.state("episodes"));
+        let windows = ctx.speed_windows().sliding_saved(p.sliding_size_ms, p.sliding_slide_ms, panes).0;
+        let alerts = windows.alerts_saved(threshold, p.sliding_size_ms, p.sliding_slide_ms, episodes);
         ctx.output("alerts", alerts.map(AlertRow))
     }
 
@@ -68,20 +71,29 @@ impl Analysis for Alerts {
 }
 
 /// Extension trait for the alert episode detector on a stream of sliding windows.
-pub trait AlertEpisodes<'scope> {
+pub trait AlertEpisodes<'scope>: Sized {
     /// Sliding windows whose average is above `threshold_mph` while the same vehicle's window one
     /// `slide` earlier was not (or did not exist). Windows are `size` ms long. Windows are processed in event-time order,
     /// whatever order they arrive in.
-    fn alerts(self, threshold_mph: f64, size: Time, slide: Time) -> StreamVec<'scope, Time, SpeedWindow>;
+    fn alerts(self, threshold_mph: f64, size: Time, slide: Time) -> StreamVec<'scope, Time, SpeedWindow> {
+        self.alerts_saved(threshold_mph, size, slide, Checkpoints::off().operator("alerts"))
+    }
+
+    /// As [`AlertEpisodes::alerts`], saving the vehicles above the threshold at checkpoint
+    /// boundaries into `state` and starting from what it restores.
+    fn alerts_saved(self, threshold_mph: f64, size: Time, slide: Time, state: OperatorState) -> StreamVec<'scope, Time, SpeedWindow>;
 }
 
 impl<'scope> AlertEpisodes<'scope> for StreamVec<'scope, Time, SpeedWindow> {
-    fn alerts(self, threshold_mph: f64, size: Time, slide: Time) -> StreamVec<'scope, Time, SpeedWindow> {
+    fn alerts_saved(self, threshold_mph: f64, size: Time, slide: Time, mut saved: OperatorState) -> StreamVec<'scope, Time, SpeedWindow> {
         let pact = Exchange::new(|w: &SpeedWindow| w.key.route());
         self.unary_frontier(pact, "Alerts", move |_cap, _info| {
             let mut pending: Pending<Vec<SpeedWindow>> = Pending::new();
             // Vehicle -> start of its latest window above the threshold.
             let mut above: FxHashMap<Vin, Time> = FxHashMap::default();
+            for part in saved.restored::<Vec<(Vin, Time)>>() {
+                above.extend(part.into_iter().filter(|(vin, _)| saved.owns(vin.route())));
+            }
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     for batch in data {
@@ -94,6 +106,7 @@ impl<'scope> AlertEpisodes<'scope> for StreamVec<'scope, Time, SpeedWindow> {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
+                    saved.passing(*entry.key(), |_| above.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
                     let (end, (cap, mut windows)) = entry.remove_entry();
                     windows.sort_unstable_by_key(|a| (a.start, a.key));
                     let mut session = output.session(&cap);
@@ -110,6 +123,8 @@ impl<'scope> AlertEpisodes<'scope> for StreamVec<'scope, Time, SpeedWindow> {
                     // vehicles above it in this round's windows (start `end - size`) can continue.
                     above.retain(|_, start| *start + size >= end);
                 }
+                let reached = frontier.frontier().first().copied().unwrap_or(Time::MAX);
+                saved.passing(reached, |_| above.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
             }
         })
     }

@@ -15,7 +15,7 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::reference::{SensorId, TimelineTrace};
 use crate::time::Time;
-use crate::windows::{Offsets, Window};
+use crate::windows::{Offsets, Recent, Window};
 
 /// One `buggy_devices` row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,9 +157,11 @@ impl Analysis for BuggyDevices {
     }
 
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
-        let offsets = ctx.window_offsets()?;
+        let horizon = ctx.params().correction_horizon_ms;
+        // The windows still within the horizon are saved at checkpoints and joined again on restore.
+        let offsets = ctx.window_offsets()?.recent(horizon, ctx.state("windows"));
         let timelines = ctx.timelines();
-        let rows = buggy_devices(offsets, timelines, ctx.params().correction_horizon_ms);
+        let rows = buggy_devices(offsets, timelines, horizon);
         ctx.output("buggy_devices", rows)
     }
 

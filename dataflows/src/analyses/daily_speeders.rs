@@ -6,6 +6,7 @@ use timely::dataflow::StreamVec;
 use super::SpeedWindow;
 use crate::analysis::{Settings, Analysis, AnalysisError, Context, OutputSpec, Timing, Spec};
 use crate::output::{JsonObject, Output};
+use crate::checkpoint::OperatorState;
 use crate::params::Params;
 use crate::query::{LiveQuery, QuerySpec};
 use crate::reading::Vin;
@@ -18,14 +19,16 @@ use crate::windows::{Offsets, OpenWindows, Sliding};
 /// Only speeding panes are kept, so a vehicle's state exists only for days it sped on. The day's
 /// `max` is the top speed of the day: a pane without speeding readings cannot hold it.
 pub fn daily_speeders<'scope>(panes: StreamVec<'scope, Time, SpeedWindow>) -> StreamVec<'scope, Time, SpeedWindow> {
-    daily_speeders_open(panes).0
+    daily_speeders_open(panes, crate::checkpoint::Checkpoints::off().operator("days")).0
 }
 
-/// As [`daily_speeders`], also returning this worker's open days.
+/// As [`daily_speeders`], also returning this worker's open days, saved into `state` at
+/// checkpoints.
 pub fn daily_speeders_open<'scope>(
     panes: StreamVec<'scope, Time, SpeedWindow>,
+    state: OperatorState,
 ) -> (StreamVec<'scope, Time, SpeedWindow>, OpenWindows<Vin, SpeedStats>) {
-    panes.filter(|w| w.agg.speeding > 0).sliding_open(DAY_MS, DAY_MS)
+    panes.filter(|w| w.agg.speeding > 0).sliding_saved(DAY_MS, DAY_MS, state)
 }
 
 /// A vehicle's speeding on one day so far.
@@ -130,7 +133,8 @@ impl Analysis for DailySpeeders {
     }
 
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
-        let (days, open_days) = daily_speeders_open(ctx.speed_windows());
+        let state = ctx.state("days");
+        let (days, open_days) = daily_speeders_open(ctx.speed_windows(), state);
         let panes = ctx.open_windows();
         ctx.live_query(Box::new(LiveDailySpeeders { panes, days: open_days }))?;
         ctx.output("daily_speeders", days.map(DailySpeederRow))

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 
 use crate::analysis::{number, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec};
@@ -67,7 +67,7 @@ impl Output for Braking {
 
 /// The sequential rule, one vehicle's readings at a time in event-time order: what both the
 /// dataflow and the tests' oracle apply.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BrakingRule {
     /// The readings of the last `within` ms: `(event time, speed)`.
     recent: VecDeque<(Time, f64)>,

@@ -13,7 +13,11 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use super::RouteKey;
+use crate::checkpoint::{operator_of_dataflow, OperatorState};
 use crate::time::Time;
 
 /// Per-key event-time ordered state over `(key, event_time, value)` records.
@@ -53,7 +57,7 @@ pub trait Ordered<'scope, K, V>: Sized {
     /// Runs `logic(key, state, event_time, value, out)` over each key's records in event-time order.
     fn ordered_by_key<S, O, L>(self, name: &str, idle: Time, logic: L) -> StreamVec<'scope, Time, O>
     where
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &mut Vec<O>) + 'static;
 
@@ -95,7 +99,7 @@ pub trait Ordered<'scope, K, V>: Sized {
         T: ExchangeData + Ord + Clone,
         W: 'static,
         F: Fn(&BTreeMap<T, isize>) -> W + 'static,
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &W, &mut Vec<O>) + 'static;
 }
@@ -108,11 +112,22 @@ struct Keyed<K, V, S> {
     states: FxHashMap<K, (S, Time)>,
     swept_to: Time,
     idle: Time,
+    /// Saves `states` at checkpoint boundaries (records are processed in time order, so the
+    /// states before the first record at or after a boundary are the states as of it).
+    saved: OperatorState,
 }
 
-impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
-    fn new(idle: Time) -> Self {
-        Keyed { held: Vec::new(), cap: None, states: FxHashMap::default(), swept_to: 0, idle }
+impl<K: Hash + Eq + Ord + Clone + RouteKey + Serialize + DeserializeOwned, V: Ord, S: Default + Serialize + DeserializeOwned>
+    Keyed<K, V, S>
+{
+    /// Keyed state for operator `name`, restored if the dataflow is (the keys this worker owns).
+    fn new(name: &str, idle: Time) -> Self {
+        let mut saved = operator_of_dataflow(&format!("ordered.{name}"));
+        let mut states = FxHashMap::default();
+        for part in saved.restored::<Vec<(K, S, Time)>>() {
+            states.extend(part.into_iter().filter(|(k, _, _)| saved.owns(k.route())).map(|(k, s, t)| (k, (s, t))));
+        }
+        Keyed { held: Vec::new(), cap: None, states, swept_to: 0, idle, saved }
     }
 
     /// Holds a batch of records that arrived with capability `c`.
@@ -136,7 +151,10 @@ impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
         mut before: impl FnMut(&mut C, Time),
         mut step: impl FnMut(&C, &K, &mut S, Time, &V, &mut Vec<O>),
     ) {
-        let Some(cap) = self.cap.as_mut() else { return };
+        let Some(cap) = self.cap.as_mut() else {
+            save(&mut self.saved, &self.states, complete_to);
+            return;
+        };
         let (mut ready, rest): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(_, ts, _)| *ts < complete_to);
         self.held = rest;
         ready.sort_unstable_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
@@ -144,6 +162,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
         let mut records = ready.iter().peekable();
         while let Some((_, ts, _)) = records.peek() {
             let ts = *ts;
+            save(&mut self.saved, &self.states, ts);
             before(with, ts);
             let at = cap.delayed(&ts);
             let mut session = output.session(&at);
@@ -157,6 +176,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
                 session.give_iterator(out.drain(..));
             }
         }
+        save(&mut self.saved, &self.states, complete_to);
         // Drop the state of keys idle for `idle` ms of event time (once per `idle / 4`).
         if complete_to != Time::MAX && complete_to >= self.swept_to.saturating_add(self.idle / 4) {
             let idle = self.idle;
@@ -170,6 +190,11 @@ impl<K: Hash + Eq + Ord + Clone, V: Ord, S: Default> Keyed<K, V, S> {
             cap.downgrade(&complete_to);
         }
     }
+}
+
+/// Saves each key's state for the checkpoint boundaries at or below `t` (see [`OperatorState::passing`]).
+fn save<K: Serialize, S: Serialize>(saved: &mut OperatorState, states: &FxHashMap<K, (S, Time)>, t: Time) {
+    saved.passing(t, |_| states.iter().map(|(k, (s, last))| (k, s, *last)).collect::<Vec<_>>());
 }
 
 /// A reference table inside an ordered operator: changes not yet applied (sorted by time), the
@@ -205,13 +230,14 @@ where
 {
     fn ordered_by_key<S, O, L>(self, name: &str, idle: Time, mut logic: L) -> StreamVec<'scope, Time, O>
     where
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &mut Vec<O>) + 'static,
     {
         let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
-        self.unary_frontier(pact, name, move |_cap, _info| {
-            let mut keyed: Keyed<K, V, S> = Keyed::new(idle);
+        let name = name.to_string();
+        self.unary_frontier(pact, &name.clone(), move |_cap, _info| {
+            let mut keyed: Keyed<K, V, S> = Keyed::new(&name, idle);
             move |(input, frontier), output| {
                 input.for_each_stamp(|c, data| {
                     for batch in data {
@@ -237,15 +263,16 @@ where
         T: ExchangeData + Ord + Clone,
         W: 'static,
         F: Fn(&BTreeMap<T, isize>) -> W + 'static,
-        S: Default + 'static,
+        S: Default + Serialize + DeserializeOwned + 'static,
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &W, &mut Vec<O>) + 'static,
     {
         let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
         // Every worker sees every change of the table.
         let changes = table.inner.broadcast();
-        self.binary_frontier(changes, pact, Pipeline, name, move |_cap, _info| {
-            let mut keyed: Keyed<K, V, S> = Keyed::new(idle);
+        let name = name.to_string();
+        self.binary_frontier(changes, pact, Pipeline, &name.clone(), move |_cap, _info| {
+            let mut keyed: Keyed<K, V, S> = Keyed::new(&name, idle);
             let mut table = Table { pending: Vec::new(), current: view(&BTreeMap::new()), contents: BTreeMap::new() };
             move |(input, frontier), (changes, table_frontier), output| {
                 input.for_each_stamp(|c, data| {

@@ -23,7 +23,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::{Partition, Poll, Record, Run, SourceError};
+use super::{Partition, Poll, Record, Run, SavedPosition, SourceError};
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,23 +38,35 @@ pub struct Committed {
     /// Records below this offset were read by a run that stopped exactly, which delivered their
     /// `late`, `errors` and `raw` records (none when it is at or below the committed offset).
     pub read_to: Option<u64>,
+    /// The offset is a checkpoint's position (the state as of this boundary holds what the
+    /// records before it made): resuming from it needs that checkpoint.
+    pub checkpoint: Option<u64>,
 }
 
 impl Committed {
     fn encode(&self) -> String {
         let opt = |v: Option<u64>| v.map(|t| t.to_string()).unwrap_or_default();
-        format!("fleetflow:v2:{}:{}:{}", opt(self.max_ts), self.durable, opt(self.read_to))
+        match self.checkpoint {
+            Some(at) => format!("fleetflow:v3:{}:{}:{}:{at}", opt(self.max_ts), self.durable, opt(self.read_to)),
+            None => format!("fleetflow:v2:{}:{}:{}", opt(self.max_ts), self.durable, opt(self.read_to)),
+        }
     }
 
     fn decode(s: &str) -> Option<Committed> {
         let opt = |v: &str| if v.is_empty() { Some(None) } else { v.parse().ok().map(Some) };
         if let Some(rest) = s.strip_prefix("fleetflow:v1:") {
             let (max_ts, durable) = rest.split_once(':')?;
-            return Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: None });
+            return Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: None, checkpoint: None });
+        }
+        if let Some(rest) = s.strip_prefix("fleetflow:v3:") {
+            let mut fields = rest.split(':');
+            let (max_ts, durable, read_to, at) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            let (max_ts, durable, read_to) = (opt(max_ts)?, durable.parse().ok()?, opt(read_to)?);
+            return Some(Committed { max_ts, durable, read_to, checkpoint: Some(at.parse().ok()?) });
         }
         let mut fields = s.strip_prefix("fleetflow:v2:")?.split(':');
         let (max_ts, durable, read_to) = (fields.next()?, fields.next()?, fields.next()?);
-        Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: opt(read_to)? })
+        Some(Committed { max_ts: opt(max_ts)?, durable: durable.parse().ok()?, read_to: opt(read_to)?, checkpoint: None })
     }
 }
 
@@ -87,6 +99,15 @@ pub fn resume_frontier(cfg: &KafkaConfig) -> Result<Option<u64>, SourceError> {
     let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
     let all = committed(&consumer, &cfg.topic, count)?;
     Ok(all.iter().filter_map(|(_, c)| c.map(|c| c.durable)).max())
+}
+
+/// The latest checkpoint the group's committed offsets were taken at, if they were (then the
+/// records before them are in that checkpoint's state, not only in delivered outputs).
+pub fn checkpointed(cfg: &KafkaConfig) -> Result<Option<u64>, SourceError> {
+    let count = partition_count(cfg)?;
+    let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
+    let all = committed(&consumer, &cfg.topic, count)?;
+    Ok(all.iter().filter_map(|(_, c)| c.and_then(|c| c.checkpoint)).max())
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> SourceError {
@@ -130,14 +151,20 @@ pub fn partition_count(cfg: &KafkaConfig) -> Result<i32, SourceError> {
     }
 }
 
-/// This worker's partitions: partition `p` goes to worker `p mod peers`.
-pub fn partitions_for(cfg: &KafkaConfig, index: usize, peers: usize) -> Result<Vec<Box<dyn Partition>>, SourceError> {
+/// This worker's partitions: partition `p` goes to worker `p mod peers`. A partition with a
+/// position in `restored` (a checkpoint's) starts there, the others at `kafka.start`.
+pub fn partitions_for(
+    cfg: &KafkaConfig,
+    (index, peers): (usize, usize),
+    restored: &std::collections::BTreeMap<String, SavedPosition>,
+) -> Result<Vec<Box<dyn Partition>>, SourceError> {
     let (start, stop) = (cfg.start, cfg.stop);
     let count = partition_count(cfg)?;
     let mut out: Vec<Box<dyn Partition>> = Vec::new();
     for p in 0..count {
         if p as usize % peers == index {
-            out.push(Box::new(KafkaPartition::open(cfg, p, start, stop)?));
+            let saved = restored.get(&format!("{}/{p}", cfg.topic));
+            out.push(Box::new(KafkaPartition::open(cfg, p, (start, saved), stop)?));
         }
     }
     Ok(out)
@@ -187,23 +214,34 @@ fn offset_for_time(consumer: &BaseConsumer, topic: &str, partition: i32, ms: u64
 
 impl KafkaPartition {
     /// Opens partition `partition` of the configured topic at `start`, to read until `stop`.
-    pub fn open(cfg: &KafkaConfig, partition: i32, start: Start, stop: Stop) -> Result<Self, SourceError> {
+    pub fn open(
+        cfg: &KafkaConfig,
+        partition: i32,
+        (start, saved): (Start, Option<&SavedPosition>),
+        stop: Stop,
+    ) -> Result<Self, SourceError> {
         let topic = cfg.topic.as_str();
         let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
         let mut resumed = None;
         let (low, high) =
             consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets of {topic}/{partition}")))?;
-        let offset = match start {
-            Start::Earliest => Offset::Beginning,
-            Start::Latest => Offset::Offset(high),
-            Start::Time(ms) => Offset::Offset(offset_for_time(&consumer, topic, partition, ms)?.unwrap_or(high)),
-            Start::Committed => match committed(&consumer, topic, partition + 1)?.pop() {
-                Some((Offset::Offset(o), meta)) => {
-                    resumed = meta;
-                    Offset::Offset(o)
-                }
-                _ => Offset::Beginning,
-            },
+        let offset = if let Some(p) = saved {
+            // A checkpoint's position (its durable frontier is the router's, not the partition's).
+            resumed = Some(Committed { max_ts: p.max_ts, durable: 0, read_to: p.read_to, checkpoint: None });
+            Offset::Offset(p.offset)
+        } else {
+            match start {
+                Start::Earliest => Offset::Beginning,
+                Start::Latest => Offset::Offset(high),
+                Start::Time(ms) => Offset::Offset(offset_for_time(&consumer, topic, partition, ms)?.unwrap_or(high)),
+                Start::Committed => match committed(&consumer, topic, partition + 1)?.pop() {
+                    Some((Offset::Offset(o), meta)) => {
+                        resumed = meta;
+                        Offset::Offset(o)
+                    }
+                    _ => Offset::Beginning,
+                },
+            }
         };
         let stop_at = match stop {
             Stop::Never => None,
@@ -264,7 +302,7 @@ impl KafkaPartition {
         let (offset, max_ts) = self.committable.unwrap_or((self.first, self.resumed.and_then(|r| r.max_ts)));
         let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
         let read_to = (self.read_to > offset.max(0) as u64).then_some(self.read_to);
-        (offset, Committed { max_ts, durable, read_to })
+        (offset, Committed { max_ts, durable, read_to, checkpoint: None })
     }
 
     /// Commits `offset` with `meta` (`sync`: waits for it).
@@ -364,6 +402,20 @@ impl Partition for KafkaPartition {
         self.send_commit(now, true)
     }
 
+    fn position_at(&mut self, at: u64, durable: u64, read_all: bool) -> Option<SavedPosition> {
+        self.settle(at);
+        if read_all {
+            self.read_to = self.read_to.max(self.next.unwrap_or(self.first).max(0) as u64);
+        }
+        let (offset, meta) = self.commit_now(durable);
+        Some(SavedPosition { partition: self.name.clone(), offset, max_ts: meta.max_ts, read_to: meta.read_to })
+    }
+
+    fn commit_position(&mut self, p: &SavedPosition, durable: u64) -> Result<(), SourceError> {
+        let meta = Committed { max_ts: p.max_ts, durable, read_to: p.read_to, checkpoint: Some(durable) };
+        self.send_commit((p.offset, meta), false)
+    }
+
     fn resumed_max_ts(&self) -> Option<u64> {
         self.resumed.and_then(|r| r.max_ts)
     }
@@ -385,14 +437,15 @@ mod tests {
     #[test]
     fn commit_metadata_round_trips_and_reads_the_first_version() {
         for c in [
-            Committed { max_ts: Some(5), durable: 7, read_to: Some(9) },
-            Committed { max_ts: None, durable: 0, read_to: None },
-            Committed { max_ts: Some(1_764_028_800_000), durable: u64::MAX, read_to: None },
+            Committed { max_ts: Some(5), durable: 7, read_to: Some(9), checkpoint: None },
+            Committed { max_ts: None, durable: 0, read_to: None, checkpoint: None },
+            Committed { max_ts: Some(1_764_028_800_000), durable: u64::MAX, read_to: None, checkpoint: None },
+            Committed { max_ts: Some(5), durable: 60_000, read_to: None, checkpoint: Some(60_000) },
         ] {
             assert_eq!(Committed::decode(&c.encode()), Some(c));
         }
-        assert_eq!(Committed::decode("fleetflow:v1:5:7"), Some(Committed { max_ts: Some(5), durable: 7, read_to: None }));
-        assert_eq!(Committed::decode("fleetflow:v1::7"), Some(Committed { max_ts: None, durable: 7, read_to: None }));
+        assert_eq!(Committed::decode("fleetflow:v1:5:7"), Some(Committed { max_ts: Some(5), durable: 7, read_to: None, checkpoint: None }));
+        assert_eq!(Committed::decode("fleetflow:v1::7"), Some(Committed { max_ts: None, durable: 7, read_to: None, checkpoint: None }));
         assert_eq!(Committed::decode("fleetflow:v2:x:7:"), None);
         assert_eq!(Committed::decode("someone else's"), None);
     }

@@ -1,0 +1,322 @@
+//! Checkpoints of operator state "as of" event times.
+//!
+//! A checkpoint boundary is an event time `T`, a multiple of the checkpoint interval (itself a
+//! multiple of the tumbling window). The state of the dataflow *as of `T`* is what the readings
+//! before `T` produced, and nothing else. It is consistent without barriers because timely tells
+//! every operator when its input frontier passes `T`: from then on no input before `T` can arrive.
+//! Each stateful operator applies its inputs in time order once the frontier has passed them
+//! (inputs at or after `T` wait), so when its frontier passes `T` its state is exactly the state
+//! as of `T`, and it saves it ([`OperatorState::passing`]) before applying anything later:
+//!
+//! - tumbling windows aligned to `T` hold nothing as of `T` (every window ending at or before `T`
+//!   is closed and emitted; every open one holds readings at or after `T` only), so they save
+//!   nothing: the readings at or after `T` are read again;
+//! - sliding windows (daily speeders' days, the alerts' panes) save their open windows, the alert
+//!   episodes their vehicles above the threshold, [`crate::windows::Ordered`] each key's state,
+//!   and the reference join the windows still within the correction horizon.
+//!
+//! Outputs before `T` were emitted before the frontier passed `T`; the runtime completes a
+//! checkpoint only once its sinks have delivered them (the durable frontier has passed `T`), and
+//! records with it, per source partition, where a re-read must start so that every reading at or
+//! after `T` is read again. On restore the operators take their state back (each worker the keys
+//! it owns, whatever the worker count that saved it), the runtime drops re-read readings before
+//! `T` (they are in the state) and writes no output before `T` again.
+//!
+//! Operators that register here are named; a worker's checkpoint at `T` is complete when every
+//! registered operator has saved `T`. An operator whose frontier jumps over several boundaries
+//! saves the highest one only, so a boundary may be skipped; the next one is taken.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::time::{align, Time};
+
+/// Saved states kept per operator (older ones are dropped, a newer checkpoint completes first).
+const KEPT: usize = 32;
+
+/// Why restored state could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpointed state of operator {operator} cannot be read ({reason}); it was written by another version: remove the state folder to start afresh")]
+pub struct RestoreError {
+    /// The operator.
+    pub operator: String,
+    /// What failed.
+    pub reason: String,
+}
+
+/// One operator's saved states by boundary, shared with the registry.
+type SavedStates = Rc<RefCell<BTreeMap<Time, Rc<[u8]>>>>;
+
+/// State a restart gives back: what every worker saved as of `at`.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// The checkpoint's boundary.
+    pub at: Time,
+    /// Each operator's saved states, one per worker that saved it.
+    pub states: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+/// One worker's checkpoint registry: the operators that save state, what they saved, and what a
+/// restart gave back. Cloned handles share it.
+#[derive(Clone)]
+pub struct Checkpoints {
+    inner: Rc<RefCell<Registry>>,
+}
+
+struct Registry {
+    every: Time,
+    restored: Option<Restored>,
+    errors: Vec<RestoreError>,
+    owner: (usize, usize),
+    operators: Vec<(String, SavedStates)>,
+}
+
+impl Checkpoints {
+    /// No checkpoints: operators save nothing and start empty.
+    pub fn off() -> Self {
+        Self::every(0, None, (0, 1))
+    }
+
+    /// Checkpoints every `every` ms of event time (0: off), restoring `restored` if given, on
+    /// worker `index` of `peers` (which owns the keys routed to it).
+    pub fn every(every: Time, restored: Option<Restored>, (index, peers): (usize, usize)) -> Self {
+        let registry = Registry { every, restored, errors: Vec::new(), owner: (index, peers.max(1)), operators: Vec::new() };
+        Checkpoints { inner: Rc::new(RefCell::new(registry)) }
+    }
+
+    /// The interval, ms (0: off).
+    pub fn interval(&self) -> Time {
+        self.inner.borrow().every
+    }
+
+    /// The boundary the dataflow was restored as of, if any.
+    pub fn restored_at(&self) -> Option<Time> {
+        self.inner.borrow().restored.as_ref().map(|r| r.at)
+    }
+
+    /// Registers a stateful operator called `name` (a second one of the same name gets `#2`...).
+    pub fn operator(&self, name: &str) -> OperatorState {
+        let mut registry = self.inner.borrow_mut();
+        let taken = registry.operators.iter().filter(|(n, _)| n == name || n.starts_with(&format!("{name}#"))).count();
+        let name = if taken == 0 { name.to_string() } else { format!("{name}#{}", taken + 1) };
+        let saved = Rc::new(RefCell::new(BTreeMap::new()));
+        registry.operators.push((name.clone(), saved.clone()));
+        let restored = registry.restored.as_mut().map(|r| (r.at, r.states.remove(&name).unwrap_or_default()));
+        let next = restored.as_ref().map_or(0, |(at, _)| at + registry.every.max(1));
+        let restored = restored.map(|r| r.1);
+        OperatorState { name, every: registry.every, next, saved, restored, owner: registry.owner, registry: Rc::downgrade(&self.inner) }
+    }
+
+    /// The restored states that could not be read (the runtime refuses to run on them).
+    pub fn restore_errors(&self) -> Vec<RestoreError> {
+        std::mem::take(&mut self.inner.borrow_mut().errors)
+    }
+
+    /// The latest boundary every registered operator has saved (none if there is no operator).
+    pub fn complete(&self) -> Option<Time> {
+        let registry = self.inner.borrow();
+        let first = registry.operators.first()?;
+        let candidates: Vec<Time> = first.1.borrow().keys().rev().copied().collect();
+        candidates.into_iter().find(|t| registry.operators.iter().all(|(_, saved)| saved.borrow().contains_key(t)))
+    }
+
+    /// Every boundary all registered operators have saved, oldest first.
+    pub fn complete_all(&self) -> Vec<Time> {
+        let registry = self.inner.borrow();
+        let Some(first) = registry.operators.first() else { return Vec::new() };
+        let saved: Vec<Time> = first.1.borrow().keys().copied().collect();
+        saved.into_iter().filter(|t| registry.operators.iter().all(|(_, s)| s.borrow().contains_key(t))).collect()
+    }
+
+    /// Every operator's state saved for boundary `at` (those that saved it).
+    pub fn states_at(&self, at: Time) -> Vec<(String, Rc<[u8]>)> {
+        let registry = self.inner.borrow();
+        registry.operators.iter().filter_map(|(name, saved)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
+    }
+
+    /// Forgets the states saved for boundaries up to `at`.
+    pub fn release_through(&self, at: Time) {
+        for (_, saved) in &self.inner.borrow().operators {
+            saved.borrow_mut().retain(|t, _| *t > at);
+        }
+    }
+
+    /// Names of the registered operators.
+    pub fn operators(&self) -> Vec<String> {
+        self.inner.borrow().operators.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+thread_local! {
+    /// The registry of the dataflow being built on this thread (see [`building`]).
+    static BUILDING: RefCell<Option<Checkpoints>> = const { RefCell::new(None) };
+}
+
+/// While the returned guard lives, operators built on this thread register with `checkpoints`
+/// through [`operator_of_dataflow`] (generic operators such as [`crate::windows::Ordered`], which
+/// analyses build without a handle to the registry).
+pub fn building(checkpoints: &Checkpoints) -> BuildGuard {
+    let previous = BUILDING.with(|b| b.replace(Some(checkpoints.clone())));
+    BuildGuard { previous }
+}
+
+/// Restores the registry that was current before [`building`].
+pub struct BuildGuard {
+    previous: Option<Checkpoints>,
+}
+
+impl Drop for BuildGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        BUILDING.with(|b| *b.borrow_mut() = previous);
+    }
+}
+
+/// Registers `name` with the registry of the dataflow being built (see [`building`]); off when
+/// there is none (a dataflow built outside the runtime, a test).
+pub fn operator_of_dataflow(name: &str) -> OperatorState {
+    BUILDING.with(|b| b.borrow().clone()).unwrap_or_else(Checkpoints::off).operator(name)
+}
+
+/// One stateful operator's side of the registry.
+pub struct OperatorState {
+    name: String,
+    every: Time,
+    /// The next boundary to save.
+    next: Time,
+    saved: SavedStates,
+    restored: Option<Vec<Vec<u8>>>,
+    owner: (usize, usize),
+    registry: std::rc::Weak<RefCell<Registry>>,
+}
+
+impl OperatorState {
+    /// Before the operator applies inputs at time `t` (or, with `t` its input frontier, after it
+    /// applied every input before it): its state now is its state as of every boundary at or
+    /// below `t` not saved yet, and the highest of them is saved. `state(boundary)` is called
+    /// only then.
+    pub fn passing<S: Serialize>(&mut self, t: Time, state: impl FnOnce(Time) -> S) {
+        if self.every == 0 || t == Time::MAX {
+            return;
+        }
+        let boundary = align(t, self.every);
+        if boundary < self.next.max(self.every) {
+            return;
+        }
+        // (A state that cannot be encoded is a bug in its type; the boundary is then skipped.)
+        if let Ok(bytes) = bincode::serialize(&state(boundary)) {
+            let mut saved = self.saved.borrow_mut();
+            saved.insert(boundary, bytes.into());
+            while saved.len() > KEPT {
+                saved.pop_first();
+            }
+        }
+        self.next = boundary + self.every;
+    }
+
+    /// Takes the states every worker saved for this operator at the restored checkpoint (empty
+    /// when not restoring). The operator keeps the keys it owns ([`OperatorState::owns`]). A
+    /// state that cannot be read is left out and reported by [`Checkpoints::restore_errors`].
+    pub fn restored<S: DeserializeOwned>(&mut self) -> Vec<S> {
+        let parts = self.restored.take().unwrap_or_default();
+        let mut states = Vec::with_capacity(parts.len());
+        for bytes in &parts {
+            match bincode::deserialize(bytes) {
+                Ok(s) => states.push(s),
+                Err(e) => {
+                    if let Some(registry) = self.registry.upgrade() {
+                        registry.borrow_mut().errors.push(RestoreError { operator: self.name.clone(), reason: e.to_string() });
+                    }
+                }
+            }
+        }
+        states
+    }
+
+    /// Whether checkpoints are taken.
+    pub fn is_on(&self) -> bool {
+        self.every > 0
+    }
+
+    /// The checkpoint interval, ms (0: off).
+    pub fn interval(&self) -> Time {
+        self.every
+    }
+
+    /// Whether this worker owns a key of routing hash `route` (as timely's exchange routes it).
+    pub fn owns(&self, route: u64) -> bool {
+        (route % self.owner.1 as u64) as usize == self.owner.0
+    }
+
+    /// The operator's registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_boundary_passed_is_saved_once_and_complete_when_every_operator_has_it() {
+        let ck = Checkpoints::every(60_000, None, (0, 1));
+        let mut a = ck.operator("a");
+        let mut b = ck.operator("a");
+        assert_eq!(ck.operators(), ["a", "a#2"]);
+        let calls = std::cell::Cell::new(0);
+        a.passing(30_000, |_| 1u32);
+        assert_eq!(ck.complete(), None, "no boundary passed yet (0 is not one)");
+        a.passing(125_000, |_| {
+            calls.set(calls.get() + 1);
+            2u32
+        });
+        a.passing(170_000, |_| {
+            calls.set(calls.get() + 1);
+            3u32
+        });
+        assert_eq!(calls.get(), 1, "120 s saved once; 170 s passes no new boundary");
+        assert_eq!(ck.complete(), None, "b has not saved 120 s");
+        b.passing(60_000, |_| 7u32);
+        b.passing(130_000, |b| b as u32 / 15_000);
+        assert_eq!(ck.complete(), Some(120_000));
+        let states = ck.states_at(120_000);
+        assert_eq!(bincode::deserialize::<u32>(&states[0].1).unwrap(), 2);
+        assert_eq!(bincode::deserialize::<u32>(&states[1].1).unwrap(), 8, "given the boundary");
+        ck.release_through(120_000);
+        assert!(ck.states_at(120_000).is_empty() && ck.states_at(60_000).is_empty());
+    }
+
+    #[test]
+    fn a_restore_hands_every_part_back_and_saves_after_it() {
+        let mut states = BTreeMap::new();
+        states.insert("a".to_string(), vec![bincode::serialize(&vec![1u64, 2]).unwrap(), bincode::serialize(&vec![3u64]).unwrap()]);
+        let ck = Checkpoints::every(60_000, Some(Restored { at: 120_000, states }), (1, 2));
+        let mut a = ck.operator("a");
+        assert_eq!(a.restored::<Vec<u64>>(), vec![vec![1, 2], vec![3]]);
+        assert!(a.restored::<Vec<u64>>().is_empty(), "taken once");
+        assert!(a.owns(3) && !a.owns(4), "worker 1 of 2 owns odd routes");
+        a.passing(150_000, |_| 0u8);
+        assert_eq!(ck.complete(), None, "the restored boundary is not saved again");
+        a.passing(180_000, |_| 0u8);
+        assert_eq!(ck.complete(), Some(180_000));
+        let mut bad = BTreeMap::new();
+        bad.insert("b".to_string(), vec![vec![1u8]]);
+        let ck = Checkpoints::every(60_000, Some(Restored { at: 0, states: bad }), (0, 1));
+        assert!(ck.operator("b").restored::<String>().is_empty());
+        let errors = ck.restore_errors();
+        assert!(errors.len() == 1 && errors[0].to_string().contains("operator b"), "{errors:?}");
+    }
+
+    #[test]
+    fn off_saves_nothing() {
+        let ck = Checkpoints::off();
+        let mut a = ck.operator("a");
+        a.passing::<()>(600_000, |_| panic!("not called when off"));
+        assert_eq!(ck.complete(), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! `[checkpoints]`: whether a Kafka job checkpoints its operator state, how often, and where.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The state store and the checkpoint interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Checkpoint a Kafka job's operator state (`--no-checkpoints` turns it off).
+    pub enabled: bool,
+    /// Event time between checkpoints, seconds: a multiple of `windows.tumbling_secs`. A crash
+    /// re-reads about this much plus the allowed lateness.
+    pub interval_secs: u64,
+    /// The state store: a local folder (shared by the processes of a cluster), one subfolder per
+    /// Kafka group (`--state-dir`).
+    pub dir: PathBuf,
+    /// Complete checkpoints kept (older ones are removed).
+    pub keep: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { enabled: true, interval_secs: 60, dir: PathBuf::from("fleetflow-state"), keep: 3 }
+    }
+}
+
+impl CheckpointConfig {
+    /// Checks the interval against the tumbling window and the number kept.
+    pub fn validate(&self, tumbling_secs: u64) -> Result<(), String> {
+        if self.interval_secs == 0 || tumbling_secs == 0 || !self.interval_secs.is_multiple_of(tumbling_secs) {
+            return Err(format!(
+                "checkpoints.interval_secs: {} is not a multiple of windows.tumbling_secs ({tumbling_secs}); use {tumbling_secs} or a multiple of it",
+                self.interval_secs
+            ));
+        }
+        if self.keep < 2 {
+            return Err(format!(
+                "checkpoints.keep: {} keeps too few; keep at least 2 (the latest may be half written when a job dies)",
+                self.keep
+            ));
+        }
+        Ok(())
+    }
+}
