@@ -12,8 +12,7 @@
 //!   is closed and emitted; every open one holds readings at or after `T` only), so they save
 //!   nothing: the readings at or after `T` are read again;
 //! - sliding windows (daily speeders' days, the alerts' panes) save their open windows, the alert
-//!   episodes their vehicles above the threshold, [`crate::windows::Ordered`] each key's state,
-//!   and the reference join the windows still within the correction horizon.
+//!   episodes their vehicles above the threshold, [`crate::windows::Ordered`] each key's state.
 //!
 //! Outputs before `T` were emitted before the frontier passed `T`; the runtime completes a
 //! checkpoint only once its sinks have delivered them (the durable frontier has passed `T`), and
@@ -35,8 +34,10 @@ use serde::Serialize;
 
 use crate::time::{align, Time};
 
-/// Saved states kept per operator (older ones are dropped, a newer checkpoint completes first).
-const KEPT: usize = 32;
+/// Saved states kept per operator until the runtime writes them (older ones are dropped: their
+/// checkpoint is skipped, a newer one completes). Each is a copy of the operator's state, so this
+/// bounds the memory checkpoints take while the sinks have not yet delivered a boundary.
+const KEPT: usize = 8;
 
 /// Why restored state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,17 @@ pub struct RestoreError {
     pub operator: String,
     /// What failed.
     pub reason: String,
+}
+
+/// What encoding operator states cost on a worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Encoded {
+    /// Time spent encoding.
+    pub time: std::time::Duration,
+    /// Bytes encoded.
+    pub bytes: u64,
+    /// States encoded (one per operator per boundary).
+    pub states: u64,
 }
 
 /// One operator's saved states by boundary, shared with the registry.
@@ -71,6 +83,8 @@ struct Registry {
     every: Time,
     restored: Option<Restored>,
     errors: Vec<RestoreError>,
+    /// Time spent encoding states, their bytes, and how many, since the registry was made.
+    encoded: Encoded,
     owner: (usize, usize),
     operators: Vec<(String, SavedStates)>,
 }
@@ -84,7 +98,14 @@ impl Checkpoints {
     /// Checkpoints every `every` ms of event time (0: off), restoring `restored` if given, on
     /// worker `index` of `peers` (which owns the keys routed to it).
     pub fn every(every: Time, restored: Option<Restored>, (index, peers): (usize, usize)) -> Self {
-        let registry = Registry { every, restored, errors: Vec::new(), owner: (index, peers.max(1)), operators: Vec::new() };
+        let registry = Registry {
+            every,
+            restored,
+            errors: Vec::new(),
+            encoded: Default::default(),
+            owner: (index, peers.max(1)),
+            operators: Vec::new(),
+        };
         Checkpoints { inner: Rc::new(RefCell::new(registry)) }
     }
 
@@ -109,6 +130,11 @@ impl Checkpoints {
         let next = restored.as_ref().map_or(0, |(at, _)| at + registry.every.max(1));
         let restored = restored.map(|r| r.1);
         OperatorState { name, every: registry.every, next, saved, restored, owner: registry.owner, registry: Rc::downgrade(&self.inner) }
+    }
+
+    /// What encoding states cost so far on this worker.
+    pub fn encoded(&self) -> Encoded {
+        self.inner.borrow().encoded
     }
 
     /// The restored states that could not be read (the runtime refuses to run on them).
@@ -208,7 +234,15 @@ impl OperatorState {
             return;
         }
         // (A state that cannot be encoded is a bug in its type; the boundary is then skipped.)
-        if let Ok(bytes) = bincode::serialize(&state(boundary)) {
+        let started = std::time::Instant::now();
+        let encoded = bincode::serialize(&state(boundary));
+        if let (Some(registry), Ok(bytes)) = (self.registry.upgrade(), &encoded) {
+            let mut registry = registry.borrow_mut();
+            registry.encoded.time += started.elapsed();
+            registry.encoded.bytes += bytes.len() as u64;
+            registry.encoded.states += 1;
+        }
+        if let Ok(bytes) = encoded {
             let mut saved = self.saved.borrow_mut();
             saved.insert(boundary, bytes.into());
             while saved.len() > KEPT {

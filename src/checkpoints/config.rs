@@ -18,11 +18,15 @@ pub struct CheckpointConfig {
     pub dir: PathBuf,
     /// Complete checkpoints kept (older ones are removed).
     pub keep: usize,
+    /// Take checkpoints whatever the source, restoring none (`fleetflow bench --checkpoints`
+    /// measures their cost on the generator); not a configuration field.
+    #[serde(skip)]
+    pub measure_only: bool,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { enabled: true, interval_secs: 60, dir: PathBuf::from("fleetflow-state"), keep: 3 }
+        CheckpointConfig { enabled: true, interval_secs: 60, dir: PathBuf::from("fleetflow-state"), keep: 3, measure_only: false }
     }
 }
 

@@ -72,11 +72,12 @@ impl FolderStore {
         self.root.join(format!("{at:015}"))
     }
 
-    /// Writes `part` (atomically).
-    pub fn write_part(&self, part: &Part) -> Result<(), StoreError> {
+    /// Writes `part` (atomically); returns its size in bytes.
+    pub fn write_part(&self, part: &Part) -> Result<u64, StoreError> {
         let bytes = bincode::serialize(part).map_err(|e| StoreError::Invalid { path: "part".into(), problem: e.to_string() })?;
         let dir = self.folder(part.at);
-        write_atomically(&dir, &format!("part-{:04}-of-{:04}.bin", part.worker, part.peers), &bytes)
+        write_atomically(&dir, &format!("part-{:04}-of-{:04}.bin", part.worker, part.peers), &bytes)?;
+        Ok(bytes.len() as u64)
     }
 
     /// How many parts of the checkpoint at `at` are written.

@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 pub use super::bench_report::{Outcome, Percentiles, Report, Sweep};
+use crate::commands::bench_report::CheckpointCost;
 use crate::config::FolderConfig;
 use crate::config::{Config, SinkConfig};
 use crate::operations::metrics::Metrics;
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// Sweep: the most runs.
     #[arg(long, default_value_t = 8)]
     pub sweep_steps: usize,
+    /// Take checkpoints of the operators' state at every window boundary (as a Kafka job does,
+    /// into a temporary state folder) to measure what they cost.
+    #[arg(long)]
+    pub checkpoints: bool,
     /// A rate is sustained when the job keeps up (achieves 97% of it) and the p99 window latency
     /// stays below this, ms.
     #[arg(long, default_value_t = 1_000.0)]
@@ -166,6 +171,11 @@ fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
     config.windows.tumbling_secs = args.window_secs;
     config.windows.sliding_slide_secs = args.window_secs;
     config.windows.sliding_size_secs = args.window_secs * 5;
+    if args.checkpoints {
+        config.checkpoints.measure_only = true;
+        config.checkpoints.interval_secs = args.window_secs;
+        config.checkpoints.dir = output.join("state");
+    }
     config
         .sinks
         .insert("local".into(), SinkConfig::Folder(FolderConfig { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false }));
@@ -218,6 +228,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         cpu_user_secs: user - user_before,
         cpu_system_secs: system - system_before,
         peak_rss_mib: rss,
+        checkpoints: args.checkpoints.then(|| CheckpointCost::of(&metrics)),
     };
     if args.output.is_none() {
         let _ = std::fs::remove_dir_all(&temp);

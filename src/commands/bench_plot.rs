@@ -123,6 +123,7 @@ mod tests {
             cpu_user_secs: 1.0,
             cpu_system_secs: 0.1,
             peak_rss_mib: 100.0,
+            checkpoints: None,
         }
     }
 

@@ -63,6 +63,43 @@ pub struct Report {
     pub cpu_system_secs: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// What checkpoints cost (`--checkpoints`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointCost>,
+}
+
+/// What the checkpoints of a run cost.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckpointCost {
+    /// Boundaries at which the operators saved their state.
+    pub boundaries: f64,
+    /// Mean size of the state saved at a boundary (every operator of every worker), bytes.
+    pub mean_state_bytes: f64,
+    /// Mean time the workers spent encoding it at a boundary (summed over workers, inside the
+    /// dataflow's steps), ms.
+    pub mean_encode_ms: f64,
+    /// Parts written to the store (a checkpoint completes when its sinks have delivered what
+    /// came before it: the folder sink's buffering paces them).
+    pub parts_written: u64,
+    /// Mean time a worker spent writing a part, ms.
+    pub mean_write_ms: f64,
+}
+
+impl CheckpointCost {
+    /// From the job's counters.
+    pub fn of(m: &crate::operations::metrics::Metrics) -> Self {
+        use crate::operations::metrics::Metrics as M;
+        let boundaries = M::get(&m.checkpoint_states) as f64 / M::get(&m.checkpoint_operators).max(1) as f64;
+        let per_boundary = |v: u64| if boundaries == 0.0 { 0.0 } else { v as f64 / boundaries };
+        let parts = M::get(&m.checkpoint_parts);
+        CheckpointCost {
+            boundaries,
+            mean_state_bytes: per_boundary(M::get(&m.checkpoint_state_bytes)),
+            mean_encode_ms: per_boundary(M::get(&m.checkpoint_encode_micros)) / 1000.0,
+            parts_written: parts,
+            mean_write_ms: if parts == 0 { 0.0 } else { M::get(&m.checkpoint_write_micros) as f64 / parts as f64 / 1000.0 },
+        }
+    }
 }
 
 impl Report {

@@ -21,6 +21,7 @@ use tracing::{debug, info};
 use super::JobError;
 use crate::checkpoints::part::{Part, SavedPosition};
 use crate::checkpoints::store::{FolderStore, StoreError};
+use crate::operations::metrics::Metrics;
 use crate::sources::SourceDriver;
 
 /// How often the first worker looks for complete sets of parts.
@@ -41,6 +42,9 @@ pub struct Checkpointer {
     positions: Vec<(Time, Vec<SavedPosition>)>,
     /// The last complete checkpoint seen.
     completed: Time,
+    /// Counters, and the encoding time already counted.
+    metrics: Arc<Metrics>,
+    encode_counted: fleetflow_dataflows::checkpoint::Encoded,
     /// The boundary of the exact stop's part, once written.
     stopped_at: Option<Time>,
     looked: Instant,
@@ -49,8 +53,15 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// The checkpoints of worker `worker` of `peers` into `store`; `restored`: the boundary the
     /// job was restored from (none is written again).
-    pub fn new(registry: Checkpoints, store: Arc<FolderStore>, (worker, peers): (usize, usize), shape: String, keep: usize) -> Self {
+    pub fn new(
+        registry: Checkpoints,
+        store: Arc<FolderStore>,
+        (worker, peers, metrics): (usize, usize, Arc<Metrics>),
+        shape: String,
+        keep: usize,
+    ) -> Self {
         let restored = registry.restored_at().unwrap_or(0);
+        Metrics::add(&metrics.checkpoint_operators, registry.operators().len() as u64);
         let looked = Instant::now();
         Checkpointer {
             registry,
@@ -62,6 +73,8 @@ impl Checkpointer {
             written: restored,
             positions: Vec::new(),
             completed: restored,
+            metrics,
+            encode_counted: Default::default(),
             stopped_at: None,
             looked,
         }
@@ -78,6 +91,7 @@ impl Checkpointer {
 
     /// One look: writes this worker's parts, completes checkpoints (first worker), commits.
     pub fn step(&mut self, driver: &mut SourceDriver, durable: Option<Time>, watermark: Option<Time>) -> Result<(), JobError> {
+        self.count_encoding();
         let (Some(durable), Some(watermark)) = (durable, watermark) else { return Ok(()) };
         for at in self.ready(durable, watermark) {
             self.write(driver, at, at, false)?;
@@ -106,6 +120,15 @@ impl Checkpointer {
         Ok(self.worker != 0 || self.completed >= at)
     }
 
+    /// Adds what the operators spent encoding since the last look to the counters.
+    fn count_encoding(&mut self) {
+        let now = self.registry.encoded();
+        let before = std::mem::replace(&mut self.encode_counted, now);
+        Metrics::add(&self.metrics.checkpoint_encode_micros, (now.time - before.time).as_micros() as u64);
+        Metrics::add(&self.metrics.checkpoint_states, now.states - before.states);
+        Metrics::add(&self.metrics.checkpoint_state_bytes, now.bytes - before.bytes);
+    }
+
     /// Removes every checkpoint: the job drained its windows, a restart resumes from the
     /// offsets committed with its last watermark.
     pub fn forget(&self) -> Result<(), JobError> {
@@ -117,8 +140,17 @@ impl Checkpointer {
         let states = self.registry.states_at(at).into_iter().map(|(name, bytes)| (name, bytes.to_vec())).collect();
         let part =
             Part { at, durable, worker: self.worker, peers: self.peers, shape: self.shape.clone(), states, positions: positions.clone() };
-        self.store.write_part(&part).map_err(store)?;
-        debug!("worker {}: checkpoint part at {}", self.worker, crate::encode::rfc3339(at));
+        let started = Instant::now();
+        let bytes = self.store.write_part(&part).map_err(store)?;
+        Metrics::add(&self.metrics.checkpoint_parts, 1);
+        Metrics::add(&self.metrics.checkpoint_bytes, bytes);
+        Metrics::add(&self.metrics.checkpoint_write_micros, started.elapsed().as_micros() as u64);
+        debug!(
+            "worker {}: checkpoint part at {}: {}",
+            self.worker,
+            crate::encode::rfc3339(at),
+            part.states.iter().map(|(n, b)| format!("{n} {} B", b.len())).collect::<Vec<_>>().join(", ")
+        );
         // The latest written boundary's states stay: an exact stop may write its part again.
         self.registry.release_through(at.saturating_sub(1));
         self.written = self.written.max(at);

@@ -348,6 +348,11 @@ pub(crate) struct State {
 /// The state store of a Kafka job with checkpoints on: the latest complete checkpoint when it
 /// resumes from committed positions; when it starts elsewhere, the old checkpoints go.
 fn open_state(config: &Config) -> Result<Option<State>, JobError> {
+    if config.checkpoints.measure_only {
+        let store = crate::checkpoints::store::FolderStore::new(&config.checkpoints.dir, "measure");
+        let shape = checkpointer::shape(config)?;
+        return Ok(Some(State { store: Arc::new(store), restore: None, shape }));
+    }
     if config.source.kind != SourceKind::Kafka {
         return Ok(None);
     }

@@ -97,9 +97,9 @@ impl<'w> WorkerLoop<'w> {
             driver = driver.with_restored(r.restored.at);
         }
         resume(config, &mut router.borrow_mut(), restore.as_deref())?;
-        let checkpointer = state
-            .as_ref()
-            .map(|s| Checkpointer::new(registry.clone(), s.store.clone(), (index, peers), s.shape.clone(), config.checkpoints.keep));
+        let checkpointer = state.as_ref().map(|s| {
+            Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), s.shape.clone(), config.checkpoints.keep)
+        });
         // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
         let exact = config.source.kind == SourceKind::Kafka && !config.drain;
         let stopping = Stopping::new(stop, failing, exact, index, local == 0);

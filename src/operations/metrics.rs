@@ -56,6 +56,21 @@ pub struct Metrics {
     /// Output records not written because the job had failed (derived again from the uncommitted
     /// readings at the next start).
     pub discarded: AtomicU64,
+    /// Checkpoint parts this process's workers wrote.
+    pub checkpoint_parts: AtomicU64,
+    /// Their bytes.
+    pub checkpoint_bytes: AtomicU64,
+    /// Microseconds the operators spent encoding their states (in the dataflow's steps), the
+    /// states encoded (one per stateful operator per boundary) and their bytes.
+    pub checkpoint_encode_micros: AtomicU64,
+    /// (See `checkpoint_encode_micros`.)
+    pub checkpoint_states: AtomicU64,
+    /// (See `checkpoint_encode_micros`.)
+    pub checkpoint_state_bytes: AtomicU64,
+    /// Stateful operators of all workers of this process.
+    pub checkpoint_operators: AtomicU64,
+    /// Microseconds spent writing parts to the state store (in the worker loop).
+    pub checkpoint_write_micros: AtomicU64,
     /// Replay: bytes read from the archive.
     pub archive_bytes: AtomicU64,
     /// Replay: bytes in the archive objects listed for it (set once listed).
@@ -91,6 +106,13 @@ impl Metrics {
             window_latency_seconds: crate::operations::histogram::BatchHistogram::exponential(0.001, 2.0, 20),
             outside_range: zero(),
             discarded: zero(),
+            checkpoint_parts: zero(),
+            checkpoint_bytes: zero(),
+            checkpoint_encode_micros: zero(),
+            checkpoint_states: zero(),
+            checkpoint_state_bytes: zero(),
+            checkpoint_operators: zero(),
+            checkpoint_write_micros: zero(),
             archive_bytes: zero(),
             archive_total_bytes: zero(),
             archive_skipped: zero(),

@@ -15,7 +15,7 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::reference::{SensorId, TimelineTrace};
 use crate::time::Time;
-use crate::windows::{Offsets, Recent, Window};
+use crate::windows::{Offsets, Window};
 
 /// One `buggy_devices` row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,11 +157,11 @@ impl Analysis for BuggyDevices {
     }
 
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
-        let horizon = ctx.params().correction_horizon_ms;
-        // The windows still within the horizon are saved at checkpoints and joined again on restore.
-        let offsets = ctx.window_offsets()?.recent(horizon, ctx.state("windows"));
+        // (The windows within the correction horizon are not checkpointed: with every reading's
+        // offset they are as large as the readings of the horizon; see docs/checkpoints.md.)
+        let offsets = ctx.window_offsets()?;
         let timelines = ctx.timelines();
-        let rows = buggy_devices(offsets, timelines, horizon);
+        let rows = buggy_devices(offsets, timelines, ctx.params().correction_horizon_ms);
         ctx.output("buggy_devices", rows)
     }
 

@@ -13,14 +13,12 @@ use crate::time::Time;
 pub mod offsets;
 pub mod open;
 pub mod ordered;
-pub mod recent;
 pub mod sliding;
 pub mod tumbling;
 
 pub use offsets::Offsets;
 pub use open::OpenWindows;
 pub use ordered::Ordered;
-pub use recent::Recent;
 pub use sliding::Sliding;
 pub use tumbling::Tumbling;
 
