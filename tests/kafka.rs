@@ -713,6 +713,60 @@ fn sigterm_to_one_process_stops_the_cluster_exactly() {
     common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &all);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_checkpoint_of_two_workers_restores_into_two_processes_of_two_and_theirs_into_one_worker() {
+    use std::io::Write;
+    // A 4-partition topic: 2 workers stop exactly at a third (a checkpoint of 2 workers); 2
+    // processes of 2 workers restore it and stop at about two thirds (a checkpoint of 4 workers
+    // in 2 processes); 1 worker restores that and reads to the end. Every stream, `late`,
+    // `errors` and `raw` included, is the uninterrupted run's, each line once.
+    let readings = fleet_with_rejects();
+    let t = topic("rescale", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    let http = free_address();
+    let first = exact_job(dir.path(), &t, &out, &["-w", "2", "--http", &http]).spawn().unwrap();
+    wait_until_read(&http, readings.len() / 3);
+    sigterm(&first);
+    let o = first.wait_with_output().unwrap();
+    let mut logs = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success() && logs.contains("stopped exactly"), "{logs}");
+
+    let port = common::two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let http = free_address();
+    let cluster = |process: &str, http: &str| {
+        let args = ["-w", "2", "--http", http, "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()];
+        exact_job(dir.path(), &t, &out, &args).spawn().unwrap()
+    };
+    let processes = [cluster("0", &http), cluster("1", "")];
+    // (Process 0 reads two of the four partitions.)
+    wait_until_read(&http, readings.len() / 6);
+    sigterm(&processes[0]);
+    for p in processes {
+        let o = p.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && log.contains("stopped exactly") && log.contains("restoring the checkpoint"), "{log}");
+        logs.push_str(&log);
+    }
+    producer.join().unwrap();
+    let last = exact_job(dir.path(), &t, &out, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
+    let log = String::from_utf8_lossy(&last.stderr).to_string();
+    assert!(last.status.success() && log.contains("restoring the checkpoint"), "{log}");
+    logs.push_str(&log);
+    // The reference reads the same topic in one run (lateness is judged per partition).
+    let reference = dir.path().join("reference");
+    let mut c = kafka_config(&reference, 1, &t, "earliest", "end");
+    c.kafka.group = format!("reference-{t}");
+    c.routes.insert("raw".into(), vec!["local".into()]);
+    run(c);
+    assert!(!lines_of(&reference, "late").is_empty() && !lines_of(&reference, "errors").is_empty());
+    common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &logs);
+}
+
 #[test]
 fn a_run_to_the_end_then_more_data_then_another_run_writes_the_new_windows() {
     // Twenty minutes published, read to the end (the end closes the open windows), then twenty

@@ -80,15 +80,16 @@ impl FolderStore {
         Ok(bytes.len() as u64)
     }
 
-    /// How many parts of the checkpoint at `at` are written.
-    pub fn parts_written(&self, at: Time) -> usize {
+    /// How many parts of the checkpoint at `at` a job of `peers` workers has written (parts a
+    /// job of another size left there, killed while writing them, do not count).
+    pub fn parts_written(&self, at: Time, peers: usize) -> usize {
         let Ok(entries) = std::fs::read_dir(self.folder(at)) else { return 0 };
-        entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("part-")).count()
+        entries.flatten().filter(|e| is_part_of(&e.file_name().to_string_lossy(), Some(peers))).count()
     }
 
-    /// Marks the checkpoint at `at` complete: every part is written.
-    pub fn complete(&self, at: Time) -> Result<(), StoreError> {
-        write_atomically(&self.folder(at), COMPLETE, b"")
+    /// Marks the checkpoint at `at` complete: every part of the job of `peers` workers is written.
+    pub fn complete(&self, at: Time, peers: usize) -> Result<(), StoreError> {
+        write_atomically(&self.folder(at), COMPLETE, peers.to_string().as_bytes())
     }
 
     /// The boundaries of the complete checkpoints, oldest first.
@@ -129,12 +130,13 @@ impl FolderStore {
     pub fn latest(&self, shape: &str) -> Result<Option<Loaded>, StoreError> {
         let Some(at) = self.completed().pop() else { return Ok(None) };
         let dir = self.folder(at);
+        let peers = std::fs::read_to_string(dir.join(COMPLETE)).ok().and_then(|p| p.trim().parse().ok());
         let mut loaded = Loaded { durable: Time::MAX, ..Loaded::default() };
         loaded.restored.at = at;
         let mut parts = 0;
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
             let path = entry.path();
-            if !entry.file_name().to_string_lossy().starts_with("part-") {
+            if !is_part_of(&entry.file_name().to_string_lossy(), peers) {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -160,6 +162,11 @@ impl FolderStore {
         }
         Ok(Some(loaded))
     }
+}
+
+/// Whether a file is a part written by a job of `peers` workers (any, if none is given).
+fn is_part_of(name: &str, peers: Option<usize>) -> bool {
+    name.starts_with("part-") && peers.is_none_or(|p| name.ends_with(&format!("-of-{p:04}.bin")))
 }
 
 /// Writes `name` in `dir` through a temporary file, synced, then renamed.
@@ -200,8 +207,8 @@ mod tests {
         for at in [60_000, 120_000, 180_000, 240_000] {
             store.write_part(&part(at, 0, at)).unwrap();
             store.write_part(&part(at, 1, at + 5)).unwrap();
-            assert_eq!(store.parts_written(at), 2);
-            store.complete(at).unwrap();
+            assert_eq!(store.parts_written(at, 2), 2);
+            store.complete(at, 2).unwrap();
         }
         store.write_part(&part(300_000, 0, 300_000)).unwrap(); // half written: not complete
         let loaded = store.latest("s").unwrap().unwrap();
@@ -210,7 +217,11 @@ mod tests {
         assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
         store.prune(2).unwrap();
         assert_eq!(store.completed(), [180_000, 240_000]);
-        assert_eq!(store.parts_written(300_000), 1, "newer half-written checkpoints stay");
+        assert_eq!(store.parts_written(300_000, 2), 1, "newer half-written checkpoints stay");
+        // A part a job of 4 workers left at 240 s (killed while writing) is not read with those of 2.
+        store.write_part(&Part { peers: 4, worker: 3, ..part(240_000, 3, 240_000) }).unwrap();
+        assert_eq!(store.parts_written(240_000, 2), 2);
+        assert_eq!(store.latest("s").unwrap().unwrap().positions.len(), 2);
         let e = store.latest("other").unwrap_err().to_string();
         assert!(e.contains("start afresh") && e.contains("\"s\""), "{e}");
         assert_eq!(store.clear().unwrap(), 3);

@@ -168,8 +168,8 @@ impl Checkpointer {
         self.looked = Instant::now();
         if self.worker == 0 {
             for &(at, _) in self.positions.iter().rev() {
-                if at > self.completed && self.store.parts_written(at) >= self.peers {
-                    self.store.complete(at).map_err(store)?;
+                if at > self.completed && self.store.parts_written(at, self.peers) >= self.peers {
+                    self.store.complete(at, self.peers).map_err(store)?;
                     self.store.prune(self.keep).map_err(store)?;
                     info!("checkpoint complete: state as of {}", crate::encode::rfc3339(at));
                     break;
