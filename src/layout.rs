@@ -18,10 +18,8 @@ pub fn hour_folder(ms: Time) -> String {
 
 /// `YYYY/MM/DD` of an event time: the folder of a UTC day's hours.
 pub fn day_folder(ms: Time) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ms as i64) {
-        Some(t) => t.format("%Y/%m/%d").to_string(),
-        None => "invalid-time".to_string(),
-    }
+    let hour = hour_folder(ms);
+    hour.rsplit_once('/').map_or_else(|| hour.clone(), |(day, _)| day.to_string())
 }
 
 /// `<stream>/YYYY/MM/DD/HH` of an hour number (hours since the epoch).

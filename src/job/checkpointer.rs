@@ -162,7 +162,8 @@ impl Checkpointer {
     /// The first worker completes the latest checkpoint every worker wrote; every worker commits
     /// the positions of the latest complete one it wrote.
     fn complete_and_commit(&mut self, driver: &mut SourceDriver) -> Result<(), JobError> {
-        if self.looked.elapsed() < LOOK_EVERY {
+        // (Nothing written that is not yet complete and committed: nothing to look for.)
+        if self.positions.is_empty() || self.looked.elapsed() < LOOK_EVERY {
             return Ok(());
         }
         self.looked = Instant::now();
