@@ -77,6 +77,8 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let mut job = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
         .args(["--buffer-secs", "0", "-w", "2", "--http", &http, "--output", out.to_str().unwrap(), "--shutdown-timeout-secs", "5"])
+        // (Its own state folder: the group and topic names are the same in every run of the test.)
+        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -157,6 +159,7 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let resumed = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
         .args(["--stop", "end", "--buffer-secs", "0", "--http", "", "--output", out.to_str().unwrap()])
+        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
         .output()
         .unwrap();
     let log = format!("{log}\n---\n{}", String::from_utf8_lossy(&resumed.stderr));

@@ -225,6 +225,12 @@ impl KafkaPartition {
         let mut resumed = None;
         let (low, high) =
             consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets of {topic}/{partition}")))?;
+        if let Some(p) = saved.filter(|p| p.offset > high) {
+            return Err(SourceError::Setup(format!(
+                "kafka {topic}/{partition}: the checkpoint restores offset {} but the partition ends at {high}: the checkpoint was taken on another topic or broker; remove it from checkpoints.dir or start elsewhere (--start earliest)",
+                p.offset
+            )));
+        }
         let offset = if let Some(p) = saved {
             // A checkpoint's position (its durable frontier is the router's, not the partition's).
             resumed = Some(Committed { max_ts: p.max_ts, durable: 0, read_to: p.read_to, checkpoint: None });
