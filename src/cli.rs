@@ -37,7 +37,7 @@ impl Cli {
         };
         let defaults: [(&str, String); 20] = [
             ("shutdown_timeout_secs", c.shutdown_timeout_secs.to_string()),
-            ("state_dir", c.checkpoints.dir.display().to_string()),
+            ("state_dir", c.checkpoints.dir.clone()),
             ("checkpoint_interval_secs", c.checkpoints.interval_secs.to_string()),
             ("output", output),
             ("buffer_secs", buffer),
@@ -181,9 +181,9 @@ pub struct RunArgs {
     /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered.
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout_secs: Option<u64>,
-    /// Kafka: the state store, a folder with a subfolder per group (checkpoints of the operators' state).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<std::path::PathBuf>,
+    /// Kafka: the state store, a folder or s3://bucket/prefix, with a subfolder per group (checkpoints of the operators' state).
+    #[arg(long, value_name = "LOCATION")]
+    pub state_dir: Option<String>,
     /// Kafka: event time between checkpoints, seconds (a multiple of the tumbling window).
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval_secs: Option<u64>,

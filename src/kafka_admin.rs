@@ -63,6 +63,11 @@ pub fn check_reachable(brokers: &str, field: &str) -> Result<(), SourceError> {
 /// Creates `topic` with `partitions` partitions (replication factor 1) unless it exists.
 /// Returns whether it was created.
 pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<bool, SourceError> {
+    ensure_topic_replicated(brokers, topic, partitions, 1)
+}
+
+/// [`ensure_topic`] with `replication` copies of each partition (-1: the broker's default).
+pub fn ensure_topic_replicated(brokers: &str, topic: &str, partitions: i32, replication: i32) -> Result<bool, SourceError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -71,7 +76,7 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<bool,
         .enable_time()
         .build()
         .map_err(|e| SourceError::Setup(format!("kafka: starting an async runtime: {e}")))?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = runtime
         .block_on(admin.create_topics([&new], &options))

@@ -379,3 +379,63 @@ bind = ""
         assert!(files_in(&replayed, &streams, other).is_empty(), "only the replayed hour is written, not {other}");
     }
 }
+
+#[test]
+fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does() {
+    use fleetflow::checkpoints::objects::Objects;
+    use fleetflow::checkpoints::part::{Part, SavedPosition};
+    use fleetflow::checkpoints::store::StateStore;
+    let endpoint = endpoint();
+    let bucket = unique("state");
+    fleetflow::aws::runtime().block_on(s3().create_bucket().bucket(&bucket).send()).unwrap();
+    let settings = fleetflow::aws::AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.clone()),
+        request_timeout: Duration::from_secs(10),
+    };
+    let missing = Objects::open("s3://no-such-bucket-here/x", &settings).err().expect("a missing bucket is refused").to_string();
+    assert!(
+        missing.starts_with("checkpoints.dir (--state-dir): bucket \"no-such-bucket-here\"") && missing.contains("create it"),
+        "{missing}"
+    );
+
+    let store = StateStore::new(Objects::open(&format!("s3://{bucket}/jobs/"), &settings).unwrap(), "group/1");
+    let part = |at: u64, worker: usize, peers: usize| Part {
+        at,
+        durable: at,
+        worker,
+        peers,
+        shape: "s".into(),
+        states: vec![("daily_speeders.days".into(), vec![worker as u8; 2000])],
+        positions: vec![SavedPosition {
+            partition: format!("t/{worker}"),
+            offset: 10,
+            max_ts: Some(at),
+            read_to: None,
+            delivered: Vec::new(),
+        }],
+    };
+    assert!(store.latest("s").unwrap().is_none(), "an empty prefix holds no checkpoint");
+    for at in [60_000, 120_000, 180_000] {
+        store.write_part(at, &part(at, 0, 2)).unwrap();
+        assert_eq!(store.parts_written(at, 2).unwrap(), 1);
+        store.write_part(at, &part(at, 1, 2)).unwrap();
+        store.complete(at, 2).unwrap();
+    }
+    store.write_part(240_000, &part(240_000, 0, 2)).unwrap(); // not complete
+    store.write_part(180_000, &part(180_000, 3, 4)).unwrap(); // left by a job of another size
+    let loaded = store.latest("s").unwrap().unwrap();
+    assert_eq!((loaded.restored.at, loaded.durable), (180_000, 180_000));
+    assert_eq!(loaded.restored.states["daily_speeders.days"].len(), 2, "the parts of the 2 workers, not the stray one");
+    assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
+    store.prune(2).unwrap();
+    assert_eq!(store.completed().unwrap(), [120_000, 180_000]);
+    assert_eq!(store.parts_written(240_000, 2).unwrap(), 1, "a newer half-written checkpoint stays");
+    assert!(store.location().starts_with(&format!("s3://{bucket}/jobs/group_1")), "{}", store.location());
+    let e = store.latest("other").unwrap_err().to_string();
+    assert!(e.contains("s3://") && e.contains("start afresh"), "{e}");
+    assert_eq!(store.clear().unwrap(), 3);
+    let left = fleetflow::aws::runtime().block_on(s3().list_objects_v2().bucket(&bucket).send()).unwrap();
+    assert!(left.contents().is_empty(), "cleared: {:?}", left.contents());
+    rt_delete_bucket(&bucket);
+}

@@ -135,6 +135,14 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let so_far = job_log.lock().unwrap().clone();
+    // (What the topic holds: a broker killed mid-write can store a message twice, even from an
+    // idempotent producer; the job must read what is there, each message once.)
+    let in_topic: i64 = {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        (0..2).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(lo, hi)| hi - lo).unwrap()).sum()
+    };
+    assert_eq!(in_topic, readings.len() as i64, "the topic holds each reading once (the producer is idempotent)");
     assert_eq!(read, readings.len() as u64, "every message read once; the job's log:\n{so_far}");
     // The broker goes down again, and the job is told to stop: it cannot commit, and must not
     // hang until an orchestrator's SIGKILL: it gives up within its shutdown timeout, with one line.

@@ -171,6 +171,11 @@ impl Checkpoints {
         }
     }
 
+    /// Whether any stateful operator registered.
+    pub fn has_operators(&self) -> bool {
+        !self.inner.borrow().operators.is_empty()
+    }
+
     /// Names of the registered operators.
     pub fn operators(&self) -> Vec<String> {
         self.inner.borrow().operators.iter().map(|(n, _)| n.clone()).collect()

@@ -1,7 +1,5 @@
 //! `[checkpoints]`: whether a Kafka job checkpoints its operator state, how often, and where.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 /// The state store and the checkpoint interval.
@@ -13,9 +11,13 @@ pub struct CheckpointConfig {
     /// Event time between checkpoints, seconds: a multiple of `windows.tumbling_secs`. A crash
     /// re-reads about this much plus the allowed lateness.
     pub interval_secs: u64,
-    /// The state store: a local folder (shared by the processes of a cluster), one subfolder per
-    /// Kafka group (`--state-dir`).
-    pub dir: PathBuf,
+    /// The state store, one subfolder per Kafka group (`--state-dir`): a local folder (shared by
+    /// the processes of a cluster on one machine), or `s3://bucket/prefix` (a cluster's machines).
+    pub dir: String,
+    /// Region of an S3 store (default: the standard chain, `AWS_REGION`).
+    pub region: Option<String>,
+    /// Endpoint of an S3 store instead of AWS's (an emulator, a VPC endpoint).
+    pub endpoint_url: Option<String>,
     /// Complete checkpoints kept (older ones are removed).
     pub keep: usize,
     /// Take checkpoints whatever the source, restoring none (`fleetflow bench --checkpoints`
@@ -26,11 +28,28 @@ pub struct CheckpointConfig {
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { enabled: true, interval_secs: 60, dir: PathBuf::from("fleetflow-state"), keep: 3, measure_only: false }
+        CheckpointConfig {
+            enabled: true,
+            interval_secs: 60,
+            dir: "fleetflow-state".into(),
+            region: None,
+            endpoint_url: None,
+            keep: 3,
+            measure_only: false,
+        }
     }
 }
 
 impl CheckpointConfig {
+    /// How the job reaches an S3 store.
+    pub fn aws_settings(&self) -> crate::aws::AwsSettings {
+        crate::aws::AwsSettings {
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            request_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+
     /// Checks the interval against the tumbling window and the number kept.
     pub fn validate(&self, tumbling_secs: u64) -> Result<(), String> {
         if self.interval_secs == 0 || tumbling_secs == 0 || !self.interval_secs.is_multiple_of(tumbling_secs) {

@@ -1,14 +1,15 @@
-//! The state store: a local folder, `DIR/<group>/<boundary>/part-<worker>-of-<peers>.bin` for
-//! each worker's part and `COMPLETE` once every part is there. Files are written atomically
-//! (a temporary name, synced, renamed) so a crash leaves a checkpoint whole or absent.
+//! The state store: `<location>/<group>/<name>/part-<worker>-of-<peers>.bin` for each worker's
+//! part and `COMPLETE` once every part is there, where a checkpoint's name is its boundary (or,
+//! for an exact stop's, a time after the stop's frontier: see `job::checkpointer`), in a folder or an S3 prefix (see
+//! [`Objects`]). Each file is written whole or not at all, so a crash leaves a checkpoint whole,
+//! or without its `COMPLETE` and not restored.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use fleetflow_dataflows::checkpoint::Restored;
 use fleetflow_dataflows::Time;
 
+use super::objects::Objects;
 use super::part::{Part, SavedPosition};
 
 /// Why the store failed.
@@ -23,6 +24,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A request to the remote store failed (after the client's retries).
+    #[error("checkpoints.dir: {0}")]
+    Remote(String),
+    /// The store cannot be opened as configured.
+    #[error("{0}")]
+    Setup(String),
     /// A part cannot be read, or does not fit the job.
     #[error("checkpoint {path}: {problem}")]
     Invalid {
@@ -33,10 +40,6 @@ pub enum StoreError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
-}
-
 /// A checkpoint read back: the boundary, what was delivered, the operators' states (one per
 /// worker that saved them) and every partition's position.
 #[derive(Clone, Debug, Default)]
@@ -45,142 +48,159 @@ pub struct Loaded {
     pub restored: Restored,
     /// Outputs before this were delivered: not written again.
     pub durable: Time,
+    /// The checkpoint's name (its folder).
+    pub name: Time,
     /// Positions by partition name.
     pub positions: BTreeMap<String, SavedPosition>,
 }
 
-/// One job's checkpoints in a folder.
-pub struct FolderStore {
-    root: PathBuf,
+/// One job's checkpoints.
+pub struct StateStore {
+    objects: Objects,
+    /// The job's folder (its Kafka group's name, made safe).
+    root: String,
 }
 
 const COMPLETE: &str = "COMPLETE";
 
-impl FolderStore {
-    /// The store of the job reading as Kafka group `group` under `dir`.
-    pub fn new(dir: &Path, group: &str) -> Self {
+impl StateStore {
+    /// The store of the job reading as Kafka group `group` in `objects`.
+    pub fn new(objects: Objects, group: &str) -> Self {
         let safe: String = group.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-        FolderStore { root: dir.join(safe) }
+        StateStore { objects, root: safe }
     }
 
-    /// Where it keeps its checkpoints.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where it keeps its checkpoints, for messages.
+    pub fn location(&self) -> String {
+        self.objects.describe(&self.root)
     }
 
-    fn folder(&self, at: Time) -> PathBuf {
-        self.root.join(format!("{at:015}"))
+    fn folder(&self, at: Time) -> String {
+        format!("{}/{at:015}", self.root)
     }
 
-    /// Writes `part` (atomically); returns its size in bytes.
-    pub fn write_part(&self, part: &Part) -> Result<u64, StoreError> {
+    /// Writes `part` of the checkpoint named `name` (whole or not at all); returns its size in bytes.
+    pub fn write_part(&self, name: Time, part: &Part) -> Result<u64, StoreError> {
         let bytes = bincode::serialize(part).map_err(|e| StoreError::Invalid { path: "part".into(), problem: e.to_string() })?;
-        let dir = self.folder(part.at);
-        write_atomically(&dir, &format!("part-{:04}-of-{:04}.bin", part.worker, part.peers), &bytes)?;
+        let file = format!("part-{:04}-of-{:04}.bin", part.worker, part.peers);
+        self.objects.put(&format!("{}/{file}", self.folder(name)), &bytes)?;
         Ok(bytes.len() as u64)
     }
 
-    /// How many parts of the checkpoint at `at` a job of `peers` workers has written (parts a
+    /// How many parts of the checkpoint named `at` a job of `peers` workers has written (parts a
     /// job of another size left there, killed while writing them, do not count).
-    pub fn parts_written(&self, at: Time, peers: usize) -> usize {
-        let Ok(entries) = std::fs::read_dir(self.folder(at)) else { return 0 };
-        entries.flatten().filter(|e| is_part_of(&e.file_name().to_string_lossy(), Some(peers))).count()
+    pub fn parts_written(&self, at: Time, peers: usize) -> Result<usize, StoreError> {
+        Ok(self.objects.list(&self.folder(at), false)?.iter().filter(|n| is_part_of(n, Some(peers))).count())
     }
 
-    /// Marks the checkpoint at `at` complete: every part of the job of `peers` workers is written.
+    /// Marks the checkpoint named `at` complete: every part of the job of `peers` workers is written.
     pub fn complete(&self, at: Time, peers: usize) -> Result<(), StoreError> {
-        write_atomically(&self.folder(at), COMPLETE, peers.to_string().as_bytes())
+        self.objects.put(&format!("{}/{COMPLETE}", self.folder(at)), peers.to_string().as_bytes())
     }
 
-    /// The boundaries of the complete checkpoints, oldest first.
-    pub fn completed(&self) -> Vec<Time> {
-        self.boundaries().into_iter().filter(|t| self.folder(*t).join(COMPLETE).exists()).collect()
+    /// Marks the checkpoint named `name` complete if a job wrote every part of it (the job died
+    /// after committing what it had delivered and before marking it); whether it did so now.
+    pub fn complete_if_whole(&self, name: Time) -> Result<bool, StoreError> {
+        let files = self.objects.list(&self.folder(name), false)?;
+        if files.iter().any(|f| f == COMPLETE) {
+            return Ok(false);
+        }
+        let peers = |f: &String| f.strip_suffix(".bin")?.rsplit_once("-of-")?.1.parse::<usize>().ok();
+        for n in files.iter().filter_map(peers).collect::<std::collections::BTreeSet<_>>() {
+            if files.iter().filter(|f| is_part_of(f, Some(n))).count() == n {
+                self.complete(name, n)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    fn boundaries(&self) -> Vec<Time> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
-        let mut all: Vec<Time> = entries.flatten().filter_map(|e| e.file_name().to_string_lossy().parse().ok()).collect();
-        all.sort_unstable();
-        all
+    /// The names of the complete checkpoints, oldest first.
+    pub fn completed(&self) -> Result<Vec<Time>, StoreError> {
+        Ok(self.checkpoints()?.into_iter().filter(|(_, complete)| *complete).map(|(t, _)| t).collect())
+    }
+
+    fn boundaries(&self) -> Result<Vec<Time>, StoreError> {
+        Ok(self.checkpoints()?.into_iter().map(|(t, _)| t).collect())
+    }
+
+    /// Every checkpoint's boundary and whether it is complete, oldest first (one listing).
+    fn checkpoints(&self) -> Result<Vec<(Time, bool)>, StoreError> {
+        let mut all: BTreeMap<Time, bool> = BTreeMap::new();
+        for key in self.objects.list_all(&self.root)? {
+            let Some((folder, name)) = key.split_once('/') else { continue };
+            if let Ok(t) = folder.parse() {
+                *all.entry(t).or_default() |= name == COMPLETE;
+            }
+        }
+        Ok(all.into_iter().collect())
     }
 
     /// Removes every checkpoint older than the `keep` latest complete ones (and half-written
     /// ones older than the latest complete one).
     pub fn prune(&self, keep: usize) -> Result<(), StoreError> {
-        let completed = self.completed();
+        let all = self.checkpoints()?;
+        let completed: Vec<Time> = all.iter().filter(|(_, c)| *c).map(|(t, _)| *t).collect();
         let Some(&oldest_kept) = completed.get(completed.len().saturating_sub(keep.max(1))) else { return Ok(()) };
-        for t in self.boundaries().into_iter().filter(|t| *t < oldest_kept) {
-            let dir = self.folder(t);
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        for (t, _) in all.into_iter().filter(|(t, _)| *t < oldest_kept) {
+            self.objects.remove(&self.folder(t))?;
         }
         Ok(())
     }
 
     /// Removes every checkpoint (a job that starts afresh, or one that drained its state).
     pub fn clear(&self) -> Result<usize, StoreError> {
-        let all = self.boundaries();
+        let all = self.boundaries()?;
         for t in &all {
-            let dir = self.folder(*t);
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            self.objects.remove(&self.folder(*t))?;
         }
         Ok(all.len())
     }
 
     /// The latest complete checkpoint, if any; `shape` must be the job's.
     pub fn latest(&self, shape: &str) -> Result<Option<Loaded>, StoreError> {
-        let Some(at) = self.completed().pop() else { return Ok(None) };
-        let dir = self.folder(at);
-        let peers = std::fs::read_to_string(dir.join(COMPLETE)).ok().and_then(|p| p.trim().parse().ok());
-        let mut loaded = Loaded { durable: Time::MAX, ..Loaded::default() };
-        loaded.restored.at = at;
+        let Some(name) = self.completed()?.pop() else { return Ok(None) };
+        let dir = self.folder(name);
+        let marker = self.objects.get(&format!("{dir}/{COMPLETE}"))?.unwrap_or_default();
+        let peers = String::from_utf8_lossy(&marker).trim().parse().ok();
+        let mut loaded = Loaded { durable: Time::MAX, name, ..Loaded::default() };
         let mut parts = 0;
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
-            let path = entry.path();
-            if !is_part_of(&entry.file_name().to_string_lossy(), peers) {
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let invalid = |problem: String| StoreError::Invalid { path: path.display().to_string(), problem };
-            let part: Part =
-                bincode::deserialize(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.root.display())))?;
-            if part.shape != shape {
-                return Err(invalid(format!(
-                    "was taken by a job computing {:?}, this one computes {shape:?}; run with the same windows and analyses, or remove {} (or start with --start earliest) to start afresh",
-                    part.shape,
-                    self.root.display()
-                )));
-            }
+        for file in self.objects.list(&dir, false)?.into_iter().filter(|n| is_part_of(n, peers)) {
+            let key = format!("{dir}/{file}");
+            let part = self.read_part(&key, shape)?;
             parts += 1;
+            loaded.restored.at = part.at;
             loaded.durable = loaded.durable.min(part.durable);
-            for (name, state) in part.states {
-                loaded.restored.states.entry(name).or_default().push(state);
+            for (operator, state) in part.states {
+                loaded.restored.states.entry(operator).or_default().push(state);
             }
             loaded.positions.extend(part.positions.into_iter().map(|p| (p.partition.clone(), p)));
         }
         if parts == 0 {
-            return Err(StoreError::Invalid { path: dir.display().to_string(), problem: "complete but holds no part".into() });
+            return Err(StoreError::Invalid { path: self.objects.describe(&dir), problem: "complete but holds no part".into() });
         }
         Ok(Some(loaded))
+    }
+
+    /// The part at `key`, refused unless it was taken by a job of `shape`.
+    fn read_part(&self, key: &str, shape: &str) -> Result<Part, StoreError> {
+        let invalid = |problem: String| StoreError::Invalid { path: self.objects.describe(key), problem };
+        let bytes = self.objects.get(key)?.ok_or_else(|| invalid("listed but gone; is another job using this store?".into()))?;
+        let part: Part = bincode::deserialize(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
+        if part.shape != shape {
+            return Err(invalid(format!(
+                "was taken by a job computing {:?}, this one computes {shape:?}; run with the same windows and analyses, or remove {} (or start with --start earliest) to start afresh",
+                part.shape,
+                self.location()
+            )));
+        }
+        Ok(part)
     }
 }
 
 /// Whether a file is a part written by a job of `peers` workers (any, if none is given).
 fn is_part_of(name: &str, peers: Option<usize>) -> bool {
     name.starts_with("part-") && peers.is_none_or(|p| name.ends_with(&format!("-of-{p:04}.bin")))
-}
-
-/// Writes `name` in `dir` through a temporary file, synced, then renamed.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(io(&tmp))?;
-    let path = dir.join(name);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -195,37 +215,58 @@ mod tests {
             peers: 2,
             shape: "s".into(),
             states: vec![("daily_speeders.days".into(), vec![worker as u8])],
-            positions: vec![SavedPosition { partition: format!("t/{worker}"), offset: 10, max_ts: Some(at), read_to: None }],
+            positions: vec![SavedPosition {
+                partition: format!("t/{worker}"),
+                offset: 10,
+                max_ts: Some(at),
+                read_to: None,
+                delivered: Vec::new(),
+            }],
         }
     }
 
     #[test]
     fn the_latest_complete_checkpoint_is_read_back_whole_and_old_ones_pruned() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FolderStore::new(dir.path(), "group/1");
+        let store = StateStore::new(Objects::Folder(dir.path().to_path_buf()), "group/1");
         assert!(store.latest("s").unwrap().is_none());
         for at in [60_000, 120_000, 180_000, 240_000] {
-            store.write_part(&part(at, 0, at)).unwrap();
-            store.write_part(&part(at, 1, at + 5)).unwrap();
-            assert_eq!(store.parts_written(at, 2), 2);
+            store.write_part(at, &part(at, 0, at)).unwrap();
+            store.write_part(at, &part(at, 1, at)).unwrap();
+            assert_eq!(store.parts_written(at, 2).unwrap(), 2);
             store.complete(at, 2).unwrap();
         }
-        store.write_part(&part(300_000, 0, 300_000)).unwrap(); // half written: not complete
+        store.write_part(300_000, &part(300_000, 0, 300_000)).unwrap(); // half written: not complete
         let loaded = store.latest("s").unwrap().unwrap();
-        assert_eq!((loaded.restored.at, loaded.durable), (240_000, 240_000), "the latest complete; delivered below the lowest part's");
+        assert_eq!((loaded.restored.at, loaded.durable), (240_000, 240_000), "the latest complete");
         assert_eq!(loaded.restored.states["daily_speeders.days"].len(), 2);
         assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
         store.prune(2).unwrap();
-        assert_eq!(store.completed(), [180_000, 240_000]);
-        assert_eq!(store.parts_written(300_000, 2), 1, "newer half-written checkpoints stay");
+        assert_eq!(store.completed().unwrap(), [180_000, 240_000]);
+        assert_eq!(store.parts_written(300_000, 2).unwrap(), 1, "newer half-written checkpoints stay");
         // A part a job of 4 workers left at 240 s (killed while writing) is not read with those of 2.
-        store.write_part(&Part { peers: 4, worker: 3, ..part(240_000, 3, 240_000) }).unwrap();
-        assert_eq!(store.parts_written(240_000, 2), 2);
+        store.write_part(240_000, &Part { peers: 4, worker: 3, ..part(240_000, 3, 240_000) }).unwrap();
+        assert_eq!(store.parts_written(240_000, 2).unwrap(), 2);
         assert_eq!(store.latest("s").unwrap().unwrap().positions.len(), 2);
         let e = store.latest("other").unwrap_err().to_string();
         assert!(e.contains("start afresh") && e.contains("\"s\""), "{e}");
-        assert_eq!(store.clear().unwrap(), 3);
+        // An exact stop's checkpoint: the state as of 240 s, everything before 250 s delivered,
+        // named after that frontier.
+        for worker in [0, 1] {
+            store.write_part(250_001, &part(240_000, worker, 250_000)).unwrap();
+        }
+        store.complete(250_001, 2).unwrap();
+        let loaded = store.latest("s").unwrap().unwrap();
+        assert_eq!((loaded.restored.at, loaded.durable), (240_000, 250_000));
+        // A checkpoint whose parts are all written but which was not marked: completed on demand.
+        store.write_part(300_000, &part(300_000, 1, 300_000)).unwrap();
+        assert!(!store.complete_if_whole(250_001).unwrap(), "already complete");
+        assert!(store.complete_if_whole(300_000).unwrap());
+        assert_eq!(store.latest("s").unwrap().unwrap().restored.at, 300_000);
+        store.write_part(360_000, &part(360_000, 1, 360_000)).unwrap();
+        assert!(!store.complete_if_whole(360_000).unwrap(), "one part of two");
+        assert_eq!(store.clear().unwrap(), 5);
         assert!(store.latest("s").unwrap().is_none());
-        assert!(store.root().ends_with("group_1"), "a group name is a folder name");
+        assert!(store.location().ends_with("group_1"), "a group name is a folder name");
     }
 }

@@ -174,7 +174,7 @@ fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
     if args.checkpoints {
         config.checkpoints.measure_only = true;
         config.checkpoints.interval_secs = args.window_secs;
-        config.checkpoints.dir = output.join("state");
+        config.checkpoints.dir = output.join("state").display().to_string();
     }
     config
         .sinks

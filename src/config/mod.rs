@@ -491,8 +491,34 @@ impl Config {
         for (name, sink) in &self.sinks {
             sink.validate(name).map_err(ConfigError::Invalid)?;
         }
+        self.validate_exactly_once()?;
         self.validate_http()?;
         self.validate_routes()
+    }
+
+    /// Whether the job checkpoints its state (a Kafka source with checkpoints on).
+    pub fn checkpointing(&self) -> bool {
+        self.source.kind == SourceKind::Kafka && self.checkpoints.enabled
+    }
+
+    /// An exactly-once Kafka sink commits with checkpoints: the job must take them, and one such
+    /// sink is all a job may have (two transactions cannot commit as one).
+    fn validate_exactly_once(&self) -> Result<(), ConfigError> {
+        let exact: Vec<&String> =
+            self.sinks.iter().filter(|(_, s)| matches!(s, SinkConfig::Kafka(k) if k.exactly_once)).map(|(n, _)| n).collect();
+        let Some(first) = exact.first() else { return Ok(()) };
+        if exact.len() > 1 {
+            return Err(ConfigError::Invalid(format!(
+                "sinks.{}.exactly_once: only one exactly-once kafka sink per job (also sinks.{first}); route the streams to one of them",
+                exact[1]
+            )));
+        }
+        if !self.checkpointing() {
+            return Err(ConfigError::Invalid(format!(
+                "sinks.{first}.exactly_once: commits with the job's checkpoints, which only a kafka source takes, with checkpoints on; remove exactly_once, or read kafka without --no-checkpoints"
+            )));
+        }
+        Ok(())
     }
 
     /// Worker threads and the cluster's shape.
@@ -701,6 +727,28 @@ mod tests {
             error("[routes]\nharsh_braking = [\"local\"]\n"),
             "routes.harsh_braking: the stream of analysis harsh_braking, which is not enabled; add \"harsh_braking\" to analyses.enabled"
         );
+    }
+
+    #[test]
+    fn an_exactly_once_kafka_sink_needs_checkpoints_and_is_alone() {
+        let sink = |name: &str, extra: &str| format!("[sinks.{name}]\nkind = \"kafka\"\nbrokers = \"b:9092\"\n{extra}\n");
+        let kafka = "[source]\nkind = \"kafka\"\n[kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n";
+        let error = |text: &str| Config::from_toml(text).unwrap().validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(error(&format!("{kafka}{}", sink("k", "exactly_once = true"))), "");
+        let files = error(&sink("k", "exactly_once = true"));
+        assert!(files.starts_with("sinks.k.exactly_once: commits with the job's checkpoints"), "{files}");
+        let off = error(&format!("{kafka}[checkpoints]\nenabled = false\n{}", sink("k", "exactly_once = true")));
+        assert!(off.starts_with("sinks.k.exactly_once:"), "{off}");
+        let two = error(&format!("{kafka}{}{}", sink("a", "exactly_once = true"), sink("b", "exactly_once = true")));
+        assert!(two.starts_with("sinks.b.exactly_once: only one exactly-once kafka sink per job"), "{two}");
+        let id = error(&format!("{kafka}{}", sink("k", "transactional_id = \"x\"")));
+        assert!(id.starts_with("sinks.k: transactional_id and progress_topic belong to an exactly-once sink"), "{id}");
+        let prop = error(&format!("{kafka}{}[sinks.k.properties]\n\"transactional.id\" = \"x\"\n", sink("k", "")));
+        assert!(prop.starts_with("sinks.k.properties: transactional.id is set by fleetflow"), "{prop}");
+        let c = Config::from_toml(&format!("{kafka}{}", sink("k", "exactly_once = true"))).unwrap();
+        let SinkConfig::Kafka(k) = &c.sinks["k"] else { panic!() };
+        let t = k.transactional("k", &c.kafka.group).unwrap();
+        assert_eq!((t.id.as_str(), t.progress_topic.as_str()), ("fleetflow-fleetflow-k", "fleetflow-fleetflow-k.progress"));
     }
 
     #[test]

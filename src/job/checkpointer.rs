@@ -20,8 +20,10 @@ use tracing::{debug, info};
 
 use super::JobError;
 use crate::checkpoints::part::{Part, SavedPosition};
-use crate::checkpoints::store::{FolderStore, StoreError};
+use crate::checkpoints::store::{StateStore, StoreError};
 use crate::operations::metrics::Metrics;
+use crate::route::Router;
+use crate::sinks::CheckpointCommit;
 use crate::sources::SourceDriver;
 
 /// How often the first worker looks for complete sets of parts.
@@ -30,35 +32,37 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// One worker's checkpoints.
 pub struct Checkpointer {
     registry: Checkpoints,
-    store: Arc<FolderStore>,
+    store: Arc<StateStore>,
     /// This worker, of how many; the shape of the job.
     worker: usize,
     peers: usize,
     shape: String,
     keep: usize,
-    /// The last boundary this worker wrote a part for, and its positions by boundary (until
-    /// committed).
+    /// The last boundary this worker wrote a part for, and the parts it wrote that are not
+    /// complete and committed yet.
     written: Time,
-    positions: Vec<(Time, Vec<SavedPosition>)>,
-    /// The last complete checkpoint seen.
+    positions: Vec<Written>,
+    /// The last complete checkpoint seen (its name: its durable frontier).
     completed: Time,
     /// Counters, and the encoding time already counted.
     metrics: Arc<Metrics>,
     encode_counted: fleetflow_dataflows::checkpoint::Encoded,
-    /// The boundary of the exact stop's part, once written.
+    /// The name of the exact stop's checkpoint, once its part is written.
     stopped_at: Option<Time>,
+    /// The name of the checkpoint this run restored (0: none).
+    restored_name: Time,
     looked: Instant,
 }
 
 impl Checkpointer {
     /// The checkpoints of worker `worker` of `peers` into `store`; `restored`: the boundary the
     /// job was restored from (none is written again).
+    /// `restored_name`: the name of the checkpoint restored (0: none).
     pub fn new(
         registry: Checkpoints,
-        store: Arc<FolderStore>,
+        store: Arc<StateStore>,
         (worker, peers, metrics): (usize, usize, Arc<Metrics>),
-        shape: String,
-        keep: usize,
+        (shape, keep, restored_name): (String, usize, Time),
     ) -> Self {
         let restored = registry.restored_at().unwrap_or(0);
         Metrics::add(&metrics.checkpoint_operators, registry.operators().len() as u64);
@@ -72,52 +76,63 @@ impl Checkpointer {
             keep,
             written: restored,
             positions: Vec::new(),
-            completed: restored,
+            completed: restored_name.max(restored),
             metrics,
             encode_counted: Default::default(),
             stopped_at: None,
+            restored_name,
             looked,
         }
     }
 
-    /// The boundaries this worker may write now, oldest first: those every operator saved (the
-    /// watermark's latest, if the job keeps no state) that the outputs have passed.
-    fn ready(&self, durable: Time, watermark: Time) -> Vec<Time> {
+    /// The boundary this worker may write now: the latest that every operator saved (the
+    /// watermark's latest, if the job keeps no state) and the outputs passed. Only the latest:
+    /// when a sink's buffer moves the durable frontier over several boundaries at once, the ones
+    /// below it would be pruned as soon as it completes. The durable frontier is the job's, so
+    /// every worker reaches the same latest boundary while it holds still.
+    fn ready(&self, durable: Time, watermark: Time) -> Option<Time> {
         let every = self.registry.interval();
-        let saved =
-            if self.registry.operators().is_empty() { vec![align(watermark.min(durable), every)] } else { self.registry.complete_all() };
-        saved.into_iter().filter(|t| *t > self.written && *t > 0 && *t <= durable).collect()
+        let saved = if self.registry.has_operators() { self.registry.complete_all() } else { vec![align(watermark.min(durable), every)] };
+        saved.into_iter().rfind(|t| *t <= durable).filter(|t| *t > self.written && *t > 0)
     }
 
-    /// One look: writes this worker's parts, completes checkpoints (first worker), commits.
-    pub fn step(&mut self, driver: &mut SourceDriver, durable: Option<Time>, watermark: Option<Time>) -> Result<(), JobError> {
+    /// One look: writes this worker's part, completes checkpoints (first worker), commits.
+    pub fn step(
+        &mut self,
+        (driver, router): (&mut SourceDriver, &mut Router),
+        durable: Option<Time>,
+        watermark: Option<Time>,
+    ) -> Result<(), JobError> {
         self.count_encoding();
         let (Some(durable), Some(watermark)) = (durable, watermark) else { return Ok(()) };
-        for at in self.ready(durable, watermark) {
-            self.write(driver, at, at, false)?;
+        if let Some(at) = self.ready(durable, watermark) {
+            self.write(driver, (at, at), at, false)?;
         }
-        self.complete_and_commit(driver)
+        self.complete_and_commit(driver, router)
     }
 
     /// The exact stop's checkpoint at the latest boundary below `frontier` (every output below
     /// the frontier delivered, every record read counted as read). `true` once the checkpoint is
     /// complete (the first worker waits for every part).
-    pub fn stop_at(&mut self, driver: &mut SourceDriver, frontier: Time) -> Result<bool, JobError> {
+    pub fn stop_at(&mut self, (driver, router): (&mut SourceDriver, &mut Router), frontier: Time) -> Result<bool, JobError> {
         let every = self.registry.interval();
-        let at = if self.registry.operators().is_empty() {
-            Some(align(frontier, every))
-        } else {
+        let at = if self.registry.has_operators() {
             self.registry.complete_all().into_iter().rfind(|t| *t <= frontier)
+        } else {
+            Some(align(frontier, every))
         };
         let Some(at) = at.filter(|t| *t > 0) else { return Ok(true) };
-        if self.stopped_at != Some(at) {
-            // (Replaces a part written for the same boundary before the stop.)
-            self.write(driver, at, frontier, true)?;
-            self.stopped_at = Some(at);
+        // A checkpoint of its own, named after the frontier and after the checkpoint this run
+        // restored (the same for every worker): its outputs above the boundary must be committed
+        // and it must be completed, even when a boundary's checkpoint at the frontier already was.
+        let name = frontier.max(self.restored_name) + 1;
+        if self.stopped_at != Some(name) {
+            self.write(driver, (at, name), frontier, true)?;
+            self.stopped_at = Some(name);
         }
         self.looked = Instant::now() - LOOK_EVERY;
-        self.complete_and_commit(driver)?;
-        Ok(self.worker != 0 || self.completed >= at)
+        self.complete_and_commit(driver, router)?;
+        Ok(self.worker != 0 || self.completed >= name)
     }
 
     /// Adds what the operators spent encoding since the last look to the counters.
@@ -135,13 +150,13 @@ impl Checkpointer {
         self.store.clear().map(|_| ()).map_err(store)
     }
 
-    fn write(&mut self, driver: &mut SourceDriver, at: Time, durable: Time, read_all: bool) -> Result<(), JobError> {
+    fn write(&mut self, driver: &mut SourceDriver, (at, name): (Time, Time), durable: Time, read_all: bool) -> Result<(), JobError> {
         let positions = driver.positions_at(at, durable, read_all);
         let states = self.registry.states_at(at).into_iter().map(|(name, bytes)| (name, bytes.to_vec())).collect();
         let part =
             Part { at, durable, worker: self.worker, peers: self.peers, shape: self.shape.clone(), states, positions: positions.clone() };
         let started = Instant::now();
-        let bytes = self.store.write_part(&part).map_err(store)?;
+        let bytes = self.store.write_part(name, &part).map_err(store)?;
         Metrics::add(&self.metrics.checkpoint_parts, 1);
         Metrics::add(&self.metrics.checkpoint_bytes, bytes);
         Metrics::add(&self.metrics.checkpoint_write_micros, started.elapsed().as_micros() as u64);
@@ -154,39 +169,64 @@ impl Checkpointer {
         // The latest written boundary's states stay: an exact stop may write its part again.
         self.registry.release_through(at.saturating_sub(1));
         self.written = self.written.max(at);
-        self.positions.retain(|(t, _)| *t != at);
-        self.positions.push((at, positions));
+        self.positions.retain(|w| w.name != name);
+        self.positions.push(Written { name, at, durable, positions, stop: read_all });
         Ok(())
     }
 
     /// The first worker completes the latest checkpoint every worker wrote; every worker commits
     /// the positions of the latest complete one it wrote.
-    fn complete_and_commit(&mut self, driver: &mut SourceDriver) -> Result<(), JobError> {
+    fn complete_and_commit(&mut self, driver: &mut SourceDriver, router: &mut Router) -> Result<(), JobError> {
         // (Nothing written that is not yet complete and committed: nothing to look for.)
         if self.positions.is_empty() || self.looked.elapsed() < LOOK_EVERY {
             return Ok(());
         }
         self.looked = Instant::now();
         if self.worker == 0 {
-            for &(at, _) in self.positions.iter().rev() {
-                if at > self.completed && self.store.parts_written(at, self.peers) >= self.peers {
-                    self.store.complete(at, self.peers).map_err(store)?;
-                    self.store.prune(self.keep).map_err(store)?;
-                    info!("checkpoint complete: state as of {}", crate::encode::rfc3339(at));
-                    break;
-                }
-            }
+            self.complete_latest(router)?;
         }
-        let latest = self.store.completed().pop().unwrap_or(0);
+        let latest = self.store.completed().map_err(store)?.pop().unwrap_or(0);
         if latest > self.completed {
             self.completed = latest;
-            if let Some((at, positions)) = self.positions.iter().rev().find(|(t, _)| *t <= latest) {
-                driver.commit_positions(positions, *at)?;
+            if let Some(w) = self.positions.iter().rev().find(|w| w.name <= latest) {
+                driver.commit_positions(&w.positions, w.name)?;
             }
-            self.positions.retain(|(t, _)| *t > latest);
+            self.positions.retain(|w| w.name > latest);
         }
         Ok(())
     }
+
+    /// The first worker: marks the latest checkpoint complete whose parts every worker wrote,
+    /// once the sinks that commit with checkpoints (the exactly-once Kafka sink's transaction)
+    /// have committed the outputs before it; then prunes.
+    fn complete_latest(&mut self, router: &mut Router) -> Result<(), JobError> {
+        for w in self.positions.iter().rev() {
+            if w.name <= self.completed || self.store.parts_written(w.name, self.peers).map_err(store)? < self.peers {
+                continue;
+            }
+            let commit = CheckpointCommit { name: w.name, at: w.at, durable: w.durable, stop: w.stop };
+            if !router.commit_checkpoint(&commit)? {
+                // (A sink's transaction holds outputs after this checkpoint: the next one.)
+                return Ok(());
+            }
+            self.store.complete(w.name, self.peers).map_err(store)?;
+            self.store.prune(self.keep).map_err(store)?;
+            info!("checkpoint complete: state as of {}", crate::encode::rfc3339(w.at));
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// A part this worker wrote: the checkpoint's name (its boundary, or after the exact stop's
+/// frontier), boundary, durable frontier and this worker's positions in it.
+struct Written {
+    name: Time,
+    at: Time,
+    durable: Time,
+    positions: Vec<SavedPosition>,
+    /// The exact stop's: every record read is counted as read, and every output is final.
+    stop: bool,
 }
 
 fn store(e: StoreError) -> JobError {

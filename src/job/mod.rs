@@ -20,6 +20,8 @@ use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
 use timely::communication::Hooks;
 use tracing::{debug, warn};
 
+use crate::checkpoints::objects::Objects;
+use crate::checkpoints::store::{StateStore, StoreError};
 use crate::config::KafkaSinkConfig;
 use crate::config::{Config, SourceKind};
 use crate::operations::date_queries::DateQuery;
@@ -116,7 +118,9 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     check_reference_files(&config)?;
     check_brokers(&config)?;
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
-    let plan = Arc::new(SinkPlan::prepare(&config.sinks, &config.routes()?, metrics.clone())?);
+    let checkpointing =
+        config.checkpointing().then(|| (config.kafka.group.as_str(), config.checkpoints.interval_secs.saturating_mul(1000)));
+    let plan = Arc::new(SinkPlan::prepare(&config.sinks, &config.routes()?, checkpointing, metrics.clone())?);
     let archive = match config.source.kind {
         SourceKind::Archive => {
             let listing = list_archive(&config)?;
@@ -340,7 +344,7 @@ pub(crate) struct Shared {
 
 /// A checkpointed job's store, and what it restores (none: it starts afresh).
 pub(crate) struct State {
-    store: Arc<crate::checkpoints::store::FolderStore>,
+    store: Arc<StateStore>,
     restore: Option<Arc<crate::checkpoints::store::Loaded>>,
     shape: String,
 }
@@ -348,8 +352,9 @@ pub(crate) struct State {
 /// The state store of a Kafka job with checkpoints on: the latest complete checkpoint when it
 /// resumes from committed positions; when it starts elsewhere, the old checkpoints go.
 fn open_state(config: &Config) -> Result<Option<State>, JobError> {
+    let fail = |e: StoreError| JobError::Checkpoint(e.to_string());
     if config.checkpoints.measure_only {
-        let store = crate::checkpoints::store::FolderStore::new(&config.checkpoints.dir, "measure");
+        let store = StateStore::new(Objects::open(&config.checkpoints.dir, &config.checkpoints.aws_settings()).map_err(fail)?, "measure");
         let shape = checkpointer::shape(config)?;
         return Ok(Some(State { store: Arc::new(store), restore: None, shape }));
     }
@@ -363,16 +368,20 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
         }
         return Ok(None);
     }
-    let store = crate::checkpoints::store::FolderStore::new(&config.checkpoints.dir, &config.kafka.group);
+    let objects = Objects::open(&config.checkpoints.dir, &config.checkpoints.aws_settings()).map_err(fail)?;
+    let store = StateStore::new(objects, &config.kafka.group);
     let shape = checkpointer::shape(config)?;
-    let fail = |e: crate::checkpoints::store::StoreError| JobError::Checkpoint(e.to_string());
+    let exact = exactly_once_sink(config);
     let restore = if resuming {
+        if let Some((name, sink, t)) = &exact {
+            complete_committed(&store, (name, sink, t))?;
+        }
         let loaded = store.latest(&shape).map_err(fail)?;
         match &loaded {
             Some(l) => tracing::info!(
                 "restoring the checkpoint of {} from {}: outputs before {} were delivered",
                 crate::encode::rfc3339(l.restored.at),
-                store.root().display(),
+                store.location(),
                 crate::encode::rfc3339(l.durable)
             ),
             None => {
@@ -380,19 +389,48 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
                     return Err(missing_checkpoint(
                         config,
                         at,
-                        &format!("{} holds none; point --state-dir at the folder that does", store.root().display()),
+                        &format!("{} holds none; point --state-dir at the folder that does", store.location()),
                     ));
                 }
-                tracing::info!("no checkpoint in {}: starting from the group's committed offsets", store.root().display())
+                tracing::info!("no checkpoint in {}: starting from the group's committed offsets", store.location())
             }
         }
         loaded.map(Arc::new)
     } else {
         let removed = store.clear().map_err(fail)?;
         if removed > 0 {
-            tracing::info!("kafka.start is {}: removed {removed} older checkpoints from {}", config.kafka.start, store.root().display());
+            tracing::info!("kafka.start is {}: removed {removed} older checkpoints from {}", config.kafka.start, store.location());
         }
         None
     };
+    if let Some((_, sink, t)) = exact.filter(|_| restore.is_none() && config.cluster.process == 0) {
+        // A fresh start: an earlier run's last commit must not vouch for this run's checkpoints.
+        crate::sinks::kafka::progress::reset(&sink.brokers, &t, &sink.properties)?;
+    }
     Ok(Some(State { store: Arc::new(store), restore, shape }))
+}
+
+/// The job's exactly-once Kafka sink (at most one): its name, settings and transactional id.
+fn exactly_once_sink(config: &Config) -> Option<(&str, &KafkaSinkConfig, crate::sinks::kafka::Transactional)> {
+    config.sinks.iter().find_map(|(name, sink)| match sink {
+        crate::config::SinkConfig::Kafka(k) => k.transactional(name, &config.kafka.group).map(|t| (name.as_str(), k, t)),
+        _ => None,
+    })
+}
+
+/// If the exactly-once sink's last transaction committed the outputs of a checkpoint that was not
+/// marked complete (the job died between the two), marks it: the restart restores it, and
+/// writes nothing the transaction made visible again.
+fn complete_committed(
+    store: &StateStore,
+    (name, sink, t): (&str, &KafkaSinkConfig, &crate::sinks::kafka::Transactional),
+) -> Result<(), JobError> {
+    let Some(last) = crate::sinks::kafka::progress::latest(&sink.brokers, t, &sink.properties)? else { return Ok(()) };
+    if last.checkpoint > 0 && store.complete_if_whole(last.checkpoint).map_err(|e| JobError::Checkpoint(e.to_string()))? {
+        tracing::info!(
+            "sinks.{name}: the transaction of the checkpoint of {} committed before the checkpoint was marked complete; marked it",
+            crate::encode::rfc3339(last.at)
+        );
+    }
+    Ok(())
 }

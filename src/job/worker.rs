@@ -75,7 +75,7 @@ impl<'w> WorkerLoop<'w> {
         pin(config, index);
         let analyses = config.analyses()?;
         let tag = format!("p{:03}-w{index:03}-{run_id}", config.cluster.process);
-        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag)?, &config.routes()?, metrics.clone())));
+        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag, index)?, &config.routes()?, metrics.clone())));
         if let Some((start, end)) = config.replay_days() {
             router.borrow_mut().keep_only(start, end);
         }
@@ -98,7 +98,9 @@ impl<'w> WorkerLoop<'w> {
         }
         resume(config, &mut router.borrow_mut(), restore.as_deref())?;
         let checkpointer = state.as_ref().map(|s| {
-            Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), s.shape.clone(), config.checkpoints.keep)
+            let restored_name = restore.as_ref().map_or(0, |r| r.name);
+            let identity = (s.shape.clone(), config.checkpoints.keep, restored_name);
+            Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), identity)
         });
         // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
         let exact = config.source.kind == SourceKind::Kafka && !config.drain;
@@ -250,7 +252,8 @@ impl<'w> WorkerLoop<'w> {
         if self.checkpointer.is_none() || self.stopping.paused() || !self.may_commit() {
             return;
         }
-        if let Some(Err(e)) = self.checkpointer.as_mut().map(|c| c.step(&mut self.driver, durable, watermark)) {
+        let (driver, router) = (&mut self.driver, &mut self.router.borrow_mut());
+        if let Some(Err(e)) = self.checkpointer.as_mut().map(|c| c.step((driver, router), durable, watermark)) {
             self.stopping.fail(e);
         }
     }
@@ -414,7 +417,7 @@ fn exact_stop(
     }
     match checkpointer {
         Some(c) => {
-            if !c.stop_at(driver, frontier)? {
+            if !c.stop_at((driver, router), frontier)? {
                 return Ok(false);
             }
         }

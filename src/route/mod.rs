@@ -104,6 +104,22 @@ impl Router {
         self.routes[stream.index()].iter().any(|s| s.borrow().sealed())
     }
 
+    /// Whether a sink of `stream` needs all of its records on the job's first worker.
+    pub fn gathered(&self, stream: StreamName) -> bool {
+        self.routes[stream.index()].iter().any(|s| s.borrow().single_writer())
+    }
+
+    /// Lets every sink that commits with checkpoints commit the outputs of checkpoint `c` (see
+    /// [`Sink::commit_checkpoint`]); `false` if one cannot at this checkpoint.
+    pub fn commit_checkpoint(&mut self, c: &crate::sinks::CheckpointCommit) -> Result<bool, SinkError> {
+        for sink in &self.sinks {
+            if !sink.borrow_mut().commit_checkpoint(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// No record of `stream` below `frontier` will come: lets sealed sinks write complete files.
     pub fn seal(&mut self, stream: StreamName, frontier: fleetflow_dataflows::Time) {
         let mut errors = Vec::new();
@@ -254,6 +270,11 @@ impl Router {
 
     /// Writes nothing more (the job failed, or stopped exactly): [`Router::write`] counts what it is given as discarded.
     pub fn halt(&mut self) {
+        if !self.halted {
+            for sink in &self.sinks {
+                sink.borrow_mut().abandon();
+            }
+        }
         self.halted = true;
     }
 

@@ -31,13 +31,7 @@ pub fn route<'scope>(
 ) -> StreamVec<'scope, Time, Notice> {
     let router = router.clone();
     let wanted = router.borrow().wants(name);
-    let stream = if router.borrow().sealed(name) {
-        // Sealed files hold all records of one event hour: they are gathered on one worker.
-        use timely::dataflow::operators::core::Exchange;
-        stream.exchange(move |record: &Encoded| record.time / 3_600_000)
-    } else {
-        stream
-    };
+    let stream = to_writers(stream, name, &router.borrow());
     let scope = stream.scope();
     let worker = scope.index();
     stream.unary_frontier(Local, name.as_str(), move |_cap, info| {
@@ -102,6 +96,20 @@ pub fn route<'scope>(
             held.retain(|(mark, _)| !router.durable(name, mark));
         }
     })
+}
+
+/// Moves the records of `name` to the workers whose sinks write them.
+fn to_writers<'scope>(stream: StreamVec<'scope, Time, Encoded>, name: StreamName, router: &Router) -> StreamVec<'scope, Time, Encoded> {
+    use timely::dataflow::operators::core::Exchange;
+    if router.gathered(name) {
+        // A sink that commits its writes in one transaction has one writer.
+        stream.exchange(|_: &Encoded| 0)
+    } else if router.sealed(name) {
+        // Sealed files hold all records of one event hour: they are gathered on one worker.
+        stream.exchange(move |record: &Encoded| record.time / 3_600_000)
+    } else {
+        stream
+    }
 }
 
 /// A batch handed off (with its timely time), or the input frontier (with no batch).

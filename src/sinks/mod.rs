@@ -40,6 +40,19 @@ pub enum SinkError {
     Delivery(String),
 }
 
+/// A checkpoint about to be marked complete (see [`Sink::commit_checkpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointCommit {
+    /// Its name in the state store.
+    pub name: Time,
+    /// Its boundary.
+    pub at: Time,
+    /// Every output before this is delivered.
+    pub durable: Time,
+    /// An exact stop's: every record read counts as read, every output written is final.
+    pub stop: bool,
+}
+
 /// A sink instance with the name the configuration gives it.
 pub type NamedSink = (String, Box<dyn Sink>);
 
@@ -56,6 +69,21 @@ pub trait Sink {
     fn sealed(&self) -> bool {
         false
     }
+    /// Whether every record of the sink must reach one writer, the job's first worker (a sink
+    /// whose writes commit in one transaction). Every worker's instance answers alike.
+    fn single_writer(&self) -> bool {
+        false
+    }
+    /// Checkpoint `c` is about to be marked complete: a sink that commits with checkpoints
+    /// commits exactly the records before its durable frontier, or, for an exact stop's
+    /// checkpoint, every record it was given. `false`: not possible at this checkpoint (try the
+    /// next one).
+    fn commit_checkpoint(&mut self, _c: &CheckpointCommit) -> Result<bool, SinkError> {
+        Ok(true)
+    }
+    /// The job failed or stopped: nothing more is written, and nothing not committed yet may
+    /// become visible (a transaction is aborted, not committed by a later flush).
+    fn abandon(&mut self) {}
     /// Outputs below dataflow time `time` were delivered by an earlier run that this one resumes.
     fn resumed_below(&mut self, _time: Time) {}
     /// Flushes what the buffering hints say is due (called often).

@@ -16,7 +16,7 @@ use crate::stream::{Routes, StreamName};
 /// A sink as each worker builds it.
 enum Prepared {
     Folder(super::folder::FolderConfig),
-    Kafka(super::kafka::KafkaSinkConfig),
+    Kafka(super::kafka::KafkaSinkConfig, Option<super::kafka::Transactional>),
     Firehose(PreparedFirehose),
     Sns(PreparedSns),
 }
@@ -25,34 +25,48 @@ enum Prepared {
 pub struct SinkPlan {
     sinks: Vec<(String, Prepared)>,
     metrics: Arc<Metrics>,
+    /// The checkpoint interval, ms (the exactly-once Kafka sink commits with checkpoints).
+    every: fleetflow_dataflows::Time,
 }
 
+/// What a job that checkpoints tells its sinks: its Kafka group and checkpoint interval (ms).
+pub type Checkpointing<'a> = Option<(&'a str, fleetflow_dataflows::Time)>;
+
 impl SinkPlan {
-    /// Prepares the configured `sinks` (validated), checking the resources of the streams `routes` send them.
-    pub fn prepare(sinks: &BTreeMap<String, SinkConfig>, routes: &Routes, metrics: Arc<Metrics>) -> Result<SinkPlan, AwsError> {
+    /// Prepares the configured `sinks` (validated), checking the resources of the streams `routes`
+    /// send them; an exactly-once sink needs the job to checkpoint (`checkpointing`).
+    pub fn prepare(
+        sinks: &BTreeMap<String, SinkConfig>,
+        routes: &Routes,
+        checkpointing: Checkpointing<'_>,
+        metrics: Arc<Metrics>,
+    ) -> Result<SinkPlan, AwsError> {
         let mut prepared = Vec::new();
         for (name, sink) in sinks {
             let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(name)).map(|(s, _)| *s).collect();
             let ready = match sink {
                 SinkConfig::Folder(f) => Prepared::Folder(f.clone()),
-                SinkConfig::Kafka(k) => Prepared::Kafka(k.clone()),
+                SinkConfig::Kafka(k) => {
+                    let transactional = checkpointing.and_then(|(group, _)| k.transactional(name, group));
+                    Prepared::Kafka(k.clone(), transactional)
+                }
                 SinkConfig::Firehose(f) => Prepared::Firehose(super::firehose::build::prepare(name, f, &streams)?),
                 SinkConfig::Sns(s) => Prepared::Sns(super::sns::build::prepare(name, s, !streams.is_empty())?),
             };
             prepared.push((name.clone(), ready));
         }
-        Ok(SinkPlan { sinks: prepared, metrics })
+        Ok(SinkPlan { sinks: prepared, metrics, every: checkpointing.map_or(0, |(_, every)| every) })
     }
 
-    /// One worker's sink instances, by name; `tag` names its files.
-    pub fn build(&self, tag: &str) -> Result<Vec<NamedSink>, SinkError> {
+    /// Worker `worker`'s sink instances, by name; `tag` names its files.
+    pub fn build(&self, tag: &str, worker: usize) -> Result<Vec<NamedSink>, SinkError> {
         self.sinks
             .iter()
             .map(|(name, prepared)| -> Result<NamedSink, SinkError> {
                 let counters = self.metrics.sink(name);
                 let sink: Box<dyn Sink> = match prepared {
                     Prepared::Folder(f) => f.instance(tag),
-                    Prepared::Kafka(k) => Box::new(k.instance()?),
+                    Prepared::Kafka(k, transactional) => k.instance(transactional.as_ref(), self.every, worker)?,
                     Prepared::Firehose(f) => Box::new(f.instance(name, tag, counters)),
                     Prepared::Sns(s) => Box::new(s.instance(name, tag, counters)),
                 };

@@ -280,7 +280,7 @@ impl SourceDriver {
         // Offsets of the rejects of this poll; their positions are asked of the partition afterwards.
         let (mut late_at, mut error_at) = (Vec::new(), Vec::new());
         let tracking = partition.commits();
-        let reread_below = partition.reread_below();
+        let delivered_earlier = partition.delivered_earlier();
         // Per record: when all its outputs are delivered, and when its eager ones (`late`,
         // `errors` at the capability, `raw` at its bucket) are; nothing eager for what an earlier
         // run delivered.
@@ -290,7 +290,7 @@ impl SourceDriver {
             read += 1;
             *last_data = now;
             // An earlier run that stopped exactly delivered the rejects and raw lines of what it read.
-            let again = offset < reread_below;
+            let again = delivered_earlier.contains(offset);
             // (A reading in a restored checkpoint's state is read but not sent again.)
             let mut restored = false;
             let reading = match judge.judge(record, *max_ts) {
@@ -322,14 +322,14 @@ impl SourceDriver {
             let Some(reading) = reading else {
                 if tracking {
                     Run::push(&mut runs, offset, judge.floor, None);
-                    Run::push(&mut emitted, offset, if again { 0 } else { judge.floor }, None);
+                    Run::push_exact(&mut emitted, offset, if again { 0 } else { judge.floor });
                 }
                 return;
             };
             *max_ts = Some(max_ts.map_or(reading.timestamp, |m| m.max(reading.timestamp)));
             if tracking {
                 Run::push(&mut runs, offset, completion(reading.timestamp), Some(reading.timestamp));
-                Run::push(&mut emitted, offset, if again || restored { 0 } else { align(reading.timestamp, granularity) }, None);
+                Run::push_exact(&mut emitted, offset, if again || restored { 0 } else { align(reading.timestamp, granularity) });
             }
             match (restored, again) {
                 (true, _) => {}

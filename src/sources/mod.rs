@@ -101,7 +101,7 @@ pub trait Partition {
     }
     /// A run's last commit: the records whose outputs complete before `settled` (`Time::MAX`: all
     /// that was read), with `durable` as the time below which a restart writes nothing again, and
-    /// every record read marked as read (see [`Partition::reread_below`]).
+    /// every record read marked as read (see [`Partition::delivered_earlier`]).
     fn commit_last(&mut self, _settled: Time, _durable: Time) -> Result<(), SourceError> {
         Ok(())
     }
@@ -124,11 +124,61 @@ pub trait Partition {
     fn resumed_max_ts(&self) -> Option<Time> {
         None
     }
-    /// Offsets below this were read by an earlier run that stopped exactly: that run delivered
-    /// their `late`, `errors` and `raw` records, which are not written again (their readings still
-    /// enter the windows).
-    fn reread_below(&self) -> u64 {
-        0
+    /// The offsets an earlier run read and delivered the `late`, `errors` and `raw` records of:
+    /// they are not written again (their readings still enter the windows).
+    fn delivered_earlier(&self) -> Delivered {
+        Delivered::default()
+    }
+}
+
+/// Offsets whose `late`, `errors` and `raw` records are delivered: all below `below`, and the
+/// inclusive ranges above it (records read later than newer ones whose are not delivered yet: a
+/// late record behind a reading of the next window).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Every offset below this.
+    pub below: u64,
+    /// Sorted, disjoint, each above `below`.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl Delivered {
+    /// Whether `offset` is delivered.
+    pub fn contains(&self, offset: u64) -> bool {
+        if offset < self.below {
+            return true;
+        }
+        let i = self.ranges.partition_point(|(_, last)| *last < offset);
+        self.ranges.get(i).is_some_and(|(first, _)| *first <= offset)
+    }
+
+    /// Adds the offsets `first..=last`, merging ranges and moving `below` up over those it meets.
+    pub fn add(&mut self, first: u64, last: u64) {
+        self.ranges.push((first, last));
+        self.ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.ranges.len());
+        for (a, b) in self.ranges.drain(..) {
+            match merged.last_mut() {
+                Some(m) if a <= m.1.saturating_add(1) => m.1 = m.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.ranges = merged;
+        self.absorb();
+    }
+
+    /// Everything below `offset` counts as delivered.
+    pub fn all_below(&mut self, offset: u64) {
+        self.below = self.below.max(offset);
+        self.absorb();
+    }
+
+    /// Moves `below` over the ranges that start at or below it.
+    fn absorb(&mut self) {
+        let taken = self.ranges.iter().take_while(|(first, _)| *first <= self.below).count();
+        for (_, last) in self.ranges.drain(..taken) {
+            self.below = self.below.max(last.saturating_add(1));
+        }
     }
 }
 
@@ -143,6 +193,8 @@ pub struct SavedPosition {
     pub max_ts: Option<Time>,
     /// Records below this offset had their `late`, `errors` and `raw` records delivered.
     pub read_to: Option<u64>,
+    /// And these records above it (inclusive offset ranges).
+    pub delivered: Vec<(u64, u64)>,
 }
 
 /// A run of consecutive records of a partition: the last one's offset, the latest time by which
@@ -167,5 +219,36 @@ impl Run {
             }
             _ => runs.push(Run { last_offset: offset, completion, max_ts: ts }),
         }
+    }
+
+    /// Adds a record to a list of runs whose records share their completion exactly (what is
+    /// delivered is then known record by record).
+    pub fn push_exact(runs: &mut Vec<Run>, offset: u64, completion: Time) {
+        match runs.last_mut() {
+            Some(last) if completion == last.completion => last.last_offset = offset,
+            _ => runs.push(Run { last_offset: offset, completion, max_ts: None }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivered_offsets_are_known_one_by_one_beyond_the_prefix() {
+        let mut d = Delivered { below: 10, ranges: Vec::new() };
+        // A late record (15) behind a reading of the next window (12..=14) is delivered first.
+        d.add(15, 15);
+        d.add(20, 22);
+        assert!(d.contains(9) && !d.contains(10) && !d.contains(14) && d.contains(15) && !d.contains(16) && d.contains(21));
+        d.add(10, 14);
+        assert_eq!((d.below, d.ranges.clone()), (16, vec![(20, 22)]), "the prefix moves over what it meets");
+        d.add(16, 19);
+        assert_eq!((d.below, d.ranges.is_empty()), (23, true));
+        let mut e = Delivered { below: 0, ranges: vec![(5, 6), (9, 9)] };
+        e.all_below(7);
+        assert_eq!((e.below, e.ranges.clone()), (7, vec![(9, 9)]));
+        assert!(e.contains(9) && !e.contains(8));
     }
 }

@@ -1,9 +1,12 @@
 //! The Kafka sink: output streams to Kafka topics (one per stream, from a `{stream}` pattern), each
-//! record one message keyed by vin. A record counts as delivered once the broker acknowledged it,
-//! which is what the job's durable frontier (and so the Kafka source's offset commits) waits for.
+//! record one message keyed by vin. At least once (this file): a record counts as delivered once
+//! the broker acknowledged it, which is what the job's durable frontier (and so the Kafka source's
+//! offset commits) waits for. Exactly once: see `transactional`.
 
 mod config;
-pub use config::KafkaSinkConfig;
+pub mod progress;
+pub mod transactional;
+pub use config::{KafkaSinkConfig, Transactional};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -14,6 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+use fleetflow_dataflows::Time;
+
 use crate::encode::Encoded;
 use crate::sinks::{Sink, SinkError};
 use crate::stream::StreamName;
@@ -22,7 +27,7 @@ use crate::stream::StreamName;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Delivery reports, per stream, from the producer's thread.
-struct Deliveries {
+pub(crate) struct Deliveries {
     acked: Vec<AtomicU64>,
     failed: Vec<AtomicU64>,
     first_error: Mutex<Option<String>>,
@@ -35,20 +40,58 @@ impl Default for Deliveries {
     }
 }
 
+impl Deliveries {
+    /// The first delivery error, if any.
+    fn first_error(&self) -> Option<String> {
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records of stream `i` the broker answered for (acknowledged or failed).
+    fn answered(&self, i: usize) -> u64 {
+        self.acked[i].load(Ordering::Relaxed) + self.failed[i].load(Ordering::Relaxed)
+    }
+}
+
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
 
+    /// (`stream` is out of range for a message that is no stream's: a progress message.)
     fn delivery(&self, result: &DeliveryResult<'_>, stream: usize) {
         match result {
-            Ok(_) => self.acked[stream].fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                if let Some(acked) = self.acked.get(stream) {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Err((e, _)) => {
                 let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
                 first.get_or_insert_with(|| e.to_string());
-                self.failed[stream].fetch_add(1, Ordering::Relaxed)
+                if let Some(failed) = self.failed.get(stream) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        };
+        }
+    }
+}
+
+/// Hands `message` to the producer, waiting while its queue is full (backpressure: the dataflow
+/// waits for the producer rather than buffer more).
+pub(crate) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<Deliveries>,
+    mut message: BaseRecord<'_, K, P, usize>,
+    topic: &str,
+) -> Result<(), SinkError> {
+    loop {
+        match producer.send(message) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                message = m;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((source, _)) => return Err(SinkError::Kafka { what: format!("producing to {topic}"), source }),
+        }
     }
 }
 
@@ -78,8 +121,7 @@ impl KafkaSink {
     }
 
     fn check(&self) -> Result<(), SinkError> {
-        let first = self.producer.context().first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match first {
+        match self.producer.context().first_error() {
             Some(e) => Err(SinkError::Delivery(format!("kafka: a record was not delivered after the client's retries: {e}"))),
             None => Ok(()),
         }
@@ -90,7 +132,7 @@ impl KafkaSink {
     fn note_deliveries(&mut self) {
         let ctx = self.producer.context();
         for (i, written) in self.written.iter().enumerate() {
-            let settled = ctx.acked[i].load(Ordering::Relaxed) + ctx.failed[i].load(Ordering::Relaxed) >= *written;
+            let settled = ctx.answered(i) >= *written;
             if settled && *written > self.settled[i] {
                 self.settled[i] = *written;
             }
@@ -107,17 +149,7 @@ impl Sink for KafkaSink {
         if record.key.is_some() {
             message = message.key(&key);
         }
-        loop {
-            match self.producer.send(message) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                    // Backpressure: the dataflow waits for the producer rather than buffer more.
-                    message = m;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((source, _)) => return Err(SinkError::Kafka { what: format!("producing to {}", self.topics[index]), source }),
-            }
-        }
+        produce(&self.producer, message, &self.topics[index])?;
         self.written[index] += 1;
         Ok(())
     }
@@ -140,5 +172,18 @@ impl Sink for KafkaSink {
 
     fn delivered(&self, stream: StreamName) -> u64 {
         self.settled[stream.index()]
+    }
+}
+
+impl KafkaSinkConfig {
+    /// Worker `worker`'s instance: a producer of its own (at least once); for an exactly-once sink
+    /// (`transactional`), the transactional writer on the first worker, committing with the
+    /// checkpoints taken every `every` ms, and nothing on the others.
+    pub fn instance(&self, transactional: Option<&Transactional>, every: Time, worker: usize) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(match transactional {
+            None => Box::new(KafkaSink::new(&self.brokers, &self.topic, &self.properties)?),
+            Some(_) if worker > 0 => Box::new(transactional::OnFirstWorker),
+            Some(t) => Box::new(transactional::TransactionalSink::new((&self.brokers, &self.topic), t.clone(), &self.properties, every)?),
+        })
     }
 }

@@ -23,7 +23,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::{Partition, Poll, Record, Run, SavedPosition, SourceError};
+use super::{Delivered, Partition, Poll, Record, Run, SavedPosition, SourceError};
 
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -183,8 +183,11 @@ pub struct KafkaPartition {
     /// Records read and not yet committed, as runs in offset order by when all their outputs are
     /// delivered.
     runs: VecDeque<Run>,
-    /// The same records by when their `late`, `errors` and `raw` records are delivered.
-    emitted: VecDeque<Run>,
+    /// The same records by when their `late`, `errors` and `raw` records are delivered, exactly
+    /// (a run's records share that time), with each run's first offset.
+    emitted: VecDeque<(u64, Run)>,
+    /// The offset after the last record tracked in `emitted`.
+    emitted_next: u64,
     /// What may be committed now: the offset of the first record whose outputs are not all
     /// delivered, and the highest event time before it.
     committable: Option<(i64, Option<u64>)>,
@@ -192,9 +195,9 @@ pub struct KafkaPartition {
     committed: Option<(i64, Committed)>,
     /// The offset this run started at.
     first: i64,
-    /// The `late`, `errors` and `raw` records of the records below this offset are delivered (by
-    /// this run or an earlier one).
-    read_to: u64,
+    /// The records whose `late`, `errors` and `raw` records are delivered (by this run or an
+    /// earlier one).
+    delivered: Delivered,
     last_commit: Instant,
     /// Commits at most this often (unless forced).
     commit_interval: Duration,
@@ -222,7 +225,7 @@ impl KafkaPartition {
     ) -> Result<Self, SourceError> {
         let topic = cfg.topic.as_str();
         let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
-        let mut resumed = None;
+        let (mut resumed, mut delivered) = (None, Delivered::default());
         let (low, high) =
             consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets of {topic}/{partition}")))?;
         if let Some(p) = saved.filter(|p| p.offset > high) {
@@ -234,6 +237,7 @@ impl KafkaPartition {
         let offset = if let Some(p) = saved {
             // A checkpoint's position (its durable frontier is the router's, not the partition's).
             resumed = Some(Committed { max_ts: p.max_ts, durable: 0, read_to: p.read_to, checkpoint: None });
+            delivered.ranges.clone_from(&p.delivered);
             Offset::Offset(p.offset)
         } else {
             match start {
@@ -274,10 +278,11 @@ impl KafkaPartition {
             next: (first > 0 || matches!(offset, Offset::Offset(_))).then_some(first),
             runs: VecDeque::new(),
             emitted: VecDeque::new(),
+            emitted_next: first.max(0) as u64,
             committable: None,
             committed: None,
             first,
-            read_to: resumed.and_then(|r| r.read_to).unwrap_or(0),
+            delivered: Delivered { below: resumed.and_then(|r| r.read_to).unwrap_or(0), ..delivered },
             last_commit: Instant::now(),
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             resumed,
@@ -295,10 +300,15 @@ impl KafkaPartition {
             self.committable = Some((run.last_offset as i64 + 1, max_ts));
             self.runs.pop_front();
         }
-        while let Some(run) = self.emitted.front().filter(|r| r.completion < durable) {
-            self.read_to = self.read_to.max(run.last_offset + 1);
-            self.emitted.pop_front();
+        let mut waiting = VecDeque::with_capacity(self.emitted.len());
+        for (first, run) in self.emitted.drain(..) {
+            if run.completion < durable {
+                self.delivered.add(first, run.last_offset);
+            } else {
+                waiting.push_back((first, run));
+            }
         }
+        self.emitted = waiting;
     }
 
     /// What a commit now would say: the offset to resume from, with the highest event time
@@ -307,7 +317,7 @@ impl KafkaPartition {
     fn commit_now(&self, durable: u64) -> (i64, Committed) {
         let (offset, max_ts) = self.committable.unwrap_or((self.first, self.resumed.and_then(|r| r.max_ts)));
         let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
-        let read_to = (self.read_to > offset.max(0) as u64).then_some(self.read_to);
+        let read_to = (self.delivered.below > offset.max(0) as u64).then_some(self.delivered.below);
         (offset, Committed { max_ts, durable, read_to, checkpoint: None })
     }
 
@@ -377,16 +387,21 @@ impl Partition for KafkaPartition {
     }
 
     fn track(&mut self, runs: &[Run], emitted: &[Run]) {
-        for (tracked, new) in [(&mut self.runs, runs), (&mut self.emitted, emitted)] {
-            for run in new {
-                match tracked.back_mut() {
-                    Some(last) if run.completion <= last.completion => {
-                        last.last_offset = run.last_offset;
-                        last.max_ts = last.max_ts.max(run.max_ts);
-                    }
-                    _ => tracked.push_back(*run),
+        for run in runs {
+            match self.runs.back_mut() {
+                Some(last) if run.completion <= last.completion => {
+                    last.last_offset = run.last_offset;
+                    last.max_ts = last.max_ts.max(run.max_ts);
                 }
+                _ => self.runs.push_back(*run),
             }
+        }
+        for run in emitted {
+            match self.emitted.back_mut() {
+                Some((_, last)) if run.completion == last.completion => last.last_offset = run.last_offset,
+                _ => self.emitted.push_back((self.emitted_next, *run)),
+            }
+            self.emitted_next = run.last_offset + 1;
         }
     }
 
@@ -403,7 +418,7 @@ impl Partition for KafkaPartition {
 
     fn commit_last(&mut self, settled: u64, durable: u64) -> Result<(), SourceError> {
         self.settle(settled);
-        self.read_to = self.read_to.max(self.next.unwrap_or(self.first).max(0) as u64);
+        self.delivered.all_below(self.next.unwrap_or(self.first).max(0) as u64);
         let now = self.commit_now(durable);
         self.send_commit(now, true)
     }
@@ -411,10 +426,11 @@ impl Partition for KafkaPartition {
     fn position_at(&mut self, at: u64, durable: u64, read_all: bool) -> Option<SavedPosition> {
         self.settle(at);
         if read_all {
-            self.read_to = self.read_to.max(self.next.unwrap_or(self.first).max(0) as u64);
+            self.delivered.all_below(self.next.unwrap_or(self.first).max(0) as u64);
         }
         let (offset, meta) = self.commit_now(durable);
-        Some(SavedPosition { partition: self.name.clone(), offset, max_ts: meta.max_ts, read_to: meta.read_to })
+        let delivered = self.delivered.ranges.clone();
+        Some(SavedPosition { partition: self.name.clone(), offset, max_ts: meta.max_ts, read_to: meta.read_to, delivered })
     }
 
     fn commit_position(&mut self, p: &SavedPosition, durable: u64) -> Result<(), SourceError> {
@@ -426,8 +442,8 @@ impl Partition for KafkaPartition {
         self.resumed.and_then(|r| r.max_ts)
     }
 
-    fn reread_below(&self) -> u64 {
-        self.resumed.and_then(|r| r.read_to).unwrap_or(0)
+    fn delivered_earlier(&self) -> Delivered {
+        self.delivered.clone()
     }
 
     fn lag(&self) -> Option<i64> {
