@@ -14,6 +14,10 @@ use crate::stream::StreamName;
 pub struct Metrics {
     /// Lines (or generated records) read from sources.
     pub records_read: AtomicU64,
+    /// When a source first and last read a record, epoch ms (the benchmark's achieved rate).
+    pub first_read_ms: AtomicU64,
+    /// See `first_read_ms`.
+    pub last_read_ms: AtomicU64,
     /// Readings accepted into windows.
     pub readings: AtomicU64,
     /// Blank lines skipped.
@@ -89,6 +93,8 @@ impl Metrics {
         let zero = || AtomicU64::new(0);
         Metrics {
             records_read: zero(),
+            first_read_ms: zero(),
+            last_read_ms: zero(),
             readings: zero(),
             blank: zero(),
             malformed: zero(),

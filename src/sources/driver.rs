@@ -349,6 +349,12 @@ impl SourceDriver {
 
     /// Counts records read, blank lines, and rejects an earlier run delivered (`late`, `errors`).
     fn count(&self, read: u64, blank: u64, [late, malformed]: [u64; 2]) {
+        if read > 0 {
+            use std::sync::atomic::Ordering::Relaxed;
+            let now = now_ms();
+            let _ = self.metrics.first_read_ms.compare_exchange(0, now, Relaxed, Relaxed);
+            self.metrics.last_read_ms.fetch_max(now, Relaxed);
+        }
         Metrics::add(&self.metrics.records_read, read);
         Metrics::add(&self.metrics.blank, blank);
         Metrics::add(&self.metrics.late, late);
