@@ -295,9 +295,8 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
     let readings = fleet(30, 900);
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("out-{}-{}", std::process::id(), fleetflow::clock::now_ms());
-    for stream in ["speeders", "speed_windows"] {
-        fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.{stream}"), 2).unwrap();
-    }
+    // (The speeders' topic is missing: the job creates it with the broker's defaults.)
+    fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.speed_windows"), 2).unwrap();
     let local = dir.path().join("local");
     let mut c = file_job(dir.path(), &readings, &local, 2);
     c.sinks.insert(
@@ -321,7 +320,10 @@ fn output_streams_to_kafka_topics_keyed_by_vin() {
         let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", "reader").create().unwrap();
         let mut tpl = TopicPartitionList::new();
         let topic = format!("{prefix}.{stream}");
-        for p in 0..2 {
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        assert!(partitions > 0, "{topic} exists");
+        for p in 0..partitions {
             tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
         }
         consumer.assign(&tpl).unwrap();
@@ -591,22 +593,52 @@ fn exact_reference(dir: &Path, readings: &[(String, String, u64)]) -> std::path:
     reference
 }
 
-/// Waits until the job serving metrics at `http` has read `n` records (or a minute has passed).
-fn wait_until_read(http: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let read = common::http_get(http, "/metrics").and_then(|(_, m)| common::metric(&m, "fleetflow_records_read_total"));
-        if read.is_some_and(|r| r >= n as u64) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the job did not read {n} records within a minute");
+/// A job whose HTTP API is on a port it chose itself (a port picked free beforehand can be
+/// taken by another connection before the job binds it): the process, the API's address (from
+/// its log) and its log, collected as it is written.
+#[cfg(unix)]
+struct Running {
+    child: std::process::Child,
+    http: String,
+    log: std::thread::JoinHandle<String>,
 }
 
-/// A loopback address free when asked, for a job's HTTP API.
-fn free_address() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+#[cfg(unix)]
+impl Running {
+    /// Starts `cmd` with its HTTP API on a free port.
+    fn start(mut cmd: std::process::Command) -> Running {
+        let mut child = cmd.args(["--http", "127.0.0.1:0"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let (rx, log) = common::read_log(child.stderr.take().unwrap());
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(http) => Running { child, http, log },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the job did not serve HTTP:\n{}", log.join().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Waits until the job has read `n` records (a minute at most; a job that ended fails at once).
+    fn wait_until_read(&mut self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the job ended ({status}) before reading {n} records");
+            }
+            let read = common::http_get(&self.http, "/metrics").and_then(|(_, m)| common::metric(&m, "fleetflow_records_read_total"));
+            if read.is_some_and(|r| r >= n as u64) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the job did not read {n} records within a minute");
+    }
+
+    /// Waits for the job to end: how it ended, and its log.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        (status, self.log.join().unwrap_or_default())
+    }
 }
 
 #[cfg(unix)]
@@ -650,13 +682,11 @@ fn stop_twice_then_read_to_the_end(
     let producer = publish_live(topic, readings, Duration::from_micros(250));
     let mut logs = String::new();
     for (workers, at) in [(workers[0], readings.len() / 3), (workers[1], readings.len() * 2 / 3)] {
-        let http = free_address();
-        let job = exact_job_with(dir, topic, out, extra, &["-w", workers, "--http", &http]).spawn().unwrap();
-        wait_until_read(&http, at);
-        sigterm(&job);
-        let o = job.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
+        let mut job = Running::start(exact_job_with(dir, topic, out, extra, &["-w", workers]));
+        job.wait_until_read(at);
+        sigterm(&job.child);
+        let (status, log) = job.finish();
+        assert!(status.success() && log.contains("stopped exactly"), "the stop at {at} records is exact:\n{log}");
         logs.push_str(&log);
     }
     producer.join().unwrap();
@@ -695,21 +725,15 @@ fn sigterm_to_one_process_stops_the_cluster_exactly() {
     let port = common::two_free_ports();
     let hosts = dir.path().join("hosts.txt");
     writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
-    let http = free_address();
-    let spawn = |process: &str, http: &str| {
-        exact_job(dir.path(), &t, &out, &["-w", "1", "--http", http, "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()])
-            .spawn()
-            .unwrap()
-    };
-    let processes = [spawn("0", &http), spawn("1", "")];
+    let job = |process: &str| exact_job(dir.path(), &t, &out, &["-w", "1", "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()]);
+    let mut first = Running::start(job("0"));
+    let second = job("1").args(["--http", ""]).spawn().unwrap();
     let producer = publish_live(&t, &readings, Duration::from_micros(250));
-    wait_until_read(&http, readings.len() / 2);
-    sigterm(&processes[1]);
-    let logs: Vec<(bool, String)> = processes
-        .into_iter()
-        .map(|p| p.wait_with_output().unwrap())
-        .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string()))
-        .collect();
+    first.wait_until_read(readings.len() / 2);
+    sigterm(&second);
+    let second = second.wait_with_output().unwrap();
+    let logs = [first.finish(), (second.status, String::from_utf8_lossy(&second.stderr).to_string())];
+    let logs: Vec<(bool, String)> = logs.into_iter().map(|(status, log)| (status.success(), log)).collect();
     let all = format!("{}\n---\n{}", logs[0].1, logs[1].1);
     assert!(logs.iter().all(|(ok, log)| *ok && log.contains("stopped exactly")), "both processes stop exactly:\n{all}");
     producer.join().unwrap();
@@ -733,30 +757,24 @@ fn a_checkpoint_of_two_workers_restores_into_two_processes_of_two_and_theirs_int
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let producer = publish_live(&t, &readings, Duration::from_micros(250));
-    let http = free_address();
-    let first = exact_job(dir.path(), &t, &out, &["-w", "2", "--http", &http]).spawn().unwrap();
-    wait_until_read(&http, readings.len() / 3);
-    sigterm(&first);
-    let o = first.wait_with_output().unwrap();
-    let mut logs = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success() && logs.contains("stopped exactly"), "{logs}");
+    let mut first = Running::start(exact_job(dir.path(), &t, &out, &["-w", "2"]));
+    first.wait_until_read(readings.len() / 3);
+    sigterm(&first.child);
+    let (status, mut logs) = first.finish();
+    assert!(status.success() && logs.contains("stopped exactly"), "{logs}");
 
     let port = common::two_free_ports();
     let hosts = dir.path().join("hosts.txt");
     writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
-    let http = free_address();
-    let cluster = |process: &str, http: &str| {
-        let args = ["-w", "2", "--http", http, "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()];
-        exact_job(dir.path(), &t, &out, &args).spawn().unwrap()
-    };
-    let processes = [cluster("0", &http), cluster("1", "")];
+    let cluster = |process: &str| exact_job(dir.path(), &t, &out, &["-w", "2", "-n", "2", "-p", process, "-h", hosts.to_str().unwrap()]);
+    let mut first = Running::start(cluster("0"));
+    let second = cluster("1").args(["--http", ""]).spawn().unwrap();
     // (Process 0 reads two of the four partitions.)
-    wait_until_read(&http, readings.len() / 6);
-    sigterm(&processes[0]);
-    for p in processes {
-        let o = p.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success() && log.contains("stopped exactly") && log.contains("restoring the checkpoint"), "{log}");
+    first.wait_until_read(readings.len() / 6);
+    sigterm(&first.child);
+    let second = second.wait_with_output().unwrap();
+    for (status, log) in [first.finish(), (second.status, String::from_utf8_lossy(&second.stderr).to_string())] {
+        assert!(status.success() && log.contains("stopped exactly") && log.contains("restoring the checkpoint"), "{log}");
         logs.push_str(&log);
     }
     producer.join().unwrap();
@@ -1142,31 +1160,29 @@ fn exactly_once_into_kafka_through_kills_and_stops_each_record_once() {
     let sink = format!("[sinks.k]\nkind = \"kafka\"\nbrokers = {:?}\ntopic = \"{prefix}.{{stream}}\"\nexactly_once = true\n", brokers());
     std::fs::write(&cfg, format!("{sink}[routes]\n{routes}")).unwrap();
     let state = dir.path().join("state");
-    let job = |workers: &str, http: &str, extra: &[&str]| {
+    let job = |workers: &str, extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fleetflow"));
         c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &format!("g-{t}")]);
-        c.args(["-w", workers, "--http", http, "--state-dir", state.to_str().unwrap()]).args(extra);
+        c.args(["-w", workers, "--state-dir", state.to_str().unwrap()]).args(extra);
         c.stderr(Stdio::piped());
         c
     };
     let producer = publish_live(&t, &readings, Duration::from_micros(250));
     let mut logs = String::new();
     for (workers, kill) in [("2", true), ("1", false), ("2", true)] {
-        let http = free_address();
-        let mut run = job(workers, &http, &[]).spawn().unwrap();
-        wait_until_read(&http, readings.len() / 4);
+        let mut run = Running::start(job(workers, &[]));
+        run.wait_until_read(readings.len() / 4);
         if kill {
-            run.kill().unwrap();
+            run.child.kill().unwrap();
         } else {
-            sigterm(&run);
+            sigterm(&run.child);
         }
-        let o = run.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(kill || (o.status.success() && log.contains("stopped exactly")), "the stop is exact:\n{log}");
+        let (status, log) = run.finish();
+        assert!(kill || (status.success() && log.contains("stopped exactly")), "the stop is exact:\n{log}");
         logs.push_str(&log);
     }
     producer.join().unwrap();
-    let last = job("2", "", &["--stop", "end"]).output().unwrap();
+    let last = job("2", &["--http", "", "--stop", "end"]).output().unwrap();
     logs.push_str(&String::from_utf8_lossy(&last.stderr));
     assert!(last.status.success(), "{logs}");
 

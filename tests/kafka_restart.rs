@@ -73,10 +73,9 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[routes]\ndaily_speeders = []\n").unwrap();
     let out = dir.path().join("out");
-    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut job = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap(), "--kafka-brokers", &brokers, "--topic", topic, "--group", "g"])
-        .args(["--buffer-secs", "0", "-w", "2", "--http", &http, "--output", out.to_str().unwrap(), "--shutdown-timeout-secs", "5"])
+        .args(["--buffer-secs", "0", "-w", "2", "--http", "127.0.0.1:0", "--output", out.to_str().unwrap(), "--shutdown-timeout-secs", "5"])
         // (Its own state folder: the group and topic names are the same in every run of the test.)
         .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
         .stderr(Stdio::piped())
@@ -94,6 +93,17 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
                 log.push('\n');
             }
         })
+    };
+
+    // The API's address, from the log (the job chose a free port itself).
+    let started = Instant::now();
+    let http = loop {
+        let log = job_log.lock().unwrap().clone();
+        if let Some(rest) = log.split("HTTP API on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap_or_default().to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60) && job.try_wait().unwrap().is_none(), "the job did not serve HTTP:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
     };
 
     // The vehicles publish for about six seconds; the producer holds what it cannot send.

@@ -186,14 +186,26 @@ fn keep_first_failure(first: &mut Option<JobError>, worker: usize, e: JobError) 
 }
 
 /// Checks that the Kafka brokers of the source and of each Kafka sink answer, so that an
-/// unreachable broker is named at once rather than after the client's own timeouts.
+/// unreachable broker is named at once rather than after the client's own timeouts, and that
+/// the sinks' topics exist.
 fn check_brokers(config: &Config) -> Result<(), JobError> {
     if config.source.kind == crate::config::SourceKind::Kafka {
         crate::kafka_admin::check_reachable(&config.kafka.brokers, "kafka.brokers (--kafka-brokers)")?;
     }
+    let routes = config.routes()?;
     for (name, sink) in &config.sinks {
-        if let crate::config::SinkConfig::Kafka(KafkaSinkConfig { brokers, .. }) = sink {
+        if let crate::config::SinkConfig::Kafka(KafkaSinkConfig { brokers, topic, .. }) = sink {
             crate::kafka_admin::check_reachable(brokers, &format!("sinks.{name}.brokers"))?;
+            // The topics of the streams routed here: created (the broker's defaults) if missing,
+            // rather than every record timing out minutes later.
+            for stream in routes.iter().filter(|(_, to)| to.contains(name)).map(|(s, _)| s) {
+                let t = topic.replace("{stream}", stream.as_str());
+                let created = crate::kafka_admin::ensure_topic_replicated(brokers, &t, -1, -1)
+                    .map_err(|e| crate::config::ConfigError::Invalid(format!("sinks.{name}.topic: {e}")))?;
+                if created {
+                    tracing::info!("sinks.{name}: created topic {t} for {stream} (the broker's default partitions and replication)");
+                }
+            }
         }
     }
     Ok(())

@@ -132,7 +132,6 @@ fn counts(lines: &[String]) -> std::collections::BTreeMap<&String, i64> {
 /// the API's address (from its log) and the whole log once the process ends.
 #[allow(dead_code)] // not every test binary serves HTTP
 pub fn run_with_http(args: &[&str]) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
-    use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut job = Command::new(env!("CARGO_BIN_EXE_fleetflow"))
         .args(["run", "--input", "-", "--http", "127.0.0.1:0"])
@@ -141,9 +140,17 @@ pub fn run_with_http(args: &[&str]) -> (std::process::Child, String, std::thread
         .stderr(Stdio::piped())
         .spawn()
         .expect("running fleetflow");
-    // The address is in the log; keep draining the log after it.
+    let (rx, log) = read_log(job.stderr.take().expect("piped stderr"));
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the job logs its HTTP address");
+    (job, addr, log)
+}
+
+/// Reads a job's log as it is written (a full pipe would stall the job): the address of its HTTP
+/// API once it logs it, and the whole log once it ends.
+#[allow(dead_code)] // not every test binary serves HTTP
+pub fn read_log(stderr: std::process::ChildStderr) -> (std::sync::mpsc::Receiver<String>, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = job.stderr.take().expect("piped stderr");
     let log = std::thread::spawn(move || {
         let mut all = String::new();
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -155,8 +162,7 @@ pub fn run_with_http(args: &[&str]) -> (std::process::Child, String, std::thread
         }
         all
     });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the job logs its HTTP address");
-    (job, addr, log)
+    (rx, log)
 }
 
 /// Generated readings of 40 vehicles over 20 minutes across midnight (2025-11-25 23:50 to
