@@ -204,6 +204,22 @@ pub struct KafkaPartition {
     resumed: Option<Committed>,
 }
 
+/// A partition's first and next offsets; a topic created moments ago may not have a leader for
+/// every partition yet, so this asks again for a few seconds before it gives up.
+fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), SourceError> {
+    let mut attempts = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
+            Ok(marks) => return Ok(marks),
+            Err(_) if attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(kafka(format!("offsets of {topic}/{partition}"))(e)),
+        }
+    }
+}
+
 fn offset_for_time(consumer: &BaseConsumer, topic: &str, partition: i32, ms: u64) -> Result<Option<i64>, SourceError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(ms as i64)).map_err(kafka("building an offsets-for-times request"))?;
@@ -226,8 +242,7 @@ impl KafkaPartition {
         let topic = cfg.topic.as_str();
         let consumer: BaseConsumer = client_config(cfg).create().map_err(kafka("creating a consumer"))?;
         let (mut resumed, mut delivered) = (None, Delivered::default());
-        let (low, high) =
-            consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets of {topic}/{partition}")))?;
+        let (low, high) = watermarks(&consumer, topic, partition)?;
         if let Some(p) = saved.filter(|p| p.offset > high) {
             return Err(SourceError::Setup(format!(
                 "kafka {topic}/{partition}: the checkpoint restores offset {} but the partition ends at {high}: the checkpoint was taken on another topic or broker; remove it from checkpoints.dir or start elsewhere (--start earliest)",
