@@ -76,7 +76,7 @@ fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Result<Ve
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let list = consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).map_err(kafka(format!("committed offsets of {topic}")))?;
+    let list = patiently(|| format!("committed offsets of {topic}"), || consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT))?;
     let out = (0..partitions)
         .map(|p| match list.find_partition(topic, p) {
             Some(e) => (e.offset(), Committed::decode(e.metadata())),
@@ -204,18 +204,42 @@ pub struct KafkaPartition {
     resumed: Option<Committed>,
 }
 
-/// A partition's first and next offsets; a topic created moments ago may not have a leader for
-/// every partition yet, so this asks again for a few seconds before it gives up.
+/// A partition's first and next offsets.
 fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), SourceError> {
+    patiently(|| format!("offsets of {topic}/{partition}"), || consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT))
+}
+
+/// Whether a broker's error passes on its own: a topic created moments ago may lack a leader for
+/// a partition, and a group's coordinator may be loading or moving (a fresh broker answered
+/// `NotCoordinator` to a new group's first look-up in CI).
+fn transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::UnknownPartition
+                | C::UnknownTopicOrPartition
+        )
+    )
+}
+
+/// Runs a look-up, asking again every half second for up to 5 s while its error is transient.
+fn patiently<T>(what: impl Fn() -> String, mut lookup: impl FnMut() -> Result<T, KafkaError>) -> Result<T, SourceError> {
     let mut attempts = 0;
     loop {
-        match consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
-            Ok(marks) => return Ok(marks),
-            Err(_) if attempts < 10 => {
+        match lookup() {
+            Ok(found) => return Ok(found),
+            Err(e) if transient(&e) && attempts < 10 => {
+                debug!("{}: {e}; asking again", what());
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => return Err(kafka(format!("offsets of {topic}/{partition}"))(e)),
+            Err(e) => return Err(kafka(what())(e)),
         }
     }
 }
@@ -223,7 +247,8 @@ fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i
 fn offset_for_time(consumer: &BaseConsumer, topic: &str, partition: i32, ms: u64) -> Result<Option<i64>, SourceError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(ms as i64)).map_err(kafka("building an offsets-for-times request"))?;
-    let found = consumer.offsets_for_times(tpl, LOOKUP_TIMEOUT).map_err(kafka(format!("offsets for time {ms} in {topic}/{partition}")))?;
+    let found =
+        patiently(|| format!("offsets for time {ms} in {topic}/{partition}"), || consumer.offsets_for_times(tpl.clone(), LOOKUP_TIMEOUT))?;
     let offset = found.elements().first().map(|e| e.offset());
     Ok(match offset {
         Some(Offset::Offset(o)) => Some(o),
