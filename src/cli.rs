@@ -175,19 +175,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL")]
     pub pin_workers: Option<bool>,
     /// On SIGTERM/Ctrl-C, close and write every open window (partial) instead of stopping exactly
-    /// (Kafka; files and the generator always drain).
+    /// (Kafka, and the generator with --resume; files always drain).
     #[arg(long)]
     pub drain: bool,
     /// Seconds a stop may take before the job exits non-zero, committing nothing undelivered.
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout_secs: Option<u64>,
-    /// Kafka: the state store, a folder or s3://bucket/prefix, with a subfolder per group (checkpoints of the operators' state).
+    /// Kafka and --resume: the state store, a folder or s3://bucket/prefix, with a subfolder per group (checkpoints of the operators' state).
     #[arg(long, value_name = "LOCATION")]
     pub state_dir: Option<String>,
-    /// Kafka: event time between checkpoints, seconds (a multiple of the tumbling window).
+    /// Kafka and --resume: event time between checkpoints, seconds (a multiple of the tumbling window).
     #[arg(long, value_name = "SECS")]
     pub checkpoint_interval_secs: Option<u64>,
-    /// Kafka: take no checkpoints (a restart re-reads what its open windows need, up to a day).
+    /// Kafka and --resume: take no checkpoints (a Kafka restart re-reads what its open windows need, up to a day).
     #[arg(long)]
     pub no_checkpoints: bool,
     /// Generator: vehicles.
@@ -202,6 +202,10 @@ pub struct RunArgs {
     /// Generator: stop after this many seconds of event time.
     #[arg(long)]
     pub duration_secs: Option<u64>,
+    /// Generator: checkpoint the fleet with the operators' state, stop exactly on SIGTERM, and
+    /// go on from the latest checkpoint (in the state store's `generator` folder) at start.
+    #[arg(long)]
+    pub resume: bool,
     /// Allowed lateness, ms.
     #[arg(long)]
     pub lateness_ms: Option<u64>,
@@ -353,6 +357,9 @@ impl RunArgs {
         }
         if let Some(d) = self.duration_secs {
             c.generator.duration_secs = d;
+        }
+        if self.resume {
+            c.generator.resume = true;
         }
     }
 

@@ -84,7 +84,7 @@ fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let exact = config.source.kind == fleetflow::config::SourceKind::Kafka && !config.drain;
+    let exact = config.stops_exactly();
     let timeout = Duration::from_secs(config.shutdown_timeout_secs);
     ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {

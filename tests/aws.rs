@@ -413,6 +413,7 @@ fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does()
             max_ts: Some(at),
             read_to: None,
             delivered: Vec::new(),
+            source_state: vec![7; 100],
         }],
     };
     assert!(store.latest("s").unwrap().is_none(), "an empty prefix holds no checkpoint");

@@ -627,3 +627,111 @@ fn a_user_error_is_one_line_without_colour_or_backtrace() {
     let o = fleetflow(&["generate", "--output", dir.path().to_str().unwrap(), "--vehicles", "2", "--duration-secs", "5"]);
     assert!(o.status.success() && stderr(&o).contains("INFO") && !stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
 }
+
+/// A `fleetflow run` whose log is collected line by line as it comes.
+struct Logged {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: String,
+}
+
+impl Logged {
+    fn spawn(args: &[&str]) -> Logged {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN).args(args).stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Logged { child, lines, log: String::new() }
+    }
+
+    /// Waits for a log line holding `text`; fails the test if the job ends first.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    self.log.push_str(&line);
+                    self.log.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the job ended or took 120 s before logging {text:?}:\n{}", self.log);
+    }
+
+    /// Sends `signal` and waits for the job to end; its log.
+    #[cfg(unix)]
+    fn signal(mut self, signal: i32) -> (std::process::ExitStatus, String) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        (status, self.log)
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted_runs_outputs() {
+    // `--resume`: the fleet is checkpointed with the operators' state, SIGTERM stops exactly, and
+    // a restart generates on from the checkpoint. Stopped, killed, stopped again (1, 2, 2
+    // workers), then run to the end at 1: the outputs of one uninterrupted run.
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, out, state) = (dir.path().join("reference"), dir.path().join("out"), dir.path().join("state"));
+    let (o, s) = (out.to_str().unwrap().to_string(), state.to_str().unwrap().to_string());
+    let fleet = ["run", "--fast", "--vehicles", "2000", "--duration-secs", "1800", "--resume", "--http", "", "--buffer-secs", "0.2"];
+    let base: Vec<&str> = [&fleet[..], &["--output", &o, "--state-dir", &s]].concat();
+    let job = |extra: &[&'static str]| [&base[..], extra].concat();
+    let whole = fleetflow(
+        &[&fleet[..], &["--output", reference.to_str().unwrap(), "--state-dir", dir.path().join("st0").to_str().unwrap()]].concat(),
+    );
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let mut first = Logged::spawn(&job(&[]));
+    first.wait_for("checkpoint complete");
+    let (status, log) = first.signal(libc::SIGTERM);
+    assert!(status.success() && log.contains("stopped exactly"), "{log}");
+    let other = fleetflow(&[&fleet[..], &["--output", &o, "--state-dir", &s, "--seed", "7"]].concat());
+    let refused = stderr(&other);
+    assert!(!other.status.success() && refused.contains("another fleet") && refused.contains("seed 42"), "{refused}");
+    let off = fleetflow(&[&fleet[..], &["--no-checkpoints"]].concat());
+    assert!(!off.status.success() && stderr(&off).contains("generator.resume"), "{}", stderr(&off));
+
+    let mut second = Logged::spawn(&job(&["-w", "2"]));
+    second.wait_for("restoring the checkpoint of");
+    second.wait_for("checkpoint complete");
+    let (status, log) = second.signal(libc::SIGKILL);
+    assert!(!status.success(), "{log}");
+    let mut third = Logged::spawn(&job(&["-w", "2"]));
+    third.wait_for("restoring the checkpoint of");
+    third.wait_for("checkpoint complete");
+    let (status, mut logs) = third.signal(libc::SIGTERM);
+    assert!(status.success() && logs.contains("stopped exactly"), "{logs}");
+    let last = fleetflow(&job(&[]));
+    logs.push_str(&stderr(&last));
+    assert!(last.status.success() && logs.contains("restoring the checkpoint of"), "{logs}");
+
+    // The kill repeats what the killed run wrote after its last checkpoint (the folder sink is at
+    // least once); nothing is lost, and only the kill repeats.
+    for stream in ["speed_windows", "speeders", "daily_speeders", "alerts", "late"] {
+        let (expected, written) = (lines_of(&reference, stream), lines_of(&out, stream));
+        let mut unique = written.clone();
+        unique.dedup();
+        assert!(!expected.is_empty() || stream == "daily_speeders", "{stream}: the reference wrote some");
+        assert_eq!(unique, expected, "{stream}: every record of the uninterrupted run, none other\n{logs}");
+        let repeats = written.len() - unique.len();
+        assert!(repeats * 4 <= expected.len().max(4), "{stream}: {repeats} repeats of {}", expected.len());
+    }
+}

@@ -24,3 +24,115 @@ pub struct Part {
     /// This worker's partitions.
     pub positions: Vec<SavedPosition>,
 }
+
+/// The first bytes of a part in this format; a part without them is of the first format, which
+/// had no source state in its positions (read still: a job upgraded mid-run restores it).
+const MAGIC: &[u8; 8] = b"FFPART02";
+
+impl Part {
+    /// The part as stored: the format's magic, then the part.
+    pub fn encode(&self) -> Result<Vec<u8>, bincode::Error> {
+        let mut bytes = MAGIC.to_vec();
+        bincode::serialize_into(&mut bytes, self)?;
+        Ok(bytes)
+    }
+
+    /// A stored part, of this format or the first.
+    pub fn decode(bytes: &[u8]) -> Result<Part, bincode::Error> {
+        match bytes.strip_prefix(MAGIC) {
+            Some(rest) => bincode::deserialize(rest),
+            None => bincode::deserialize::<first::Part>(bytes).map(Part::from),
+        }
+    }
+}
+
+/// The first format of a part.
+mod first {
+    use fleetflow_dataflows::Time;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Part {
+        pub at: Time,
+        pub durable: Time,
+        pub worker: usize,
+        pub peers: usize,
+        pub shape: String,
+        pub states: Vec<(String, Vec<u8>)>,
+        pub positions: Vec<Position>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Position {
+        pub partition: String,
+        pub offset: i64,
+        pub max_ts: Option<Time>,
+        pub read_to: Option<u64>,
+        pub delivered: Vec<(u64, u64)>,
+    }
+}
+
+impl From<first::Part> for Part {
+    fn from(p: first::Part) -> Self {
+        let positions = p
+            .positions
+            .into_iter()
+            .map(|q| SavedPosition {
+                partition: q.partition,
+                offset: q.offset,
+                max_ts: q.max_ts,
+                read_to: q.read_to,
+                delivered: q.delivered,
+                source_state: Vec::new(),
+            })
+            .collect();
+        Part { at: p.at, durable: p.durable, worker: p.worker, peers: p.peers, shape: p.shape, states: p.states, positions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_this_format_and_of_the_first_read_back() {
+        let position = SavedPosition {
+            partition: "t/0".into(),
+            offset: 7,
+            max_ts: Some(5),
+            read_to: Some(9),
+            delivered: vec![(11, 12)],
+            source_state: vec![1, 2, 3],
+        };
+        let part = Part {
+            at: 60_000,
+            durable: 60_000,
+            worker: 1,
+            peers: 2,
+            shape: "s".into(),
+            states: vec![("a".into(), vec![4])],
+            positions: vec![position],
+        };
+        let back = Part::decode(&part.encode().unwrap()).unwrap();
+        assert_eq!((back.at, back.positions.clone(), back.states.clone()), (part.at, part.positions.clone(), part.states.clone()));
+        // A part of the first format: the same fields, positions without a source state.
+        #[derive(Serialize)]
+        struct FirstPosition<'a>(&'a str, i64, Option<Time>, Option<u64>, Vec<(u64, u64)>);
+        #[derive(Serialize)]
+        struct FirstPart<'a>(Time, Time, usize, usize, &'a str, Vec<(String, Vec<u8>)>, Vec<FirstPosition<'a>>);
+        let old = bincode::serialize(&FirstPart(
+            60_000,
+            60_000,
+            1,
+            2,
+            "s",
+            vec![("a".into(), vec![4])],
+            vec![FirstPosition("t/0", 7, Some(5), Some(9), vec![(11, 12)])],
+        ))
+        .unwrap();
+        let back = Part::decode(&old).unwrap();
+        let mut expected = part.positions[0].clone();
+        expected.source_state.clear();
+        assert_eq!((back.shape.as_str(), back.positions), ("s", vec![expected]));
+    }
+}

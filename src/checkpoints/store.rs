@@ -81,7 +81,7 @@ impl StateStore {
 
     /// Writes `part` of the checkpoint named `name` (whole or not at all); returns its size in bytes.
     pub fn write_part(&self, name: Time, part: &Part) -> Result<u64, StoreError> {
-        let bytes = bincode::serialize(part).map_err(|e| StoreError::Invalid { path: "part".into(), problem: e.to_string() })?;
+        let bytes = part.encode().map_err(|e| StoreError::Invalid { path: "part".into(), problem: e.to_string() })?;
         let file = format!("part-{:04}-of-{:04}.bin", part.worker, part.peers);
         self.objects.put(&format!("{}/{file}", self.folder(name)), &bytes)?;
         Ok(bytes.len() as u64)
@@ -186,7 +186,7 @@ impl StateStore {
     fn read_part(&self, key: &str, shape: &str) -> Result<Part, StoreError> {
         let invalid = |problem: String| StoreError::Invalid { path: self.objects.describe(key), problem };
         let bytes = self.objects.get(key)?.ok_or_else(|| invalid("listed but gone; is another job using this store?".into()))?;
-        let part: Part = bincode::deserialize(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
+        let part = Part::decode(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
         if part.shape != shape {
             return Err(invalid(format!(
                 "was taken by a job computing {:?}, this one computes {shape:?}; run with the same windows and analyses, or remove {} (or start with --start earliest) to start afresh",
@@ -221,6 +221,7 @@ mod tests {
                 max_ts: Some(at),
                 read_to: None,
                 delivered: Vec::new(),
+                source_state: Vec::new(),
             }],
         }
     }

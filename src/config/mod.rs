@@ -496,9 +496,30 @@ impl Config {
         self.validate_routes()
     }
 
-    /// Whether the job checkpoints its state (a Kafka source with checkpoints on).
+    /// Whether the job checkpoints its state (checkpoints on, and a Kafka source or a generator
+    /// told to resume).
     pub fn checkpointing(&self) -> bool {
-        self.source.kind == SourceKind::Kafka && self.checkpoints.enabled
+        self.checkpoints.enabled && (self.source.kind == SourceKind::Kafka || self.resumes_generator())
+    }
+
+    /// Whether the source is a generated fleet that checkpoints and resumes (`--resume`).
+    pub fn resumes_generator(&self) -> bool {
+        self.source.kind == SourceKind::Generator && self.generator.resume
+    }
+
+    /// Whether SIGTERM stops exactly, keeping the open windows open for the restart (a source
+    /// that can be read again from a checkpoint or a commit, unless `drain`).
+    pub fn stops_exactly(&self) -> bool {
+        (self.source.kind == SourceKind::Kafka || self.resumes_generator() && self.checkpoints.enabled) && !self.drain
+    }
+
+    /// The state store's folder of this job: the Kafka group's, or `generator` for a fleet.
+    pub fn state_name(&self) -> &str {
+        if self.source.kind == SourceKind::Kafka {
+            &self.kafka.group
+        } else {
+            "generator"
+        }
     }
 
     /// An exactly-once Kafka sink commits with checkpoints: the job must take them, and one such
@@ -513,7 +534,7 @@ impl Config {
                 exact[1]
             )));
         }
-        if !self.checkpointing() {
+        if !self.checkpointing() || self.source.kind != SourceKind::Kafka {
             return Err(ConfigError::Invalid(format!(
                 "sinks.{first}.exactly_once: commits with the job's checkpoints, which only a kafka source takes, with checkpoints on; remove exactly_once, or read kafka without --no-checkpoints"
             )));
@@ -577,6 +598,9 @@ impl Config {
         }
         if !g.realtime && g.start.ms().is_none() {
             return bad("generator.start: empty while generator.realtime = false; give the first reading's time, e.g. 2025-11-25".into());
+        }
+        if g.resume && self.source.kind == SourceKind::Generator && !self.checkpoints.enabled {
+            return bad("generator.resume: true needs checkpoints, which are off (--no-checkpoints, checkpoints.enabled = false); turn them on or drop --resume".into());
         }
         Ok(())
     }

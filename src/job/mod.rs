@@ -118,8 +118,7 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     check_reference_files(&config)?;
     check_brokers(&config)?;
     // Connect the AWS sinks and check their delivery streams and topics before starting workers.
-    let checkpointing =
-        config.checkpointing().then(|| (config.kafka.group.as_str(), config.checkpoints.interval_secs.saturating_mul(1000)));
+    let checkpointing = config.checkpointing().then(|| (config.state_name(), config.checkpoints.interval_secs.saturating_mul(1000)));
     let plan = Arc::new(SinkPlan::prepare(&config.sinks, &config.routes()?, checkpointing, metrics.clone())?);
     let archive = match config.source.kind {
         SourceKind::Archive => {
@@ -361,8 +360,9 @@ pub(crate) struct State {
     shape: String,
 }
 
-/// The state store of a Kafka job with checkpoints on: the latest complete checkpoint when it
-/// resumes from committed positions; when it starts elsewhere, the old checkpoints go.
+/// The state store of a job with checkpoints on (a Kafka source, or a generator told to resume):
+/// the latest complete checkpoint when it resumes (from committed positions, or `--resume`);
+/// when it starts elsewhere, the old checkpoints go.
 fn open_state(config: &Config) -> Result<Option<State>, JobError> {
     let fail = |e: StoreError| JobError::Checkpoint(e.to_string());
     if config.checkpoints.measure_only {
@@ -370,18 +370,16 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
         let shape = checkpointer::shape(config)?;
         return Ok(Some(State { store: Arc::new(store), restore: None, shape }));
     }
-    if config.source.kind != SourceKind::Kafka {
-        return Ok(None);
-    }
-    let resuming = config.kafka.start == crate::sources::kafka::Start::Committed;
-    if !config.checkpoints.enabled {
-        if let Some(at) = resuming.then(|| crate::sources::kafka::checkpointed(&config.kafka)).transpose()?.flatten() {
+    let kafka = config.source.kind == SourceKind::Kafka;
+    let resuming = !kafka || config.kafka.start == crate::sources::kafka::Start::Committed;
+    if !config.checkpointing() {
+        if let Some(at) = (kafka && resuming).then(|| crate::sources::kafka::checkpointed(&config.kafka)).transpose()?.flatten() {
             return Err(missing_checkpoint(config, at, "checkpoints are off (--no-checkpoints); turn them on"));
         }
         return Ok(None);
     }
     let objects = Objects::open(&config.checkpoints.dir, &config.checkpoints.aws_settings()).map_err(fail)?;
-    let store = StateStore::new(objects, &config.kafka.group);
+    let store = StateStore::new(objects, config.state_name());
     let shape = checkpointer::shape(config)?;
     let exact = exactly_once_sink(config);
     let restore = if resuming {
@@ -396,16 +394,7 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
                 store.location(),
                 crate::encode::rfc3339(l.durable)
             ),
-            None => {
-                if let Some(at) = crate::sources::kafka::checkpointed(&config.kafka)? {
-                    return Err(missing_checkpoint(
-                        config,
-                        at,
-                        &format!("{} holds none; point --state-dir at the folder that does", store.location()),
-                    ));
-                }
-                tracing::info!("no checkpoint in {}: starting from the group's committed offsets", store.location())
-            }
+            None => no_checkpoint(config, &store)?,
         }
         loaded.map(Arc::new)
     } else {
@@ -420,6 +409,21 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
         crate::sinks::kafka::progress::reset(&sink.brokers, &t, &sink.properties)?;
     }
     Ok(Some(State { store: Arc::new(store), restore, shape }))
+}
+
+/// A resuming job whose store holds no checkpoint: a Kafka group whose offsets were committed
+/// with one cannot start (the records before them are in its state); otherwise the job starts
+/// from the group's offsets, or the fleet afresh.
+fn no_checkpoint(config: &Config, store: &StateStore) -> Result<(), JobError> {
+    if config.source.kind != SourceKind::Kafka {
+        tracing::info!("no checkpoint in {}: starting the fleet afresh", store.location());
+        return Ok(());
+    }
+    if let Some(at) = crate::sources::kafka::checkpointed(&config.kafka)? {
+        return Err(missing_checkpoint(config, at, &format!("{} holds none; point --state-dir at the folder that does", store.location())));
+    }
+    tracing::info!("no checkpoint in {}: starting from the group's committed offsets", store.location());
+    Ok(())
 }
 
 /// The job's exactly-once Kafka sink (at most one): its name, settings and transactional id.

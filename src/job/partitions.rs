@@ -1,6 +1,7 @@
 //! Opening a worker's share of the configured source: which partitions of the files, the Kafka
 //! topic, the generated fleet or the archive this worker reads.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, SourceKind};
@@ -8,7 +9,7 @@ use crate::operations::metrics::Metrics;
 use crate::sources::archive::{ArchiveListing, ArchivePartition};
 use crate::sources::files::FilePartition;
 use crate::sources::generator::{FleetConfig, FleetPartition};
-use crate::sources::{Partition, SourceError};
+use crate::sources::{Partition, SavedPosition, SourceError};
 
 /// Why a source could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,7 @@ pub enum OpenError {
 /// `restored`: a checkpoint's positions, by partition name).
 pub fn partitions_for(
     config: &Config,
-    (archive, restored): (Option<&Arc<ArchiveListing>>, &std::collections::BTreeMap<String, crate::sources::SavedPosition>),
+    (archive, restored): (Option<&Arc<ArchiveListing>>, &BTreeMap<String, SavedPosition>),
     metrics: &Arc<Metrics>,
     index: usize,
     peers: usize,
@@ -45,28 +46,61 @@ pub fn partitions_for(
             }
         }
         SourceKind::Kafka => out = crate::sources::kafka::partitions_for(&config.kafka, (index, peers), restored)?,
-        SourceKind::Generator => {
-            let g = &config.generator;
-            let start_ms = if g.realtime { crate::clock::now_ms() } else { config.generator_start() };
-            let fleet = FleetConfig {
-                vehicles: g.vehicles,
-                interval_ms: g.interval_ms,
-                speeder_fraction: g.speeder_fraction,
-                seed: g.seed,
-                start_ms,
-                duration_ms: (g.duration_secs > 0).then(|| g.duration_secs * 1000),
-                max_delay_ms: g.max_delay_ms,
-                late_fraction: g.late_fraction,
-                late_delay_ms: config.windows.allowed_lateness_ms + 30_000,
-                realtime: g.realtime,
-            };
-            let partitions = if g.partitions == 0 { peers as u64 } else { g.partitions };
-            for p in 0..partitions {
-                if p as usize % peers == index {
-                    out.push(Box::new(FleetPartition::new(fleet.clone(), p, partitions)));
-                }
-            }
+        SourceKind::Generator => out = generator_partitions(config, restored, index, peers)?,
+    }
+    Ok(out)
+}
+
+/// The fleet's partitions worker `index` of `peers` generates: afresh, or (`restored` holds a
+/// checkpoint's positions) as many as the checkpoint's fleet had, each from its position.
+fn generator_partitions(
+    config: &Config,
+    restored: &BTreeMap<String, SavedPosition>,
+    index: usize,
+    peers: usize,
+) -> Result<Vec<Box<dyn Partition>>, OpenError> {
+    let g = &config.generator;
+    let start_ms = if g.realtime { crate::clock::now_ms() } else { config.generator_start() };
+    let fleet = FleetConfig {
+        vehicles: g.vehicles,
+        interval_ms: g.interval_ms,
+        speeder_fraction: g.speeder_fraction,
+        seed: g.seed,
+        start_ms,
+        duration_ms: (g.duration_secs > 0).then(|| g.duration_secs * 1000),
+        max_delay_ms: g.max_delay_ms,
+        late_fraction: g.late_fraction,
+        late_delay_ms: config.windows.allowed_lateness_ms + 30_000,
+        realtime: g.realtime,
+    };
+    let saved = |p: u64| restored.get(&format!("generator/{p}"));
+    let restoring = restored.keys().filter(|k| k.starts_with("generator/")).count() as u64;
+    let partitions = match (restoring, g.partitions) {
+        (0, 0) => peers as u64,
+        (0, n) => n,
+        (r, n) if n == 0 || n == r => r,
+        (r, n) => {
+            return Err(ConfigError::Invalid(format!(
+                "generator.partitions: {n}, but the checkpoint restored holds a fleet of {r} partitions; set {r} (or 0), or start the fleet afresh without --resume"
+            ))
+            .into())
         }
+    };
+    let every = config.checkpoints.interval_secs.saturating_mul(1000);
+    let mut out: Vec<Box<dyn Partition>> = Vec::new();
+    for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+        let partition = match saved(p) {
+            Some(position) => FleetPartition::restore(fleet.clone(), (p, partitions), position, every)?,
+            None if restoring > 0 => {
+                return Err(SourceError::Setup(format!(
+                    "generator/{p}: the checkpoint restored has no position for it; remove the checkpoint to start afresh"
+                ))
+                .into())
+            }
+            None if config.checkpointing() => FleetPartition::new(fleet.clone(), p, partitions).checkpointed(every),
+            None => FleetPartition::new(fleet.clone(), p, partitions),
+        };
+        out.push(Box::new(partition));
     }
     Ok(out)
 }

@@ -82,11 +82,13 @@ impl<'w> WorkerLoop<'w> {
         let tables = config.analysis_tables()?;
         let mut sessions = Sessions::new(&tables);
         let (registry, restore) = registry_for(shared, (index, peers));
+        // Sources open before the dataflow is built: a worker that fails here leaves no dataflow
+        // waiting for it.
+        let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
+        let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;
         let queries = live.register();
         let references = References::open(index, config, &tables, sessions, (live, metrics))?;
-        let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
-        let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
         let params = config.params();
         let mut driver =
             SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
@@ -102,8 +104,8 @@ impl<'w> WorkerLoop<'w> {
             let identity = (s.shape.clone(), config.checkpoints.keep, restored_name);
             Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), identity)
         });
-        // A stop of a Kafka source keeps the open windows open for the restart (unless `drain`).
-        let exact = config.source.kind == SourceKind::Kafka && !config.drain;
+        // A stop of a source that can be read again keeps the open windows open for the restart.
+        let exact = config.stops_exactly();
         let stopping = Stopping::new(stop, failing, exact, index, local == 0);
         // The dataflow is built and the sources are open.
         live.ready.store(true, std::sync::atomic::Ordering::Relaxed);

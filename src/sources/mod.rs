@@ -8,6 +8,7 @@ pub mod driver;
 pub mod files;
 pub mod generator;
 pub mod kafka;
+pub mod tracker;
 
 pub use driver::SourceDriver;
 
@@ -195,6 +196,9 @@ pub struct SavedPosition {
     pub read_to: Option<u64>,
     /// And these records above it (inclusive offset ranges).
     pub delivered: Vec<(u64, u64)>,
+    /// What the source needs besides the offset to read again from it (the generator's fleet
+    /// as of a round at or before `offset`); empty for Kafka, which reads its records back.
+    pub source_state: Vec<u8>,
 }
 
 /// A run of consecutive records of a partition: the last one's offset, the latest time by which

@@ -46,6 +46,15 @@ impl Deliveries {
         self.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Fails once a record was not delivered: `what` says which record (`a record`, `a record
+    /// of a transaction`).
+    fn check(&self, what: &str) -> Result<(), SinkError> {
+        match self.first_error() {
+            Some(e) => Err(SinkError::Delivery(format!("kafka: {what} was not delivered after the client's retries: {e}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Records of stream `i` the broker answered for (acknowledged or failed).
     fn answered(&self, i: usize) -> u64 {
         self.acked[i].load(Ordering::Relaxed) + self.failed[i].load(Ordering::Relaxed)
@@ -121,10 +130,7 @@ impl KafkaSink {
     }
 
     fn check(&self) -> Result<(), SinkError> {
-        match self.producer.context().first_error() {
-            Some(e) => Err(SinkError::Delivery(format!("kafka: a record was not delivered after the client's retries: {e}"))),
-            None => Ok(()),
-        }
+        self.producer.context().check("a record")
     }
 
     /// Moves each stream's delivered count up to its written count once every record written has

@@ -114,10 +114,7 @@ impl TransactionalSink {
 
     /// Delivery failures inside a transaction fail the job (the restart re-derives them).
     fn check(&self) -> Result<(), SinkError> {
-        match self.producer.context().first_error() {
-            Some(e) => Err(SinkError::Delivery(format!("kafka: a record of a transaction was not delivered: {e}"))),
-            None => Ok(()),
-        }
+        self.producer.context().check("a record of a transaction")
     }
 
     /// Each stream is settled up to what it was written once every record sent is acknowledged

@@ -26,8 +26,12 @@ pub struct GeneratorConfig {
     pub max_delay_ms: u64,
     /// Share of readings delivered later than the allowed lateness, in [0, 1].
     pub late_fraction: f64,
-    /// Partitions of the fleet (0: one per worker).
+    /// Partitions of the fleet (0: one per worker; a resumed fleet keeps its checkpoint's).
     pub partitions: u64,
+    /// Checkpoint the fleet with the operators' state, stop exactly on SIGTERM (open windows stay
+    /// open) and go on from the latest checkpoint at start (`--resume`): the outputs are those of
+    /// a run that never stopped. Off: every run starts the fleet afresh and a stop drains.
+    pub resume: bool,
 }
 
 impl Default for GeneratorConfig {
@@ -43,6 +47,7 @@ impl Default for GeneratorConfig {
             max_delay_ms: 2_000,
             late_fraction: 0.001,
             partitions: 0,
+            resume: false,
         }
     }
 }

@@ -3,14 +3,22 @@
 //! lateness) and an optional share of late readings. Seeded: the same seed gives the same fleet.
 
 mod config;
+mod snapshot;
 pub use config::GeneratorConfig;
+pub use snapshot::{FleetIdentity, FleetSnapshot};
+
+use std::collections::VecDeque;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+// SmallRng's algorithm on 64-bit machines, with its state serializable (for checkpoints).
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
 
 use fleetflow_dataflows::{Reading, Time, Vin};
 
-use super::{Partition, Poll, Record, SourceError};
+use super::tracker::ReadTracker;
+use super::{Delivered, Partition, Poll, Record, Run, SavedPosition, SourceError};
 
 /// The characters a VIN may use.
 const VIN_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
@@ -74,9 +82,11 @@ pub fn vin_of(seed: u64, index: u64) -> Vin {
     Vin::parse(&bytes).unwrap_or_else(|_| unreachable!("generated VINs use the VIN alphabet"))
 }
 
-struct Vehicle {
+/// One simulated vehicle and where its random walk is.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Vehicle {
     vin: Vin,
-    rng: SmallRng,
+    rng: Xoshiro256PlusPlus,
     mean: f64,
     speed: f64,
     lon: f64,
@@ -87,7 +97,7 @@ struct Vehicle {
 
 impl Vehicle {
     fn new(seed: u64, index: u64, cfg: &FleetConfig) -> Self {
-        let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index);
         let kind: f64 = rng.random();
         let mean = if kind < cfg.speeder_fraction {
             rng.random_range(74.0..90.0)
@@ -136,12 +146,23 @@ pub struct FleetPartition {
     round: Time,
     /// Next vehicle (in phase order) to report in this round.
     next: usize,
-    rng: SmallRng,
+    rng: Xoshiro256PlusPlus,
     record_id: u64,
     partition: u64,
     partitions: u64,
     clock: Box<dyn Fn() -> Time>,
     emitted_at: Time,
+    /// What a checkpointed job keeps to generate again from a checkpoint's position.
+    checkpoints: Option<Checkpointing>,
+}
+
+/// A checkpointed partition's reads, and its snapshots at round starts: from the latest one at
+/// or before the last checkpoint's position on.
+struct Checkpointing {
+    tracker: ReadTracker,
+    /// Event time between snapshots (at least one round).
+    every: Time,
+    snapshots: VecDeque<FleetSnapshot>,
 }
 
 impl FleetPartition {
@@ -153,7 +174,7 @@ impl FleetPartition {
         FleetPartition {
             name: format!("generator/{partition}"),
             round: cfg.start_ms,
-            rng: SmallRng::seed_from_u64(cfg.seed ^ (partition << 32) ^ 0xdead_beef),
+            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ (partition << 32) ^ 0xdead_beef),
             cfg,
             vehicles,
             next: 0,
@@ -162,7 +183,41 @@ impl FleetPartition {
             partitions,
             clock: Box::new(crate::clock::now_ms),
             emitted_at: 0,
+            checkpoints: None,
         }
+    }
+
+    /// Keeps what checkpoints need: a snapshot of the fleet at a round start every `every` ms of
+    /// event time, and what was read and delivered (see [`ReadTracker`]).
+    pub fn checkpointed(mut self, every: Time) -> Self {
+        let tracker = ReadTracker::new(self.record_id as i64, None, Delivered::default());
+        self.checkpoints = Some(Checkpointing { tracker, every: every.max(1), snapshots: VecDeque::new() });
+        self
+    }
+
+    /// Partition `partition` of `partitions` of the fleet `cfg`, generating again from a
+    /// checkpoint's position `saved` (its snapshot, then the reports up to its offset skipped).
+    pub fn restore(cfg: FleetConfig, (partition, partitions): (u64, u64), saved: &SavedPosition, every: Time) -> Result<Self, SourceError> {
+        let name = format!("generator/{partition}");
+        let snapshot = FleetSnapshot::decode(&name, &saved.source_state, &FleetIdentity::of(&cfg, partitions))?;
+        let cfg = FleetConfig { start_ms: snapshot.start_ms, ..cfg };
+        let mut p = FleetPartition::new(cfg, partition, partitions).checkpointed(every);
+        p.round = snapshot.round;
+        p.record_id = snapshot.record_id;
+        p.rng = snapshot.rng.clone();
+        p.vehicles = snapshot.vehicles.clone();
+        if let Some(c) = p.checkpoints.as_mut() {
+            c.snapshots.push_back(snapshot);
+        }
+        while p.record_id < saved.offset.max(0) as u64 && p.generate().is_ok() {}
+        if p.record_id != saved.offset.max(0) as u64 {
+            return Err(SourceError::Setup(format!("{name}: the checkpoint's position {} lies beyond the fleet's end", saved.offset)));
+        }
+        let delivered = Delivered { below: saved.read_to.unwrap_or(0), ranges: saved.delivered.clone() };
+        if let Some(c) = p.checkpoints.as_mut() {
+            c.tracker = ReadTracker::new(saved.offset, saved.max_ts, delivered);
+        }
+        Ok(p)
     }
 
     /// Replaces the wall clock (for tests of the real-time mode).
@@ -178,6 +233,17 @@ impl FleetPartition {
 
     /// The next reading in emission order, or why there is none.
     pub fn next_reading(&mut self) -> Result<Reading, Poll> {
+        self.start_round()?;
+        let emit_at = self.round + self.vehicles[self.next].phase;
+        if self.cfg.realtime && emit_at > (self.clock)() {
+            return Err(Poll::Pending);
+        }
+        self.generate()
+    }
+
+    /// Moves to the next round when this one is over (taking a snapshot at its start when one is
+    /// due); `Finished` when the fleet is empty or its duration is over.
+    fn start_round(&mut self) -> Result<(), Poll> {
         if self.vehicles.is_empty() {
             return Err(Poll::Finished);
         }
@@ -190,10 +256,36 @@ impl FleetPartition {
                 return Err(Poll::Finished);
             }
         }
-        let emit_at = self.round + self.vehicles[self.next].phase;
-        if self.cfg.realtime && emit_at > (self.clock)() {
-            return Err(Poll::Pending);
+        if self.next == 0 {
+            self.snapshot_if_due();
         }
+        Ok(())
+    }
+
+    /// At a round's start: keeps a snapshot when the last one is at least `every` ms of event
+    /// time old.
+    fn snapshot_if_due(&mut self) {
+        let Some(c) = self.checkpoints.as_ref() else { return };
+        if c.snapshots.back().is_some_and(|s| s.round + c.every > self.round) {
+            return;
+        }
+        let snapshot = FleetSnapshot {
+            identity: FleetIdentity::of(&self.cfg, self.partitions),
+            start_ms: self.cfg.start_ms,
+            round: self.round,
+            record_id: self.record_id,
+            rng: self.rng.clone(),
+            vehicles: self.vehicles.clone(),
+        };
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.snapshots.push_back(snapshot);
+        }
+    }
+
+    /// The next reading, whatever the clock.
+    fn generate(&mut self) -> Result<Reading, Poll> {
+        self.start_round()?;
+        let emit_at = self.round + self.vehicles[self.next].phase;
         self.emitted_at = emit_at;
         let interval = self.cfg.interval_ms as f64 / 1000.0;
         let vehicle = &mut self.vehicles[self.next];
@@ -231,6 +323,42 @@ impl Partition for FleetPartition {
             }
         }
         Ok(Poll::Ready)
+    }
+
+    fn commits(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    fn track(&mut self, runs: &[Run], emitted: &[Run]) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.tracker.track(runs, emitted);
+        }
+    }
+
+    /// The tracker's position, with the latest snapshot at or before it (older ones are
+    /// dropped: a later checkpoint's position is never earlier).
+    fn position_at(&mut self, at: Time, _durable: Time, read_all: bool) -> Option<SavedPosition> {
+        let record_id = self.record_id;
+        let c = self.checkpoints.as_mut()?;
+        c.tracker.settle(at);
+        if read_all {
+            c.tracker.read_all_below(record_id);
+        }
+        let mut position = c.tracker.position(&self.name);
+        let offset = position.offset.max(0) as u64;
+        while c.snapshots.get(1).is_some_and(|s| s.record_id <= offset) {
+            c.snapshots.pop_front();
+        }
+        position.source_state = c.snapshots.front().filter(|s| s.record_id <= offset)?.encode();
+        Some(position)
+    }
+
+    fn resumed_max_ts(&self) -> Option<Time> {
+        self.checkpoints.as_ref().and_then(|c| c.tracker.resumed_max_ts())
+    }
+
+    fn delivered_earlier(&self) -> Delivered {
+        self.checkpoints.as_ref().map(|c| c.tracker.delivered().clone()).unwrap_or_default()
     }
 }
 
@@ -273,5 +401,45 @@ mod tests {
         }
         assert_eq!(n, 3, "one round is due by the clock");
         assert_eq!(p.next_reading(), Err(Poll::Pending));
+    }
+
+    #[test]
+    fn the_serializable_rng_is_small_rngs_algorithm() {
+        // The generated streams stay what they were before checkpoints needed the rng's state.
+        for seed in [0, 42, u64::MAX] {
+            let mut a = SmallRng::seed_from_u64(seed);
+            let mut b = Xoshiro256PlusPlus::seed_from_u64(seed);
+            for _ in 0..100 {
+                assert_eq!(a.random::<u64>(), b.random::<u64>());
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_partition_generates_what_the_stopped_one_would_have() {
+        let cfg = FleetConfig { vehicles: 50, late_fraction: 0.05, duration_ms: Some(600_000), ..FleetConfig::default() };
+        let mut p = FleetPartition::new(cfg.clone(), 1, 3).checkpointed(10_000);
+        let (mut all, mut runs, mut emitted) = (Vec::new(), Vec::new(), Vec::new());
+        for offset in 0..2_000u64 {
+            let r = p.next_reading().unwrap();
+            Run::push(&mut runs, offset, fleetflow_dataflows::time::align(r.timestamp, 10_000) + 10_000, Some(r.timestamp));
+            Run::push_exact(&mut emitted, offset, r.timestamp);
+            all.push(r);
+        }
+        p.track(&runs, &emitted);
+        let at = cfg.start_ms + 40_000;
+        let position = p.position_at(at, at, false).unwrap();
+        let offset = position.offset as usize;
+        assert!(offset > 0 && offset < all.len() && !position.source_state.is_empty());
+        assert!(all[..offset].iter().all(|r| r.timestamp < at), "what lies before the position completed before the boundary");
+        let snapshots = &p.checkpoints.as_ref().unwrap().snapshots;
+        assert!(snapshots[0].record_id <= offset as u64 && snapshots[1].record_id > offset as u64, "older snapshots are dropped");
+        let mut q = FleetPartition::restore(cfg.clone(), (1, 3), &position, 10_000).unwrap();
+        let again: Vec<Reading> = (offset..all.len()).map(|_| q.next_reading().unwrap()).collect();
+        assert_eq!(again, all[offset..]);
+        assert_eq!(q.resumed_max_ts(), position.max_ts);
+        let other = FleetConfig { seed: 7, ..cfg };
+        let refused = FleetPartition::restore(other, (1, 3), &position, 10_000).err().unwrap().to_string();
+        assert!(refused.contains("another fleet") && refused.contains("seed 42"), "{refused}");
     }
 }

@@ -13,7 +13,6 @@ mod position;
 pub use config::KafkaConfig;
 pub use position::{Start, Stop};
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -23,6 +22,9 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
+use fleetflow_dataflows::Time;
+
+use super::tracker::ReadTracker;
 use super::{Delivered, Partition, Poll, Record, Run, SavedPosition, SourceError};
 
 /// How long metadata and offset look-ups may take.
@@ -180,28 +182,17 @@ pub struct KafkaPartition {
     finished: bool,
     /// Offset of the next record to read, once one was read.
     next: Option<i64>,
-    /// Records read and not yet committed, as runs in offset order by when all their outputs are
-    /// delivered.
-    runs: VecDeque<Run>,
-    /// The same records by when their `late`, `errors` and `raw` records are delivered, exactly
-    /// (a run's records share that time), with each run's first offset.
-    emitted: VecDeque<(u64, Run)>,
-    /// The offset after the last record tracked in `emitted`.
-    emitted_next: u64,
-    /// What may be committed now: the offset of the first record whose outputs are not all
-    /// delivered, and the highest event time before it.
-    committable: Option<(i64, Option<u64>)>,
+    /// What was read, settled and delivered.
+    tracker: ReadTracker,
     /// What was last committed.
     committed: Option<(i64, Committed)>,
     /// The offset this run started at.
     first: i64,
-    /// The records whose `late`, `errors` and `raw` records are delivered (by this run or an
-    /// earlier one).
-    delivered: Delivered,
     last_commit: Instant,
     /// Commits at most this often (unless forced).
     commit_interval: Duration,
-    resumed: Option<Committed>,
+    /// The durable frontier an earlier run committed with (0: none).
+    resumed_durable: Time,
 }
 
 /// A partition's first and next offsets.
@@ -316,49 +307,28 @@ impl KafkaPartition {
             stop_at,
             finished,
             next: (first > 0 || matches!(offset, Offset::Offset(_))).then_some(first),
-            runs: VecDeque::new(),
-            emitted: VecDeque::new(),
-            emitted_next: first.max(0) as u64,
-            committable: None,
+            tracker: ReadTracker::new(
+                first,
+                resumed.and_then(|r| r.max_ts),
+                Delivered { below: resumed.and_then(|r| r.read_to).unwrap_or(0), ..delivered },
+            ),
             committed: None,
             first,
-            delivered: Delivered { below: resumed.and_then(|r| r.read_to).unwrap_or(0), ..delivered },
             last_commit: Instant::now(),
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
-            resumed,
+            resumed_durable: resumed.map_or(0, |r| r.durable),
         })
     }
 }
 
 impl KafkaPartition {
-    /// Moves what the durable frontier has passed into what may be committed: the runs whose
-    /// outputs are all delivered, and how far their eagerly written records are.
-    fn settle(&mut self, durable: u64) {
-        let mut max_ts = self.committable.map_or(self.resumed.and_then(|r| r.max_ts), |(_, m)| m);
-        while let Some(run) = self.runs.front().filter(|r| r.completion < durable) {
-            max_ts = max_ts.max(run.max_ts);
-            self.committable = Some((run.last_offset as i64 + 1, max_ts));
-            self.runs.pop_front();
-        }
-        let mut waiting = VecDeque::with_capacity(self.emitted.len());
-        for (first, run) in self.emitted.drain(..) {
-            if run.completion < durable {
-                self.delivered.add(first, run.last_offset);
-            } else {
-                waiting.push_back((first, run));
-            }
-        }
-        self.emitted = waiting;
-    }
-
     /// What a commit now would say: the offset to resume from, with the highest event time
     /// before it, the durable frontier (never below an earlier run's: what it delivered stays
     /// delivered) and how far the eager records are delivered.
     fn commit_now(&self, durable: u64) -> (i64, Committed) {
-        let (offset, max_ts) = self.committable.unwrap_or((self.first, self.resumed.and_then(|r| r.max_ts)));
-        let durable = durable.max(self.resumed.map_or(0, |r| r.durable));
-        let read_to = (self.delivered.below > offset.max(0) as u64).then_some(self.delivered.below);
-        (offset, Committed { max_ts, durable, read_to, checkpoint: None })
+        let point = self.tracker.resume_point();
+        let durable = durable.max(self.resumed_durable);
+        (point.offset, Committed { max_ts: point.max_ts, durable, read_to: point.read_to, checkpoint: None })
     }
 
     /// Commits `offset` with `meta` (`sync`: waits for it).
@@ -427,28 +397,13 @@ impl Partition for KafkaPartition {
     }
 
     fn track(&mut self, runs: &[Run], emitted: &[Run]) {
-        for run in runs {
-            match self.runs.back_mut() {
-                Some(last) if run.completion <= last.completion => {
-                    last.last_offset = run.last_offset;
-                    last.max_ts = last.max_ts.max(run.max_ts);
-                }
-                _ => self.runs.push_back(*run),
-            }
-        }
-        for run in emitted {
-            match self.emitted.back_mut() {
-                Some((_, last)) if run.completion == last.completion => last.last_offset = run.last_offset,
-                _ => self.emitted.push_back((self.emitted_next, *run)),
-            }
-            self.emitted_next = run.last_offset + 1;
-        }
+        self.tracker.track(runs, emitted);
     }
 
     /// Commits at most every `commit_interval` (unless forced), also when only the durable
     /// frontier moved: a restart after a crash then repeats at most what was delivered since.
     fn commit(&mut self, durable: u64, force: bool) -> Result<(), SourceError> {
-        self.settle(durable);
+        self.tracker.settle(durable);
         let now = self.commit_now(durable);
         if self.committed == Some(now) || (!force && self.last_commit.elapsed() < self.commit_interval) {
             return Ok(());
@@ -457,20 +412,18 @@ impl Partition for KafkaPartition {
     }
 
     fn commit_last(&mut self, settled: u64, durable: u64) -> Result<(), SourceError> {
-        self.settle(settled);
-        self.delivered.all_below(self.next.unwrap_or(self.first).max(0) as u64);
+        self.tracker.settle(settled);
+        self.tracker.read_all_below(self.next.unwrap_or(self.first).max(0) as u64);
         let now = self.commit_now(durable);
         self.send_commit(now, true)
     }
 
-    fn position_at(&mut self, at: u64, durable: u64, read_all: bool) -> Option<SavedPosition> {
-        self.settle(at);
+    fn position_at(&mut self, at: u64, _durable: u64, read_all: bool) -> Option<SavedPosition> {
+        self.tracker.settle(at);
         if read_all {
-            self.delivered.all_below(self.next.unwrap_or(self.first).max(0) as u64);
+            self.tracker.read_all_below(self.next.unwrap_or(self.first).max(0) as u64);
         }
-        let (offset, meta) = self.commit_now(durable);
-        let delivered = self.delivered.ranges.clone();
-        Some(SavedPosition { partition: self.name.clone(), offset, max_ts: meta.max_ts, read_to: meta.read_to, delivered })
+        Some(self.tracker.position(&self.name))
     }
 
     fn commit_position(&mut self, p: &SavedPosition, durable: u64) -> Result<(), SourceError> {
@@ -479,11 +432,11 @@ impl Partition for KafkaPartition {
     }
 
     fn resumed_max_ts(&self) -> Option<u64> {
-        self.resumed.and_then(|r| r.max_ts)
+        self.tracker.resumed_max_ts()
     }
 
     fn delivered_earlier(&self) -> Delivered {
-        self.delivered.clone()
+        self.tracker.delivered().clone()
     }
 
     fn lag(&self) -> Option<i64> {
