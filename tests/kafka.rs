@@ -1215,3 +1215,67 @@ fn exactly_once_into_kafka_through_kills_and_stops_each_record_once() {
     let reference = exact_reference(dir.path(), &readings);
     common::assert_same_lines(&reference, &committed, &EXACT_STREAMS, &logs);
 }
+
+#[cfg(unix)]
+#[test]
+fn exactly_once_outputs_become_visible_when_the_topic_falls_silent() {
+    // Checkpoints every 300 s of event time, windows of 60 s: the topic holds 20 minutes of
+    // readings, then nothing. The windows closed after the last boundary (900 s) must not wait in
+    // an open transaction until data returns: once the job's frontier holds still, it
+    // checkpoints there and commits, and a `read_committed` consumer reads every window the
+    // watermark closed, once, while the job runs on.
+    use std::process::{Command, Stdio};
+    let readings = fleet_with_rejects();
+    let t = topic("eosidle", 1);
+    publish(&t, &readings);
+    let prefix = format!("eosidle-{}-{}", std::process::id(), fleetflow::clock::now_ms());
+    let streams = ["speed_windows", "late"];
+    for stream in streams {
+        fleetflow::kafka_admin::ensure_topic(&brokers(), &format!("{prefix}.{stream}"), 1).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("eos.toml");
+    let sink = format!("[sinks.k]\nkind = \"kafka\"\nbrokers = {:?}\ntopic = \"{prefix}.{{stream}}\"\nexactly_once = true\n", brokers());
+    std::fs::write(&cfg, format!("{sink}[routes]\nspeed_windows = [\"k\"]\nlate = [\"k\"]\n")).unwrap();
+    let job = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fleetflow"));
+        c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &format!("g-{t}")]);
+        c.args(["--state-dir", dir.path().join("state").to_str().unwrap(), "--checkpoint-interval-secs", "300"]).stderr(Stdio::piped());
+        c
+    };
+    let mut run = Running::start(job());
+    run.wait_until_read(readings.len());
+
+    // The windows the watermark closes: those ending at or before the readings' highest event
+    // time less the lateness (5 s), aligned down to the window.
+    let max_ts = readings.iter().filter_map(|(l, _, _)| l.split(' ').nth(1)?.parse::<u64>().ok()).max().unwrap();
+    let closed_to = fleetflow_dataflows::time::align(max_ts - 5_000, 60_000);
+    let last_boundary = fleetflow_dataflows::time::align(closed_to, 300_000);
+    let end_of = |line: &String| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        fleetflow::time_arg::parse(v["window_end"].as_str().unwrap()).unwrap()
+    };
+    let reference = exact_reference(dir.path(), &readings);
+    let expected: Vec<String> = lines_of(&reference, "speed_windows").into_iter().filter(|l| end_of(l) <= closed_to).collect();
+    assert!(expected.iter().any(|l| end_of(l) > last_boundary), "windows after the last boundary are expected");
+    let committed = dir.path().join("committed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        read_topics(&prefix, &streams, "read_committed", &committed);
+        seen = lines_of(&committed, "speed_windows");
+        if seen.len() >= expected.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    run.child.kill().unwrap();
+    let (_, mut log) = run.finish();
+    assert_eq!(seen, expected, "every window the watermark closed, committed once while the job ran:\n{log}");
+    // Killed after that checkpoint, restored from it and run to the end: each record once.
+    let last = job().args(["--http", "", "--stop", "end"]).output().unwrap();
+    log.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success() && log.contains("restoring the checkpoint"), "{log}");
+    read_topics(&prefix, &streams, "read_committed", &committed);
+    common::assert_same_lines(&reference, &committed, &streams, &log);
+}

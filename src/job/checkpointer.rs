@@ -9,6 +9,12 @@
 //! An exact stop (SIGTERM) ends with one more checkpoint: the latest boundary below the stop's
 //! frontier, with the frontier as what was delivered and every record read counted as read, so
 //! the restart writes nothing twice.
+//!
+//! A job whose sink commits with checkpoints (the exactly-once Kafka sink) also checkpoints when
+//! its input falls silent: once the durable frontier has held still for [`IDLE_COMMIT`] above the
+//! latest checkpoint, a checkpoint of the state as of the latest boundary below it, with the
+//! frontier as what was delivered; its commit makes the outputs before the frontier visible,
+//! rather than leaving them in an open transaction until data returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +34,10 @@ use crate::sources::SourceDriver;
 
 /// How often the first worker looks for complete sets of parts.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the durable frontier holds still before a job whose sink commits with checkpoints
+/// checkpoints at it (see the module's comment).
+pub const IDLE_COMMIT: Duration = Duration::from_secs(1);
 
 /// One worker's checkpoints.
 pub struct Checkpointer {
@@ -52,17 +62,23 @@ pub struct Checkpointer {
     /// The name of the checkpoint this run restored (0: none).
     restored_name: Time,
     looked: Instant,
+    /// With a sink that commits with checkpoints: the durable frontier, since when it holds
+    /// still; and the highest durable frontier a part was written with.
+    idle: Option<(Time, Instant)>,
+    durable_written: Time,
 }
 
 impl Checkpointer {
     /// The checkpoints of worker `worker` of `peers` into `store`; `restored`: the boundary the
     /// job was restored from (none is written again).
     /// `restored_name`: the name of the checkpoint restored (0: none).
+    /// `idle_commits`: whether a sink commits with checkpoints (then the job checkpoints when its
+    /// input falls silent too).
     pub fn new(
         registry: Checkpoints,
         store: Arc<StateStore>,
         (worker, peers, metrics): (usize, usize, Arc<Metrics>),
-        (shape, keep, restored_name): (String, usize, Time),
+        (shape, keep, restored_name, idle_commits): (String, usize, Time, bool),
     ) -> Self {
         let restored = registry.restored_at().unwrap_or(0);
         Metrics::add(&metrics.checkpoint_operators, registry.operators().len() as u64);
@@ -82,6 +98,8 @@ impl Checkpointer {
             stopped_at: None,
             restored_name,
             looked,
+            idle: idle_commits.then(|| (0, Instant::now())),
+            durable_written: restored_name.max(restored),
         }
     }
 
@@ -107,25 +125,51 @@ impl Checkpointer {
         let (Some(durable), Some(watermark)) = (durable, watermark) else { return Ok(()) };
         if let Some(at) = self.ready(durable, watermark) {
             self.write(driver, (at, at), at, false)?;
+        } else if let Some((at, name)) = self.idle_due(durable) {
+            debug!("worker {}: the durable frontier holds still at {}: a checkpoint at it", self.worker, crate::encode::rfc3339(durable));
+            self.write(driver, (at, name), durable, false)?;
         }
         self.complete_and_commit(driver, router)
+    }
+
+    /// With a sink that commits with checkpoints, once the durable frontier has held still for
+    /// [`IDLE_COMMIT`] above every part written: the boundary of the state and the name of a
+    /// checkpoint at it. Every worker sees the same frontier once it holds still, so every worker
+    /// writes its part under the same name.
+    fn idle_due(&mut self, durable: Time) -> Option<(Time, Time)> {
+        let (frontier, since) = self.idle.as_mut()?;
+        if *frontier != durable {
+            (*frontier, *since) = (durable, Instant::now());
+            return None;
+        }
+        if since.elapsed() < IDLE_COMMIT || durable <= self.durable_written {
+            return None;
+        }
+        let at = self.boundary_below(durable).filter(|t| *t > 0 && *t < durable)?;
+        // (Named after the frontier, below an exact stop's at the same frontier: that one must
+        // commit what it reads after this one.)
+        Some((at, durable.max(self.restored_name) + 1))
+    }
+
+    /// The latest boundary at or below `frontier` that the state is saved for.
+    fn boundary_below(&self, frontier: Time) -> Option<Time> {
+        if self.registry.has_operators() {
+            self.registry.complete_all().into_iter().rfind(|t| *t <= frontier)
+        } else {
+            Some(align(frontier, self.registry.interval()))
+        }
     }
 
     /// The exact stop's checkpoint at the latest boundary below `frontier` (every output below
     /// the frontier delivered, every record read counted as read). `true` once the checkpoint is
     /// complete (the first worker waits for every part).
     pub fn stop_at(&mut self, (driver, router): (&mut SourceDriver, &mut Router), frontier: Time) -> Result<bool, JobError> {
-        let every = self.registry.interval();
-        let at = if self.registry.has_operators() {
-            self.registry.complete_all().into_iter().rfind(|t| *t <= frontier)
-        } else {
-            Some(align(frontier, every))
-        };
-        let Some(at) = at.filter(|t| *t > 0) else { return Ok(true) };
+        let Some(at) = self.boundary_below(frontier).filter(|t| *t > 0) else { return Ok(true) };
         // A checkpoint of its own, named after the frontier and after the checkpoint this run
         // restored (the same for every worker): its outputs above the boundary must be committed
-        // and it must be completed, even when a boundary's checkpoint at the frontier already was.
-        let name = frontier.max(self.restored_name) + 1;
+        // and it must be completed, even when a boundary's or an idle input's checkpoint at the
+        // frontier already was.
+        let name = frontier.max(self.restored_name) + 2;
         if self.stopped_at != Some(name) {
             self.write(driver, (at, name), frontier, true)?;
             self.stopped_at = Some(name);
@@ -169,6 +213,7 @@ impl Checkpointer {
         // The latest written boundary's states stay: an exact stop may write its part again.
         self.registry.release_through(at.saturating_sub(1));
         self.written = self.written.max(at);
+        self.durable_written = self.durable_written.max(durable);
         self.positions.retain(|w| w.name != name);
         self.positions.push(Written { name, at, durable, positions, stop: read_all });
         Ok(())

@@ -101,7 +101,8 @@ impl<'w> WorkerLoop<'w> {
         resume(config, &mut router.borrow_mut(), restore.as_deref())?;
         let checkpointer = state.as_ref().map(|s| {
             let restored_name = restore.as_ref().map_or(0, |r| r.name);
-            let identity = (s.shape.clone(), config.checkpoints.keep, restored_name);
+            let idle_commits = super::exactly_once_sink(config).is_some();
+            let identity = (s.shape.clone(), config.checkpoints.keep, restored_name, idle_commits);
             Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), identity)
         });
         // A stop of a source that can be read again keeps the open windows open for the restart.

@@ -108,8 +108,8 @@ pub trait Partition {
     }
     /// Where the partition must be read again from to restore a checkpoint at boundary `at`
     /// (every record whose outputs complete at or after it, see [`Run`]), with `durable` as what
-    /// was delivered and, if `read_all`, every record read so far counted as delivered (an exact
-    /// stop). Only partitions that commit have positions; nothing is committed.
+    /// was delivered (the eager records before it are not written again) and, if `read_all`,
+    /// every record read so far counted as delivered (an exact stop). Only partitions that commit have positions; nothing is committed.
     fn position_at(&mut self, _at: Time, _durable: Time, _read_all: bool) -> Option<SavedPosition> {
         None
     }

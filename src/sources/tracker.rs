@@ -81,15 +81,23 @@ impl ReadTracker {
     /// Moves what the durable frontier has passed into what is settled: the runs whose outputs
     /// are all delivered, and how far their eagerly written records are.
     pub fn settle(&mut self, durable: Time) {
+        self.settle_apart(durable, durable);
+    }
+
+    /// As [`ReadTracker::settle`], with the runs settled below `state` (a checkpoint's boundary:
+    /// the records whose effects its state holds) and the eagerly written records below
+    /// `durable` (what was delivered, which may be later: a checkpoint taken while the input is
+    /// idle).
+    pub fn settle_apart(&mut self, state: Time, durable: Time) {
         let mut max_ts = self.settled.map_or(self.resumed_max_ts, |(_, m)| m);
-        while let Some(run) = self.runs.front().filter(|r| r.completion < durable) {
+        while let Some(run) = self.runs.front().filter(|r| r.completion < state) {
             max_ts = max_ts.max(run.max_ts);
             self.settled = Some((run.last_offset as i64 + 1, max_ts));
             self.runs.pop_front();
         }
         let mut waiting = VecDeque::with_capacity(self.emitted.len());
         for (first, run) in self.emitted.drain(..) {
-            if run.completion < durable {
+            if run.completion < durable.max(state) {
                 self.delivered.add(first, run.last_offset);
             } else {
                 waiting.push_back((first, run));

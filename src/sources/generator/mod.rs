@@ -337,10 +337,10 @@ impl Partition for FleetPartition {
 
     /// The tracker's position, with the latest snapshot at or before it (older ones are
     /// dropped: a later checkpoint's position is never earlier).
-    fn position_at(&mut self, at: Time, _durable: Time, read_all: bool) -> Option<SavedPosition> {
+    fn position_at(&mut self, at: Time, durable: Time, read_all: bool) -> Option<SavedPosition> {
         let record_id = self.record_id;
         let c = self.checkpoints.as_mut()?;
-        c.tracker.settle(at);
+        c.tracker.settle_apart(at, durable);
         if read_all {
             c.tracker.read_all_below(record_id);
         }

@@ -418,8 +418,8 @@ impl Partition for KafkaPartition {
         self.send_commit(now, true)
     }
 
-    fn position_at(&mut self, at: u64, _durable: u64, read_all: bool) -> Option<SavedPosition> {
-        self.tracker.settle(at);
+    fn position_at(&mut self, at: u64, durable: u64, read_all: bool) -> Option<SavedPosition> {
+        self.tracker.settle_apart(at, durable);
         if read_all {
             self.tracker.read_all_below(self.next.unwrap_or(self.first).max(0) as u64);
         }
