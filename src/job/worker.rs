@@ -28,6 +28,7 @@ use crate::encode;
 use crate::failure::FailureNotices;
 use crate::operations::live_state::{LiveState, Query};
 use crate::operations::metrics::Metrics;
+use crate::operations::operator_profile::OperatorProfile;
 use crate::route::Router;
 use crate::sources::{Poll, SourceDriver};
 use crate::stream::{StreamName, Timing};
@@ -63,6 +64,8 @@ pub struct WorkerLoop<'w> {
     checkpointer: Option<Checkpointer>,
     /// Whether the log still has to say when the first windows close (live sources, worker 0).
     tell_first_windows: bool,
+    /// Where the dataflow's time goes (`FLEETFLOW_OPERATOR_PROFILE`).
+    profile: Option<OperatorProfile>,
 }
 
 impl<'w> WorkerLoop<'w> {
@@ -86,6 +89,7 @@ impl<'w> WorkerLoop<'w> {
         // waiting for it.
         let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
         let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
+        let profile = OperatorProfile::install(worker);
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;
         let queries = live.register();
         let references = References::open(index, config, &tables, sessions, (live, metrics))?;
@@ -128,6 +132,7 @@ impl<'w> WorkerLoop<'w> {
             started: Instant::now(),
             health_at: Instant::now(),
             checkpointer,
+            profile,
             tell_first_windows: index == 0
                 && (config.source.kind == SourceKind::Kafka || config.generator.realtime && config.source.kind == SourceKind::Generator),
         })
@@ -345,6 +350,9 @@ impl<'w> WorkerLoop<'w> {
         }
         if self.local == 0 {
             info!("worker {} finished in {:.2}s", self.worker.index(), self.started.elapsed().as_secs_f64());
+        }
+        if let Some(p) = &self.profile {
+            p.write();
         }
         self.stopping.finish()
     }

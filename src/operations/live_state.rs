@@ -64,7 +64,12 @@ fn as_rfc3339<S: serde::Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Default)]
 pub struct LiveState {
     workers: Mutex<Vec<Sender<Query>>>,
-    latest: Mutex<Latest>,
+    /// Each vehicle's latest window, in shards by vin: the workers note a boundary's windows
+    /// (a million at once in a large fleet) side by side rather than in turn.
+    latest: [Mutex<Latest>; SHARDS],
+    /// The newest window end noted, and when vehicles past the horizon were last dropped.
+    newest_end: std::sync::atomic::AtomicU64,
+    swept_at: std::sync::atomic::AtomicU64,
     alerts: Mutex<VecDeque<(String, Option<Vin>)>>,
     sensors: RwLock<HashMap<Vin, Vec<SensorRow>>>,
     buggy: RwLock<HashSet<SensorId>>,
@@ -86,12 +91,39 @@ pub struct LiveState {
 /// the live state stays proportional to the vehicles of the last hour, not to every vehicle seen.
 pub const VEHICLE_HORIZON_MS: Time = 3_600_000;
 
-/// Each vehicle's latest window, and when vehicles past the horizon were last dropped.
+/// Shards of the latest windows.
+const SHARDS: usize = 16;
+
+/// Each vehicle's latest window (of a shard of the vehicles).
 #[derive(Default)]
 struct Latest {
     by_vin: HashMap<Vin, LatestWindow>,
-    newest_end: Time,
-    swept_at: Time,
+}
+
+impl Latest {
+    /// Keeps each window that is its vehicle's newest.
+    fn note<'a>(&mut self, windows: impl Iterator<Item = &'a SpeedWindow>) {
+        for w in windows {
+            let newer = self.by_vin.get(&w.key).is_none_or(|l| l.end <= w.end);
+            if newer {
+                let latest = LatestWindow {
+                    start: w.start,
+                    end: w.end,
+                    readings: w.agg.readings,
+                    avg_speed: (w.agg.avg() * 1000.0).round() / 1000.0,
+                    max_speed: w.agg.max,
+                    min_speed: w.agg.min,
+                };
+                self.by_vin.insert(w.key, latest);
+            }
+        }
+    }
+}
+
+/// The shard of a vehicle's latest window.
+fn shard_of(vin: &Vin) -> usize {
+    // (The high bits: the low ones route the vin to its worker, so a worker's vins would share few shards.)
+    (vin.route() >> 32) as usize % SHARDS
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,39 +145,32 @@ impl LiveState {
 
     /// Notes closed tumbling windows (each vehicle's latest).
     pub fn note_windows(&self, windows: &[SpeedWindow]) {
-        if !self.serving.load(Ordering::Relaxed) {
+        if !self.serving.load(Ordering::Relaxed) || windows.is_empty() {
             return;
         }
-        let mut guard = lock(&self.latest);
-        let state = &mut *guard;
-        for w in windows {
-            state.newest_end = state.newest_end.max(w.end);
-            let newer = state.by_vin.get(&w.key).is_none_or(|l| l.end <= w.end);
-            if newer {
-                state.by_vin.insert(
-                    w.key,
-                    LatestWindow {
-                        start: w.start,
-                        end: w.end,
-                        readings: w.agg.readings,
-                        avg_speed: (w.agg.avg() * 1000.0).round() / 1000.0,
-                        max_speed: w.agg.max,
-                        min_speed: w.agg.min,
-                    },
-                );
+        let shards: Vec<u8> = windows.iter().map(|w| shard_of(&w.key) as u8).collect();
+        for (shard, latest) in self.latest.iter().enumerate() {
+            let mut mine = windows.iter().zip(&shards).filter(|(_, s)| **s as usize == shard).map(|(w, _)| w).peekable();
+            if mine.peek().is_some() {
+                lock(latest).note(mine);
             }
         }
         // Every twelfth of the horizon (event time), drop the vehicles not seen for the horizon.
-        if state.newest_end >= state.swept_at + VEHICLE_HORIZON_MS / 12 {
-            let oldest = state.newest_end.saturating_sub(VEHICLE_HORIZON_MS);
-            state.by_vin.retain(|_, l| l.end >= oldest);
-            state.swept_at = state.newest_end;
+        let newest = windows.iter().map(|w| w.end).max().unwrap_or(0);
+        let newest = self.newest_end.fetch_max(newest, Ordering::Relaxed).max(newest);
+        let swept = self.swept_at.load(Ordering::Relaxed);
+        let due = newest >= swept + VEHICLE_HORIZON_MS / 12;
+        if due && self.swept_at.compare_exchange(swept, newest, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let oldest = newest.saturating_sub(VEHICLE_HORIZON_MS);
+            for latest in &self.latest {
+                lock(latest).by_vin.retain(|_, l| l.end >= oldest);
+            }
         }
     }
 
     /// Vehicles with a latest window held.
     pub fn vehicles_held(&self) -> usize {
-        lock(&self.latest).by_vin.len()
+        self.latest.iter().map(|l| lock(l).by_vin.len()).sum()
     }
 
     /// Notes alerts for the status page, and watches where their vehicles are.
@@ -185,7 +210,7 @@ impl LiveState {
 
     /// The vehicle's latest window and its sensor at the window's end (or now): `(sensor, buggy)`.
     pub fn vehicle(&self, vin: &Vin) -> (Option<LatestWindow>, Option<(SensorId, bool)>) {
-        let latest = lock(&self.latest).by_vin.get(vin).cloned();
+        let latest = lock(&self.latest[shard_of(vin)]).by_vin.get(vin).cloned();
         let at = latest.as_ref().map(|l| l.end.saturating_sub(1)).unwrap_or_else(crate::clock::now_ms);
         let sensors = self.sensors.read().unwrap_or_else(|p| p.into_inner());
         let sensor =

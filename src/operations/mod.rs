@@ -8,6 +8,7 @@ pub mod http;
 pub mod latency;
 pub mod live_state;
 pub mod metrics;
+pub mod operator_profile;
 pub mod prometheus;
 pub mod rejects;
 pub mod sink_counters;
