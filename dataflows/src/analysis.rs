@@ -249,6 +249,8 @@ pub struct Core<'scope> {
     timelines: Option<Arranged<'scope, TimelineTrace>>,
     tables: BTreeMap<(&'static str, &'static str), VecCollection<'scope, Time, String>>,
     checkpoints: Checkpoints,
+    /// Whether a vin-to-sensor table may ever be given (`false`: the timelines stay empty).
+    reference: bool,
 }
 
 /// The shared tumbling windows, the reading offsets beside them, and the open panes.
@@ -310,7 +312,15 @@ impl<'scope> Core<'scope> {
             timelines: None,
             tables: BTreeMap::new(),
             checkpoints,
+            reference: true,
         }
+    }
+
+    /// No vin-to-sensor table will ever be given (the job reads no reference file): the
+    /// timelines stay empty, and a join with them need hold nothing.
+    pub fn without_reference(mut self) -> Self {
+        self.reference = false;
+        self
     }
 
     /// Saves the analyses' operator state into `checkpoints` and restores what it holds.
@@ -441,6 +451,13 @@ impl<'scope, 'a> Context<'scope, 'a> {
         self.core.timelines()
     }
 
+    /// Whether a vin-to-sensor table may ever be given: `false` when the job reads none, so the
+    /// timelines stay empty forever (an analysis joining with them can output nothing, and need
+    /// not hold its windows for the correction horizon).
+    pub fn has_reference(&self) -> bool {
+        self.core.reference
+    }
+
     /// The lines of this analysis's reference table `name` (declared in its spec's `tables`).
     pub fn table(&self, name: &str) -> Result<VecCollection<'scope, Time, String>, AnalysisError> {
         self.core.tables.iter().find(|((a, t), _)| *a == self.spec.name && *t == name).map(|(_, c)| c.clone()).ok_or_else(|| {
@@ -545,24 +562,28 @@ mod tests {
 
     use super::*;
 
+    /// The names of the operators `worker` builds from now on, as timely logs them.
+    fn operator_names(worker: &mut timely::worker::Worker) -> Rc<std::cell::RefCell<Vec<String>>> {
+        let names = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = names.clone();
+        let mut registry = worker.log_register().expect("a logging registry");
+        registry.insert::<timely::logging::TimelyEventBuilder, _>("timely", move |_, events| {
+            for (_, e) in events.iter().flatten() {
+                if let timely::logging::TimelyEvent::Operates(o) = e {
+                    seen.borrow_mut().push(o.name.clone());
+                }
+            }
+        });
+        names
+    }
+
     #[test]
     fn later_analyses_get_the_same_windows_handed_on() {
         let vin = |i: u64| Vin::parse(format!("1HGCM82633A{i:06}").as_bytes()).unwrap();
         let reading = |i: u64, timestamp: Time, speed: f64| Reading { record_id: i, timestamp, vin: vin(i % 3), lon: 0.0, lat: 0.0, speed };
         let readings: Vec<Reading> = (0..30).map(|i| reading(i, i * 5_000, 50.0 + i as f64)).collect();
         let (first, later, names) = timely::execute_directly(move |worker| {
-            let names = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            let seen = names.clone();
-            worker.log_register().expect("a logging registry").insert::<timely::logging::TimelyEventBuilder, _>(
-                "timely",
-                move |_, events| {
-                    for (_, e) in events.iter().flatten() {
-                        if let timely::logging::TimelyEvent::Operates(o) = e {
-                            seen.borrow_mut().push(o.name.clone());
-                        }
-                    }
-                },
-            );
+            let names = operator_names(worker);
             let (first, later) = worker.dataflow::<Time, _, _>(|scope| {
                 let rows = scope.new_collection_from(Vec::<(Vin, SensorRow)>::new()).1;
                 let buggy = scope.new_collection_from(Vec::<SensorId>::new()).1;
@@ -591,5 +612,31 @@ mod tests {
         assert_eq!(first.len(), 9, "three vehicles, three windows each: {first:?}");
         assert_eq!(first, later, "the same windows at the same times");
         assert!(names.iter().any(|n| n == "HandOn"), "the second consumer reads from a pass-through: {names:?}");
+    }
+
+    #[test]
+    fn without_a_reference_table_the_buggy_devices_join_is_not_built() {
+        // A job that reads no vin-to-sensor file can never have a buggy device: the analysis
+        // outputs nothing and holds no windows for the correction horizon (no join, no offsets).
+        for reference in [true, false] {
+            let names = timely::execute_directly(move |worker| {
+                let names = operator_names(worker);
+                worker.dataflow::<Time, _, _>(|scope| {
+                    let rows = scope.new_collection_from(Vec::<(Vin, SensorRow)>::new()).1;
+                    let buggy = scope.new_collection_from(Vec::<SensorId>::new()).1;
+                    let mut core = Core::new(Vec::<Reading>::new().to_stream(scope), rows, buggy, &Params::default(), true, Rc::new(|| 0));
+                    if !reference {
+                        core = core.without_reference();
+                    }
+                    let analyses: [(&dyn Analysis, Settings); 1] = [(&crate::analyses::buggy_devices::BuggyDevices, Settings::new())];
+                    build(&mut core, &analyses, &mut |_, _| {}).unwrap();
+                });
+                while worker.step_or_park(None) {}
+                let names = names.borrow().clone();
+                names
+            });
+            assert_eq!(names.iter().any(|n| n == "Join"), reference, "{names:?}");
+            assert_eq!(names.iter().any(|n| n == "Tumbling"), reference, "no windows are made for it either: {names:?}");
+        }
     }
 }

@@ -84,6 +84,9 @@ pub fn build(
         let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
         let clock: fleetflow_dataflows::analysis::Clock = Rc::new(crate::clock::now_ms);
         let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock).with_checkpoints(checkpoints.clone());
+        if config.reference.vin_sensors.is_none() {
+            core = core.without_reference();
+        }
         for ((analysis, table, _), session) in tables.iter().zip(sessions.tables.iter_mut()) {
             core.add_table(analysis, table.name, session.to_collection(scope));
         }

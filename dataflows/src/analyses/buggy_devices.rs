@@ -157,6 +157,12 @@ impl Analysis for BuggyDevices {
     }
 
     fn build<'scope>(&self, ctx: &mut Context<'scope, '_>) -> Result<(), AnalysisError> {
+        if !ctx.has_reference() {
+            // No vehicle will ever have a sensor: no row, and no windows held for corrections
+            // (at a million vehicles, 20 windows each with their offsets over the horizon).
+            let none = timely::dataflow::operators::generic::operator::empty(ctx.readings().scope());
+            return ctx.output::<Change<BuggyDevice>>("buggy_devices", none);
+        }
         // (The windows within the correction horizon are not checkpointed: with every reading's
         // offset they are as large as the readings of the horizon; see docs/checkpoints.md.)
         let offsets = ctx.window_offsets()?;
