@@ -30,6 +30,12 @@ use super::{Delivered, Partition, Poll, Record, Run, SavedPosition, SourceError}
 /// How long metadata and offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A partition whose consumer saw a broker error this recently is not idle, whatever its data:
+/// while the broker is away every partition falls silent at once, and when it comes back the
+/// first partition to read again must not move the watermark past the others (CI: a broker
+/// restart slower than the idle timeout closed windows without one partition's readings).
+const TROUBLE_HOLDS: Duration = Duration::from_secs(30);
+
 /// What a commit's metadata records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -193,6 +199,8 @@ pub struct KafkaPartition {
     commit_interval: Duration,
     /// The durable frontier an earlier run committed with (0: none).
     resumed_durable: Time,
+    /// When the consumer last reported an error (the broker away, for example).
+    last_error: Option<Instant>,
 }
 
 /// A partition's first and next offsets.
@@ -317,6 +325,7 @@ impl KafkaPartition {
             last_commit: Instant::now(),
             commit_interval: Duration::from_millis(cfg.commit_interval_ms),
             resumed_durable: resumed.map_or(0, |r| r.durable),
+            last_error: None,
         })
     }
 }
@@ -362,6 +371,7 @@ impl Partition for KafkaPartition {
                 Some(Err(e)) => {
                     // Broker and network errors are retried by the client; report and carry on.
                     warn!("kafka {}: {e}", self.name);
+                    self.last_error = Some(Instant::now());
                     return Ok(Poll::Pending);
                 }
                 Some(Ok(message)) => {
@@ -389,7 +399,7 @@ impl Partition for KafkaPartition {
     }
 
     fn may_idle(&self) -> bool {
-        true
+        self.last_error.is_none_or(|at| at.elapsed() >= TROUBLE_HOLDS)
     }
 
     fn commits(&self) -> bool {
