@@ -25,7 +25,7 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::two_free_ports()
 }
 
 /// chromedriver on a free loopback port, once it listens.

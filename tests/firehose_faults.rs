@@ -243,7 +243,7 @@ fn a_record_above_the_record_limit_is_dead_lettered_and_the_rest_delivered() {
 #[test]
 fn an_outage_shorter_than_the_retry_budget_loses_and_repeats_nothing() {
     // Nothing listens on the port for the first 1.5 s (connections refused), then the server is back.
-    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let address = format!("127.0.0.1:{}", common::two_free_ports());
     let dir = tempfile::tempdir().unwrap();
     let counters = Arc::new(SinkCounters::default());
     let mut s = sink(&format!("http://{address}"), dir.path(), 1 << 20, Duration::from_secs(60), counters.clone());

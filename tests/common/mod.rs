@@ -68,10 +68,16 @@ pub fn metric(text: &str, name: &str) -> Option<u64> {
 /// 2-process cluster.
 #[allow(dead_code)] // not every test binary runs a cluster
 pub fn two_free_ports() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Below Linux's ephemeral range (32768 and up): a port the OS handed out at random could be
+    // given again to any outgoing connection (the broker's clients, the other tests') between
+    // this check and the job's own bind. Each test binary starts at its own offset and steps on.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 400) as u16 * 30;
     loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-        let port = first.local_addr().expect("a bound address").port();
-        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        let port = start.wrapping_add(NEXT.fetch_add(2, Ordering::SeqCst)) % 12_000 + 20_000;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
             return port;
         }
     }
