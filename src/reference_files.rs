@@ -135,6 +135,18 @@ impl<T: Ord + Clone> Watched<T> {
         Ok((w, initial))
     }
 
+    /// Loads `path` now as an edit of `previous` (what it held when a checkpoint saved it): the
+    /// rows added and removed since. A missing or invalid file is an error.
+    pub fn open_after(
+        path: &Path,
+        parse: impl Fn(&str, &str) -> Result<BTreeSet<T>, ReferenceError> + 'static,
+        previous: BTreeSet<T>,
+    ) -> Result<(Self, Diff<T>), ReferenceError> {
+        let mut w = Watched { path: path.to_path_buf(), parse: Box::new(parse), stamp: None, current: previous };
+        let edit = w.reload()?.unwrap_or(Diff { added: Vec::new(), removed: Vec::new() });
+        Ok((w, edit))
+    }
+
     fn stamp(&self) -> Result<(SystemTime, u64), ReferenceError> {
         let meta =
             std::fs::metadata(&self.path).map_err(|source| ReferenceError::Read { path: self.path.display().to_string(), source })?;

@@ -382,6 +382,7 @@ bind = ""
 
 #[test]
 fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does() {
+    use fleetflow::checkpoints::increments::Increments;
     use fleetflow::checkpoints::objects::Objects;
     use fleetflow::checkpoints::part::{Part, SavedPosition};
     use fleetflow::checkpoints::store::StateStore;
@@ -415,9 +416,14 @@ fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does()
             delivered: Vec::new(),
             source_state: vec![7; 100],
         }],
+        // (The first worker reads the reference files.)
+        references: if worker == 0 { vec![("buggy_sensors".into(), vec![vec![1], vec![2]])] } else { Vec::new() },
     };
-    assert!(store.latest("s").unwrap().is_none(), "an empty prefix holds no checkpoint");
+    let increments = |at: u64, worker: u8| Increments { at, shape: "s".into(), increments: vec![("held".into(), vec![worker; 3])] };
+    assert!(store.latest("s", 0).unwrap().is_none(), "an empty prefix holds no checkpoint");
     for at in [60_000, 120_000, 180_000] {
+        store.write_increments(at, (0, 2), &increments(at, 0)).unwrap();
+        store.write_increments(at, (1, 2), &increments(at, 1)).unwrap();
         store.write_part(at, &part(at, 0, 2)).unwrap();
         assert_eq!(store.parts_written(at, 2).unwrap(), 1);
         store.write_part(at, &part(at, 1, 2)).unwrap();
@@ -425,15 +431,22 @@ fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does()
     }
     store.write_part(240_000, &part(240_000, 0, 2)).unwrap(); // not complete
     store.write_part(180_000, &part(180_000, 3, 4)).unwrap(); // left by a job of another size
-    let loaded = store.latest("s").unwrap().unwrap();
+    let loaded = store.latest("s", 0).unwrap().unwrap();
     assert_eq!((loaded.restored.at, loaded.durable), (180_000, 180_000));
     assert_eq!(loaded.restored.states["daily_speeders.days"].len(), 2, "the parts of the 2 workers, not the stray one");
     assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
-    store.prune(2).unwrap();
-    assert_eq!(store.completed().unwrap(), [120_000, 180_000]);
+    assert_eq!(loaded.references["buggy_sensors"], [[1], [2]], "the first worker's tables");
+    // Pruned with the increments of everything after 0 s kept: the oldest loses its parts only.
+    store.prune(2, 0).unwrap();
+    assert_eq!(store.completed().unwrap(), [60_000, 120_000, 180_000], "markers kept");
+    assert_eq!(store.parts_written(60_000, 2).unwrap(), 0, "parts removed");
     assert_eq!(store.parts_written(240_000, 2).unwrap(), 1, "a newer half-written checkpoint stays");
+    let loaded = store.latest("s", 150_000).unwrap().unwrap();
+    assert_eq!(loaded.restored.increments["held"].len(), 6, "the increments of 60, 120 and 180 s, both workers");
+    store.prune(2, 100_000).unwrap();
+    assert_eq!(store.completed().unwrap(), [120_000, 180_000], "out of the history: removed");
     assert!(store.location().starts_with(&format!("s3://{bucket}/jobs/group_1")), "{}", store.location());
-    let e = store.latest("other").unwrap_err().to_string();
+    let e = store.latest("other", 0).unwrap_err().to_string();
     assert!(e.contains("s3://") && e.contains("start afresh"), "{e}");
     assert_eq!(store.clear().unwrap(), 3);
     let left = fleetflow::aws::runtime().block_on(s3().list_objects_v2().bucket(&bucket).send()).unwrap();

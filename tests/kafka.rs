@@ -729,6 +729,82 @@ fn stopped_twice_mid_topic_and_resumed_at_other_worker_counts_loses_and_repeats_
     common::assert_same_lines(&reference, &out, &EXACT_STREAMS, &logs);
 }
 
+/// A `buggy_devices` row: vin, sensor, window start, window end, readings.
+type BuggyRow = (String, String, u64, u64, u64);
+
+/// The `buggy_devices` rows in `out`, each with its revision (`""` for a window's row when it
+/// closed) and when it was revised (ms, 0 if not).
+fn buggy_rows(out: &Path) -> Vec<(BuggyRow, String, u64)> {
+    let time = |v: &serde_json::Value| fleetflow::time_arg::parse(v.as_str().unwrap_or_default()).unwrap_or(0);
+    let rows = lines_of(out, "buggy_devices").into_iter().map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap());
+    rows.map(|r| {
+        let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let key = (text("vin"), text("sensor_id"), time(&r["window_start"]), time(&r["window_end"]), r["readings"].as_u64().unwrap_or(0));
+        (key, text("revision"), time(&r["revised_at"]))
+    })
+    .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
+    // Vehicles carry S0 or S1, and S0 is buggy. The job stops exactly mid-topic; while it is
+    // down, S1 is found buggy too; the restart (at another worker count) reads to the end. The
+    // windows that closed before the stop within the correction horizon (4 minutes) are
+    // corrected once, at the restart's frontier; older ones stay as they were written; later
+    // ones are written with S1 buggy. Before checkpoints held the join's windows and the
+    // reference versions, the restart corrected nothing before the stop.
+    let readings = fleet(20, 1_200);
+    let t = topic("refstop", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vins: BTreeSet<&str> = readings.iter().map(|(_, v, _)| v.as_str()).collect();
+    let rows: String = vins.iter().enumerate().map(|(i, v)| format!("{v},S{},\n", i % 2)).collect();
+    let (vin_file, buggy_file) = (d.join("vin.csv"), d.join("buggy.csv"));
+    std::fs::write(&vin_file, format!("vin,sensor_id,effective_from\n{rows}")).unwrap();
+    std::fs::write(&buggy_file, "sensor_id\nS0\n").unwrap();
+    let extra = format!("[reference]\nvin_sensors = {vin_file:?}\nbuggy_sensors = {buggy_file:?}\ncorrection_horizon_secs = 240\n");
+    let out = d.join("out");
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    let mut job = Running::start(exact_job_with(d, &t, &out, &extra, &["-w", "2"]));
+    job.wait_until_read(readings.len() / 2);
+    sigterm(&job.child);
+    let (status, mut logs) = job.finish();
+    assert!(status.success() && logs.contains("stopped exactly"), "{logs}");
+    producer.join().unwrap();
+    std::fs::write(&buggy_file, "sensor_id\nS0\nS1\n").unwrap();
+    let last = exact_job_with(d, &t, &out, &extra, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
+    logs.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success() && logs.contains("changed while the job was down: 1 rows added"), "{logs}");
+
+    // What each version of the list gives, from a file.
+    let with_buggy = |name: &str, list: &str| {
+        let (file, reference) = (d.join(format!("{name}.csv")), d.join(name));
+        std::fs::write(&file, list).unwrap();
+        let mut c = file_job(d, &readings, &reference, 1);
+        (c.reference.vin_sensors, c.reference.buggy_sensors) = (Some(vin_file.clone()), Some(file));
+        c.reference.correction_horizon_secs = 240;
+        run(c);
+        buggy_rows(&reference).into_iter().map(|(key, _, _)| key).collect::<BTreeSet<_>>()
+    };
+    let (before, after) = (with_buggy("s0", "sensor_id\nS0\n"), with_buggy("s0s1", "sensor_id\nS0\nS1\n"));
+    let delivered = buggy_rows(&out);
+    let inserts: Vec<_> = delivered.iter().filter(|(_, revision, _)| revision == "insert").collect();
+    assert!(!inserts.is_empty(), "the windows held at the stop are corrected: {logs}");
+    let frontier = inserts[0].2;
+    assert!(inserts.iter().all(|(_, _, at)| *at == frontier), "all at the restart's frontier");
+    assert!(delivered.iter().all(|(_, revision, _)| revision != "retract"), "S0 stays buggy: nothing to retract");
+    // Each row once, and the rows are: S1's windows still correctable at the frontier (and every
+    // later window) as the new list gives them, the older ones as the old list gave them.
+    let keys: Vec<_> = delivered.iter().map(|(key, _, _)| key.clone()).collect();
+    let unique: BTreeSet<_> = keys.iter().cloned().collect();
+    assert_eq!(keys.len(), unique.len(), "each row once");
+    let correctable = |(_, _, _, end, _): &BuggyRow| end - 1 + 240_000 > frontier;
+    let expected: BTreeSet<_> = after.iter().filter(|k| correctable(k)).chain(before.iter().filter(|k| !correctable(k))).cloned().collect();
+    assert_eq!(unique, expected, "stopped with the frontier at {frontier}:\n{logs}");
+    assert!(after.difference(&before).any(|k| !correctable(k)), "S1 windows beyond the horizon at the stop stay uncorrected");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_to_one_process_stops_the_cluster_exactly() {

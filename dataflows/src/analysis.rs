@@ -524,6 +524,12 @@ impl<'scope, 'a> Context<'scope, 'a> {
         self.core.checkpoints.operator(&format!("{}.{name}", self.spec.name))
     }
 
+    /// Registers an operator of this analysis (named `<analysis>.<name>`) that saves increments
+    /// rather than its whole state (see [`Checkpoints::increments`]).
+    pub fn increments(&mut self, name: &str) -> OperatorState {
+        self.core.checkpoints.increments(&format!("{}.{name}", self.spec.name))
+    }
+
     /// Publishes the state that answers one of the queries the spec declares: the runtime asks it
     /// between steps (see [`crate::query`]).
     pub fn live_query(&mut self, query: Box<dyn LiveQuery>) -> Result<(), AnalysisError> {

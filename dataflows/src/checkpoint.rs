@@ -24,6 +24,16 @@
 //! Operators that register here are named; a worker's checkpoint at `T` is complete when every
 //! registered operator has saved `T`. An operator whose frontier jumps over several boundaries
 //! saves the highest one only, so a boundary may be skipped; the next one is taken.
+//!
+//! Most operators save a snapshot: their whole state as of `T`. An operator whose state is the
+//! records of a recent stretch of event time (the reference join holds every window of the
+//! correction horizon, each with its readings' offsets) saves increments instead
+//! ([`Checkpoints::increments`]): the records that entered since the latest checkpoint this worker
+//! knows to be complete ([`Checkpoints::completed_through`]). The runtime keeps the increments of
+//! the complete checkpoints within the operator's horizon and restores all of them: together
+//! they hold every record that entered from a complete checkpoint at or before `T - horizon` up
+//! to `T` (each part reaches back to a complete checkpoint, so a checkpoint skipped or never
+//! completed leaves no gap), some twice; the operator keeps one of each.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -63,6 +73,15 @@ pub struct Encoded {
 /// One operator's saved states by boundary, shared with the registry.
 type SavedStates = Rc<RefCell<BTreeMap<Time, Rc<[u8]>>>>;
 
+/// What an operator saves at a boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Its whole state as of the boundary.
+    Snapshot,
+    /// What entered since the latest checkpoint known complete.
+    Increments,
+}
+
 /// State a restart gives back: what every worker saved as of `at`.
 #[derive(Clone, Debug, Default)]
 pub struct Restored {
@@ -70,6 +89,9 @@ pub struct Restored {
     pub at: Time,
     /// Each operator's saved states, one per worker that saved it.
     pub states: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Each increments operator's saved increments: every worker's, of every checkpoint kept
+    /// within its horizon (see the module's comment).
+    pub increments: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 /// One worker's checkpoint registry: the operators that save state, what they saved, and what a
@@ -86,7 +108,10 @@ struct Registry {
     /// Time spent encoding states, their bytes, and how many, since the registry was made.
     encoded: Encoded,
     owner: (usize, usize),
-    operators: Vec<(String, SavedStates)>,
+    operators: Vec<(String, SavedStates, Kind)>,
+    /// The boundary of the latest checkpoint this worker knows to be complete (the restored one
+    /// at first).
+    known_complete: Time,
 }
 
 impl Checkpoints {
@@ -100,6 +125,7 @@ impl Checkpoints {
     pub fn every(every: Time, restored: Option<Restored>, (index, peers): (usize, usize)) -> Self {
         let registry = Registry {
             every,
+            known_complete: restored.as_ref().map_or(0, |r| r.at),
             restored,
             errors: Vec::new(),
             encoded: Default::default(),
@@ -119,14 +145,32 @@ impl Checkpoints {
         self.inner.borrow().restored.as_ref().map(|r| r.at)
     }
 
-    /// Registers a stateful operator called `name` (a second one of the same name gets `#2`...).
+    /// Registers a stateful operator called `name` (a second one of the same name gets `#2`...)
+    /// that saves its whole state at each boundary.
     pub fn operator(&self, name: &str) -> OperatorState {
+        self.register(name, Kind::Snapshot)
+    }
+
+    /// Registers an operator called `name` that saves increments: at each boundary, what entered
+    /// since the latest checkpoint known complete ([`OperatorState::known_complete`]); a restore
+    /// hands it every increment kept (see the module's comment).
+    pub fn increments(&self, name: &str) -> OperatorState {
+        self.register(name, Kind::Increments)
+    }
+
+    fn register(&self, name: &str, kind: Kind) -> OperatorState {
         let mut registry = self.inner.borrow_mut();
-        let taken = registry.operators.iter().filter(|(n, _)| n == name || n.starts_with(&format!("{name}#"))).count();
+        let taken = registry.operators.iter().filter(|(n, _, _)| n == name || n.starts_with(&format!("{name}#"))).count();
         let name = if taken == 0 { name.to_string() } else { format!("{name}#{}", taken + 1) };
         let saved = Rc::new(RefCell::new(BTreeMap::new()));
-        registry.operators.push((name.clone(), saved.clone()));
-        let restored = registry.restored.as_mut().map(|r| (r.at, r.states.remove(&name).unwrap_or_default()));
+        registry.operators.push((name.clone(), saved.clone(), kind));
+        let restored = registry.restored.as_mut().map(|r| {
+            let states = match kind {
+                Kind::Snapshot => r.states.remove(&name),
+                Kind::Increments => r.increments.remove(&name),
+            };
+            (r.at, states.unwrap_or_default())
+        });
         let next = restored.as_ref().map_or(0, |(at, _)| at + registry.every.max(1));
         let restored = restored.map(|r| r.1);
         OperatorState { name, every: registry.every, next, saved, restored, owner: registry.owner, registry: Rc::downgrade(&self.inner) }
@@ -144,10 +188,7 @@ impl Checkpoints {
 
     /// The latest boundary every registered operator has saved (none if there is no operator).
     pub fn complete(&self) -> Option<Time> {
-        let registry = self.inner.borrow();
-        let first = registry.operators.first()?;
-        let candidates: Vec<Time> = first.1.borrow().keys().rev().copied().collect();
-        candidates.into_iter().find(|t| registry.operators.iter().all(|(_, saved)| saved.borrow().contains_key(t)))
+        self.complete_all().pop()
     }
 
     /// Every boundary all registered operators have saved, oldest first.
@@ -155,20 +196,42 @@ impl Checkpoints {
         let registry = self.inner.borrow();
         let Some(first) = registry.operators.first() else { return Vec::new() };
         let saved: Vec<Time> = first.1.borrow().keys().copied().collect();
-        saved.into_iter().filter(|t| registry.operators.iter().all(|(_, s)| s.borrow().contains_key(t))).collect()
+        saved.into_iter().filter(|t| registry.operators.iter().all(|(_, s, _)| s.borrow().contains_key(t))).collect()
     }
 
-    /// Every operator's state saved for boundary `at` (those that saved it).
+    /// Every snapshot operator's state saved for boundary `at` (those that saved it).
     pub fn states_at(&self, at: Time) -> Vec<(String, Rc<[u8]>)> {
+        self.saved_at(at, Kind::Snapshot)
+    }
+
+    /// Every increments operator's increment saved for boundary `at` (those that saved it).
+    pub fn increments_at(&self, at: Time) -> Vec<(String, Rc<[u8]>)> {
+        self.saved_at(at, Kind::Increments)
+    }
+
+    fn saved_at(&self, at: Time, kind: Kind) -> Vec<(String, Rc<[u8]>)> {
         let registry = self.inner.borrow();
-        registry.operators.iter().filter_map(|(name, saved)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
+        let of_kind = registry.operators.iter().filter(|(_, _, k)| *k == kind);
+        of_kind.filter_map(|(name, saved, _)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
+    }
+
+    /// Whether an operator saves increments (the runtime then keeps their history).
+    pub fn has_increments(&self) -> bool {
+        self.inner.borrow().operators.iter().any(|(_, _, k)| *k == Kind::Increments)
     }
 
     /// Forgets the states saved for boundaries up to `at`.
     pub fn release_through(&self, at: Time) {
-        for (_, saved) in &self.inner.borrow().operators {
+        for (_, saved, _) in &self.inner.borrow().operators {
             saved.borrow_mut().retain(|t, _| *t > at);
         }
+    }
+
+    /// The runtime learned that a checkpoint of the state as of `at` is complete: increments
+    /// saved from now on start there.
+    pub fn completed_through(&self, at: Time) {
+        let mut registry = self.inner.borrow_mut();
+        registry.known_complete = registry.known_complete.max(at);
     }
 
     /// Whether any stateful operator registered.
@@ -178,7 +241,7 @@ impl Checkpoints {
 
     /// Names of the registered operators.
     pub fn operators(&self) -> Vec<String> {
-        self.inner.borrow().operators.iter().map(|(n, _)| n.clone()).collect()
+        self.inner.borrow().operators.iter().map(|(n, _, _)| n.clone()).collect()
     }
 }
 
@@ -295,6 +358,17 @@ impl OperatorState {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The boundary of the latest checkpoint this worker knows to be complete (0: none): an
+    /// increment saved now must hold everything that entered since.
+    pub fn known_complete(&self) -> Time {
+        self.registry.upgrade().map_or(0, |r| r.borrow().known_complete)
+    }
+
+    /// The boundary the dataflow was restored as of, if any.
+    pub fn restored_at(&self) -> Option<Time> {
+        self.registry.upgrade().and_then(|r| r.borrow().restored.as_ref().map(|r| r.at))
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +408,7 @@ mod tests {
     fn a_restore_hands_every_part_back_and_saves_after_it() {
         let mut states = BTreeMap::new();
         states.insert("a".to_string(), vec![bincode::serialize(&vec![1u64, 2]).unwrap(), bincode::serialize(&vec![3u64]).unwrap()]);
-        let ck = Checkpoints::every(60_000, Some(Restored { at: 120_000, states }), (1, 2));
+        let ck = Checkpoints::every(60_000, Some(Restored { at: 120_000, states, ..Default::default() }), (1, 2));
         let mut a = ck.operator("a");
         assert_eq!(a.restored::<Vec<u64>>(), vec![vec![1, 2], vec![3]]);
         assert!(a.restored::<Vec<u64>>().is_empty(), "taken once");
@@ -345,7 +419,7 @@ mod tests {
         assert_eq!(ck.complete(), Some(180_000));
         let mut bad = BTreeMap::new();
         bad.insert("b".to_string(), vec![vec![1u8]]);
-        let ck = Checkpoints::every(60_000, Some(Restored { at: 0, states: bad }), (0, 1));
+        let ck = Checkpoints::every(60_000, Some(Restored { at: 0, states: bad, ..Default::default() }), (0, 1));
         assert!(ck.operator("b").restored::<String>().is_empty());
         let errors = ck.restore_errors();
         assert!(errors.len() == 1 && errors[0].to_string().contains("operator b"), "{errors:?}");

@@ -42,11 +42,23 @@ pub struct Setup {
     /// Versions of the analysis's reference tables: `(table, time, lines)`, each replacing the
     /// table's previous version from `time` on (the watermark at which the job read the edit).
     pub tables: Vec<(&'static str, Time, Vec<String>)>,
+    /// Versions of the vin-to-sensor table: `(time, rows)`, each in force from `time` on.
+    pub vin_sensors: Vec<(Time, Vec<(Vin, SensorRow)>)>,
+    /// Versions of the buggy-sensor list: `(time, sensors)`, each in force from `time` on.
+    pub buggy_sensors: Vec<(Time, Vec<SensorId>)>,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { workers: 1, lateness: 5_000, clock: 1_764_064_800_000, params: Params::default(), tables: Vec::new() }
+        Setup {
+            workers: 1,
+            lateness: 5_000,
+            clock: 1_764_064_800_000,
+            params: Params::default(),
+            tables: Vec::new(),
+            vin_sensors: Vec::new(),
+            buggy_sensors: Vec::new(),
+        }
     }
 }
 
@@ -113,13 +125,18 @@ pub fn run_restarted(
         sets.reduce(|a, b| &a & &b).and_then(|common| common.last().copied())
     };
     let restored = at.map(|at| {
-        let mut states: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut restored = crate::checkpoint::Restored { at, ..Default::default() };
         for saved in first.checkpoints.iter().filter_map(|(_, s)| s.as_ref()).filter(|_| !restart.drop_state) {
-            for (name, bytes) in &saved[&at] {
-                states.entry(name.clone()).or_default().push(bytes.clone());
+            for (name, bytes) in &saved[&at].states {
+                restored.states.entry(name.clone()).or_default().push(bytes.clone());
+            }
+            // Increments: every one a worker kept up to the boundary (as the runtime keeps those
+            // of the complete checkpoints within the horizon).
+            for (name, bytes) in saved.range(..=at).flat_map(|(_, s)| &s.increments) {
+                restored.increments.entry(name.clone()).or_default().push(bytes.clone());
             }
         }
-        crate::checkpoint::Restored { at, states }
+        restored
     });
     let plan = Plan { workers: restart.workers, every: restart.every, restored, arrivals: arrivals.len() };
     let second = execute(analysis, settings, arrivals, setup, plan)?;
@@ -151,8 +168,15 @@ struct Plan {
     arrivals: usize,
 }
 
-/// One worker's complete checkpoints: boundary -> each operator's state.
-type WorkerCheckpoints = BTreeMap<Time, Vec<(String, Vec<u8>)>>;
+/// One worker's complete checkpoints by boundary.
+type WorkerCheckpoints = BTreeMap<Time, Saved>;
+
+/// What a worker saved for a boundary: each snapshot operator's state, each increments operator's
+/// increment.
+struct Saved {
+    states: Vec<(String, Vec<u8>)>,
+    increments: Vec<(String, Vec<u8>)>,
+}
 
 /// What one execution produced: output lines with their times, late readings, and each worker's
 /// complete checkpoints (boundary -> operator states).
@@ -187,8 +211,7 @@ fn execute(
         let mut input: InputHandleVec<Time, Reading> = InputHandleVec::new();
         let mut rows: InputSession<Time, (Vin, SensorRow), isize> = InputSession::new();
         let mut buggy: InputSession<Time, SensorId, isize> = InputSession::new();
-        let mut tables: Vec<(&'static str, InputSession<Time, String, isize>)> =
-            analysis.spec().tables.iter().map(|t| (t.name, InputSession::new())).collect();
+        let mut tables: Tables = analysis.spec().tables.iter().map(|t| (t.name, InputSession::new())).collect();
         let built = worker.dataflow::<Time, _, _>(|scope| {
             let clock = setup.clock;
             let mut core = Core::new(
@@ -217,12 +240,10 @@ fn execute(
         // Worker 0 feeds every input; the others close theirs at once.
         let mut inputs = Some((input, rows, buggy, tables));
         if worker.index() == 0 {
-            if let Some((input, rows, buggy, tables)) = inputs.as_mut() {
-                let mut versions = TableVersions::new(setup.tables.clone());
-                versions.advance(0, tables);
-                let mut inputs = Inputs { readings: input, rows, buggy, tables };
+            if let Some(owned) = inputs.as_mut() {
+                let mut inputs = Inputs::new(&setup, owned, &checkpoints);
                 let restored_at = restored.as_ref().as_ref().map_or(0, |r| r.at);
-                feed(worker, &setup, (&arrivals[..count], restored_at), &mut inputs, &mut versions, &late_tx);
+                feed(worker, &setup, (&arrivals[..count], restored_at), &mut inputs, &late_tx);
             }
         } else {
             inputs = None;
@@ -232,6 +253,7 @@ fn execute(
         let watermark = watermark_after(&arrivals[..count], setup.lateness).max(restored.as_ref().as_ref().map_or(0, |r| r.at));
         while probe.less_than(&watermark) {
             worker.step();
+            learn_complete(&checkpoints);
         }
         let _ = ck_tx.send((worker.index(), complete(&checkpoints)));
         drop(inputs);
@@ -258,9 +280,19 @@ fn timed_lines(rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) ->
 
 /// A worker's complete checkpoints (none if it has no stateful operator).
 fn complete(checkpoints: &Checkpoints) -> Option<WorkerCheckpoints> {
+    let owned = |saved: Vec<(String, std::rc::Rc<[u8]>)>| saved.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
     let saved = checkpoints.complete_all().into_iter();
-    let saved = saved.map(|t| (t, checkpoints.states_at(t).into_iter().map(|(n, b)| (n, b.to_vec())).collect())).collect();
+    let saved =
+        saved.map(|t| (t, Saved { states: owned(checkpoints.states_at(t)), increments: owned(checkpoints.increments_at(t)) })).collect();
     (!checkpoints.operators().is_empty()).then_some(saved)
+}
+
+/// As the runtime learns that checkpoints completed, one behind the latest saved (so that
+/// increments overlap, as they do when a checkpoint completes late).
+fn learn_complete(checkpoints: &Checkpoints) {
+    if let Some(t) = checkpoints.complete_all().iter().rev().nth(1) {
+        checkpoints.completed_through(*t);
+    }
 }
 
 /// Each stream's lines, sorted.
@@ -275,47 +307,53 @@ fn sorted(lines: impl Iterator<Item = (String, String)>) -> BTreeMap<String, Vec
     streams
 }
 
-/// A table's input.
-type Tables = Vec<(&'static str, InputSession<Time, String, isize>)>;
-
-/// The inputs worker 0 feeds.
+/// The inputs worker 0 feeds, each reference input with its versions.
 struct Inputs<'a> {
     readings: &'a mut InputHandleVec<Time, Reading>,
-    rows: &'a mut InputSession<Time, (Vin, SensorRow), isize>,
-    buggy: &'a mut InputSession<Time, SensorId, isize>,
-    tables: &'a mut Tables,
+    rows: Versioned<'a, (Vin, SensorRow)>,
+    buggy: Versioned<'a, SensorId>,
+    tables: Vec<Versioned<'a, String>>,
+    checkpoints: &'a Checkpoints,
 }
 
-/// The versions of a run's tables, applied to their inputs as the run's time passes them.
-struct TableVersions {
-    pending: std::iter::Peekable<std::vec::IntoIter<(&'static str, Time, Vec<String>)>>,
-    current: BTreeMap<&'static str, Vec<String>>,
+/// A reference input.
+type Session<T> = InputSession<Time, T, isize>;
+
+/// The analysis's tables, by name.
+type Tables = Vec<(&'static str, Session<String>)>;
+
+/// Every input of a worker's dataflow: readings, vin-to-sensor rows, buggy sensors, tables.
+type OwnedInputs = (InputHandleVec<Time, Reading>, Session<(Vin, SensorRow)>, Session<SensorId>, Tables);
+
+/// A reference input with its versions.
+type Versioned<'a, T> = (&'a mut Session<T>, Versions<T>);
+
+/// The versions of one reference input, applied as the run's time passes them.
+struct Versions<T> {
+    pending: std::iter::Peekable<std::vec::IntoIter<(Time, Vec<T>)>>,
+    current: Vec<T>,
 }
 
-impl TableVersions {
-    fn new(mut versions: Vec<(&'static str, Time, Vec<String>)>) -> Self {
-        versions.sort_by_key(|(_, t, _)| *t);
-        TableVersions { pending: versions.into_iter().peekable(), current: BTreeMap::new() }
+impl<T: differential_dataflow::Data> Versions<T> {
+    fn new(mut versions: Vec<(Time, Vec<T>)>) -> Self {
+        versions.sort_by_key(|(t, _)| *t);
+        Versions { pending: versions.into_iter().peekable(), current: Vec::new() }
     }
 
-    /// Applies the versions due by `time` (each at its own time), then advances the tables to `time`.
-    fn advance(&mut self, time: Time, tables: &mut Tables) {
-        while let Some((name, at, lines)) = self.pending.next_if(|(_, at, _)| *at <= time) {
-            for (n, session) in tables.iter_mut().filter(|(n, _)| *n == name) {
-                session.advance_to(at.max(*session.time()));
-                for old in self.current.remove(n).unwrap_or_default() {
-                    session.remove(old);
-                }
-                for line in &lines {
-                    session.insert(line.clone());
-                }
-                self.current.insert(name, lines.clone());
+    /// Applies the versions due by `time` (each at its own time), then advances `session` to `time`.
+    fn advance(&mut self, time: Time, session: &mut InputSession<Time, T, isize>) {
+        while let Some((at, rows)) = self.pending.next_if(|(at, _)| *at <= time) {
+            session.advance_to(at.max(*session.time()));
+            for old in std::mem::take(&mut self.current) {
+                session.remove(old);
             }
+            for row in &rows {
+                session.insert(row.clone());
+            }
+            self.current = rows;
         }
-        for (_, session) in tables.iter_mut() {
-            session.advance_to(time);
-            session.flush();
-        }
+        session.advance_to(time);
+        session.flush();
     }
 }
 
@@ -328,7 +366,6 @@ fn feed(
     setup: &Setup,
     (arrivals, restored_at): (&[Reading], Time),
     inputs: &mut Inputs<'_>,
-    versions: &mut TableVersions,
     late: &mpsc::Sender<Reading>,
 ) {
     let mut max_seen: Option<Time> = None;
@@ -346,8 +383,9 @@ fn feed(
             continue;
         }
         if *inputs.readings.time() < watermark.max(restored_at) {
-            inputs.advance(watermark.max(restored_at), versions);
+            inputs.advance(watermark.max(restored_at));
             worker.step();
+            learn_complete(inputs.checkpoints);
         }
         inputs.readings.send(*r);
         max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
@@ -355,18 +393,38 @@ fn feed(
     // The watermark after the last arrival (a stopped run's frontier stays there).
     let watermark = max_seen.map_or(0, |m| m.saturating_sub(setup.lateness)).max(restored_at);
     if *inputs.readings.time() < watermark {
-        inputs.advance(watermark, versions);
+        inputs.advance(watermark);
     }
 }
 
-impl Inputs<'_> {
-    /// Moves every input to `watermark`, applying the table versions due by then.
-    fn advance(&mut self, watermark: Time, versions: &mut TableVersions) {
-        self.readings.advance_to(watermark);
-        self.rows.advance_to(watermark);
-        self.buggy.advance_to(watermark);
-        self.rows.flush();
-        self.buggy.flush();
-        versions.advance(watermark, self.tables);
+impl<'a> Inputs<'a> {
+    /// The inputs with the versions of `setup`'s reference tables, each at its first version.
+    fn new(setup: &Setup, owned: &'a mut OwnedInputs, checkpoints: &'a Checkpoints) -> Self {
+        let (readings, rows, buggy, tables) = owned;
+        let tables = tables.iter_mut().map(|(name, session)| {
+            let versions = setup.tables.iter().filter(|(n, _, _)| n == name).map(|(_, t, lines)| (*t, lines.clone()));
+            (session, Versions::new(versions.collect()))
+        });
+        let mut inputs = Inputs {
+            readings,
+            rows: (rows, Versions::new(setup.vin_sensors.clone())),
+            buggy: (buggy, Versions::new(setup.buggy_sensors.clone())),
+            tables: tables.collect(),
+            checkpoints,
+        };
+        inputs.advance(0);
+        inputs
+    }
+
+    /// Moves every input to `watermark`, applying the reference versions due by then.
+    fn advance(&mut self, watermark: Time) {
+        if *self.readings.time() < watermark {
+            self.readings.advance_to(watermark);
+        }
+        self.rows.1.advance(watermark, self.rows.0);
+        self.buggy.1.advance(watermark, self.buggy.0);
+        for (session, versions) in &mut self.tables {
+            versions.advance(watermark, session);
+        }
     }
 }

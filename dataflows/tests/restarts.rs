@@ -2,10 +2,11 @@
 //! another worker count, reading every arrival again, gives exactly the outputs of a run that was
 //! never stopped (the first run's outputs before the checkpoint with the second's after it).
 
-use fleetflow_dataflows::analyses::{alerts::Alerts, daily_speeders::DailySpeeders, geofence::Geofence};
+use fleetflow_dataflows::analyses::{alerts::Alerts, buggy_devices::BuggyDevices, daily_speeders::DailySpeeders, geofence::Geofence};
 use fleetflow_dataflows::analyses::{harsh_braking::HarshBraking, speed_windows::SpeedWindows, speeders::Speeders};
 use fleetflow_dataflows::analysis::{Analysis, Setting, Settings};
 use fleetflow_dataflows::harness::{run, run_restarted, Restart, Setup};
+use fleetflow_dataflows::reference::SensorRow;
 use fleetflow_dataflows::{Reading, Time, Vin};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -44,6 +45,25 @@ fn zones() -> Vec<(&'static str, Time, Vec<String>)> {
     vec![("zones", 0, first), ("zones", START + 1_500_000, second)]
 }
 
+/// The vehicles' sensors: vehicle `v` carries `S{v % 4}`, vehicle 5 swaps to `S2` 40 minutes in;
+/// `S1` is buggy, then `S2` too 40 minutes in, then `S2` only 50 minutes in: edits within the
+/// 10-minute correction horizon of windows before most stops, so the restored run must hold them.
+fn setup() -> Setup {
+    let vin = |v: u64| Vin::parse(format!("1HGCM82633A{v:06}").as_bytes()).unwrap();
+    let row = |from: Time, s: u64| SensorRow { effective_from: from, sensor: format!("S{s}") };
+    let first: Vec<(Vin, SensorRow)> = (0..12).map(|v| (vin(v), row(0, v % 4))).collect();
+    let mut second = first.clone();
+    second.push((vin(5), row(START + 2_100_000, 2)));
+    let sensors = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Setup {
+        workers: 2,
+        tables: zones(),
+        vin_sensors: vec![(0, first), (START + 2_400_000, second)],
+        buggy_sensors: vec![(0, sensors(&["S1"])), (START + 2_400_000, sensors(&["S1", "S2"])), (START + 3_000_000, sensors(&["S2"]))],
+        ..Setup::default()
+    }
+}
+
 fn analyses() -> Vec<(&'static dyn Analysis, Settings)> {
     let geofence: Settings =
         [("forget_after_secs".to_string(), Setting::Number(600.0)), ("zones".to_string(), Setting::Text("reference/zones.txt".into()))]
@@ -56,6 +76,7 @@ fn analyses() -> Vec<(&'static dyn Analysis, Settings)> {
         (&Alerts, Settings::new()),
         (&HarshBraking, Settings::new()),
         (&Geofence, geofence),
+        (&BuggyDevices, Settings::new()),
     ]
 }
 
@@ -64,11 +85,16 @@ fn every_analysis_restored_at_another_worker_count_equals_an_uninterrupted_run()
     let arrivals = drives(7);
     for (analysis, settings) in analyses() {
         let name = analysis.spec().name;
-        let setup = Setup { workers: 2, tables: zones(), ..Setup::default() };
+        let setup = setup();
         let whole = run(analysis, settings.clone(), arrivals.clone(), &setup).unwrap();
         let records: usize = whole.streams.values().map(Vec::len).sum();
         assert!(records > 0, "{name}: the drives give it something to say");
         assert!(!whole.late.is_empty(), "some readings are late");
+        if name == "buggy_devices" {
+            let lines = &whole.streams["buggy_devices"];
+            let corrections = |kind: &str| lines.iter().filter(|l| l.contains(&format!("\"revision\":\"{kind}\""))).count();
+            assert!(corrections("retract") > 0 && corrections("insert") > 0, "the edits correct past windows: {lines:?}");
+        }
         for (stop, workers) in [(0.3, 1), (0.55, 3), (0.8, 2)] {
             let restart = Restart { every: 120_000, stop_after: (arrivals.len() as f64 * stop) as usize, workers, drop_state: false };
             let (restored, at) = run_restarted(analysis, settings.clone(), arrivals.clone(), &setup, &restart).unwrap();
@@ -85,7 +111,7 @@ fn without_its_checkpointed_state_each_stateful_analysis_would_differ() {
     // The test above can fail: restoring the checkpoint's boundary but none of its state (the
     // readings before it still dropped) shows in every stateful analysis's outputs.
     let arrivals = drives(7);
-    let setup = Setup { workers: 2, tables: zones(), ..Setup::default() };
+    let setup = setup();
     // (Harsh braking keeps its state in `Ordered`, as geofence does; its drops rarely span a
     // boundary in these drives, so geofence shows what losing that state does.)
     for (analysis, settings) in analyses().into_iter().skip(2).filter(|(a, _)| a.spec().name != "harsh_braking") {

@@ -5,6 +5,7 @@
 //! for when it is taken).
 
 pub mod config;
+pub mod increments;
 pub mod objects;
 pub mod part;
 pub mod store;

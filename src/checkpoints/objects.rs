@@ -184,6 +184,23 @@ impl Objects {
         Ok(names)
     }
 
+    /// Removes the file at `key` (nothing if it is gone).
+    pub fn remove_file(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Objects::Folder(root) => {
+                let path = root.join(key);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+                    _ => Ok(()),
+                }
+            }
+            Objects::S3 { client, bucket, prefix } => {
+                let delete = client.delete_object().bucket(bucket).key(format!("{prefix}{key}")).send();
+                crate::aws::runtime().block_on(delete).map(|_| ()).map_err(|e| self.s3_error("removing", key, &e))
+            }
+        }
+    }
+
     /// Removes `dir` and everything below it.
     pub fn remove(&self, dir: &str) -> Result<(), StoreError> {
         match self {

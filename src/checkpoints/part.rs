@@ -23,11 +23,16 @@ pub struct Part {
     pub states: Vec<(String, Vec<u8>)>,
     /// This worker's partitions.
     pub positions: Vec<SavedPosition>,
+    /// The reference tables this worker read (the first worker), as of the durable frontier:
+    /// each table's rows, each row encoded (see `job::reference_versions`).
+    pub references: Vec<(String, Vec<Vec<u8>>)>,
 }
 
-/// The first bytes of a part in this format; a part without them is of the first format, which
-/// had no source state in its positions (read still: a job upgraded mid-run restores it).
-const MAGIC: &[u8; 8] = b"FFPART02";
+/// The first bytes of a part in this format. Parts of the two earlier formats are read still (a
+/// job upgraded mid-run restores them): the second had no reference tables, the first (no magic)
+/// no source state in its positions either.
+const MAGIC: &[u8; 8] = b"FFPART03";
+const SECOND: &[u8; 8] = b"FFPART02";
 
 impl Part {
     /// The part as stored: the format's magic, then the part.
@@ -37,30 +42,50 @@ impl Part {
         Ok(bytes)
     }
 
-    /// A stored part, of this format or the first.
+    /// A stored part, of this format or an earlier one.
     pub fn decode(bytes: &[u8]) -> Result<Part, bincode::Error> {
-        match bytes.strip_prefix(MAGIC) {
-            Some(rest) => bincode::deserialize(rest),
+        if let Some(rest) = bytes.strip_prefix(MAGIC) {
+            return bincode::deserialize(rest);
+        }
+        match bytes.strip_prefix(SECOND) {
+            Some(rest) => bincode::deserialize::<second::Part<SavedPosition>>(rest).map(Part::from),
             None => bincode::deserialize::<first::Part>(bytes).map(Part::from),
         }
     }
 }
 
-/// The first format of a part.
-mod first {
+/// The second format of a part: this one without reference tables (and, with the first format's
+/// positions, the first format).
+mod second {
     use fleetflow_dataflows::Time;
     use serde::Deserialize;
 
     #[derive(Deserialize)]
-    pub struct Part {
+    pub struct Part<P> {
         pub at: Time,
         pub durable: Time,
         pub worker: usize,
         pub peers: usize,
         pub shape: String,
         pub states: Vec<(String, Vec<u8>)>,
-        pub positions: Vec<Position>,
+        pub positions: Vec<P>,
     }
+}
+
+impl<P: Into<SavedPosition>> From<second::Part<P>> for Part {
+    fn from(p: second::Part<P>) -> Self {
+        let second::Part { at, durable, worker, peers, shape, states, positions } = p;
+        let positions = positions.into_iter().map(Into::into).collect();
+        Part { at, durable, worker, peers, shape, states, positions, references: Vec::new() }
+    }
+}
+
+/// The first format of a part: positions without a source state.
+mod first {
+    use fleetflow_dataflows::Time;
+    use serde::Deserialize;
+
+    pub type Part = super::second::Part<Position>;
 
     #[derive(Deserialize)]
     pub struct Position {
@@ -72,21 +97,10 @@ mod first {
     }
 }
 
-impl From<first::Part> for Part {
-    fn from(p: first::Part) -> Self {
-        let positions = p
-            .positions
-            .into_iter()
-            .map(|q| SavedPosition {
-                partition: q.partition,
-                offset: q.offset,
-                max_ts: q.max_ts,
-                read_to: q.read_to,
-                delivered: q.delivered,
-                source_state: Vec::new(),
-            })
-            .collect();
-        Part { at: p.at, durable: p.durable, worker: p.worker, peers: p.peers, shape: p.shape, states: p.states, positions }
+impl From<first::Position> for SavedPosition {
+    fn from(q: first::Position) -> Self {
+        let first::Position { partition, offset, max_ts, read_to, delivered } = q;
+        SavedPosition { partition, offset, max_ts, read_to, delivered, source_state: Vec::new() }
     }
 }
 
@@ -95,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_of_this_format_and_of_the_first_read_back() {
+    fn parts_of_this_format_and_of_the_earlier_ones_read_back() {
         let position = SavedPosition {
             partition: "t/0".into(),
             offset: 7,
@@ -112,9 +126,17 @@ mod tests {
             shape: "s".into(),
             states: vec![("a".into(), vec![4])],
             positions: vec![position],
+            references: vec![("vin_sensors".into(), vec![vec![5, 6]])],
         };
         let back = Part::decode(&part.encode().unwrap()).unwrap();
         assert_eq!((back.at, back.positions.clone(), back.states.clone()), (part.at, part.positions.clone(), part.states.clone()));
+        assert_eq!(back.references, part.references);
+        // A part of the second format: this one without the reference tables.
+        let mut second = SECOND.to_vec();
+        let fields = (part.at, part.durable, part.worker, part.peers, &part.shape, &part.states, &part.positions);
+        bincode::serialize_into(&mut second, &fields).unwrap();
+        let back = Part::decode(&second).unwrap();
+        assert_eq!((back.positions, back.references.len()), (part.positions.clone(), 0));
         // A part of the first format: the same fields, positions without a source state.
         #[derive(Serialize)]
         struct FirstPosition<'a>(&'a str, i64, Option<Time>, Option<u64>, Vec<(u64, u64)>);

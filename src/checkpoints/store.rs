@@ -3,12 +3,19 @@
 //! for an exact stop's, a time after the stop's frontier: see `job::checkpointer`), in a folder or an S3 prefix (see
 //! [`Objects`]). Each file is written whole or not at all, so a crash leaves a checkpoint whole,
 //! or without its `COMPLETE` and not restored.
+//!
+//! A job with increments operators (the reference join's held windows) also writes
+//! `incr-<worker>-of-<peers>.bin` before each part. Pruning keeps the increments (and the marker)
+//! of every complete checkpoint within the history the job asks for (the correction horizon),
+//! and a restore reads them all back: see `fleetflow_dataflows::checkpoint` for why they cover
+//! that history.
 
 use std::collections::BTreeMap;
 
 use fleetflow_dataflows::checkpoint::Restored;
 use fleetflow_dataflows::Time;
 
+use super::increments::Increments;
 use super::objects::Objects;
 use super::part::{Part, SavedPosition};
 
@@ -52,6 +59,8 @@ pub struct Loaded {
     pub name: Time,
     /// Positions by partition name.
     pub positions: BTreeMap<String, SavedPosition>,
+    /// The reference tables as of the durable frontier, by table: each row encoded.
+    pub references: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 /// One job's checkpoints.
@@ -85,6 +94,13 @@ impl StateStore {
         let file = format!("part-{:04}-of-{:04}.bin", part.worker, part.peers);
         self.objects.put(&format!("{}/{file}", self.folder(name)), &bytes)?;
         Ok(bytes.len() as u64)
+    }
+
+    /// Writes this worker's `increments` for the checkpoint named `name` (before its part: a part
+    /// written means its increments are).
+    pub fn write_increments(&self, name: Time, (worker, peers): (usize, usize), increments: &Increments) -> Result<(), StoreError> {
+        let bytes = increments.encode().map_err(|e| StoreError::Invalid { path: "increments".into(), problem: e.to_string() })?;
+        self.objects.put(&format!("{}/incr-{worker:04}-of-{peers:04}.bin", self.folder(name)), &bytes)
     }
 
     /// How many parts of the checkpoint named `at` a job of `peers` workers has written (parts a
@@ -124,26 +140,36 @@ impl StateStore {
         Ok(self.checkpoints()?.into_iter().map(|(t, _)| t).collect())
     }
 
-    /// Every checkpoint's boundary and whether it is complete, oldest first (one listing).
+    /// Every checkpoint's name and whether it is complete, oldest first (one listing).
     fn checkpoints(&self) -> Result<Vec<(Time, bool)>, StoreError> {
-        let mut all: BTreeMap<Time, bool> = BTreeMap::new();
-        for key in self.objects.list_all(&self.root)? {
-            let Some((folder, name)) = key.split_once('/') else { continue };
-            if let Ok(t) = folder.parse() {
-                *all.entry(t).or_default() |= name == COMPLETE;
-            }
-        }
-        Ok(all.into_iter().collect())
+        Ok(checkpoints_in(&self.objects.list_all(&self.root)?))
     }
 
     /// Removes every checkpoint older than the `keep` latest complete ones (and half-written
-    /// ones older than the latest complete one).
-    pub fn prune(&self, keep: usize) -> Result<(), StoreError> {
-        let all = self.checkpoints()?;
+    /// ones older than the latest complete one), but keeps the increments and the marker of the
+    /// complete ones named after `history_after` (their parts go).
+    pub fn prune(&self, keep: usize, history_after: Time) -> Result<(), StoreError> {
+        let files = self.objects.list_all(&self.root)?;
+        let all = checkpoints_in(&files);
         let completed: Vec<Time> = all.iter().filter(|(_, c)| *c).map(|(t, _)| *t).collect();
         let Some(&oldest_kept) = completed.get(completed.len().saturating_sub(keep.max(1))) else { return Ok(()) };
-        for (t, _) in all.into_iter().filter(|(t, _)| *t < oldest_kept) {
-            self.objects.remove(&self.folder(t))?;
+        for (t, complete) in all.into_iter().filter(|(t, _)| *t < oldest_kept) {
+            let folder = format!("{t:015}/");
+            let in_folder = files.iter().filter_map(|f| f.strip_prefix(&folder));
+            let (mut increments, mut parts) = (false, Vec::new());
+            for name in in_folder {
+                increments |= name.starts_with("incr-");
+                if name.starts_with("part-") {
+                    parts.push(name.to_string());
+                }
+            }
+            if complete && increments && t > history_after {
+                for name in parts {
+                    self.objects.remove_file(&format!("{}/{name}", self.folder(t)))?;
+                }
+            } else {
+                self.objects.remove(&self.folder(t))?;
+            }
         }
         Ok(())
     }
@@ -157,12 +183,13 @@ impl StateStore {
         Ok(all.len())
     }
 
-    /// The latest complete checkpoint, if any; `shape` must be the job's.
-    pub fn latest(&self, shape: &str) -> Result<Option<Loaded>, StoreError> {
-        let Some(name) = self.completed()?.pop() else { return Ok(None) };
+    /// The latest complete checkpoint, if any, with the increments of the complete checkpoints
+    /// within `history` ms before its boundary; `shape` must be the job's.
+    pub fn latest(&self, shape: &str, history: Time) -> Result<Option<Loaded>, StoreError> {
+        let mut completed = self.completed()?;
+        let Some(name) = completed.pop() else { return Ok(None) };
         let dir = self.folder(name);
-        let marker = self.objects.get(&format!("{dir}/{COMPLETE}"))?.unwrap_or_default();
-        let peers = String::from_utf8_lossy(&marker).trim().parse().ok();
+        let peers = self.peers_of(name)?;
         let mut loaded = Loaded { durable: Time::MAX, name, ..Loaded::default() };
         let mut parts = 0;
         for file in self.objects.list(&dir, false)?.into_iter().filter(|n| is_part_of(n, peers)) {
@@ -175,11 +202,44 @@ impl StateStore {
                 loaded.restored.states.entry(operator).or_default().push(state);
             }
             loaded.positions.extend(part.positions.into_iter().map(|p| (p.partition.clone(), p)));
+            loaded.references.extend(part.references);
         }
         if parts == 0 {
             return Err(StoreError::Invalid { path: self.objects.describe(&dir), problem: "complete but holds no part".into() });
         }
+        if history > 0 {
+            let after = loaded.restored.at.saturating_sub(history);
+            let within = completed.into_iter().filter(|c| *c > after);
+            for c in within.chain(std::iter::once(name)) {
+                self.read_increments(c, shape, &mut loaded)?;
+            }
+        }
         Ok(Some(loaded))
+    }
+
+    /// The workers of the job that completed the checkpoint named `name` (from its marker).
+    fn peers_of(&self, name: Time) -> Result<Option<usize>, StoreError> {
+        let marker = self.objects.get(&format!("{}/{COMPLETE}", self.folder(name)))?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&marker).trim().parse().ok())
+    }
+
+    /// Adds the increments of the complete checkpoint named `name` to `loaded`.
+    fn read_increments(&self, name: Time, shape: &str, loaded: &mut Loaded) -> Result<(), StoreError> {
+        let (dir, peers) = (self.folder(name), self.peers_of(name)?);
+        let of_job = |n: &String| n.starts_with("incr-") && peers.is_none_or(|p| n.ends_with(&format!("-of-{p:04}.bin")));
+        for file in self.objects.list(&dir, false)?.into_iter().filter(of_job) {
+            let key = format!("{dir}/{file}");
+            let invalid = |problem: String| StoreError::Invalid { path: self.objects.describe(&key), problem };
+            let bytes = self.objects.get(&key)?.ok_or_else(|| invalid("listed but gone; is another job using this store?".into()))?;
+            let read = Increments::decode(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
+            if read.shape != shape {
+                return Err(invalid(format!("was taken by a job computing {:?}, this one computes {shape:?}", read.shape)));
+            }
+            for (operator, increment) in read.increments {
+                loaded.restored.increments.entry(operator).or_default().push(increment);
+            }
+        }
+        Ok(())
     }
 
     /// The part at `key`, refused unless it was taken by a job of `shape`.
@@ -196,6 +256,19 @@ impl StateStore {
         }
         Ok(part)
     }
+}
+
+/// Every checkpoint's name and whether it is complete, oldest first, from a listing of the
+/// store's files (`<name>/<file>`).
+fn checkpoints_in(files: &[String]) -> Vec<(Time, bool)> {
+    let mut all: BTreeMap<Time, bool> = BTreeMap::new();
+    for key in files {
+        let Some((folder, name)) = key.split_once('/') else { continue };
+        if let Ok(t) = folder.parse() {
+            *all.entry(t).or_default() |= name == COMPLETE;
+        }
+    }
+    all.into_iter().collect()
 }
 
 /// Whether a file is a part written by a job of `peers` workers (any, if none is given).
@@ -223,6 +296,7 @@ mod tests {
                 delivered: Vec::new(),
                 source_state: Vec::new(),
             }],
+            references: Vec::new(),
         }
     }
 
@@ -230,7 +304,7 @@ mod tests {
     fn the_latest_complete_checkpoint_is_read_back_whole_and_old_ones_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(Objects::Folder(dir.path().to_path_buf()), "group/1");
-        assert!(store.latest("s").unwrap().is_none());
+        assert!(store.latest("s", 0).unwrap().is_none());
         for at in [60_000, 120_000, 180_000, 240_000] {
             store.write_part(at, &part(at, 0, at)).unwrap();
             store.write_part(at, &part(at, 1, at)).unwrap();
@@ -238,18 +312,18 @@ mod tests {
             store.complete(at, 2).unwrap();
         }
         store.write_part(300_000, &part(300_000, 0, 300_000)).unwrap(); // half written: not complete
-        let loaded = store.latest("s").unwrap().unwrap();
+        let loaded = store.latest("s", 0).unwrap().unwrap();
         assert_eq!((loaded.restored.at, loaded.durable), (240_000, 240_000), "the latest complete");
         assert_eq!(loaded.restored.states["daily_speeders.days"].len(), 2);
         assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
-        store.prune(2).unwrap();
+        store.prune(2, 0).unwrap();
         assert_eq!(store.completed().unwrap(), [180_000, 240_000]);
         assert_eq!(store.parts_written(300_000, 2).unwrap(), 1, "newer half-written checkpoints stay");
         // A part a job of 4 workers left at 240 s (killed while writing) is not read with those of 2.
         store.write_part(240_000, &Part { peers: 4, worker: 3, ..part(240_000, 3, 240_000) }).unwrap();
         assert_eq!(store.parts_written(240_000, 2).unwrap(), 2);
-        assert_eq!(store.latest("s").unwrap().unwrap().positions.len(), 2);
-        let e = store.latest("other").unwrap_err().to_string();
+        assert_eq!(store.latest("s", 0).unwrap().unwrap().positions.len(), 2);
+        let e = store.latest("other", 0).unwrap_err().to_string();
         assert!(e.contains("start afresh") && e.contains("\"s\""), "{e}");
         // An exact stop's checkpoint: the state as of 240 s, everything before 250 s delivered,
         // named after that frontier.
@@ -257,17 +331,52 @@ mod tests {
             store.write_part(250_001, &part(240_000, worker, 250_000)).unwrap();
         }
         store.complete(250_001, 2).unwrap();
-        let loaded = store.latest("s").unwrap().unwrap();
+        let loaded = store.latest("s", 0).unwrap().unwrap();
         assert_eq!((loaded.restored.at, loaded.durable), (240_000, 250_000));
         // A checkpoint whose parts are all written but which was not marked: completed on demand.
         store.write_part(300_000, &part(300_000, 1, 300_000)).unwrap();
         assert!(!store.complete_if_whole(250_001).unwrap(), "already complete");
         assert!(store.complete_if_whole(300_000).unwrap());
-        assert_eq!(store.latest("s").unwrap().unwrap().restored.at, 300_000);
+        assert_eq!(store.latest("s", 0).unwrap().unwrap().restored.at, 300_000);
         store.write_part(360_000, &part(360_000, 1, 360_000)).unwrap();
         assert!(!store.complete_if_whole(360_000).unwrap(), "one part of two");
         assert_eq!(store.clear().unwrap(), 5);
-        assert!(store.latest("s").unwrap().is_none());
+        assert!(store.latest("s", 0).unwrap().is_none());
         assert!(store.location().ends_with("group_1"), "a group name is a folder name");
+    }
+
+    #[test]
+    fn increments_of_complete_checkpoints_within_the_history_are_kept_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(Objects::Folder(dir.path().to_path_buf()), "g");
+        let incr = |at: Time, worker: u8| Increments {
+            at,
+            shape: "s".into(),
+            increments: vec![("held".into(), vec![worker, (at / 60_000) as u8])],
+        };
+        for at in [60_000, 120_000, 180_000, 240_000, 300_000] {
+            for worker in [0, 1] {
+                store.write_increments(at, (worker, 2), &incr(at, worker as u8)).unwrap();
+                store.write_part(at, &part(at, worker, at)).unwrap();
+            }
+            if at != 180_000 {
+                store.complete(at, 2).unwrap(); // 180 s never completed: its increments are not read
+            }
+        }
+        store.write_increments(360_000, (0, 2), &incr(360_000, 0)).unwrap(); // half written
+                                                                             // Keep 2 whole; the increments of complete checkpoints after 300 s - 200 s.
+        store.prune(2, 100_000).unwrap();
+        let files = |at: Time| Objects::Folder(dir.path().to_path_buf()).list(&format!("g/{at:015}"), false).unwrap();
+        assert!(files(60_000).is_empty(), "before the history: removed");
+        assert_eq!(files(120_000), ["COMPLETE", "incr-0000-of-0002.bin", "incr-0001-of-0002.bin"], "parts gone, increments kept");
+        assert!(files(180_000).is_empty(), "never completed: removed");
+        assert_eq!(files(240_000).len(), 5, "among the 2 kept whole");
+        let loaded = store.latest("s", 200_000).unwrap().unwrap();
+        assert_eq!(loaded.restored.at, 300_000);
+        let mut read: Vec<Vec<u8>> = loaded.restored.increments["held"].clone();
+        read.sort();
+        assert_eq!(read, [[0, 2], [0, 4], [0, 5], [1, 2], [1, 4], [1, 5]], "120, 240 and 300 s, both workers");
+        let loaded = store.latest("s", 0).unwrap().unwrap();
+        assert!(loaded.restored.increments.is_empty(), "no history asked for");
     }
 }

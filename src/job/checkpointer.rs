@@ -24,7 +24,9 @@ use fleetflow_dataflows::time::align;
 use fleetflow_dataflows::Time;
 use tracing::{debug, info};
 
+use super::reference_versions::SharedVersions;
 use super::JobError;
+use crate::checkpoints::increments::Increments;
 use crate::checkpoints::part::{Part, SavedPosition};
 use crate::checkpoints::store::{StateStore, StoreError};
 use crate::operations::metrics::Metrics;
@@ -66,6 +68,10 @@ pub struct Checkpointer {
     /// still; and the highest durable frontier a part was written with.
     idle: Option<(Time, Instant)>,
     durable_written: Time,
+    /// How far back the increments of complete checkpoints are kept (the correction horizon).
+    history: Time,
+    /// The reference tables' versions (the first worker's; empty on the others).
+    references: SharedVersions,
 }
 
 impl Checkpointer {
@@ -100,7 +106,16 @@ impl Checkpointer {
             looked,
             idle: idle_commits.then(|| (0, Instant::now())),
             durable_written: restored_name.max(restored),
+            history: 0,
+            references: SharedVersions::default(),
         }
+    }
+
+    /// Keeps the increments of complete checkpoints for `history` ms, and saves the reference
+    /// tables' `versions` with each part.
+    pub fn with_history(mut self, history: Time, versions: SharedVersions) -> Self {
+        (self.history, self.references) = (history, versions);
+        self
     }
 
     /// The boundary this worker may write now: the latest that every operator saved (the
@@ -197,10 +212,16 @@ impl Checkpointer {
     fn write(&mut self, driver: &mut SourceDriver, (at, name): (Time, Time), durable: Time, read_all: bool) -> Result<(), JobError> {
         let positions = driver.positions_at(at, durable, read_all);
         let states = self.registry.states_at(at).into_iter().map(|(name, bytes)| (name, bytes.to_vec())).collect();
-        let part =
-            Part { at, durable, worker: self.worker, peers: self.peers, shape: self.shape.clone(), states, positions: positions.clone() };
+        let references = self.references.borrow().as_of(durable);
+        let (worker, peers, shape) = (self.worker, self.peers, self.shape.clone());
+        let part = Part { at, durable, worker, peers, shape: shape.clone(), states, positions: positions.clone(), references };
         let started = Instant::now();
+        let increments: Vec<(String, Vec<u8>)> = self.registry.increments_at(at).into_iter().map(|(n, b)| (n, b.to_vec())).collect();
+        if !increments.is_empty() {
+            self.store.write_increments(name, (worker, peers), &Increments { at, shape, increments }).map_err(store)?;
+        }
         let bytes = self.store.write_part(name, &part).map_err(store)?;
+        self.references.borrow_mut().settled_before(durable);
         Metrics::add(&self.metrics.checkpoint_parts, 1);
         Metrics::add(&self.metrics.checkpoint_bytes, bytes);
         Metrics::add(&self.metrics.checkpoint_write_micros, started.elapsed().as_micros() as u64);
@@ -236,6 +257,10 @@ impl Checkpointer {
             if let Some(w) = self.positions.iter().rev().find(|w| w.name <= latest) {
                 driver.commit_positions(&w.positions, w.name)?;
             }
+            // Increments saved from now on start at its boundary (it holds this worker's part).
+            if let Some(w) = self.positions.iter().find(|w| w.name == latest) {
+                self.registry.completed_through(w.at);
+            }
             self.positions.retain(|w| w.name > latest);
         }
         Ok(())
@@ -255,7 +280,7 @@ impl Checkpointer {
                 return Ok(());
             }
             self.store.complete(w.name, self.peers).map_err(store)?;
-            self.store.prune(self.keep).map_err(store)?;
+            self.store.prune(self.keep, w.at.saturating_sub(self.history)).map_err(store)?;
             info!("checkpoint complete: state as of {}", crate::encode::rfc3339(w.at));
             return Ok(());
         }

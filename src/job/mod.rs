@@ -6,6 +6,7 @@
 mod checkpointer;
 mod dataflow;
 pub mod partitions;
+mod reference_versions;
 mod references;
 mod stopping;
 mod worker;
@@ -386,7 +387,7 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
         if let Some((name, sink, t)) = &exact {
             complete_committed(&store, (name, sink, t))?;
         }
-        let loaded = store.latest(&shape).map_err(fail)?;
+        let loaded = store.latest(&shape, config.params().correction_horizon_ms).map_err(fail)?;
         match &loaded {
             Some(l) => tracing::info!(
                 "restoring the checkpoint of {} from {}: outputs before {} were delivered",

@@ -92,7 +92,7 @@ impl<'w> WorkerLoop<'w> {
         let profile = OperatorProfile::install(worker);
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;
         let queries = live.register();
-        let references = References::open(index, config, &tables, sessions, (live, metrics))?;
+        let references = References::open(index, config, (&tables, restore.as_deref()), sessions, (live, metrics))?;
         let params = config.params();
         let mut driver =
             SourceDriver::new(partitions, built.inputs, config.windows.allowed_lateness_ms, params.tumbling_ms, metrics.clone())
@@ -108,6 +108,7 @@ impl<'w> WorkerLoop<'w> {
             let idle_commits = super::exactly_once_sink(config).is_some();
             let identity = (s.shape.clone(), config.checkpoints.keep, restored_name, idle_commits);
             Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), identity)
+                .with_history(params.correction_horizon_ms, references.versions())
         });
         // A stop of a source that can be read again keeps the open windows open for the restart.
         let exact = config.stops_exactly();

@@ -15,7 +15,8 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::reference::{SensorId, TimelineTrace};
 use crate::time::Time;
-use crate::windows::{Offsets, Window};
+use crate::checkpoint::OperatorState;
+use crate::windows::{Held, Offsets, Window};
 
 /// One `buggy_devices` row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,14 +62,16 @@ impl Change<BuggyDevice> {
 /// A window enters the join when it closes (time `end - 1`) and leaves it `horizon` ms later
 /// (`horizon >= 1`): until then a reference change at time `t` yields correcting changes at `t`,
 /// after it the window's state is released and its rows are final. The output holds the
-/// initial rows and the corrections, not the releases.
+/// initial rows and the corrections, not the releases. The windows the join holds are
+/// checkpointed into `held` (see [`Held`]).
 pub fn buggy_devices<'scope>(
     windows: StreamVec<'scope, Time, Window<Vin, Offsets>>,
     timelines: Arranged<'scope, TimelineTrace>,
     horizon: Time,
+    held: OperatorState,
 ) -> StreamVec<'scope, Time, Change<BuggyDevice>> {
     assert!(horizon >= 1, "the correction horizon must be at least 1 ms");
-    let summaries = windows.map(|w| ((w.key, (w.start, w.end, w.agg)), w.end - 1, 1isize)).as_collection();
+    let summaries = windows.held(horizon, held).map(|w| ((w.key, (w.start, w.end, w.agg)), w.end - 1, 1isize)).as_collection();
     let held = summaries.clone().concat(summaries.negate().delay(move |t| t + horizon));
     held.join_core(timelines, |vin, (start, end, offsets), timeline| {
         let mut rows: Vec<BuggyDevice> = Vec::new();
@@ -163,11 +166,12 @@ impl Analysis for BuggyDevices {
             let none = timely::dataflow::operators::generic::operator::empty(ctx.readings().scope());
             return ctx.output::<Change<BuggyDevice>>("buggy_devices", none);
         }
-        // (The windows within the correction horizon are not checkpointed: with every reading's
-        // offset they are as large as the readings of the horizon; see docs/checkpoints.md.)
         let offsets = ctx.window_offsets()?;
         let timelines = ctx.timelines();
-        let rows = buggy_devices(offsets, timelines, ctx.params().correction_horizon_ms);
+        // (The windows within the correction horizon are as large as its readings: checkpointed
+        // as increments, see docs/checkpoints.md.)
+        let held = ctx.increments("held");
+        let rows = buggy_devices(offsets, timelines, ctx.params().correction_horizon_ms, held);
         ctx.output("buggy_devices", rows)
     }
 
@@ -181,5 +185,6 @@ impl Analysis for BuggyDevices {
 /// hands to its output, for tests that look at the changes themselves.
 pub fn rows_of<'scope>(core: &mut crate::analysis::Core<'scope>) -> StreamVec<'scope, Time, Change<BuggyDevice>> {
     let horizon = core.params().correction_horizon_ms;
-    buggy_devices(core.window_offsets(), core.timelines(), horizon)
+    let held = core.checkpoints().increments("buggy_devices.held");
+    buggy_devices(core.window_offsets(), core.timelines(), horizon, held)
 }

@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::reading::Vin;
 use crate::time::Time;
 
+pub mod held;
 pub mod offsets;
 pub mod open;
 pub mod ordered;
 pub mod sliding;
 pub mod tumbling;
 
+pub use held::Held;
 pub use offsets::Offsets;
 pub use open::OpenWindows;
 pub use ordered::Ordered;
