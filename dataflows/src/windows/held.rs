@@ -98,13 +98,16 @@ mod tests {
 
     type W = Window<u64, u32>;
 
+    /// The increments saved, by boundary.
+    type Increments = BTreeMap<Time, Vec<W>>;
+
     fn w(key: u64, end: Time) -> W {
         Window { key, start: end - 10, end, agg: key as u32 }
     }
 
     /// Runs windows through `held` on one worker, sent at time 0 with the input then held at
     /// 205; returns what it passed on with their times and the increments saved by boundary.
-    fn through(windows: Vec<W>, restored: Option<Restored>, complete: Time) -> (Vec<(Time, W)>, BTreeMap<Time, Vec<W>>) {
+    fn through(windows: Vec<W>, restored: Option<Restored>, complete: Time) -> (Vec<(Time, W)>, Increments) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let saved = Arc::new(Mutex::new(BTreeMap::new()));
         let (s, k) = (seen.clone(), saved.clone());
