@@ -2,42 +2,89 @@
 //! between dataflow steps (on the worker that owns the operator; it is not `Send`).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
+use timely::dataflow::operators::Capability;
 
 use crate::time::{Pending, Time};
 
 /// The open windows of one operator on one worker: per window end, each key's aggregate so far.
 pub struct OpenWindows<K, A> {
-    pub(crate) state: Rc<RefCell<Pending<FxHashMap<K, A>>>>,
-    pub(crate) size: Time,
+    layout: Layout<K, A>,
+    size: Time,
+}
+
+/// Open windows kept by end: each end's keys, and the capability to emit them (at `end - 1`).
+pub(crate) type ByEnd<K, A> = Pending<FxHashMap<K, A>>;
+
+/// How an operator keeps its open windows.
+enum Layout<K, A> {
+    /// A map of keys per window end (tumbling windows: a key is in one open window at a time).
+    ByEnd(Rc<RefCell<ByEnd<K, A>>>),
+    /// A map of windows per key (sliding windows: a pane goes to every window it falls in, all
+    /// found with one look-up of its key).
+    ByKey(Rc<RefCell<ByKey<K, A>>>),
+}
+
+/// Open windows kept per key: each key's aggregates by window end, ascending, and the
+/// capability of every open window end (at `end - 1`).
+pub(crate) struct ByKey<K, A> {
+    pub(crate) keys: FxHashMap<K, Vec<(Time, A)>>,
+    pub(crate) ends: BTreeMap<Time, Capability<Time>>,
 }
 
 impl<K, A> Clone for OpenWindows<K, A> {
     fn clone(&self) -> Self {
-        OpenWindows { state: self.state.clone(), size: self.size }
+        let layout = match &self.layout {
+            Layout::ByEnd(s) => Layout::ByEnd(s.clone()),
+            Layout::ByKey(s) => Layout::ByKey(s.clone()),
+        };
+        OpenWindows { layout, size: self.size }
     }
 }
 
 impl<K, A> OpenWindows<K, A> {
-    pub(crate) fn new(size: Time) -> Self {
-        OpenWindows { state: Rc::new(RefCell::new(Pending::new())), size }
+    /// Windows of `size` ms kept by end; the operator's state is `state`.
+    pub(crate) fn by_end(size: Time) -> (Self, Rc<RefCell<ByEnd<K, A>>>) {
+        let state = Rc::new(RefCell::new(Pending::new()));
+        (OpenWindows { layout: Layout::ByEnd(state.clone()), size }, state)
+    }
+
+    /// Windows of `size` ms kept by key; the operator's state is `state`.
+    pub(crate) fn by_key(size: Time) -> (Self, Rc<RefCell<ByKey<K, A>>>) {
+        let state = Rc::new(RefCell::new(ByKey { keys: FxHashMap::default(), ends: BTreeMap::new() }));
+        (OpenWindows { layout: Layout::ByKey(state.clone()), size }, state)
     }
 
     /// Calls `f(start, end, key, aggregate)` for every open window ending in `(from, to]`.
     pub fn for_each_ending_in(&self, from: Time, to: Time, mut f: impl FnMut(Time, Time, &K, &A)) {
-        let state = self.state.borrow();
-        for (&end, (_, map)) in state.range(from.saturating_add(1)..=to) {
-            for (k, a) in map {
-                f(end - self.size, end, k, a);
+        let within = |end: Time| end > from && end <= to;
+        match &self.layout {
+            Layout::ByEnd(state) => {
+                for (&end, (_, map)) in state.borrow().range(from.saturating_add(1)..=to) {
+                    for (k, a) in map {
+                        f(end - self.size, end, k, a);
+                    }
+                }
+            }
+            Layout::ByKey(state) => {
+                for (k, windows) in &state.borrow().keys {
+                    for (end, a) in windows.iter().filter(|(end, _)| within(*end)) {
+                        f(end - self.size, *end, k, a);
+                    }
+                }
             }
         }
     }
 
     /// Open windows now (keys times windows).
     pub fn len(&self) -> usize {
-        self.state.borrow().values().map(|(_, m)| m.len()).sum()
+        match &self.layout {
+            Layout::ByEnd(state) => state.borrow().values().map(|(_, m)| m.len()).sum(),
+            Layout::ByKey(state) => state.borrow().keys.values().map(Vec::len).sum(),
+        }
     }
 
     /// Whether no window is open.

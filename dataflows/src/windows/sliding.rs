@@ -2,7 +2,6 @@
 
 use std::hash::Hash;
 
-use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
@@ -10,6 +9,7 @@ use timely::ExchangeData;
 
 use timely::dataflow::operators::Capability;
 
+use super::open::ByKey;
 use super::{OpenWindows, RouteKey, Window, WindowAggregate};
 use crate::checkpoint::{Checkpoints, OperatorState};
 use crate::time::{align, Pending, Time};
@@ -76,15 +76,15 @@ where
         mut saved: OperatorState,
     ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(slide > 0 && size >= slide, "sliding windows need 0 < slide <= size");
-        let view: OpenWindows<K, A> = OpenWindows::new(size);
-        let state = view.clone();
+        let (view, state) = OpenWindows::<K, A>::by_key(size);
         let pact = Exchange::new(|w: &Window<K, A>| w.key.route());
         let stream = self.unary_frontier(pact, "Sliding", move |cap, _info| {
-            restore(&mut state.state.borrow_mut(), &cap, &mut saved);
+            restore(&mut state.borrow_mut(), &cap, &mut saved);
             drop(cap);
             // Panes wait here until the frontier passes them, and are applied in time order, so
             // the open windows are exactly what the panes before each checkpoint boundary made.
             let mut panes: Pending<Vec<Window<K, A>>> = Pending::new();
+            let mut ends: Ends = Ends::default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(&t) = cap.least() else { return };
@@ -93,25 +93,23 @@ where
                         waiting.append(batch);
                     }
                 });
-                let mut open = state.state.borrow_mut();
+                let mut open = state.borrow_mut();
                 while let Some(entry) = panes.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     saved.passing(*entry.key(), |_| snapshot(&open));
                     let (_, (cap, batch)) = entry.remove_entry();
-                    apply(&mut open, &cap, batch, size, slide);
+                    apply(&mut open, (&cap, &mut ends), batch, (size, slide));
                 }
                 let reached = frontier.frontier().first().copied().unwrap_or(Time::MAX);
                 // Windows ending at or before the frontier are complete; the rest are saved.
-                while let Some(entry) = open.first_entry() {
+                while let Some(entry) = open.ends.first_entry() {
                     if frontier.less_than(entry.key()) {
                         break;
                     }
-                    let (end, (cap, map)) = entry.remove_entry();
-                    let start = end - size;
-                    let mut windows: Vec<Window<K, A>> = map.into_iter().map(|(key, agg)| Window { key, start, end, agg }).collect();
-                    windows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                    let (end, cap) = entry.remove_entry();
+                    let windows = take_ending(&mut open, end, size);
                     output.session(&cap).give_iterator(windows.into_iter());
                 }
                 saved.passing(reached, |_| snapshot(&open));
@@ -121,48 +119,108 @@ where
     }
 }
 
-/// Adds panes (at time `cap`) to every aligned window they fall in.
-fn apply<K: Hash + Eq + Clone, A: WindowAggregate>(
-    open: &mut Pending<FxHashMap<K, A>>,
-    cap: &Capability<Time>,
-    panes: Vec<Window<K, A>>,
-    size: Time,
-    slide: Time,
-) {
-    for pane in panes {
-        // Every aligned window start s with s <= pane.start and pane.end <= s + size.
-        let mut start = align(pane.start, slide);
-        while start + size >= pane.end {
-            let end = start + size;
-            let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&(end - 1)), FxHashMap::default()));
-            match map.get_mut(&pane.key) {
-                Some(agg) => agg.merge(&pane.agg),
-                None => {
-                    map.insert(pane.key.clone(), pane.agg.clone());
+/// The ends of the windows a pane falls in, ascending, for the latest pane span seen (the panes
+/// of one batch share their span, so they are computed once a batch).
+#[derive(Default)]
+struct Ends {
+    span: Option<(Time, Time)>,
+    ends: Vec<Time>,
+}
+
+impl Ends {
+    /// The ends of every aligned window `[s, s + size)` with `s <= start` and `end <= s + size`.
+    fn of(&mut self, (start, end): (Time, Time), (size, slide): (Time, Time)) -> &[Time] {
+        if self.span != Some((start, end)) {
+            self.span = Some((start, end));
+            self.ends.clear();
+            let mut s = align(start, slide);
+            while s + size >= end {
+                self.ends.push(s + size);
+                if s < slide {
+                    break;
                 }
+                s -= slide;
             }
-            if start < slide {
-                break;
-            }
-            start -= slide;
+            self.ends.reverse();
         }
+        &self.ends
     }
 }
 
-fn snapshot<K: Clone, A: Clone>(open: &Pending<FxHashMap<K, A>>) -> Saved<K, A> {
-    open.iter().map(|(end, (_, map))| (*end, map.iter().map(|(k, a)| (k.clone(), a.clone())).collect())).collect()
+/// Adds panes (at time `cap`) to every aligned window they fall in: one look-up of the pane's
+/// key, then its few windows side by side.
+fn apply<K: Hash + Eq, A: WindowAggregate>(
+    open: &mut ByKey<K, A>,
+    (cap, ends): (&Capability<Time>, &mut Ends),
+    panes: Vec<Window<K, A>>,
+    sizes: (Time, Time),
+) {
+    let mut span = None;
+    for pane in panes {
+        let ends = ends.of((pane.start, pane.end), sizes);
+        if span != Some((pane.start, pane.end)) {
+            span = Some((pane.start, pane.end));
+            for end in ends {
+                open.ends.entry(*end).or_insert_with(|| cap.delayed(&(end - 1)));
+            }
+        }
+        // (Room for the windows one pane falls in: what a key holds between boundaries.)
+        let windows = open.keys.entry(pane.key).or_insert_with(|| Vec::with_capacity(ends.len()));
+        merge_into(windows, ends, &pane.agg);
+    }
+}
+
+/// Merges `agg` into a key's windows (ascending by end) ending at `ends` (ascending).
+fn merge_into<A: WindowAggregate>(windows: &mut Vec<(Time, A)>, ends: &[Time], agg: &A) {
+    let mut i = 0;
+    for &end in ends {
+        while i < windows.len() && windows[i].0 < end {
+            i += 1;
+        }
+        match windows.get_mut(i) {
+            Some((e, a)) if *e == end => a.merge(agg),
+            _ => windows.insert(i, (end, agg.clone())),
+        }
+        i += 1;
+    }
+}
+
+/// Takes every key's window ending at `end` out of the open windows, in key order.
+fn take_ending<K: Clone + Ord, A: WindowAggregate>(open: &mut ByKey<K, A>, end: Time, size: Time) -> Vec<Window<K, A>> {
+    let mut windows = Vec::new();
+    open.keys.retain(|key, open| {
+        if open.first().is_some_and(|(e, _)| *e == end) {
+            let (_, agg) = open.remove(0);
+            windows.push(Window { key: key.clone(), start: end - size, end, agg });
+        }
+        !open.is_empty()
+    });
+    windows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    windows
+}
+
+fn snapshot<K: Clone, A: Clone>(open: &ByKey<K, A>) -> Saved<K, A> {
+    let mut by_end: std::collections::BTreeMap<Time, Vec<(K, A)>> = open.ends.keys().map(|e| (*e, Vec::new())).collect();
+    for (key, windows) in &open.keys {
+        for (end, agg) in windows {
+            by_end.entry(*end).or_default().push((key.clone(), agg.clone()));
+        }
+    }
+    by_end.into_iter().collect()
 }
 
 /// Takes back the open windows of the keys this worker owns.
-fn restore<K: ExchangeData + RouteKey + Hash + Eq, A: WindowAggregate + ExchangeData>(
-    open: &mut Pending<FxHashMap<K, A>>,
+fn restore<K: ExchangeData + RouteKey + Hash + Eq + Clone, A: WindowAggregate + ExchangeData>(
+    open: &mut ByKey<K, A>,
     cap: &Capability<Time>,
     saved: &mut OperatorState,
 ) {
     for part in saved.restored::<Saved<K, A>>() {
         for (end, entries) in part {
-            let (_, map) = open.entry(end).or_insert_with(|| (cap.delayed(&(end - 1)), FxHashMap::default()));
-            map.extend(entries.into_iter().filter(|(k, _)| saved.owns(k.route())));
+            open.ends.entry(end).or_insert_with(|| cap.delayed(&(end - 1)));
+            for (key, agg) in entries.into_iter().filter(|(k, _)| saved.owns(k.route())) {
+                merge_into(open.keys.entry(key).or_default(), &[end], &agg);
+            }
         }
     }
 }

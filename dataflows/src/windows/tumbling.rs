@@ -63,13 +63,12 @@ where
         size: Time,
     ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(size > 0, "window size must be positive");
-        let view: OpenWindows<K, A> = OpenWindows::new(size);
-        let state = view.clone();
+        let (view, state) = OpenWindows::<K, A>::by_end(size);
         let pact = Exchange::new(|(k, _, _): &(K, Time, I)| k.route());
         let stream = self.unary_frontier(pact, "Tumbling", move |_cap, _info| {
             // Open windows by end time, each with the capability to emit it at `end - 1`.
             move |(input, frontier), output| {
-                let mut open = state.state.borrow_mut();
+                let mut open = state.borrow_mut();
                 input.for_each_stamp(|cap, data| {
                     for batch in data {
                         for (key, ts, value) in batch.drain(..) {
