@@ -119,7 +119,7 @@ fn whole_job() -> Build {
         let params = Params::default();
         let analyses: Vec<(&dyn Analysis, Settings)> =
             REGISTRY.iter().filter(|a| a.spec().on_by_default).map(|a| (*a, Settings::new())).collect();
-        let offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
+        let offsets = analyses.iter().any(|(a, _)| a.uses_offsets(true));
         let mut core = Core::new(s, rows, buggy, &params, offsets, std::rc::Rc::new(|| 0));
         build(&mut core, &analyses, &mut |_, out| {
             out.probe_with(probe);

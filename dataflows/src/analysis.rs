@@ -155,7 +155,9 @@ pub enum AnalysisError {
         query: &'static str,
     },
     /// The analysis asked for reading offsets without declaring `uses_offsets`.
-    #[error("analysis {0} uses window offsets but its spec does not set `uses_offsets`")]
+    #[error(
+        "analysis {0} uses window offsets but does not declare them (`uses_offsets` in its spec, or `Analysis::uses_offsets` for this job)"
+    )]
     Offsets(&'static str),
 }
 
@@ -206,6 +208,15 @@ pub trait Analysis: Sync {
     /// emitted: the runtime commits source offsets (Kafka) only once outputs up to it are
     /// delivered. `ts` for analyses that emit at the reading's own time.
     fn settles(&self, ts: Time, params: &Params, settings: &Settings) -> Time;
+
+    /// Whether the analysis reads the tumbling windows' reading offsets
+    /// ([`Context::window_offsets`]) in a job that has a vin-to-sensor table (`has_reference`) or
+    /// not: the core keeps every reading's offset only if an analysis does. By default what the
+    /// spec declares.
+    fn uses_offsets(&self, has_reference: bool) -> bool {
+        let _ = has_reference;
+        self.spec().uses_offsets
+    }
 }
 
 /// The default of `spec`'s setting `key` and its configured value, if any.
@@ -434,7 +445,7 @@ impl<'scope, 'a> Context<'scope, 'a> {
 
     /// The offsets of the readings in each tumbling window (the spec must set `uses_offsets`).
     pub fn window_offsets(&mut self) -> Result<StreamVec<'scope, Time, Window<Vin, Offsets>>, AnalysisError> {
-        if !self.spec.uses_offsets {
+        if !self.spec.uses_offsets || !self.core.keep_offsets {
             return Err(AnalysisError::Offsets(self.spec.name));
         }
         Ok(self.core.window_offsets())
@@ -643,6 +654,8 @@ mod tests {
             });
             assert_eq!(names.iter().any(|n| n == "Join"), reference, "{names:?}");
             assert_eq!(names.iter().any(|n| n == "Tumbling"), reference, "no windows are made for it either: {names:?}");
+            // Nor are the readings' offsets kept in the windows other analyses make.
+            assert_eq!(crate::analyses::buggy_devices::BuggyDevices.uses_offsets(reference), reference);
         }
     }
 }

@@ -219,7 +219,7 @@ fn execute(
                 rows.to_collection(scope),
                 buggy.to_collection(scope),
                 &setup.params,
-                analysis.spec().uses_offsets,
+                analysis.uses_offsets(true),
                 std::rc::Rc::new(move || clock),
             )
             .with_checkpoints(checkpoints.clone());

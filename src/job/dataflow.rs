@@ -81,7 +81,8 @@ pub fn build(
         });
         let rows = sessions.rows.to_collection(scope);
         let buggy = sessions.buggy.to_collection(scope);
-        let keep_offsets = analyses.iter().any(|(a, _)| a.spec().uses_offsets);
+        // (Every reading's offset is kept in its window only for an analysis that reads them.)
+        let keep_offsets = analyses.iter().any(|(a, _)| a.uses_offsets(config.reference.vin_sensors.is_some()));
         let clock: fleetflow_dataflows::analysis::Clock = Rc::new(crate::clock::now_ms);
         let mut core = Core::new(readings, rows, buggy, &params, keep_offsets, clock).with_checkpoints(checkpoints.clone());
         if config.reference.vin_sensors.is_none() {

@@ -175,6 +175,11 @@ impl Analysis for BuggyDevices {
         ctx.output("buggy_devices", rows)
     }
 
+    /// Without a vin-to-sensor table it builds no join, and reads no offsets.
+    fn uses_offsets(&self, has_reference: bool) -> bool {
+        has_reference
+    }
+
     /// Corrections follow reference changes, not readings: a reading is settled with its window.
     fn settles(&self, ts: Time, params: &Params, _: &Settings) -> Time {
         settles_with_tumbling(ts, params)
