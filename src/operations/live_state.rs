@@ -148,12 +148,12 @@ impl LiveState {
         if !self.serving.load(Ordering::Relaxed) || windows.is_empty() {
             return;
         }
-        let shards: Vec<u8> = windows.iter().map(|w| shard_of(&w.key) as u8).collect();
-        for (shard, latest) in self.latest.iter().enumerate() {
-            let mut mine = windows.iter().zip(&shards).filter(|(_, s)| **s as usize == shard).map(|(w, _)| w).peekable();
-            if mine.peek().is_some() {
-                lock(latest).note(mine);
-            }
+        let mut by_shard: [Vec<&SpeedWindow>; SHARDS] = Default::default();
+        for w in windows {
+            by_shard[shard_of(&w.key)].push(w);
+        }
+        for (latest, mine) in self.latest.iter().zip(by_shard).filter(|(_, mine)| !mine.is_empty()) {
+            lock(latest).note(mine.into_iter());
         }
         // Every twelfth of the horizon (event time), drop the vehicles not seen for the horizon.
         let newest = windows.iter().map(|w| w.end).max().unwrap_or(0);

@@ -44,6 +44,12 @@ pub struct ResumePoint {
 }
 
 impl ReadTracker {
+    /// A partition read again from a checkpoint's position `saved`.
+    pub fn resuming(saved: &crate::sources::SavedPosition) -> Self {
+        let delivered = Delivered { below: saved.read_to.unwrap_or(0), ranges: saved.delivered.clone() };
+        ReadTracker::new(saved.offset, saved.max_ts, delivered)
+    }
+
     /// A partition read from `first`, after an earlier run whose highest event time before it was
     /// `resumed_max_ts` and which delivered the eager records of `delivered`.
     pub fn new(first: i64, resumed_max_ts: Option<Time>, delivered: Delivered) -> Self {

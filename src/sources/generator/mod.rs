@@ -171,6 +171,11 @@ impl FleetPartition {
         let mut vehicles: Vec<Vehicle> =
             (partition..cfg.vehicles).step_by(partitions.max(1) as usize).map(|i| Vehicle::new(cfg.seed, i, &cfg)).collect();
         vehicles.sort_by_key(|v| (v.phase, v.vin));
+        Self::of_vehicles(cfg, (partition, partitions), vehicles)
+    }
+
+    /// The partition with its vehicles as they are at its first round.
+    fn of_vehicles(cfg: FleetConfig, (partition, partitions): (u64, u64), vehicles: Vec<Vehicle>) -> Self {
         FleetPartition {
             name: format!("generator/{partition}"),
             round: cfg.start_ms,
@@ -201,11 +206,11 @@ impl FleetPartition {
         let name = format!("generator/{partition}");
         let snapshot = FleetSnapshot::decode(&name, &saved.source_state, &FleetIdentity::of(&cfg, partitions))?;
         let cfg = FleetConfig { start_ms: snapshot.start_ms, ..cfg };
-        let mut p = FleetPartition::new(cfg, partition, partitions).checkpointed(every);
+        // (The snapshot's vehicles, not the fleet's first ones: a million are not built twice.)
+        let mut p = FleetPartition::of_vehicles(cfg, (partition, partitions), snapshot.vehicles.clone()).checkpointed(every);
         p.round = snapshot.round;
         p.record_id = snapshot.record_id;
         p.rng = snapshot.rng.clone();
-        p.vehicles = snapshot.vehicles.clone();
         if let Some(c) = p.checkpoints.as_mut() {
             c.snapshots.push_back(snapshot);
         }
@@ -213,9 +218,8 @@ impl FleetPartition {
         if p.record_id != saved.offset.max(0) as u64 {
             return Err(SourceError::Setup(format!("{name}: the checkpoint's position {} lies beyond the fleet's end", saved.offset)));
         }
-        let delivered = Delivered { below: saved.read_to.unwrap_or(0), ranges: saved.delivered.clone() };
         if let Some(c) = p.checkpoints.as_mut() {
-            c.tracker = ReadTracker::new(saved.offset, saved.max_ts, delivered);
+            c.tracker = ReadTracker::resuming(saved);
         }
         Ok(p)
     }
