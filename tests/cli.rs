@@ -670,9 +670,14 @@ impl Logged {
 
     /// Sends `signal` and waits for the job to end; its log.
     #[cfg(unix)]
-    fn signal(mut self, signal: i32) -> (std::process::ExitStatus, String) {
+    fn signal(self, signal: i32) -> (std::process::ExitStatus, String) {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.finish()
+    }
+
+    /// Waits for the job to end; its log.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().unwrap();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
             self.log.push_str(&line);
@@ -733,5 +738,54 @@ fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted
         assert_eq!(unique, expected, "{stream}: every record of the uninterrupted run, none other\n{logs}");
         let repeats = written.len() - unique.len();
         assert!(repeats * 4 <= expected.len().max(4), "{stream}: {repeats} repeats of {}", expected.len());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_resumed_generator_restores_into_two_processes_and_theirs_into_one() {
+    // A fleet checkpointed by one process of 2 workers, restored by a cluster of 2 processes of
+    // one worker (sharing the state folder), stopped exactly by SIGTERM to one of them, then
+    // restored by one process of one worker that runs to the end: one uninterrupted run's
+    // outputs, each once (every stop is exact).
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, out, state) = (dir.path().join("reference"), dir.path().join("out"), dir.path().join("state"));
+    let (o, s) = (out.to_str().unwrap().to_string(), state.to_str().unwrap().to_string());
+    let fleet = ["run", "--fast", "--vehicles", "2000", "--duration-secs", "1800", "--resume", "--http", "", "--buffer-secs", "0.2"];
+    let base: Vec<&str> = [&fleet[..], &["--output", &o, "--state-dir", &s]].concat();
+    let job = |extra: &[&str]| [&base[..], extra].concat().iter().map(|a| a.to_string()).collect::<Vec<String>>();
+    let spawn = |args: Vec<String>| Logged::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // (A fleet started at 2 workers has 2 partitions, whatever it is restored into.)
+    let st0 = dir.path().join("st0");
+    let whole =
+        fleetflow(&[&fleet[..], &["-w", "2", "--output", reference.to_str().unwrap(), "--state-dir", st0.to_str().unwrap()]].concat());
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let mut first = spawn(job(&["-w", "2"]));
+    first.wait_for("checkpoint complete");
+    let (status, mut logs) = first.signal(libc::SIGTERM);
+    assert!(status.success() && logs.contains("stopped exactly"), "{logs}");
+
+    let port = common::two_free_ports();
+    let hosts = dir.path().join("hosts.txt");
+    writeln!(std::fs::File::create(&hosts).unwrap(), "127.0.0.1:{port}\n127.0.0.1:{}", port + 1).unwrap();
+    let h = hosts.to_str().unwrap();
+    let mut zero = spawn(job(&["-w", "1", "-n", "2", "-p", "0", "-h", h]));
+    let one = spawn(job(&["-w", "1", "-n", "2", "-p", "1", "-h", h]));
+    zero.wait_for("restoring the checkpoint of");
+    zero.wait_for("checkpoint complete");
+    let (status, log) = zero.signal(libc::SIGTERM);
+    let (status_one, log_one) = one.finish();
+    logs.push_str(&format!("---\n{log}---\n{log_one}"));
+    assert!(status.success() && status_one.success() && log_one.contains("stopped exactly"), "both processes stop exactly:\n{logs}");
+
+    let last = fleetflow(&job(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    logs.push_str(&stderr(&last));
+    assert!(last.status.success() && logs.matches("restoring the checkpoint of").count() >= 3, "{logs}");
+    for stream in ["speed_windows", "speeders", "daily_speeders", "alerts", "late"] {
+        let (expected, written) = (lines_of(&reference, stream), lines_of(&out, stream));
+        assert!(!expected.is_empty() || stream == "daily_speeders", "{stream}: the reference wrote some");
+        assert_eq!(written, expected, "{stream}: every record of the uninterrupted run, once\n{logs}");
     }
 }
