@@ -16,6 +16,7 @@
 //! frontier as what was delivered; its commit makes the outputs before the frontier visible,
 //! rather than leaving them in an open transaction until data returns.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,10 @@ pub struct Checkpointer {
     history: Time,
     /// The reference tables' versions (the first worker's; empty on the others).
     references: SharedVersions,
+    /// The latest complete checkpoint seen in this process, and whether this worker looks for
+    /// it in the store (the process's first worker) or reads it there.
+    seen: Arc<AtomicU64>,
+    lists: bool,
 }
 
 impl Checkpointer {
@@ -108,7 +113,17 @@ impl Checkpointer {
             durable_written: restored_name.max(restored),
             history: 0,
             references: SharedVersions::default(),
+            seen: Arc::default(),
+            lists: true,
         }
+    }
+
+    /// Shares the latest complete checkpoint with the process's other workers through `seen`:
+    /// only the process's first worker (`lists`) lists the store for it (one request every
+    /// [`LOOK_EVERY`] per process, not per worker, to a store in S3).
+    pub fn seeing_completed(mut self, seen: Arc<AtomicU64>, lists: bool) -> Self {
+        (self.seen, self.lists) = (seen, lists);
+        self
     }
 
     /// Keeps the increments of complete checkpoints for `history` ms, and saves the reference
@@ -251,7 +266,13 @@ impl Checkpointer {
         if self.worker == 0 {
             self.complete_latest(router)?;
         }
-        let latest = self.store.completed().map_err(store)?.pop().unwrap_or(0);
+        let latest = if self.lists {
+            let latest = self.store.completed().map_err(store)?.pop().unwrap_or(0);
+            self.seen.fetch_max(latest, Ordering::Relaxed);
+            latest
+        } else {
+            self.seen.load(Ordering::Relaxed)
+        };
         if latest > self.completed {
             self.completed = latest;
             if let Some(w) = self.positions.iter().rev().find(|w| w.name <= latest) {

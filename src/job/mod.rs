@@ -359,6 +359,9 @@ pub(crate) struct State {
     store: Arc<StateStore>,
     restore: Option<Arc<crate::checkpoints::store::Loaded>>,
     shape: String,
+    /// The latest complete checkpoint the process's first worker saw in the store: the
+    /// process's other workers read it here rather than each listing the store.
+    completed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The state store of a job with checkpoints on (a Kafka source, or a generator told to resume):
@@ -369,7 +372,7 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
     if config.checkpoints.measure_only {
         let store = StateStore::new(Objects::open(&config.checkpoints.dir, &config.checkpoints.aws_settings()).map_err(fail)?, "measure");
         let shape = checkpointer::shape(config)?;
-        return Ok(Some(State { store: Arc::new(store), restore: None, shape }));
+        return Ok(Some(State { store: Arc::new(store), restore: None, shape, completed: Default::default() }));
     }
     let kafka = config.source.kind == SourceKind::Kafka;
     let resuming = !kafka || config.kafka.start == crate::sources::kafka::Start::Committed;
@@ -409,7 +412,7 @@ fn open_state(config: &Config) -> Result<Option<State>, JobError> {
         // A fresh start: an earlier run's last commit must not vouch for this run's checkpoints.
         crate::sinks::kafka::progress::reset(&sink.brokers, &t, &sink.properties)?;
     }
-    Ok(Some(State { store: Arc::new(store), restore, shape }))
+    Ok(Some(State { store: Arc::new(store), restore, shape, completed: Default::default() }))
 }
 
 /// A resuming job whose store holds no checkpoint: a Kafka group whose offsets were committed

@@ -109,6 +109,7 @@ impl<'w> WorkerLoop<'w> {
             let identity = (s.shape.clone(), config.checkpoints.keep, restored_name, idle_commits);
             Checkpointer::new(registry.clone(), s.store.clone(), (index, peers, metrics.clone()), identity)
                 .with_history(params.correction_horizon_ms, references.versions())
+                .seeing_completed(s.completed.clone(), local == 0)
         });
         // A stop of a source that can be read again keeps the open windows open for the restart.
         let exact = config.stops_exactly();
