@@ -3,7 +3,7 @@
 //! the file source, offsets for a start time, idle partitions that stop holding the watermark, and
 //! no offset committed past what a failed sink lost (one process or a cluster).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -745,6 +745,40 @@ fn buggy_rows(out: &Path) -> Vec<(BuggyRow, String, u64)> {
     .collect()
 }
 
+/// Vehicle files for the reference tests: every vehicle of `readings` carries S0 or S1 (a
+/// vin-to-sensor file), the buggy list holds S0; and the job's configuration for them, with a
+/// 4-minute correction horizon.
+fn sensor_files(d: &Path, readings: &[(String, String, u64)]) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let vins: BTreeSet<&str> = readings.iter().map(|(_, v, _)| v.as_str()).collect();
+    let rows: String = vins.iter().enumerate().map(|(i, v)| format!("{v},S{},\n", i % 2)).collect();
+    let (vin_file, buggy_file) = (d.join("vin.csv"), d.join("buggy.csv"));
+    std::fs::write(&vin_file, format!("vin,sensor_id,effective_from\n{rows}")).unwrap();
+    std::fs::write(&buggy_file, "sensor_id\nS0\n").unwrap();
+    let extra = format!("[reference]\nvin_sensors = {vin_file:?}\nbuggy_sensors = {buggy_file:?}\ncorrection_horizon_secs = 240\n");
+    (vin_file, buggy_file, extra)
+}
+
+/// The `buggy_devices` rows `readings` give from a file in one run with the buggy list `list`
+/// (written as `name`).
+fn rows_with_list(d: &Path, readings: &[(String, String, u64)], vin_file: &Path, (name, list): (&str, &str)) -> BTreeSet<BuggyRow> {
+    let (file, reference) = (d.join(format!("{name}.csv")), d.join(name));
+    std::fs::write(&file, list).unwrap();
+    let mut c = file_job(d, readings, &reference, 1);
+    (c.reference.vin_sensors, c.reference.buggy_sensors) = (Some(vin_file.to_path_buf()), Some(file));
+    c.reference.correction_horizon_secs = 240;
+    run(c);
+    buggy_rows(&reference).into_iter().map(|(key, _, _)| key).collect()
+}
+
+/// Each row's count in `delivered`: its window's row and inserts count one, retracts minus one.
+fn net_rows(delivered: &[(BuggyRow, String, u64)]) -> BTreeMap<BuggyRow, i64> {
+    let mut net: BTreeMap<BuggyRow, i64> = BTreeMap::new();
+    for (key, revision, _) in delivered {
+        *net.entry(key.clone()).or_default() += if revision == "retract" { -1 } else { 1 };
+    }
+    net
+}
+
 #[cfg(unix)]
 #[test]
 fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
@@ -758,12 +792,7 @@ fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
     let t = topic("refstop", 1);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let vins: BTreeSet<&str> = readings.iter().map(|(_, v, _)| v.as_str()).collect();
-    let rows: String = vins.iter().enumerate().map(|(i, v)| format!("{v},S{},\n", i % 2)).collect();
-    let (vin_file, buggy_file) = (d.join("vin.csv"), d.join("buggy.csv"));
-    std::fs::write(&vin_file, format!("vin,sensor_id,effective_from\n{rows}")).unwrap();
-    std::fs::write(&buggy_file, "sensor_id\nS0\n").unwrap();
-    let extra = format!("[reference]\nvin_sensors = {vin_file:?}\nbuggy_sensors = {buggy_file:?}\ncorrection_horizon_secs = 240\n");
+    let (vin_file, buggy_file, extra) = sensor_files(d, &readings);
     let out = d.join("out");
     let producer = publish_live(&t, &readings, Duration::from_micros(250));
     let mut job = Running::start(exact_job_with(d, &t, &out, &extra, &["-w", "2"]));
@@ -777,17 +806,8 @@ fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
     logs.push_str(&String::from_utf8_lossy(&last.stderr));
     assert!(last.status.success() && logs.contains("changed while the job was down: 1 rows added"), "{logs}");
 
-    // What each version of the list gives, from a file.
-    let with_buggy = |name: &str, list: &str| {
-        let (file, reference) = (d.join(format!("{name}.csv")), d.join(name));
-        std::fs::write(&file, list).unwrap();
-        let mut c = file_job(d, &readings, &reference, 1);
-        (c.reference.vin_sensors, c.reference.buggy_sensors) = (Some(vin_file.clone()), Some(file));
-        c.reference.correction_horizon_secs = 240;
-        run(c);
-        buggy_rows(&reference).into_iter().map(|(key, _, _)| key).collect::<BTreeSet<_>>()
-    };
-    let (before, after) = (with_buggy("s0", "sensor_id\nS0\n"), with_buggy("s0s1", "sensor_id\nS0\nS1\n"));
+    let before = rows_with_list(d, &readings, &vin_file, ("s0", "sensor_id\nS0\n"));
+    let after = rows_with_list(d, &readings, &vin_file, ("s0s1", "sensor_id\nS0\nS1\n"));
     let delivered = buggy_rows(&out);
     let inserts: Vec<_> = delivered.iter().filter(|(_, revision, _)| revision == "insert").collect();
     assert!(!inserts.is_empty(), "the windows held at the stop are corrected: {logs}");
@@ -803,6 +823,60 @@ fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
     let expected: BTreeSet<_> = after.iter().filter(|k| correctable(k)).chain(before.iter().filter(|k| !correctable(k))).cloned().collect();
     assert_eq!(unique, expected, "stopped with the frontier at {frontier}:\n{logs}");
     assert!(after.difference(&before).any(|k| !correctable(k)), "S1 windows beyond the horizon at the stop stay uncorrected");
+}
+
+#[cfg(unix)]
+#[test]
+fn stopped_twice_with_an_edit_each_time_the_held_windows_are_corrected_once_each_time() {
+    // S0 is buggy; stopped exactly at a third (2 workers), S1 is found buggy too; restarted (1
+    // worker), stopped exactly at two thirds, S0 is found fine after all; restarted (2 workers) to
+    // the end. Each window ends as the list in force when its correction horizon ran out says:
+    // the first before the first restart, the second before the second, the last after.
+    let readings = fleet(20, 1_800);
+    let t = topic("refstop2", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (vin_file, buggy_file, extra) = sensor_files(d, &readings);
+    let out = d.join("out");
+    let producer = publish_live(&t, &readings, Duration::from_micros(250));
+    let mut logs = String::new();
+    // (A run counts the records it read itself: a third of the topic each.)
+    for (workers, list) in [("2", "sensor_id\nS0\nS1\n"), ("1", "sensor_id\nS1\n")] {
+        let mut job = Running::start(exact_job_with(d, &t, &out, &extra, &["-w", workers]));
+        job.wait_until_read(readings.len() / 3);
+        sigterm(&job.child);
+        let (status, log) = job.finish();
+        logs.push_str(&log);
+        assert!(status.success() && log.contains("stopped exactly"), "{logs}");
+        std::fs::write(&buggy_file, list).unwrap();
+    }
+    producer.join().unwrap();
+    let last = exact_job_with(d, &t, &out, &extra, &["-w", "2", "--http", "", "--stop", "end"]).output().unwrap();
+    logs.push_str(&String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success() && logs.matches("changed while the job was down").count() == 2, "{logs}");
+
+    let delivered = buggy_rows(&out);
+    let at = |revision: &str| delivered.iter().filter(|(_, r, _)| r == revision).map(|(_, _, at)| *at).collect::<BTreeSet<_>>();
+    let (inserted, retracted) = (at("insert"), at("retract"));
+    assert!(inserted.len() == 1 && retracted.len() == 1, "one edit applied at each restart: {inserted:?} {retracted:?}\n{logs}");
+    let (first, second) = (*inserted.first().unwrap(), *retracted.first().unwrap());
+    assert!(first < second, "{first} {second}");
+    let lists = [("s0", "sensor_id\nS0\n"), ("s0s1", "sensor_id\nS0\nS1\n"), ("s1", "sensor_id\nS1\n")];
+    let [one, two, three] = lists.map(|list| rows_with_list(d, &readings, &vin_file, list));
+    let expires = |(_, _, _, end, _): &BuggyRow| end - 1 + 240_000;
+    let expected: BTreeSet<BuggyRow> = one
+        .iter()
+        .filter(|k| expires(k) <= first)
+        .chain(two.iter().filter(|k| expires(k) > first && expires(k) <= second))
+        .chain(three.iter().filter(|k| expires(k) > second))
+        .cloned()
+        .collect();
+    let net = net_rows(&delivered);
+    assert!(net.values().all(|n| *n == 0 || *n == 1), "no row twice, none retracted that was not there");
+    let standing: BTreeSet<BuggyRow> = net.into_iter().filter(|(_, n)| *n == 1).map(|(k, _)| k).collect();
+    assert_eq!(standing, expected, "restarted at {first} and {second}:\n{logs}");
+    // Each list decides some windows: the stops fell far enough apart.
+    assert!(one.iter().any(|k| expires(k) <= first) && two.iter().any(|k| expires(k) > first && expires(k) <= second));
 }
 
 #[cfg(unix)]
