@@ -210,9 +210,10 @@ impl StateStore {
         if history > 0 {
             let after = loaded.restored.at.saturating_sub(history);
             let within = completed.into_iter().filter(|c| *c > after);
-            for c in within.chain(std::iter::once(name)) {
-                self.read_increments(c, shape, &mut loaded)?;
+            for c in within {
+                self.read_increments((c, self.peers_of(c)?), shape, &mut loaded)?;
             }
+            self.read_increments((name, peers), shape, &mut loaded)?;
         }
         Ok(Some(loaded))
     }
@@ -223,18 +224,12 @@ impl StateStore {
         Ok(String::from_utf8_lossy(&marker).trim().parse().ok())
     }
 
-    /// Adds the increments of the complete checkpoint named `name` to `loaded`.
-    fn read_increments(&self, name: Time, shape: &str, loaded: &mut Loaded) -> Result<(), StoreError> {
-        let (dir, peers) = (self.folder(name), self.peers_of(name)?);
-        let of_job = |n: &String| n.starts_with("incr-") && peers.is_none_or(|p| n.ends_with(&format!("-of-{p:04}.bin")));
-        for file in self.objects.list(&dir, false)?.into_iter().filter(of_job) {
-            let key = format!("{dir}/{file}");
-            let invalid = |problem: String| StoreError::Invalid { path: self.objects.describe(&key), problem };
-            let bytes = self.objects.get(&key)?.ok_or_else(|| invalid("listed but gone; is another job using this store?".into()))?;
-            let read = Increments::decode(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
-            if read.shape != shape {
-                return Err(invalid(format!("was taken by a job computing {:?}, this one computes {shape:?}", read.shape)));
-            }
+    /// Adds the increments of the complete checkpoint named `name` (completed by a job of
+    /// `peers` workers) to `loaded`.
+    fn read_increments(&self, (name, peers): (Time, Option<usize>), shape: &str, loaded: &mut Loaded) -> Result<(), StoreError> {
+        let dir = self.folder(name);
+        for file in self.objects.list(&dir, false)?.into_iter().filter(|n| is_file_of(n, "incr-", peers)) {
+            let read = self.read_checked(&format!("{dir}/{file}"), shape, Increments::decode, |i| &i.shape)?;
             for (operator, increment) in read.increments {
                 loaded.restored.increments.entry(operator).or_default().push(increment);
             }
@@ -244,17 +239,29 @@ impl StateStore {
 
     /// The part at `key`, refused unless it was taken by a job of `shape`.
     fn read_part(&self, key: &str, shape: &str) -> Result<Part, StoreError> {
+        self.read_checked(key, shape, Part::decode, |p| &p.shape)
+    }
+
+    /// The file at `key` decoded by `decode`, refused unless it was taken by a job of `shape`
+    /// (`shape_of` tells what it was taken by).
+    fn read_checked<T>(
+        &self,
+        key: &str,
+        shape: &str,
+        decode: fn(&[u8]) -> Result<T, bincode::Error>,
+        shape_of: fn(&T) -> &String,
+    ) -> Result<T, StoreError> {
         let invalid = |problem: String| StoreError::Invalid { path: self.objects.describe(key), problem };
         let bytes = self.objects.get(key)?.ok_or_else(|| invalid("listed but gone; is another job using this store?".into()))?;
-        let part = Part::decode(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
-        if part.shape != shape {
+        let read = decode(&bytes).map_err(|e| invalid(format!("{e}; remove {} to start afresh", self.location())))?;
+        if shape_of(&read) != shape {
             return Err(invalid(format!(
                 "was taken by a job computing {:?}, this one computes {shape:?}; run with the same windows and analyses, or remove {} (or start with --start earliest) to start afresh",
-                part.shape,
+                shape_of(&read),
                 self.location()
             )));
         }
-        Ok(part)
+        Ok(read)
     }
 }
 
@@ -273,7 +280,13 @@ fn checkpoints_in(files: &[String]) -> Vec<(Time, bool)> {
 
 /// Whether a file is a part written by a job of `peers` workers (any, if none is given).
 fn is_part_of(name: &str, peers: Option<usize>) -> bool {
-    name.starts_with("part-") && peers.is_none_or(|p| name.ends_with(&format!("-of-{p:04}.bin")))
+    is_file_of(name, "part-", peers)
+}
+
+/// Whether a file is one of `kind` (`part-`, `incr-`) written by a job of `peers` workers (any,
+/// if none is given).
+fn is_file_of(name: &str, kind: &str, peers: Option<usize>) -> bool {
+    name.starts_with(kind) && peers.is_none_or(|p| name.ends_with(&format!("-of-{p:04}.bin")))
 }
 
 #[cfg(test)]
@@ -363,8 +376,9 @@ mod tests {
                 store.complete(at, 2).unwrap(); // 180 s never completed: its increments are not read
             }
         }
-        store.write_increments(360_000, (0, 2), &incr(360_000, 0)).unwrap(); // half written
-                                                                             // Keep 2 whole; the increments of complete checkpoints after 300 s - 200 s.
+        // Half written.
+        store.write_increments(360_000, (0, 2), &incr(360_000, 0)).unwrap();
+        // Keep 2 whole; the increments of complete checkpoints after 300 s - 200 s.
         store.prune(2, 100_000).unwrap();
         let files = |at: Time| Objects::Folder(dir.path().to_path_buf()).list(&format!("g/{at:015}"), false).unwrap();
         assert!(files(60_000).is_empty(), "before the history: removed");
