@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use fleetflow::aws::AwsSettings;
 use fleetflow::encode::Encoded;
 use fleetflow::operations::metrics::Metrics;
@@ -25,6 +24,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::files_under;
+use common::firehose::{error, records_of};
 
 #[derive(Default)]
 struct Server {
@@ -57,24 +57,12 @@ fn script(call: usize) -> Answer {
     }
 }
 
-fn error(status: u16, kind: &str) -> Response {
-    let body = json!({"__type": kind, "message": "scripted fault"}).to_string();
-    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/x-amz-json-1.1")], body).into_response()
-}
-
 async fn handle(state: Arc<Server>, headers: HeaderMap, body: String) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     if target != "Firehose_20150804.PutRecordBatch" {
         return error(400, "UnknownOperationException");
     }
-    let request: Value = serde_json::from_str(&body).unwrap();
-    let stream = request["DeliveryStreamName"].as_str().unwrap().to_string();
-    let records: Vec<String> = request["Records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap()).unwrap())
-        .collect();
+    let (stream, records) = records_of(&body);
     assert!(records.len() <= 500 && records.iter().map(String::len).sum::<usize>() <= 4 << 20, "within the service limits");
     // Counts the request in flight until it is answered or the client goes away.
     struct InFlight(Arc<Server>, usize);

@@ -154,10 +154,10 @@ impl Checkpointer {
         self.count_encoding();
         let (Some(durable), Some(watermark)) = (durable, watermark) else { return Ok(()) };
         if let Some(at) = self.ready(durable, watermark) {
-            self.write(driver, (at, at), at, false)?;
+            self.write((driver, router), (at, at), at, false)?;
         } else if let Some((at, name)) = self.idle_due(durable) {
             debug!("worker {}: the durable frontier holds still at {}: a checkpoint at it", self.worker, crate::encode::rfc3339(durable));
-            self.write(driver, (at, name), durable, false)?;
+            self.write((driver, router), (at, name), durable, false)?;
         }
         self.complete_and_commit(driver, router)
     }
@@ -201,12 +201,14 @@ impl Checkpointer {
         // frontier already was.
         let name = frontier.max(self.restored_name) + 2;
         if self.stopped_at != Some(name) {
-            self.write(driver, (at, name), frontier, true)?;
+            self.write((driver, router), (at, name), frontier, true)?;
             self.stopped_at = Some(name);
         }
         self.looked = Instant::now() - LOOK_EVERY;
         self.complete_and_commit(driver, router)?;
-        Ok(self.worker != 0 || self.completed >= name)
+        // (Every worker waits to learn that it is complete: its sinks then make visible what they
+        // held back for it.)
+        Ok(self.completed >= name)
     }
 
     /// Adds what the operators spent encoding since the last look to the counters.
@@ -224,7 +226,16 @@ impl Checkpointer {
         self.store.clear().map(|_| ()).map_err(store)
     }
 
-    fn write(&mut self, driver: &mut SourceDriver, (at, name): (Time, Time), durable: Time, read_all: bool) -> Result<(), JobError> {
+    fn write(
+        &mut self,
+        (driver, router): (&mut SourceDriver, &mut Router),
+        (at, name): (Time, Time),
+        durable: Time,
+        read_all: bool,
+    ) -> Result<(), JobError> {
+        // What the sinks delivered so far, and so what the positions count as delivered, belongs
+        // to this checkpoint (a sink that holds outputs back until it completes).
+        router.prepare_checkpoint(name)?;
         let positions = driver.positions_at(at, durable, read_all);
         let states = self.registry.states_at(at).into_iter().map(|(name, bytes)| (name, bytes.to_vec())).collect();
         let references = self.references.borrow().as_of(durable);
@@ -275,6 +286,7 @@ impl Checkpointer {
         };
         if latest > self.completed {
             self.completed = latest;
+            router.checkpoint_complete(latest)?;
             if let Some(w) = self.positions.iter().rev().find(|w| w.name <= latest) {
                 driver.commit_positions(&w.positions, w.name)?;
             }

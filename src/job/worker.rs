@@ -89,6 +89,11 @@ impl<'w> WorkerLoop<'w> {
         // waiting for it.
         let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
         let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
+        if state.is_some() {
+            // What an earlier run's sinks held back for checkpoints, kept if the restored one
+            // covers it (before the dataflow exists: no worker of this run stages anything yet).
+            router.borrow_mut().restore_checkpoint(restore.as_ref().map_or(0, |r| r.name), local == 0)?;
+        }
         let profile = OperatorProfile::install(worker);
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;
         let queries = live.register();
@@ -342,6 +347,12 @@ impl<'w> WorkerLoop<'w> {
         // Everything read is delivered; below the last watermark the windows were complete (a
         // restart from here with more data writes what lies above it, the rest of those windows).
         if self.may_commit() {
+            // Everything is delivered: what the sinks held back for checkpoints becomes visible
+            // (before the checkpoints are forgotten: a restart publishes what a crash left).
+            if let Err(e) = self.router.borrow_mut().checkpoint_complete(Time::MAX) {
+                self.stopping.fail(e);
+                return self.stopping.finish();
+            }
             // A checkpointed job that drained its windows has no state left to restore.
             if let Some(Err(e)) = self.checkpointer.as_ref().filter(|_| self.local == 0).map(Checkpointer::forget) {
                 self.stopping.fail(e);

@@ -231,6 +231,22 @@ impl Router {
         self.flush_each(|sink| sink.flush())
     }
 
+    /// This worker is about to write its part of checkpoint `name` (see [`Sink::prepare_checkpoint`]).
+    pub fn prepare_checkpoint(&mut self, name: fleetflow_dataflows::Time) -> Result<(), SinkError> {
+        self.flush_each(|sink| sink.prepare_checkpoint(name))
+    }
+
+    /// This worker learned that checkpoint `name` is complete (see [`Sink::checkpoint_complete`]).
+    pub fn checkpoint_complete(&mut self, name: fleetflow_dataflows::Time) -> Result<(), SinkError> {
+        self.flush_each(|sink| sink.checkpoint_complete(name))
+    }
+
+    /// The job starts from checkpoint `name` (0: none); `first`: on its process's first worker
+    /// (see [`Sink::restore_checkpoint`]).
+    pub fn restore_checkpoint(&mut self, name: fleetflow_dataflows::Time, first: bool) -> Result<(), SinkError> {
+        self.flush_each(|sink| sink.restore_checkpoint(name, first))
+    }
+
     /// An exact stop: every sink delivers what it was given, even files not complete yet.
     pub fn flush_for_stop(&mut self) -> Result<(), SinkError> {
         self.flush_each(|sink| sink.flush_for_stop())

@@ -86,6 +86,22 @@ pub trait Sink {
     fn abandon(&mut self) {}
     /// Outputs below dataflow time `time` were delivered by an earlier run that this one resumes.
     fn resumed_below(&mut self, _time: Time) {}
+    /// This worker is about to write its part of checkpoint `name` (and take the positions
+    /// for it): what the sink delivered so far belongs to that checkpoint.
+    fn prepare_checkpoint(&mut self, _name: Time) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// This worker learned that checkpoint `name` is complete (`Time::MAX`: the run ended with
+    /// everything delivered): a sink that holds outputs back until then makes them visible.
+    fn checkpoint_complete(&mut self, _name: Time) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// The job starts from checkpoint `name` (0: from none), before its dataflow exists: what an
+    /// earlier run held back is kept if that checkpoint covers it, and dropped if not (the job
+    /// writes it again). `first`: this is the instance of its process's first worker.
+    fn restore_checkpoint(&mut self, _name: Time, _first: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Flushes what the buffering hints say is due (called often).
     fn poll(&mut self) -> Result<(), SinkError>;
     /// Flushes everything buffered.

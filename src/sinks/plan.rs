@@ -65,7 +65,7 @@ impl SinkPlan {
             .map(|(name, prepared)| -> Result<NamedSink, SinkError> {
                 let counters = self.metrics.sink(name);
                 let sink: Box<dyn Sink> = match prepared {
-                    Prepared::Folder(f) => f.instance(tag),
+                    Prepared::Folder(f) => f.instance(tag, self.every > 0),
                     Prepared::Kafka(k, transactional) => k.instance(transactional.as_ref(), self.every, worker)?,
                     Prepared::Firehose(f) => Box::new(f.instance(name, tag, counters)),
                     Prepared::Sns(s) => Box::new(s.instance(name, tag, counters)),

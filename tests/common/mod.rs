@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[allow(dead_code)] // not every test binary sends to Firehose
+pub mod firehose;
+
 /// Every file under `root`, sorted (hidden temporary files included, so tests can look for them).
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -53,8 +53,12 @@ impl FolderConfig {
 }
 
 impl FolderConfig {
-    /// Worker `tag`'s instance: a sealed folder sink, or one writing buffered files named by `tag`.
-    pub fn instance(&self, tag: &str) -> Box<dyn crate::sinks::Sink> {
+    /// Worker `tag`'s instance: a sealed folder sink (staging its records with checkpoints in a
+    /// job that `checkpoints`), or one writing buffered files named by `tag`.
+    pub fn instance(&self, tag: &str, checkpoints: bool) -> Box<dyn crate::sinks::Sink> {
+        if self.sealed && checkpoints {
+            return Box::new(super::sealed::SealedFolderSink::staged(&self.path, tag));
+        }
         if self.sealed {
             return Box::new(super::sealed::SealedFolderSink::new(&self.path));
         }

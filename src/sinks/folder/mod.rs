@@ -11,6 +11,7 @@ mod config;
 pub use config::FolderConfig;
 
 pub mod sealed;
+pub mod staged;
 pub mod stored;
 
 use std::collections::BTreeMap;
