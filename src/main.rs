@@ -86,8 +86,11 @@ fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
     let flag = stop.clone();
     let exact = config.stops_exactly();
     let timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    // (A signal of its own: the job also sets `stop` when it fails, which is not a first signal.)
+    let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
+            flag.store(true, Ordering::SeqCst);
+            if signalled.swap(true, Ordering::SeqCst) {
                 err!("second interrupt: exiting at once (nothing more is committed; a restart resumes from the last commit)");
                 std::process::exit(130);
             }

@@ -779,50 +779,91 @@ fn net_rows(delivered: &[(BuggyRow, String, u64)]) -> BTreeMap<BuggyRow, i64> {
     net
 }
 
+/// What the reference restart tests find: the `buggy_devices` rows delivered, those of file
+/// runs with the old list (S0) and the new (S0 and S1), the time the held windows were corrected
+/// at, and the logs.
+#[cfg(unix)]
+struct EditedWhileDown {
+    delivered: Vec<(BuggyRow, String, u64)>,
+    before: BTreeSet<BuggyRow>,
+    after: BTreeSet<BuggyRow>,
+    frontier: u64,
+    logs: String,
+}
+
+#[cfg(unix)]
+impl EditedWhileDown {
+    /// Vehicles carry S0 or S1, and S0 is buggy. A job at 2 workers is stopped by `stop` once it
+    /// has read half the topic; while it is down, S1 is found buggy too; the restart (at 1
+    /// worker) reads to the end, applying the edit once, at one frontier.
+    fn run(name: &str, stop: fn(&mut std::process::Child)) -> Self {
+        let readings = fleet(20, 1_200);
+        let t = topic(name, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (vin_file, buggy_file, extra) = sensor_files(d, &readings);
+        let out = d.join("out");
+        let producer = publish_live(&t, &readings, Duration::from_micros(250));
+        let mut job = Running::start(exact_job_with(d, &t, &out, &extra, &["-w", "2"]));
+        job.wait_until_read(readings.len() / 2);
+        stop(&mut job.child);
+        let (_, mut logs) = job.finish();
+        producer.join().unwrap();
+        std::fs::write(&buggy_file, "sensor_id\nS0\nS1\n").unwrap();
+        let last = exact_job_with(d, &t, &out, &extra, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
+        logs.push_str(&String::from_utf8_lossy(&last.stderr));
+        assert!(last.status.success() && logs.contains("changed while the job was down: 1 rows added"), "{logs}");
+        let delivered = buggy_rows(&out);
+        let inserts: BTreeSet<u64> = delivered.iter().filter(|(_, r, _)| r == "insert").map(|(_, _, at)| *at).collect();
+        assert_eq!(inserts.len(), 1, "the held windows are corrected, at one frontier: {inserts:?}\n{logs}");
+        assert!(delivered.iter().all(|(_, revision, _)| revision != "retract"), "S0 stays buggy: nothing to retract");
+        let before = rows_with_list(d, &readings, &vin_file, ("s0", "sensor_id\nS0\n"));
+        let after = rows_with_list(d, &readings, &vin_file, ("s0s1", "sensor_id\nS0\nS1\n"));
+        EditedWhileDown { delivered, before, after, frontier: *inserts.first().unwrap(), logs }
+    }
+
+    /// Whether a window of `row` could still be corrected at the frontier (4-minute horizon).
+    fn correctable(&self, (_, _, _, end, _): &BuggyRow) -> bool {
+        end - 1 + 240_000 > self.frontier
+    }
+
+    /// The rows standing at the end: S1's windows still correctable at the frontier (and every
+    /// later window) as the new list gives them, the older ones as the old list gave them.
+    fn expected(&self) -> BTreeSet<BuggyRow> {
+        let (after, before) = (self.after.iter().filter(|k| self.correctable(k)), self.before.iter().filter(|k| !self.correctable(k)));
+        after.chain(before).cloned().collect()
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn a_reference_edited_while_the_job_is_stopped_corrects_the_windows_it_held() {
-    // Vehicles carry S0 or S1, and S0 is buggy. The job stops exactly mid-topic; while it is
-    // down, S1 is found buggy too; the restart (at another worker count) reads to the end. The
-    // windows that closed before the stop within the correction horizon (4 minutes) are
-    // corrected once, at the restart's frontier; older ones stay as they were written; later
-    // ones are written with S1 buggy. Before checkpoints held the join's windows and the
-    // reference versions, the restart corrected nothing before the stop.
-    let readings = fleet(20, 1_200);
-    let t = topic("refstop", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (vin_file, buggy_file, extra) = sensor_files(d, &readings);
-    let out = d.join("out");
-    let producer = publish_live(&t, &readings, Duration::from_micros(250));
-    let mut job = Running::start(exact_job_with(d, &t, &out, &extra, &["-w", "2"]));
-    job.wait_until_read(readings.len() / 2);
-    sigterm(&job.child);
-    let (status, mut logs) = job.finish();
-    assert!(status.success() && logs.contains("stopped exactly"), "{logs}");
-    producer.join().unwrap();
-    std::fs::write(&buggy_file, "sensor_id\nS0\nS1\n").unwrap();
-    let last = exact_job_with(d, &t, &out, &extra, &["-w", "1", "--http", "", "--stop", "end"]).output().unwrap();
-    logs.push_str(&String::from_utf8_lossy(&last.stderr));
-    assert!(last.status.success() && logs.contains("changed while the job was down: 1 rows added"), "{logs}");
-
-    let before = rows_with_list(d, &readings, &vin_file, ("s0", "sensor_id\nS0\n"));
-    let after = rows_with_list(d, &readings, &vin_file, ("s0s1", "sensor_id\nS0\nS1\n"));
-    let delivered = buggy_rows(&out);
-    let inserts: Vec<_> = delivered.iter().filter(|(_, revision, _)| revision == "insert").collect();
-    assert!(!inserts.is_empty(), "the windows held at the stop are corrected: {logs}");
-    let frontier = inserts[0].2;
-    assert!(inserts.iter().all(|(_, _, at)| *at == frontier), "all at the restart's frontier");
-    assert!(delivered.iter().all(|(_, revision, _)| revision != "retract"), "S0 stays buggy: nothing to retract");
-    // Each row once, and the rows are: S1's windows still correctable at the frontier (and every
-    // later window) as the new list gives them, the older ones as the old list gave them.
-    let keys: Vec<_> = delivered.iter().map(|(key, _, _)| key.clone()).collect();
+    // The job stops exactly mid-topic; the windows that closed before the stop within the
+    // correction horizon (4 minutes) are corrected once, at the restart's frontier; older ones
+    // stay as they were written; later ones are written with S1 buggy. Before checkpoints held
+    // the join's windows and the reference versions, the restart corrected nothing before the stop.
+    let e = EditedWhileDown::run("refstop", |child| sigterm(child));
+    assert!(e.logs.contains("stopped exactly"), "{}", e.logs);
+    let keys: Vec<_> = e.delivered.iter().map(|(key, _, _)| key.clone()).collect();
     let unique: BTreeSet<_> = keys.iter().cloned().collect();
     assert_eq!(keys.len(), unique.len(), "each row once");
-    let correctable = |(_, _, _, end, _): &BuggyRow| end - 1 + 240_000 > frontier;
-    let expected: BTreeSet<_> = after.iter().filter(|k| correctable(k)).chain(before.iter().filter(|k| !correctable(k))).cloned().collect();
-    assert_eq!(unique, expected, "stopped with the frontier at {frontier}:\n{logs}");
-    assert!(after.difference(&before).any(|k| !correctable(k)), "S1 windows beyond the horizon at the stop stay uncorrected");
+    assert_eq!(unique, e.expected(), "stopped with the frontier at {}:\n{}", e.frontier, e.logs);
+    assert!(e.after.difference(&e.before).any(|k| !e.correctable(k)), "S1 windows beyond the horizon at the stop stay uncorrected");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reference_edited_while_the_job_is_killed_corrects_the_windows_of_its_checkpoint() {
+    // As above, with SIGKILL: the restart restores the latest complete checkpoint (the join's
+    // windows, the reference tables as of its durable frontier D), applies the edit at D, and
+    // writes again only what the killed run delivered after D (the folder sink is at least once).
+    let e = EditedWhileDown::run("refkill", |child| child.kill().unwrap());
+    assert!(e.logs.contains("restoring the checkpoint"), "{}", e.logs);
+    let mut seen = BTreeSet::new();
+    let repeated: Vec<&BuggyRow> = e.delivered.iter().map(|(key, _, _)| key).filter(|k| !seen.insert(*k)).collect();
+    assert_eq!(seen.into_iter().cloned().collect::<BTreeSet<_>>(), e.expected(), "killed with the frontier at {}:\n{}", e.frontier, e.logs);
+    let early: Vec<_> = repeated.iter().filter(|(_, _, _, end, _)| *end <= e.frontier).collect();
+    assert!(early.is_empty(), "rows before the checkpoint written twice: {early:?}\n{}", e.logs);
 }
 
 #[cfg(unix)]
@@ -1266,7 +1307,7 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     let staged = common::files_under(&out.join(".staged"));
     assert_eq!(names(&delivered), names(&expected), "the same files\n{log}\nstaged: {staged:#?}");
     for ((name, want), (_, got)) in expected.iter().zip(&delivered) {
-        assert!(want == got, "{name}: {} bytes expected, {} written\n{log}", want.len(), got.len());
+        assert!(want == got, "{name}: {} bytes expected, {} written ({})\n{log}", want.len(), got.len(), line_difference(want, got));
     }
     assert!(staged.is_empty(), "left staged: {staged:#?}");
     // `late` and `errors` are written as they are read, into files named by the hour they were
@@ -1317,6 +1358,24 @@ fn assert_firehose_received(stream: &str, expected: &[String], received: &[Strin
     let missing: Vec<_> = e.difference(&r).take(3).collect();
     let foreign: Vec<_> = r.difference(&e).take(3).collect();
     assert!(missing.is_empty() && foreign.is_empty(), "{stream} at Firehose: missing {missing:?}, foreign {foreign:?}\n{log}");
+}
+
+/// How two files' lines differ: how many are missing, foreign and repeated, with an example.
+#[cfg(unix)]
+fn line_difference(want: &[u8], got: &[u8]) -> String {
+    let lines = |b: &[u8]| -> Vec<String> { String::from_utf8_lossy(b).lines().map(String::from).collect() };
+    let (want, got) = (lines(want), lines(got));
+    let (w, g): (BTreeSet<&String>, BTreeSet<&String>) = (want.iter().collect(), got.iter().collect());
+    let missing: Vec<_> = w.difference(&g).collect();
+    let foreign: Vec<_> = g.difference(&w).collect();
+    let repeated = got.len() - g.len();
+    format!(
+        "{} lines missing, {} foreign, {repeated} repeated; e.g. missing {:?}, foreign {:?}",
+        missing.len(),
+        foreign.len(),
+        missing.first(),
+        foreign.first()
+    )
 }
 
 /// How `child` ended, waiting at most `limit` (then it is killed: `still running`), and its log.

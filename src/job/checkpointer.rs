@@ -235,7 +235,7 @@ impl Checkpointer {
     ) -> Result<(), JobError> {
         // What the sinks delivered so far, and so what the positions count as delivered, belongs
         // to this checkpoint (a sink that holds outputs back until it completes).
-        router.prepare_checkpoint(name)?;
+        router.prepare_checkpoint(&CheckpointCommit { name, at, durable, stop: read_all })?;
         let positions = driver.positions_at(at, durable, read_all);
         let states = self.registry.states_at(at).into_iter().map(|(name, bytes)| (name, bytes.to_vec())).collect();
         let references = self.references.borrow().as_of(durable);

@@ -78,7 +78,7 @@ impl<'w> WorkerLoop<'w> {
         pin(config, index);
         let analyses = config.analyses()?;
         let tag = format!("p{:03}-w{index:03}-{run_id}", config.cluster.process);
-        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag, index)?, &config.routes()?, metrics.clone())));
+        let router = Rc::new(RefCell::new(Router::new(plan.build(&tag, (index, peers))?, &config.routes()?, metrics.clone())));
         if let Some((start, end)) = config.replay_days() {
             router.borrow_mut().keep_only(start, end);
         }
@@ -91,8 +91,9 @@ impl<'w> WorkerLoop<'w> {
         let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
         if state.is_some() {
             // What an earlier run's sinks held back for checkpoints, kept if the restored one
-            // covers it (before the dataflow exists: no worker of this run stages anything yet).
-            router.borrow_mut().restore_checkpoint(restore.as_ref().map_or(0, |r| r.name), local == 0)?;
+            // covers it (by the first worker, before the dataflow exists: no worker of this run
+            // stages anything before every worker has built it).
+            router.borrow_mut().restore_checkpoint(restore.as_ref().map_or(0, |r| r.name), index == 0)?;
         }
         let profile = OperatorProfile::install(worker);
         let built = dataflow::build(worker, config, (&analyses, &tables), &router, &mut sessions, (live, metrics), &registry)?;

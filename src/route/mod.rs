@@ -231,9 +231,9 @@ impl Router {
         self.flush_each(|sink| sink.flush())
     }
 
-    /// This worker is about to write its part of checkpoint `name` (see [`Sink::prepare_checkpoint`]).
-    pub fn prepare_checkpoint(&mut self, name: fleetflow_dataflows::Time) -> Result<(), SinkError> {
-        self.flush_each(|sink| sink.prepare_checkpoint(name))
+    /// This worker is about to write its part of checkpoint `c` (see [`Sink::prepare_checkpoint`]).
+    pub fn prepare_checkpoint(&mut self, c: &crate::sinks::CheckpointCommit) -> Result<(), SinkError> {
+        self.flush_each(|sink| sink.prepare_checkpoint(c))
     }
 
     /// This worker learned that checkpoint `name` is complete (see [`Sink::checkpoint_complete`]).
@@ -241,7 +241,7 @@ impl Router {
         self.flush_each(|sink| sink.checkpoint_complete(name))
     }
 
-    /// The job starts from checkpoint `name` (0: none); `first`: on its process's first worker
+    /// The job starts from checkpoint `name` (0: none); `first`: on the job's first worker
     /// (see [`Sink::restore_checkpoint`]).
     pub fn restore_checkpoint(&mut self, name: fleetflow_dataflows::Time, first: bool) -> Result<(), SinkError> {
         self.flush_each(|sink| sink.restore_checkpoint(name, first))

@@ -105,8 +105,9 @@ fn to_writers<'scope>(stream: StreamVec<'scope, Time, Encoded>, name: StreamName
         // A sink that commits its writes in one transaction has one writer.
         stream.exchange(|_: &Encoded| 0)
     } else if router.sealed(name) {
-        // Sealed files hold all records of one event hour: they are gathered on one worker.
-        stream.exchange(move |record: &Encoded| record.time / 3_600_000)
+        // Sealed files hold all records of one event hour: they are gathered on its owner.
+        let peers = stream.scope().peers();
+        stream.exchange(move |record: &Encoded| crate::sinks::folder::staged::owner(record.time / crate::layout::HOUR_MS, peers) as u64)
     } else {
         stream
     }

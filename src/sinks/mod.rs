@@ -86,9 +86,10 @@ pub trait Sink {
     fn abandon(&mut self) {}
     /// Outputs below dataflow time `time` were delivered by an earlier run that this one resumes.
     fn resumed_below(&mut self, _time: Time) {}
-    /// This worker is about to write its part of checkpoint `name` (and take the positions
-    /// for it): what the sink delivered so far belongs to that checkpoint.
-    fn prepare_checkpoint(&mut self, _name: Time) -> Result<(), SinkError> {
+    /// This worker is about to write its part of checkpoint `c` (and take the positions for
+    /// it): what the sink counts as delivered below `c.durable` (or, for an exact stop's, all it
+    /// was given) must be durable now.
+    fn prepare_checkpoint(&mut self, _c: &CheckpointCommit) -> Result<(), SinkError> {
         Ok(())
     }
     /// This worker learned that checkpoint `name` is complete (`Time::MAX`: the run ended with
@@ -98,7 +99,7 @@ pub trait Sink {
     }
     /// The job starts from checkpoint `name` (0: from none), before its dataflow exists: what an
     /// earlier run held back is kept if that checkpoint covers it, and dropped if not (the job
-    /// writes it again). `first`: this is the instance of its process's first worker.
+    /// writes it again). `first`: this is the instance of the job's first worker.
     fn restore_checkpoint(&mut self, _name: Time, _first: bool) -> Result<(), SinkError> {
         Ok(())
     }

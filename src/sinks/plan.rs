@@ -58,14 +58,14 @@ impl SinkPlan {
         Ok(SinkPlan { sinks: prepared, metrics, every: checkpointing.map_or(0, |(_, every)| every) })
     }
 
-    /// Worker `worker`'s sink instances, by name; `tag` names its files.
-    pub fn build(&self, tag: &str, worker: usize) -> Result<Vec<NamedSink>, SinkError> {
+    /// The sink instances of worker `worker` of `peers`, by name; `tag` names its files.
+    pub fn build(&self, tag: &str, (worker, peers): (usize, usize)) -> Result<Vec<NamedSink>, SinkError> {
         self.sinks
             .iter()
             .map(|(name, prepared)| -> Result<NamedSink, SinkError> {
                 let counters = self.metrics.sink(name);
                 let sink: Box<dyn Sink> = match prepared {
-                    Prepared::Folder(f) => f.instance(tag, self.every > 0),
+                    Prepared::Folder(f) => f.instance(tag, (worker, peers), self.every > 0),
                     Prepared::Kafka(k, transactional) => k.instance(transactional.as_ref(), self.every, worker)?,
                     Prepared::Firehose(f) => Box::new(f.instance(name, tag, counters)),
                     Prepared::Sns(s) => Box::new(s.instance(name, tag, counters)),

@@ -53,11 +53,12 @@ impl FolderConfig {
 }
 
 impl FolderConfig {
-    /// Worker `tag`'s instance: a sealed folder sink (staging its records with checkpoints in a
-    /// job that `checkpoints`), or one writing buffered files named by `tag`.
-    pub fn instance(&self, tag: &str, checkpoints: bool) -> Box<dyn crate::sinks::Sink> {
+    /// The instance of worker `worker` (of `peers`) whose run tag is `tag`: a sealed folder sink
+    /// (committing with the checkpoints in a job that `checkpoints`), or one writing buffered
+    /// files named by `tag`.
+    pub fn instance(&self, tag: &str, (worker, peers): (usize, usize), checkpoints: bool) -> Box<dyn crate::sinks::Sink> {
         if self.sealed && checkpoints {
-            return Box::new(super::sealed::SealedFolderSink::staged(&self.path, tag));
+            return Box::new(super::staged::StagedSealedSink::new(&self.path, tag, (worker, peers)));
         }
         if self.sealed {
             return Box::new(super::sealed::SealedFolderSink::new(&self.path));

@@ -12,6 +12,7 @@ pub use config::FolderConfig;
 
 pub mod sealed;
 pub mod staged;
+pub mod staging;
 pub mod stored;
 
 use std::collections::BTreeMap;

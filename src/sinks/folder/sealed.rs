@@ -9,15 +9,13 @@
 //! on the worker count: a rerun, a replay or a run on another cluster writes the same bytes under
 //! the same names, and overwrites rather than duplicates.
 //!
-//! In a job that checkpoints, a complete file is first staged and becomes visible only once a
-//! checkpoint that covers it is complete (see [`super::staged`]).
+//! In a job that checkpoints, [`super::staged`] writes the same files, with the checkpoints.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fleetflow_dataflows::Time;
 
-use super::staged::Staging;
 use super::write_atomically;
 use crate::encode::Encoded;
 use crate::layout::hour_folder;
@@ -53,8 +51,6 @@ pub struct SealedFolderSink {
     /// This run resumes where an earlier one stopped (from its committed offsets): files may hold
     /// records of that run which this one does not repeat, so it merges rather than replaces.
     resumed: bool,
-    /// In a job that checkpoints: complete files wait here for a checkpoint that covers them.
-    staging: Option<Staging>,
 }
 
 impl SealedFolderSink {
@@ -64,35 +60,30 @@ impl SealedFolderSink {
             root: root.as_ref().to_path_buf(),
             streams: StreamName::all().map(|_| StreamState::default()).collect(),
             resumed: false,
-            staging: None,
         }
-    }
-
-    /// The instance of the worker whose run tag is `tag`, in a job that checkpoints: its records
-    /// are staged with each checkpoint, and a file is written once a checkpoint covers it whole.
-    pub fn staged(root: impl AsRef<Path>, tag: &str) -> Self {
-        let staging = Some(Staging::new(root.as_ref(), tag));
-        SealedFolderSink { staging, ..Self::new(root) }
     }
 
     /// The file of `stream` for records of event hour `hour` completed in hour `completion`.
     pub fn file_of(&self, stream: StreamName, completion: Time, hour: Time) -> PathBuf {
-        self.root.join(stream.as_str()).join(hour_folder(hour * HOUR_MS)).join(file_name(stream, completion))
+        let name = match chrono::DateTime::<chrono::Utc>::from_timestamp_millis((completion * HOUR_MS) as i64) {
+            Some(t) => format!("{}-{}.jsonl", stream.as_str(), t.format("%Y%m%dT%H")),
+            None => format!("{}-{completion}.jsonl", stream.as_str()),
+        };
+        self.root.join(stream.as_str()).join(hour_folder(hour * HOUR_MS)).join(name)
     }
 
-    fn write_group(&self, stream: StreamName, (completion, hour): (Time, Time), mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
-        let path = self.file_of(stream, completion, hour);
-        match &self.staging {
-            Some(staging) => {
-                lines.sort_unstable();
-                staging.stage(path.strip_prefix(&self.root).unwrap_or(&path), lines, true)
-            }
-            None => self.publish(&path, lines),
-        }
+    /// The folder the files are written under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
-    /// Writes `lines` as the file at `path`.
-    fn publish(&self, path: &Path, mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
+    fn write_group(&self, stream: StreamName, (completion, hour): (Time, Time), lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
+        self.publish(&self.file_of(stream, completion, hour), lines)
+    }
+
+    /// Writes `lines` as the file at `path`: merged into the file there if this run resumes an
+    /// earlier one.
+    pub fn publish(&self, path: &Path, mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
         // A run that resumes where an earlier one stopped may find part of this file's records
         // written by it, which it does not repeat: below the earlier run's frontier, and (after
         // an exact stop, which writes the files it holds) raw, late and errors records written
@@ -108,14 +99,6 @@ impl SealedFolderSink {
             lines.dedup();
         }
         write_atomically(path, &lines.concat())
-    }
-}
-
-/// The name of the file of `stream` for records completed in hour `completion`.
-fn file_name(stream: StreamName, completion: Time) -> String {
-    match chrono::DateTime::<chrono::Utc>::from_timestamp_millis((completion * HOUR_MS) as i64) {
-        Some(t) => format!("{}-{}.jsonl", stream.as_str(), t.format("%Y%m%dT%H")),
-        None => format!("{}-{completion}.jsonl", stream.as_str()),
     }
 }
 
@@ -152,32 +135,6 @@ impl Sink for SealedFolderSink {
         self.resumed = true;
     }
 
-    /// Stages what every file not complete yet holds, then hands what is staged to checkpoint `name`.
-    fn prepare_checkpoint(&mut self, name: Time) -> Result<(), SinkError> {
-        let Some(staging) = &self.staging else { return Ok(()) };
-        for stream in StreamName::all() {
-            for (&(completion, hour), group) in &mut self.streams[stream.index()].open {
-                let path = self.root.join(stream.as_str()).join(hour_folder(hour * HOUR_MS)).join(file_name(stream, completion));
-                let mut lines = std::mem::take(&mut group.lines);
-                lines.sort_unstable();
-                staging.stage(path.strip_prefix(&self.root).unwrap_or(&path), lines, false)?;
-            }
-        }
-        staging.tag(name)
-    }
-
-    fn checkpoint_complete(&mut self, name: Time) -> Result<(), SinkError> {
-        let Some(staging) = &self.staging else { return Ok(()) };
-        staging.complete(name, &mut |relative, lines| self.publish(&self.root.join(relative), lines))
-    }
-
-    fn restore_checkpoint(&mut self, name: Time, first: bool) -> Result<(), SinkError> {
-        let Some(mut staging) = self.staging.take() else { return Ok(()) };
-        let restored = staging.restore(name, first, &mut |relative, lines| self.publish(&self.root.join(relative), lines));
-        self.staging = Some(staging);
-        restored
-    }
-
     fn poll(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -189,11 +146,8 @@ impl Sink for SealedFolderSink {
     }
 
     /// Writes every open file as it stands: the run that resumes from the stop merges its
-    /// records into them. (Staging, nothing: the stop's checkpoint stages them.)
+    /// records into them.
     fn flush_for_stop(&mut self) -> Result<(), SinkError> {
-        if self.staging.is_some() {
-            return Ok(());
-        }
         for stream in StreamName::all() {
             let open = std::mem::take(&mut self.streams[stream.index()].open);
             for (key, group) in open {
@@ -209,12 +163,8 @@ impl Sink for SealedFolderSink {
         self.streams[stream.index()].written
     }
 
-    /// Records in files written; staging, every record (each checkpoint stages what is held).
     fn delivered(&self, stream: StreamName) -> u64 {
-        match self.staging {
-            Some(_) => self.streams[stream.index()].written,
-            None => self.streams[stream.index()].delivered(),
-        }
+        self.streams[stream.index()].delivered()
     }
 }
 
@@ -277,98 +227,5 @@ mod tests {
         ahead.write(StreamName::named("alerts"), T, &rec("d", T)).unwrap();
         ahead.seal(StreamName::named("alerts"), Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\n");
-    }
-
-    /// The files under `root` that a reader sees (not the staged ones), with their lines.
-    fn visible(root: &Path) -> Vec<String> {
-        let files = super::super::staged::files_under(root).into_iter().filter(|f| !f.starts_with(root.join(".staged")));
-        files
-            .map(|f| format!("{}: {}", f.file_name().unwrap().to_string_lossy(), std::fs::read_to_string(&f).unwrap().replace('\n', " ")))
-            .collect()
-    }
-
-    fn staged_is_empty(root: &Path) -> bool {
-        super::super::staged::files_under(&root.join(".staged")).is_empty()
-    }
-
-    #[test]
-    fn staged_a_file_appears_whole_once_a_checkpoint_covers_its_last_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let speeders = StreamName::named("speeders");
-        let mut sink = SealedFolderSink::staged(dir.path(), "p000-w000-a");
-        sink.write(speeders, T, &rec("b", T)).unwrap();
-        sink.write(speeders, T, &rec("a", T)).unwrap();
-        assert_eq!(sink.delivered(speeders), 2, "delivered once written: each checkpoint stages them");
-        sink.prepare_checkpoint(100).unwrap();
-        sink.checkpoint_complete(100).unwrap();
-        assert!(visible(dir.path()).is_empty(), "the hour is not complete");
-        sink.write(speeders, T, &rec("c", T)).unwrap();
-        sink.seal(speeders, T + HOUR_MS).unwrap();
-        sink.checkpoint_complete(100).unwrap();
-        assert!(visible(dir.path()).is_empty(), "its last records are in no complete checkpoint yet");
-        sink.prepare_checkpoint(200).unwrap();
-        assert!(visible(dir.path()).is_empty(), "written, not complete");
-        sink.checkpoint_complete(200).unwrap();
-        assert_eq!(visible(dir.path()), ["speeders-20251125T10.jsonl: a b c "]);
-        assert!(!dir.path().join(".staged/p000-w000-a").exists(), "nothing left staged");
-    }
-
-    #[test]
-    fn a_restart_keeps_the_pieces_its_checkpoint_covers_and_drops_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let (errors, alerts) = (StreamName::named("errors"), StreamName::named("alerts"));
-        let mut first = SealedFolderSink::staged(dir.path(), "p000-w000-a");
-        first.write(errors, T, &rec("e1", T)).unwrap();
-        // A file complete under checkpoint 100, which the run never learned was complete.
-        first.write(alerts, T - HOUR_MS, &rec("x", T - HOUR_MS)).unwrap();
-        first.seal(alerts, T).unwrap();
-        first.prepare_checkpoint(100).unwrap();
-        // After checkpoint 100: written again by the restart.
-        first.write(errors, T, &rec("e2", T)).unwrap();
-        first.prepare_checkpoint(200).unwrap();
-        first.write(errors, T, &rec("e3", T)).unwrap();
-        first.seal(errors, T + HOUR_MS).unwrap();
-        drop(first);
-
-        // At another worker count: the first worker of the process carries them.
-        let mut other = SealedFolderSink::staged(dir.path(), "p000-w001-b");
-        other.restore_checkpoint(100, false).unwrap();
-        let mut restart = SealedFolderSink::staged(dir.path(), "p000-w000-b");
-        restart.restore_checkpoint(100, true).unwrap();
-        assert_eq!(visible(dir.path()), ["alerts-20251125T09.jsonl: x "], "complete and covered: published");
-        for sink in [&mut restart, &mut other] {
-            sink.resumed_below(1);
-        }
-        // The file of `errors` is continued by another worker of the restart.
-        other.write(errors, T, &rec("e2", T)).unwrap();
-        other.write(errors, T, &rec("e3", T)).unwrap();
-        other.seal(errors, T + HOUR_MS).unwrap();
-        let past = T + HOUR_MS;
-        for sink in [&mut restart, &mut other] {
-            sink.prepare_checkpoint(past).unwrap();
-            sink.checkpoint_complete(past).unwrap();
-        }
-        assert_eq!(visible(dir.path()), ["alerts-20251125T09.jsonl: x ", "errors-20251125T10.jsonl: e1 e2 e3 "]);
-        assert!(staged_is_empty(dir.path()), "nothing left staged");
-    }
-
-    #[test]
-    fn a_carried_file_no_record_joins_is_published_once_a_checkpoint_is_past_its_hour() {
-        let dir = tempfile::tempdir().unwrap();
-        let raw = StreamName::named("raw");
-        let mut first = SealedFolderSink::staged(dir.path(), "p000-w000-a");
-        first.write(raw, T, &rec("r1", T)).unwrap();
-        first.prepare_checkpoint(T).unwrap();
-        drop(first);
-        let mut restart = SealedFolderSink::staged(dir.path(), "p000-w000-b");
-        restart.restore_checkpoint(T, true).unwrap();
-        restart.resumed_below(T);
-        restart.prepare_checkpoint(T + 60_000).unwrap();
-        restart.checkpoint_complete(T + 60_000).unwrap();
-        assert!(visible(dir.path()).is_empty(), "its hour is not over");
-        restart.prepare_checkpoint(T + HOUR_MS).unwrap();
-        restart.checkpoint_complete(T + HOUR_MS).unwrap();
-        assert_eq!(visible(dir.path()), ["raw-20251125T10.jsonl: r1 "]);
-        assert!(staged_is_empty(dir.path()));
     }
 }

@@ -1,278 +1,314 @@
-//! A sealed folder's records held back until a checkpoint covers them: the sealed folder's side
-//! of a two-phase commit, as Flink's file sink keeps its pending files in its checkpoints.
+//! The sealed folder sink of a job that checkpoints: the same files as [`super::sealed`], each
+//! written once, complete, but committed with the checkpoints in two phases, as Flink's file sink
+//! keeps its pending files in its checkpoints.
 //!
-//! Why: a sealed file holds `late`, `errors` and `raw` records, filed by the hour they were read
-//! at. A restart from an earlier checkpoint reads them again, at another hour, into another file;
-//! so a file made visible before a checkpoint records those records as delivered would be
-//! repeated by a crash (or by a stop that gives up while another sink is down). And a file is
-//! complete only once its hour is: were the sink to count its records as delivered only then,
-//! no checkpoint could complete within an hour (a crash would read an hour again).
+//! Why: a sealed file holds `late`, `errors` and `raw` records. A restart from an earlier
+//! checkpoint reads again every record it does not record as delivered and writes its outputs
+//! again (`late` and `errors` at the hour they are read at, so into another file). A file made
+//! visible before a checkpoint recorded all its records as delivered would repeat them after a
+//! crash, or after a stop that gave up while another sink was down. And a file is complete only
+//! once its hour is: were its records to count as delivered only then, no checkpoint could
+//! complete within an hour (a crash would read an hour again).
 //!
-//! How: just before a worker writes its part of checkpoint `N` (and takes the positions for
-//! it), its sealed sink stages every record it holds as pieces of the files they belong to,
-//! under `ROOT/.staged/<worker's run tag>/pending/`, at the path each file will have under
-//! `ROOT`; a file whose hour is complete is staged with a `.done` mark. Then `pending` becomes
-//! `N`: the part records as delivered exactly the records staged under `N` or below, so the
-//! sink counts every record as delivered once written. When the worker learns that checkpoint
-//! `N` is complete, it publishes each file marked done under `N` or below: its pieces, merged,
-//! written into `ROOT` at once. A restart from checkpoint `N` carries the pieces staged up to `N`
-//! by earlier runs into `ROOT/.staged/carried/` (publishing the files marked done) and removes
-//! the rest: the restart writes those records again.
+//! How ([`super::staging`] holds the folders):
+//! 1. The sink counts a record as delivered once written. Just before a worker writes its part
+//!    of checkpoint `N`, whose durable frontier is `D`, the sink stages every record it holds
+//!    with a dataflow time below `D` (an exact stop's checkpoint: every record) as pieces of the
+//!    files they belong to, marking a file done once its hour is complete and all of it is
+//!    staged; what is pending becomes `N`'s. The part then records as delivered exactly the
+//!    records staged under `N` or below: a restart from `N` writes again the outputs at or after
+//!    `D`, and the rejects it does not count as delivered, and nothing else.
+//! 2. When the worker learns that checkpoint `N` is complete, it writes into place each file
+//!    it marked done under `N` or below, from its pieces.
+//!
+//! A restart from checkpoint `N` keeps what earlier runs staged under `N` or below (carried)
+//! and removes the rest. Every file is written by the worker that owns its event hour
+//! ([`owner`]): with its own pieces it takes the carried ones, and a carried file that no record
+//! of the new run joins it writes once a checkpoint is past the file's hour. A drained run
+//! writes everything at its end.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use fleetflow_dataflows::Time;
 
-use crate::sinks::SinkError;
+use super::sealed::SealedFolderSink;
+use super::staging::Staging;
+use crate::encode::Encoded;
+use crate::layout::HOUR_MS;
+use crate::sinks::{CheckpointCommit, Sink, SinkError};
+use crate::stream::StreamName;
 
-/// Writes a file into its place under the sealed folder's root: `(relative path, lines)`.
-pub type Publish<'a> = dyn FnMut(&Path, Vec<Vec<u8>>) -> Result<(), SinkError> + 'a;
-
-const PENDING: &str = "pending";
-const CARRIED: &str = "carried";
-/// The mark of a file whose hour is complete, beside its last piece.
-const DONE: &str = ".done";
-
-/// One worker's staged pieces.
-pub struct Staging {
-    /// `ROOT/.staged`.
-    staged: PathBuf,
-    /// This worker's folder in it, for this run.
-    own: PathBuf,
-    /// Tags at or below this belong to the checkpoint this run restored (see [`Staging::tag`]).
-    floor: Time,
-    /// Whether this worker publishes the carried files (its process's first).
-    sweeps: bool,
+/// The records of one file not staged yet: `(dataflow time, line)`, and whether its hour is
+/// complete.
+#[derive(Default)]
+struct Held {
+    lines: Vec<(Time, Vec<u8>)>,
+    complete: bool,
 }
 
-impl Staging {
-    /// The staging of the worker whose run tag is `tag`, under the sealed folder `root`.
-    pub fn new(root: &Path, tag: &str) -> Self {
-        let staged = root.join(".staged");
-        Staging { own: staged.join(tag), staged, floor: 0, sweeps: false }
+#[derive(Default)]
+struct StreamState {
+    /// By `(completion hour, event hour)`.
+    held: BTreeMap<(Time, Time), Held>,
+    written: u64,
+}
+
+/// A sealed folder sink that commits with the checkpoints.
+pub struct StagedSealedSink {
+    /// The files' names, and how a file is written into place.
+    files: SealedFolderSink,
+    staging: Staging,
+    streams: Vec<StreamState>,
+    /// This worker, of how many: it writes the files of the event hours it owns.
+    worker: (usize, usize),
+}
+
+/// The worker of `peers` that writes the sealed files of event hour `hour` (hours since the
+/// epoch): the route stage sends it every record of that hour (timely's exchange sends a hash
+/// below the worker count to the worker of that index).
+pub fn owner(hour: Time, peers: usize) -> usize {
+    (hour % peers.max(1) as Time) as usize
+}
+
+impl StagedSealedSink {
+    /// The sink of worker `worker` (of `peers`), whose run tag is `tag`, writing under `root`.
+    pub fn new(root: impl AsRef<Path>, tag: &str, (worker, peers): (usize, usize)) -> Self {
+        let staging = Staging::new(root.as_ref(), tag);
+        let streams = StreamName::all().map(|_| Default::default()).collect();
+        StagedSealedSink { files: SealedFolderSink::new(root), staging, streams, worker: (worker, peers) }
     }
 
-    /// Stages `lines` as a piece of the file at `relative` (a path under the root), `done` if
-    /// its hour is complete.
-    pub fn stage(&self, relative: &Path, lines: Vec<Vec<u8>>, done: bool) -> Result<(), SinkError> {
-        let path = self.own.join(PENDING).join(relative);
-        if !lines.is_empty() {
-            append(&path, lines)?;
-        }
-        if done {
-            super::write_atomically(&marked(&path), b"")?;
-        }
-        Ok(())
-    }
-
-    /// Checkpoint `name` is about to take this worker's part: what is pending becomes its. (A
-    /// name not above the checkpoint this run restored cannot complete in this run: its pieces
-    /// wait for the next one that can.)
-    pub fn tag(&self, name: Time) -> Result<(), SinkError> {
-        let pending = self.own.join(PENDING);
-        if !pending.exists() {
-            return Ok(());
-        }
-        let tagged = self.own.join(format!("{:020}", name.max(self.floor + 1)));
-        if tagged.exists() {
-            // (The same checkpoint written again: one folder.)
-            move_pieces(&pending, &tagged)?;
-            remove_empty(&pending);
-            return Ok(());
-        }
-        std::fs::rename(&pending, &tagged).map_err(io(&pending))
-    }
-
-    /// Checkpoint `name` is complete (`MAX`: the run ended with everything delivered, pending
-    /// included): publishes every file this worker marked done up to it, with its pieces. The
-    /// sweeping worker also publishes the carried files whose hour the checkpoint is past (no
-    /// record joins them any more); a file with pieces of both is merged by whichever comes
-    /// second (the sink merges into a file of a run it resumes).
-    pub fn complete(&self, name: Time, publish: &mut Publish<'_>) -> Result<(), SinkError> {
-        let tags = tags_up_to(&self.own, name);
-        let done: Vec<PathBuf> = tags.iter().flat_map(|t| marks_under(t)).collect();
-        for relative in done {
-            let sources: Vec<&Path> = tags.iter().map(PathBuf::as_path).collect();
-            publish_file(&relative, &sources, publish)?;
-        }
-        remove_empty(&self.own);
-        let carried = self.staged.join(CARRIED);
-        if self.sweeps && carried.exists() {
-            // (Checkpoint names lie at most 2 ms above their durable frontier.)
-            let past = |r: &PathBuf| name == Time::MAX || completion_end(r).is_some_and(|end| end + 2 < name);
-            for relative in pieces_under(&carried).into_iter().filter(past) {
-                publish_file(&relative, &[carried.as_path()], publish)?;
+    /// Stages the records held with a dataflow time below `below`, marking the files whose hour
+    /// is complete and all staged done (`all`: every file counts as complete: the run ended).
+    fn stage_below(&mut self, below: Time, all: bool) -> Result<(), SinkError> {
+        for stream in StreamName::all() {
+            let mut done = Vec::new();
+            for (&(completion, hour), held) in &mut self.streams[stream.index()].held {
+                let (mut lines, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut held.lines).into_iter().partition(|(t, _)| *t < below);
+                held.lines = kept;
+                let finished = (held.complete || all) && held.lines.is_empty();
+                if lines.is_empty() && !finished {
+                    continue;
+                }
+                lines.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+                let path = self.files.file_of(stream, completion, hour);
+                let relative = path.strip_prefix(self.files.root()).unwrap_or(&path);
+                self.staging.stage(relative, lines.into_iter().map(|(_, l)| l).collect(), finished)?;
+                if finished {
+                    done.push((completion, hour));
+                }
             }
-            remove_empty(&carried);
-        }
-        Ok(())
-    }
-
-    /// A restart from checkpoint `name` (0: from none). The first worker of each process
-    /// (`first`) carries what earlier runs staged up to `name` and publishes the files among it
-    /// marked done; everything else they staged is removed. Runs before this worker's dataflow
-    /// exists, so before any worker of this run stages anything.
-    pub fn restore(&mut self, name: Time, first: bool, publish: &mut Publish<'_>) -> Result<(), SinkError> {
-        (self.floor, self.sweeps) = (name, first);
-        if !first {
-            return Ok(());
-        }
-        let carried = self.staged.join(CARRIED);
-        let Ok(entries) = std::fs::read_dir(&self.staged) else { return Ok(()) };
-        let runs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.ends_with(CARRIED)).collect();
-        for run in runs {
-            // (Claimed by renaming: another process sharing the folder may be restoring too.)
-            let claimed = self.staged.join(format!(".claimed-{}", std::process::id()));
-            if std::fs::rename(&run, &claimed).is_err() {
-                continue;
+            for key in done {
+                self.streams[stream.index()].held.remove(&key);
             }
-            for tag in tags_up_to(&claimed, name) {
-                move_pieces(&tag, &carried)?;
-            }
-            std::fs::remove_dir_all(&claimed).map_err(io(&claimed))?;
         }
-        for relative in marks_under(&carried) {
-            publish_file(&relative, &[carried.as_path()], publish)?;
-        }
-        remove_empty(&carried);
         Ok(())
     }
 }
 
-/// The tag folders under `dir` up to `name`, oldest first (`pending` counts as `MAX`).
-fn tags_up_to(dir: &Path, name: Time) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut tags: Vec<(Time, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_str()?.to_string();
-            let tag = if n == PENDING { Time::MAX } else { n.parse().ok()? };
-            Some((tag, e.path()))
-        })
-        .filter(|(tag, _)| *tag <= name)
-        .collect();
-    tags.sort();
-    tags.into_iter().map(|(_, p)| p).collect()
-}
+impl Sink for StagedSealedSink {
+    fn write(&mut self, stream: StreamName, stamp: Time, record: &Encoded) -> Result<(), SinkError> {
+        let state = &mut self.streams[stream.index()];
+        state.written += 1;
+        let key = (stamp / HOUR_MS, record.time / HOUR_MS);
+        state.held.entry(key).or_default().lines.push((stamp, record.line.clone()));
+        Ok(())
+    }
 
-/// Publishes the file at `relative` from its pieces in `sources`, and removes them and its mark.
-fn publish_file(relative: &Path, sources: &[&Path], publish: &mut Publish<'_>) -> Result<(), SinkError> {
-    let mut lines = Vec::new();
-    for source in sources {
-        if let Ok(bytes) = std::fs::read(source.join(relative)) {
-            lines.extend(lines_of(&bytes));
-        }
-    }
-    if !lines.is_empty() {
-        publish(relative, lines)?;
-    }
-    // (Published before the pieces go: a crash in between publishes them again, merged.)
-    for source in sources {
-        for path in [source.join(relative), marked(&source.join(relative))] {
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(io(&path))?;
+    /// A file whose completion hour the frontier passed is complete (written once staged whole
+    /// and covered by a complete checkpoint).
+    fn seal(&mut self, stream: StreamName, frontier: Time) -> Result<(), SinkError> {
+        for ((completion, _), held) in &mut self.streams[stream.index()].held {
+            if (completion + 1) * HOUR_MS > frontier {
+                break;
             }
+            held.complete = true;
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Moves every piece and mark under `from` to the same place under `to`, merged with a piece
-/// already there.
-fn move_pieces(from: &Path, to: &Path) -> Result<(), SinkError> {
-    for file in files_under(from) {
-        let relative = file.strip_prefix(from).unwrap_or(&file);
-        let lines = lines_of(&std::fs::read(&file).map_err(io(&file))?);
-        if is_mark(&file) {
-            super::write_atomically(&to.join(relative), b"")?;
-        } else {
-            append(&to.join(relative), lines)?;
+    fn sealed(&self) -> bool {
+        true
+    }
+
+    fn resumed_below(&mut self, time: Time) {
+        self.files.resumed_below(time);
+    }
+
+    fn prepare_checkpoint(&mut self, c: &CheckpointCommit) -> Result<(), SinkError> {
+        self.stage_below(if c.stop { Time::MAX } else { c.durable }, false)?;
+        self.staging.tag(c.name)
+    }
+
+    fn checkpoint_complete(&mut self, name: Time) -> Result<(), SinkError> {
+        if name == Time::MAX {
+            self.stage_below(Time::MAX, true)?;
         }
-        std::fs::remove_file(&file).map_err(io(&file))?;
+        let ((worker, peers), files) = (self.worker, &self.files);
+        let owns = |relative: &Path| super::staging::event_hour(relative).is_some_and(|h| owner(h, peers) == worker);
+        self.staging.complete(name, owns, &mut |relative, lines| files.publish(&files.root().join(relative), lines))
     }
-    Ok(())
-}
 
-/// Adds `lines` to the piece at `path`, kept sorted.
-fn append(path: &Path, mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
-    if let Ok(existing) = std::fs::read(path) {
-        lines.extend(lines_of(&existing));
+    fn restore_checkpoint(&mut self, name: Time, first: bool) -> Result<(), SinkError> {
+        self.staging.restore(name, first)
     }
-    lines.sort_unstable();
-    super::write_atomically(path, &lines.concat())
+
+    fn poll(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Nothing: records are staged with the checkpoints, and written at the end of a drained run
+    /// ([`Sink::checkpoint_complete`] with `MAX`).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Nothing: the stop's checkpoint stages every record.
+    fn flush_for_stop(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn written(&self, stream: StreamName) -> u64 {
+        self.streams[stream.index()].written
+    }
+
+    /// Every record written: each checkpoint stages what it covers before its part is written.
+    fn delivered(&self, stream: StreamName) -> u64 {
+        self.streams[stream.index()].written
+    }
 }
 
-/// The pieces under `dir` (not the marks), as paths relative to it.
-fn pieces_under(dir: &Path) -> Vec<PathBuf> {
-    let pieces = files_under(dir).into_iter().filter(|f| !is_mark(f));
-    pieces.filter_map(|p| Some(p.strip_prefix(dir).ok()?.to_path_buf())).collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The end of the hour a sealed file completes (its name's `<stream>-YYYYMMDDTHH.jsonl`).
-fn completion_end(relative: &Path) -> Option<Time> {
-    let stem = relative.file_stem()?.to_str()?;
-    let (_, hour) = stem.rsplit_once('-')?;
-    let start = match chrono::NaiveDateTime::parse_from_str(&format!("{hour}00"), "%Y%m%dT%H%M") {
-        Ok(t) => Time::try_from(t.and_utc().timestamp_millis()).ok()?,
-        Err(_) => hour.parse::<Time>().ok()?.checked_mul(HOUR)?,
-    };
-    start.checked_add(HOUR)
-}
+    const T: Time = 1_764_064_860_000; // 2025-11-25T10:01:00Z
 
-const HOUR: Time = 3_600_000;
+    fn rec(line: &str, time: Time) -> Encoded {
+        Encoded { line: format!("{line}\n").into_bytes(), time, key: None }
+    }
 
-/// The files marked done under `dir`, as paths relative to it.
-fn marks_under(dir: &Path) -> Vec<PathBuf> {
-    let marks = files_under(dir).into_iter().filter(|f| is_mark(f));
-    marks.filter_map(|m| Some(m.strip_prefix(dir).ok()?.with_extension(""))).collect()
-}
+    fn checkpoint(name: Time, durable: Time) -> CheckpointCommit {
+        CheckpointCommit { name, at: durable, durable, stop: false }
+    }
 
-fn marked(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(DONE);
-    PathBuf::from(name)
-}
+    /// The files under `root` that a reader sees (not the staged ones), with their lines.
+    fn visible(root: &Path) -> Vec<String> {
+        let files = super::super::staging::files_under(root).into_iter().filter(|f| !f.starts_with(root.join(".staged")));
+        files
+            .map(|f| format!("{}: {}", f.file_name().unwrap().to_string_lossy(), std::fs::read_to_string(&f).unwrap().replace('\n', " ")))
+            .collect()
+    }
 
-fn is_mark(path: &Path) -> bool {
-    path.to_string_lossy().ends_with(DONE)
-}
+    fn staged_is_empty(root: &Path) -> bool {
+        super::super::staging::files_under(&root.join(".staged")).is_empty()
+    }
 
-/// The lines of a file, each with its newline.
-fn lines_of(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
-}
+    #[test]
+    fn a_file_appears_whole_once_a_checkpoint_covers_all_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let speeders = StreamName::named("speeders");
+        let mut sink = StagedSealedSink::new(dir.path(), "p000-w000-a", (0, 1));
+        sink.write(speeders, T, &rec("b", T)).unwrap();
+        sink.write(speeders, T + 5, &rec("a", T)).unwrap();
+        assert_eq!(sink.delivered(speeders), 2, "delivered once written: each checkpoint stages what it covers");
+        sink.prepare_checkpoint(&checkpoint(100, T + 1)).unwrap();
+        sink.checkpoint_complete(100).unwrap();
+        assert!(visible(dir.path()).is_empty(), "the hour is not complete");
+        sink.write(speeders, T + 10, &rec("c", T)).unwrap();
+        sink.seal(speeders, T + HOUR_MS).unwrap();
+        sink.prepare_checkpoint(&checkpoint(200, T + 6)).unwrap();
+        sink.checkpoint_complete(200).unwrap();
+        assert!(visible(dir.path()).is_empty(), "complete, but not all of it is below a checkpoint's frontier");
+        sink.prepare_checkpoint(&checkpoint(300, T + HOUR_MS)).unwrap();
+        assert!(visible(dir.path()).is_empty(), "staged whole, the checkpoint not complete");
+        sink.checkpoint_complete(300).unwrap();
+        assert_eq!(visible(dir.path()), ["speeders-20251125T10.jsonl: a b c "]);
+        assert!(staged_is_empty(dir.path()), "nothing left staged");
+    }
 
-/// The files under `root` (not the temporary ones of an interrupted write; marks included), sorted.
-pub(super) fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !e.file_name().to_string_lossy().starts_with('.') || is_mark(&p) {
-                out.push(p);
-            }
+    #[test]
+    fn a_restart_keeps_what_its_checkpoint_covers_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (errors, alerts) = (StreamName::named("errors"), StreamName::named("alerts"));
+        let mut first = StagedSealedSink::new(dir.path(), "p000-w000-a", (0, 1));
+        first.write(errors, T, &rec("e1", T)).unwrap();
+        // Written again by the restart: at or after the frontier of the checkpoint it restores.
+        first.write(errors, T + 10, &rec("e2", T)).unwrap();
+        // A file complete under checkpoint 100, which the run never learned was complete.
+        first.write(alerts, T - HOUR_MS, &rec("x", T - HOUR_MS)).unwrap();
+        first.seal(alerts, T).unwrap();
+        first.prepare_checkpoint(&checkpoint(100, T + 10)).unwrap();
+        first.prepare_checkpoint(&checkpoint(200, T + 20)).unwrap();
+        first.write(errors, T + 30, &rec("e3", T)).unwrap();
+        first.seal(errors, T + HOUR_MS).unwrap();
+        drop(first);
+
+        // At 2 workers: the first worker of the process carries what 100 covers.
+        let mut other = StagedSealedSink::new(dir.path(), "p000-w001-b", (1, 2));
+        other.restore_checkpoint(100, false).unwrap();
+        let mut restart = StagedSealedSink::new(dir.path(), "p000-w000-b", (0, 2));
+        restart.restore_checkpoint(100, true).unwrap();
+        for sink in [&mut restart, &mut other] {
+            sink.resumed_below(T + 10);
         }
-    }
-    out.sort();
-    out
-}
-
-/// Removes the empty folders under `root` (and `root` if it ends up empty).
-fn remove_empty(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for e in entries.flatten() {
-        if e.path().is_dir() {
-            remove_empty(&e.path());
+        // The hour of `errors` is worker 0's, that of `alerts` worker 1's: each writes its own.
+        assert_eq!((owner(T / HOUR_MS, 2), owner(T / HOUR_MS - 1, 2)), (0, 1));
+        restart.write(errors, T + 10, &rec("e2", T)).unwrap();
+        restart.write(errors, T + 30, &rec("e3", T)).unwrap();
+        restart.seal(errors, T + HOUR_MS).unwrap();
+        let soon = T + 20;
+        for sink in [&mut restart, &mut other] {
+            sink.prepare_checkpoint(&checkpoint(soon, soon)).unwrap();
+            sink.checkpoint_complete(soon).unwrap();
         }
+        assert_eq!(visible(dir.path()), ["alerts-20251125T09.jsonl: x "], "complete and covered: written by its owner");
+        let past = T + HOUR_MS;
+        for sink in [&mut restart, &mut other] {
+            sink.prepare_checkpoint(&checkpoint(past, past)).unwrap();
+            sink.checkpoint_complete(past).unwrap();
+        }
+        assert_eq!(visible(dir.path()), ["alerts-20251125T09.jsonl: x ", "errors-20251125T10.jsonl: e1 e2 e3 "]);
+        assert!(staged_is_empty(dir.path()), "nothing left staged");
     }
-    // (Fails, as it should, unless empty.)
-    let _ = std::fs::remove_dir(root);
-}
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
-    move |source| SinkError::Io { path: path.display().to_string(), source }
+    #[test]
+    fn a_carried_file_no_record_joins_is_written_once_a_checkpoint_is_past_its_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = StreamName::named("raw");
+        let mut first = StagedSealedSink::new(dir.path(), "p000-w000-a", (0, 1));
+        first.write(raw, T, &rec("r1", T)).unwrap();
+        first.prepare_checkpoint(&checkpoint(T + 1, T + 1)).unwrap();
+        drop(first);
+        let mut restart = StagedSealedSink::new(dir.path(), "p000-w000-b", (0, 2));
+        restart.restore_checkpoint(T + 1, true).unwrap();
+        restart.resumed_below(T + 1);
+        restart.prepare_checkpoint(&checkpoint(T + 60_000, T + 60_000)).unwrap();
+        restart.checkpoint_complete(T + 60_000).unwrap();
+        assert!(visible(dir.path()).is_empty(), "its hour is not over");
+        restart.prepare_checkpoint(&checkpoint(T + HOUR_MS, T + HOUR_MS)).unwrap();
+        restart.checkpoint_complete(T + HOUR_MS).unwrap();
+        assert_eq!(visible(dir.path()), ["raw-20251125T10.jsonl: r1 "]);
+        assert!(staged_is_empty(dir.path()));
+    }
+
+    #[test]
+    fn an_exact_stop_stages_everything_and_a_drained_run_writes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = StreamName::named("raw");
+        let mut first = StagedSealedSink::new(dir.path(), "p000-w000-a", (0, 1));
+        first.write(raw, T + 50, &rec("r2", T)).unwrap();
+        first.prepare_checkpoint(&CheckpointCommit { name: T + 3, at: T, durable: T + 1, stop: true }).unwrap();
+        first.checkpoint_complete(T + 3).unwrap();
+        assert!(visible(dir.path()).is_empty());
+        drop(first);
+        let mut restart = StagedSealedSink::new(dir.path(), "p000-w000-b", (0, 2));
+        restart.restore_checkpoint(T + 3, true).unwrap();
+        restart.resumed_below(T + 1);
+        restart.write(raw, T + 60, &rec("r3", T)).unwrap();
+        restart.checkpoint_complete(Time::MAX).unwrap();
+        assert_eq!(visible(dir.path()), ["raw-20251125T10.jsonl: r2 r3 "]);
+        assert!(staged_is_empty(dir.path()));
+    }
 }

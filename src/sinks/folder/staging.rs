@@ -1,0 +1,262 @@
+//! Where a sealed folder's records wait for the checkpoints (see [`super::staged`] for why and
+//! when): `ROOT/.staged/<worker's run tag>/pending/` and one folder per checkpoint name beside
+//! it, holding pieces of files at the paths the files will have under `ROOT`, with a `.done`
+//! mark beside the last piece of a complete file; and `ROOT/.staged/carried/`, what a restart
+//! keeps of earlier runs' pieces.
+
+use std::path::{Path, PathBuf};
+
+use fleetflow_dataflows::Time;
+
+use crate::sinks::SinkError;
+
+/// Writes a file into its place under the sealed folder's root: `(relative path, lines)`.
+pub type Publish<'a> = dyn FnMut(&Path, Vec<Vec<u8>>) -> Result<(), SinkError> + 'a;
+
+const PENDING: &str = "pending";
+const CARRIED: &str = "carried";
+/// The mark of a file whose hour is complete, beside its last piece.
+const DONE: &str = ".done";
+
+/// One worker's staged pieces.
+pub struct Staging {
+    /// `ROOT/.staged`.
+    staged: PathBuf,
+    /// This worker's folder in it, for this run.
+    own: PathBuf,
+    /// Tags at or below this belong to the checkpoint this run restored (see [`Staging::tag`]).
+    floor: Time,
+}
+
+impl Staging {
+    /// The staging of the worker whose run tag is `tag`, under the sealed folder `root`.
+    pub fn new(root: &Path, tag: &str) -> Self {
+        let staged = root.join(".staged");
+        Staging { own: staged.join(tag), staged, floor: 0 }
+    }
+
+    /// Stages `lines` as a piece of the file at `relative` (a path under the root), `done` if
+    /// its hour is complete.
+    pub fn stage(&self, relative: &Path, lines: Vec<Vec<u8>>, done: bool) -> Result<(), SinkError> {
+        let path = self.own.join(PENDING).join(relative);
+        if !lines.is_empty() {
+            append(&path, lines)?;
+        }
+        if done {
+            super::write_atomically(&marked(&path), b"")?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `name` is about to take this worker's part: what is pending becomes its. (A
+    /// name not above the checkpoint this run restored cannot complete in this run: its pieces
+    /// wait for the next one that can.)
+    pub fn tag(&self, name: Time) -> Result<(), SinkError> {
+        let pending = self.own.join(PENDING);
+        if !pending.exists() {
+            return Ok(());
+        }
+        let tagged = self.own.join(format!("{:020}", name.max(self.floor + 1)));
+        if tagged.exists() {
+            // (The same checkpoint written again: one folder.)
+            move_pieces(&pending, &tagged)?;
+            remove_empty(&pending);
+            return Ok(());
+        }
+        std::fs::rename(&pending, &tagged).map_err(io(&pending))
+    }
+
+    /// Checkpoint `name` is complete (`MAX`: the run ended with everything delivered, pending
+    /// included): writes every file this worker marked done up to it, from its pieces (carried
+    /// ones too), and the carried files of the hours it `owns` that are done or whose hour the
+    /// checkpoint is past (no record joins them any more). Only a file's owner writes it.
+    pub fn complete(&self, name: Time, owns: impl Fn(&Path) -> bool, publish: &mut Publish<'_>) -> Result<(), SinkError> {
+        let tags = tags_up_to(&self.own, name);
+        let carried = self.staged.join(CARRIED);
+        let done: Vec<PathBuf> = tags.iter().flat_map(|t| marks_under(t)).collect();
+        for relative in done {
+            let sources: Vec<&Path> = tags.iter().map(PathBuf::as_path).chain([carried.as_path()]).collect();
+            publish_file(&relative, &sources, publish)?;
+        }
+        remove_empty(&self.own);
+        if carried.exists() {
+            // (Checkpoint names lie at most 2 ms above their durable frontier.)
+            let marked: Vec<PathBuf> = marks_under(&carried);
+            let due = |r: &PathBuf| name == Time::MAX || marked.contains(r) || completion_end(r).is_some_and(|end| end + 2 < name);
+            for relative in pieces_under(&carried).into_iter().filter(|r| owns(r) && due(r)) {
+                publish_file(&relative, &[carried.as_path()], publish)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A restart from checkpoint `name` (0: from none). The job's first worker (`first`) carries
+    /// what earlier runs staged up to `name` (their owners in this run write them, see
+    /// [`Staging::complete`]) and removes everything else they staged. It runs before the
+    /// worker's dataflow exists, so before any worker of the job stages or writes anything (no
+    /// checkpoint completes before every worker has built its dataflow).
+    pub fn restore(&mut self, name: Time, first: bool) -> Result<(), SinkError> {
+        self.floor = name;
+        if !first {
+            return Ok(());
+        }
+        let carried = self.staged.join(CARRIED);
+        let Ok(entries) = std::fs::read_dir(&self.staged) else { return Ok(()) };
+        let runs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.ends_with(CARRIED)).collect();
+        for run in runs {
+            // (Each piece is removed once carried: a crash here leaves the rest to carry again.)
+            for tag in tags_up_to(&run, name) {
+                move_pieces(&tag, &carried)?;
+            }
+            std::fs::remove_dir_all(&run).map_err(io(&run))?;
+        }
+        Ok(())
+    }
+}
+
+/// The event hour of the sealed file at `relative` (`<stream>/YYYY/MM/DD/HH/<name>`), in hours
+/// since the epoch: what decides which worker writes it.
+pub fn event_hour(relative: &Path) -> Option<Time> {
+    let parts: Vec<&str> = relative.iter().filter_map(|c| c.to_str()).collect();
+    let [_, y, m, d, h, _] = parts.as_slice() else { return None };
+    let t = chrono::NaiveDateTime::parse_from_str(&format!("{y}{m}{d}{h}00"), "%Y%m%d%H%M").ok()?;
+    Some(Time::try_from(t.and_utc().timestamp_millis()).ok()? / HOUR)
+}
+
+/// The tag folders under `dir` up to `name`, oldest first (`pending` counts as `MAX`).
+fn tags_up_to(dir: &Path, name: Time) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut tags: Vec<(Time, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.to_string();
+            let tag = if n == PENDING { Time::MAX } else { n.parse().ok()? };
+            Some((tag, e.path()))
+        })
+        .filter(|(tag, _)| *tag <= name)
+        .collect();
+    tags.sort();
+    tags.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Publishes the file at `relative` from its pieces in `sources`, and removes them and its mark.
+fn publish_file(relative: &Path, sources: &[&Path], publish: &mut Publish<'_>) -> Result<(), SinkError> {
+    let mut lines = Vec::new();
+    for source in sources {
+        if let Ok(bytes) = std::fs::read(source.join(relative)) {
+            lines.extend(lines_of(&bytes));
+        }
+    }
+    if !lines.is_empty() {
+        publish(relative, lines)?;
+    }
+    // (Published before the pieces go: a crash in between publishes them again, merged.)
+    for source in sources {
+        for path in [source.join(relative), marked(&source.join(relative))] {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves every piece and mark under `from` to the same place under `to`, merged with a piece
+/// already there.
+fn move_pieces(from: &Path, to: &Path) -> Result<(), SinkError> {
+    for file in files_under(from) {
+        let relative = file.strip_prefix(from).unwrap_or(&file);
+        let lines = lines_of(&std::fs::read(&file).map_err(io(&file))?);
+        if is_mark(&file) {
+            super::write_atomically(&to.join(relative), b"")?;
+        } else {
+            append(&to.join(relative), lines)?;
+        }
+        std::fs::remove_file(&file).map_err(io(&file))?;
+    }
+    Ok(())
+}
+
+/// Adds `lines` to the piece at `path`, kept sorted.
+fn append(path: &Path, mut lines: Vec<Vec<u8>>) -> Result<(), SinkError> {
+    if let Ok(existing) = std::fs::read(path) {
+        lines.extend(lines_of(&existing));
+    }
+    lines.sort_unstable();
+    super::write_atomically(path, &lines.concat())
+}
+
+/// The pieces under `dir` (not the marks), as paths relative to it.
+fn pieces_under(dir: &Path) -> Vec<PathBuf> {
+    let pieces = files_under(dir).into_iter().filter(|f| !is_mark(f));
+    pieces.filter_map(|p| Some(p.strip_prefix(dir).ok()?.to_path_buf())).collect()
+}
+
+/// The end of the hour a sealed file completes (its name's `<stream>-YYYYMMDDTHH.jsonl`).
+fn completion_end(relative: &Path) -> Option<Time> {
+    let stem = relative.file_stem()?.to_str()?;
+    let (_, hour) = stem.rsplit_once('-')?;
+    let start = match chrono::NaiveDateTime::parse_from_str(&format!("{hour}00"), "%Y%m%dT%H%M") {
+        Ok(t) => Time::try_from(t.and_utc().timestamp_millis()).ok()?,
+        Err(_) => hour.parse::<Time>().ok()?.checked_mul(HOUR)?,
+    };
+    start.checked_add(HOUR)
+}
+
+const HOUR: Time = 3_600_000;
+
+/// The files marked done under `dir`, as paths relative to it.
+fn marks_under(dir: &Path) -> Vec<PathBuf> {
+    let marks = files_under(dir).into_iter().filter(|f| is_mark(f));
+    marks.filter_map(|m| Some(m.strip_prefix(dir).ok()?.with_extension(""))).collect()
+}
+
+fn marked(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(DONE);
+    PathBuf::from(name)
+}
+
+fn is_mark(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(DONE)
+}
+
+/// The lines of a file, each with its newline.
+fn lines_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
+/// The files under `root` (not the temporary ones of an interrupted write; marks included), sorted.
+pub(super) fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !e.file_name().to_string_lossy().starts_with('.') || is_mark(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Removes the empty folders under `root` (and `root` if it ends up empty).
+fn remove_empty(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        if e.path().is_dir() {
+            remove_empty(&e.path());
+        }
+    }
+    // (Fails, as it should, unless empty.)
+    let _ = std::fs::remove_dir(root);
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io { path: path.display().to_string(), source }
+}
