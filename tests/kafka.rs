@@ -1253,7 +1253,7 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     let out = dir.path().join("out");
     let (firehose, url) = common::firehose::Endpoint::start();
     let producer = publish_live(&t, &readings, Duration::from_micros(700));
-    let (mut history, mut marks) = (Vec::new(), Vec::new());
+    let (mut history, mut marks, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..30 {
         let size = ([1, 2, 4][rng.random_range(0..3)], rng.random_range(1..=2));
         marks.push(firehose.records("chaos-speed_windows").len());
@@ -1272,6 +1272,7 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
             sigterm(&job[rng.random_range(0..job.len())]);
         }
         let ended: Vec<(String, String)> = job.into_iter().map(|p| ended_within(p, Duration::from_secs(40))).collect();
+        resumed.push(resumed_from(&ended.iter().map(|(_, log)| log.as_str()).collect::<String>()));
         let key = |log: &String| -> String {
             log.lines()
                 .filter(|l| ["resuming", "stopped", "error", "done:"].iter().any(|k| l.contains(k)))
@@ -1288,6 +1289,7 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     marks.push(firehose.records("chaos-speed_windows").len());
     let last = chaos_job(dir.path(), &t, (&out, &url), (2, 1), true).remove(0).wait_with_output().unwrap();
     let log = format!("seed {seed}; stops:\n{}\n{}", history.join("\n"), String::from_utf8_lossy(&last.stderr));
+    resumed.push(resumed_from(&String::from_utf8_lossy(&last.stderr)));
     assert!(last.status.success(), "{log}");
 
     // The reference: the same topic read once, by a group of its own.
@@ -1325,29 +1327,36 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
         assert_firehose_received(stream, &expected, &received, &log);
     }
     assert!(firehose.refused.load(std::sync::atomic::Ordering::SeqCst) > 0, "no call met an outage\n{log}");
-    assert_repeats_follow_a_checkpoint(&firehose.records("chaos-speed_windows"), &marks, &log);
+    assert_repeats_follow_a_checkpoint(&firehose.records("chaos-speed_windows"), (&marks, &resumed), &log);
 }
 
-/// The speed windows a run sent to Firehose again (sent by an earlier run) are what the run
-/// before it delivered after its latest complete checkpoint: windows of at most two checkpoint
-/// intervals (60 s each; the next checkpoint may still be completing when the one after it is
-/// delivered), not an hour or a day of them. `marks`: how many records were received before each
-/// run.
+/// The speed windows a run sent to Firehose again (sent by an earlier run) all end after the
+/// frontier of the checkpoint the run restored: what runs before it delivered after that
+/// checkpoint (at least once), never a window before it. (Several runs in a row can restore one
+/// checkpoint: each stopped before another completed, and each sends those windows again.)
+/// `marks`: how many records were received before each run; `resumed`: each run's restored
+/// frontier.
 #[cfg(unix)]
-fn assert_repeats_follow_a_checkpoint(received: &[String], marks: &[usize], log: &str) {
+fn assert_repeats_follow_a_checkpoint(received: &[String], (marks, resumed): (&[usize], &[i64]), log: &str) {
     let end = |line: &String| -> i64 {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         chrono::DateTime::parse_from_rfc3339(v["window_end"].as_str().unwrap()).unwrap().timestamp_millis()
     };
     let mut seen = BTreeSet::new();
     let ends: Vec<usize> = marks.iter().skip(1).copied().chain([received.len()]).collect();
-    for (run, (&from, &to)) in marks.iter().zip(&ends).enumerate() {
+    for (run, ((&from, &to), &frontier)) in marks.iter().zip(&ends).zip(resumed).enumerate() {
         let repeated: Vec<i64> = received[from..to].iter().filter(|l| seen.contains(*l)).map(end).collect();
         seen.extend(received[from..to].iter().cloned());
-        let span = repeated.iter().max().zip(repeated.iter().min()).map_or(0, |(a, b)| a - b);
-        let ends: BTreeSet<&i64> = repeated.iter().collect();
-        assert!(ends.len() <= 2 && span <= 60_000, "run {run} repeated {} windows, ending over {} s\n{log}", repeated.len(), span / 1000);
+        let early = repeated.iter().filter(|e| **e < frontier).count();
+        assert_eq!(early, 0, "run {run} sent {early} windows again that end before the frontier it restored ({frontier})\n{log}");
     }
+}
+
+/// The frontier a run's log says it restored (`resuming: outputs before ...`), 0 if none.
+#[cfg(unix)]
+fn resumed_from(log: &str) -> i64 {
+    let at = log.split("outputs before ").nth(1).and_then(|rest| rest.split_whitespace().next());
+    at.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map_or(0, |t| t.timestamp_millis())
 }
 
 /// Firehose received every line of `expected` and nothing else (at least once: repeats are
