@@ -338,13 +338,11 @@ impl OperatorState {
         // (A state that cannot be encoded is a bug in its type; the boundary is then skipped.)
         let started = std::time::Instant::now();
         let encoded = bincode::serialize(&state(boundary));
-        if let Ok(bytes) = &encoded {
+        if let Ok(bytes) = encoded {
             let mut registry = registry.borrow_mut();
             registry.encoded.time += started.elapsed();
             registry.encoded.bytes += bytes.len() as u64;
             registry.encoded.states += 1;
-        }
-        if let Ok(bytes) = encoded {
             self.saved.borrow_mut().insert(boundary, bytes.into());
         }
     }

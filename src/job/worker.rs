@@ -348,19 +348,7 @@ impl<'w> WorkerLoop<'w> {
         // Everything read is delivered; below the last watermark the windows were complete (a
         // restart from here with more data writes what lies above it, the rest of those windows).
         if self.may_commit() {
-            // Everything is delivered: what the sinks held back for checkpoints becomes visible
-            // (before the checkpoints are forgotten: a restart publishes what a crash left).
-            if let Err(e) = self.router.borrow_mut().checkpoint_complete(Time::MAX) {
-                self.stopping.fail(e);
-                return self.stopping.finish();
-            }
-            // A checkpointed job that drained its windows has no state left to restore.
-            if let Some(Err(e)) = self.checkpointer.as_ref().filter(|_| self.local == 0).map(Checkpointer::forget) {
-                self.stopping.fail(e);
-            }
-            if let Err(e) = self.driver.commit_last(Time::MAX, self.last_watermark) {
-                self.stopping.fail(e);
-            }
+            self.commit_drained();
         }
         if self.local == 0 {
             info!("worker {} finished in {:.2}s", self.worker.index(), self.started.elapsed().as_secs_f64());
@@ -369,6 +357,24 @@ impl<'w> WorkerLoop<'w> {
             p.write();
         }
         self.stopping.finish()
+    }
+
+    /// The end of a drained run, everything delivered: what the sinks held back for checkpoints
+    /// becomes visible (before the checkpoints are forgotten: a restart publishes what a crash
+    /// left; if it fails, nothing is forgotten or committed), then the checkpoints are forgotten
+    /// and the last offsets committed.
+    fn commit_drained(&mut self) {
+        if let Err(e) = self.router.borrow_mut().checkpoint_complete(Time::MAX) {
+            self.stopping.fail(e);
+            return;
+        }
+        // A checkpointed job that drained its windows has no state left to restore.
+        if let Some(Err(e)) = self.checkpointer.as_ref().filter(|_| self.local == 0).map(Checkpointer::forget) {
+            self.stopping.fail(e);
+        }
+        if let Err(e) = self.driver.commit_last(Time::MAX, self.last_watermark) {
+            self.stopping.fail(e);
+        }
     }
 }
 
