@@ -44,14 +44,10 @@ use serde::Serialize;
 
 use crate::time::{align, Time};
 
-/// Saved states kept per operator: the one last written (an exact stop may write it again) and
-/// two waiting for the sinks to deliver their boundary. While they wait, later boundaries are not
-/// saved (nor encoded): when the sinks lag several intervals, checkpoints follow their pace. Each
-/// saved state is a copy of the operator's state, so this bounds the memory checkpoints take. A
-/// waiting state is never dropped for a newer one (a long lag would then keep every checkpoint
-/// from completing); one is dropped only once its boundary cannot complete, because another
-/// operator passed it without saving it ([`Registry::drop_dead`]).
-const KEPT: usize = 3;
+/// Saved states kept per operator until the runtime writes them (older ones are dropped: their
+/// checkpoint is skipped, a newer one completes). Each is a copy of the operator's state, so this
+/// bounds the memory checkpoints take while the sinks have not yet delivered a boundary.
+const KEPT: usize = 8;
 
 /// Why restored state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +72,6 @@ pub struct Encoded {
 
 /// One operator's saved states by boundary, shared with the registry.
 type SavedStates = Rc<RefCell<BTreeMap<Time, Rc<[u8]>>>>;
-
-/// The next boundary an operator would save, shared with the registry.
-type Next = Rc<std::cell::Cell<Time>>;
 
 /// What an operator saves at a boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +108,7 @@ struct Registry {
     /// Time spent encoding states, their bytes, and how many, since the registry was made.
     encoded: Encoded,
     owner: (usize, usize),
-    /// Each operator: its name, what it saved, what it saves, and the next boundary it would save.
-    operators: Vec<(String, SavedStates, Kind, Next)>,
+    operators: Vec<(String, SavedStates, Kind)>,
     /// The boundary of the latest checkpoint this worker knows to be complete (the restored one
     /// at first).
     known_complete: Time,
@@ -168,11 +160,10 @@ impl Checkpoints {
 
     fn register(&self, name: &str, kind: Kind) -> OperatorState {
         let mut registry = self.inner.borrow_mut();
-        let taken = registry.operators.iter().filter(|(n, _, _, _)| n == name || n.starts_with(&format!("{name}#"))).count();
+        let taken = registry.operators.iter().filter(|(n, _, _)| n == name || n.starts_with(&format!("{name}#"))).count();
         let name = if taken == 0 { name.to_string() } else { format!("{name}#{}", taken + 1) };
         let saved = Rc::new(RefCell::new(BTreeMap::new()));
-        let next: Next = Rc::default();
-        registry.operators.push((name.clone(), saved.clone(), kind, next.clone()));
+        registry.operators.push((name.clone(), saved.clone(), kind));
         let restored = registry.restored.as_mut().map(|r| {
             let states = match kind {
                 Kind::Snapshot => r.states.remove(&name),
@@ -180,7 +171,7 @@ impl Checkpoints {
             };
             (r.at, states.unwrap_or_default())
         });
-        next.set(restored.as_ref().map_or(0, |(at, _)| at + registry.every.max(1)));
+        let next = restored.as_ref().map_or(0, |(at, _)| at + registry.every.max(1));
         let restored = restored.map(|r| r.1);
         OperatorState { name, every: registry.every, next, saved, restored, owner: registry.owner, registry: Rc::downgrade(&self.inner) }
     }
@@ -205,7 +196,7 @@ impl Checkpoints {
         let registry = self.inner.borrow();
         let Some(first) = registry.operators.first() else { return Vec::new() };
         let saved: Vec<Time> = first.1.borrow().keys().copied().collect();
-        saved.into_iter().filter(|t| registry.operators.iter().all(|(_, s, _, _)| s.borrow().contains_key(t))).collect()
+        saved.into_iter().filter(|t| registry.operators.iter().all(|(_, s, _)| s.borrow().contains_key(t))).collect()
     }
 
     /// Every snapshot operator's state saved for boundary `at` (those that saved it).
@@ -220,18 +211,18 @@ impl Checkpoints {
 
     fn saved_at(&self, at: Time, kind: Kind) -> Vec<(String, Rc<[u8]>)> {
         let registry = self.inner.borrow();
-        let of_kind = registry.operators.iter().filter(|(_, _, k, _)| *k == kind);
-        of_kind.filter_map(|(name, saved, _, _)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
+        let of_kind = registry.operators.iter().filter(|(_, _, k)| *k == kind);
+        of_kind.filter_map(|(name, saved, _)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
     }
 
     /// Whether an operator saves increments (the runtime then keeps their history).
     pub fn has_increments(&self) -> bool {
-        self.inner.borrow().operators.iter().any(|(_, _, k, _)| *k == Kind::Increments)
+        self.inner.borrow().operators.iter().any(|(_, _, k)| *k == Kind::Increments)
     }
 
     /// Forgets the states saved for boundaries up to `at`.
     pub fn release_through(&self, at: Time) {
-        for (_, saved, _, _) in &self.inner.borrow().operators {
+        for (_, saved, _) in &self.inner.borrow().operators {
             saved.borrow_mut().retain(|t, _| *t > at);
         }
     }
@@ -250,25 +241,7 @@ impl Checkpoints {
 
     /// Names of the registered operators.
     pub fn operators(&self) -> Vec<String> {
-        self.inner.borrow().operators.iter().map(|(n, _, _, _)| n.clone()).collect()
-    }
-}
-
-impl Registry {
-    /// Drops, from every operator, the saved states of boundaries that cannot complete: those an
-    /// operator has passed without saving them (its frontier jumped over them, or it was full).
-    /// `saving`: the boundary an operator is about to save (not dead for want of it).
-    fn drop_dead(&self, saving: Time) {
-        let saved = self.operators.iter().flat_map(|(_, s, _, _)| s.borrow().keys().copied().collect::<Vec<_>>());
-        let pending: std::collections::BTreeSet<Time> = saved.filter(|t| *t != saving).collect();
-        let passed_without = |t: &Time| self.operators.iter().any(|(_, s, _, next)| next.get() > *t && !s.borrow().contains_key(t));
-        let dead: Vec<Time> = pending.into_iter().filter(passed_without).collect();
-        for (_, saved, _, _) in &self.operators {
-            let mut saved = saved.borrow_mut();
-            for t in &dead {
-                saved.remove(t);
-            }
-        }
+        self.inner.borrow().operators.iter().map(|(n, _, _)| n.clone()).collect()
     }
 }
 
@@ -307,8 +280,8 @@ pub fn operator_of_dataflow(name: &str) -> OperatorState {
 pub struct OperatorState {
     name: String,
     every: Time,
-    /// The next boundary to save (shared with the registry).
-    next: Next,
+    /// The next boundary to save.
+    next: Time,
     saved: SavedStates,
     restored: Option<Vec<Vec<u8>>>,
     owner: (usize, usize),
@@ -325,26 +298,26 @@ impl OperatorState {
             return;
         }
         let boundary = align(t, self.every);
-        if boundary < self.next.get().max(self.every) {
-            return;
-        }
-        self.next.set(boundary + self.every);
-        let Some(registry) = self.registry.upgrade() else { return };
-        registry.borrow().drop_dead(boundary);
-        if self.saved.borrow().len() >= KEPT {
-            // (Skipped: the sinks have not delivered the boundaries saved before it yet.)
+        if boundary < self.next.max(self.every) {
             return;
         }
         // (A state that cannot be encoded is a bug in its type; the boundary is then skipped.)
         let started = std::time::Instant::now();
         let encoded = bincode::serialize(&state(boundary));
-        if let Ok(bytes) = encoded {
+        if let (Some(registry), Ok(bytes)) = (self.registry.upgrade(), &encoded) {
             let mut registry = registry.borrow_mut();
             registry.encoded.time += started.elapsed();
             registry.encoded.bytes += bytes.len() as u64;
             registry.encoded.states += 1;
-            self.saved.borrow_mut().insert(boundary, bytes.into());
         }
+        if let Ok(bytes) = encoded {
+            let mut saved = self.saved.borrow_mut();
+            saved.insert(boundary, bytes.into());
+            while saved.len() > KEPT {
+                saved.pop_first();
+            }
+        }
+        self.next = boundary + self.every;
     }
 
     /// Takes the states every worker saved for this operator at the restored checkpoint (empty
@@ -429,46 +402,6 @@ mod tests {
         assert_eq!(bincode::deserialize::<u32>(&states[1].1).unwrap(), 8, "given the boundary");
         ck.release_through(120_000);
         assert!(ck.states_at(120_000).is_empty() && ck.states_at(60_000).is_empty());
-    }
-
-    #[test]
-    fn while_two_states_wait_for_the_sinks_later_boundaries_are_not_saved_nor_encoded() {
-        let ck = Checkpoints::every(60_000, None, (0, 1));
-        let mut a = ck.operator("a");
-        let encoded = std::cell::Cell::new(0);
-        let mut pass = |t: Time| {
-            a.passing(t, |b| {
-                encoded.set(encoded.get() + 1);
-                b
-            })
-        };
-        for t in [60_000, 120_000, 180_000, 240_000, 300_000] {
-            pass(t);
-        }
-        assert_eq!(ck.complete_all(), [60_000, 120_000, 180_000], "three kept; the oldest waiting is not dropped for newer ones");
-        assert_eq!(encoded.get(), 3);
-        // The runtime wrote 120 s (keeping it, for an exact stop): room for one more.
-        ck.release_through(119_999);
-        pass(360_000);
-        pass(420_000);
-        assert_eq!(ck.complete_all(), [120_000, 180_000, 360_000]);
-        assert_eq!(encoded.get(), 4, "420 s came while three were kept");
-    }
-
-    #[test]
-    fn a_boundary_one_operator_passed_without_saving_is_dropped_by_all() {
-        // `a` saves every boundary and fills up; `b` jumps from 60 s to 240 s: 120 s and 180 s can
-        // never complete, and were they kept, `a` would stay full and nothing would complete.
-        let ck = Checkpoints::every(60_000, None, (0, 1));
-        let (mut a, mut b) = (ck.operator("a"), ck.operator("b"));
-        for t in [60_000, 120_000, 180_000] {
-            a.passing(t, |b| b);
-        }
-        b.passing(60_000, |b| b);
-        b.passing(240_000, |b| b);
-        assert_eq!(ck.complete_all(), [60_000]);
-        a.passing(240_000, |b| b);
-        assert_eq!(ck.complete_all(), [60_000, 240_000], "120 s and 180 s dropped, 240 s saved by both");
     }
 
     #[test]

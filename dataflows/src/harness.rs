@@ -239,12 +239,11 @@ fn execute(
         }
         // Worker 0 feeds every input; the others close theirs at once.
         let mut inputs = Some((input, rows, buggy, tables));
-        let mut store = WorkerCheckpoints::new();
         if worker.index() == 0 {
             if let Some(owned) = inputs.as_mut() {
                 let mut inputs = Inputs::new(&setup, owned, &checkpoints);
                 let restored_at = restored.as_ref().as_ref().map_or(0, |r| r.at);
-                feed(worker, &setup, (&arrivals[..count], restored_at), (&mut inputs, &mut store), &late_tx);
+                feed(worker, &setup, (&arrivals[..count], restored_at), &mut inputs, &late_tx);
             }
         } else {
             inputs = None;
@@ -254,9 +253,9 @@ fn execute(
         let watermark = watermark_after(&arrivals[..count], setup.lateness).max(restored.as_ref().as_ref().map_or(0, |r| r.at));
         while probe.less_than(&watermark) {
             worker.step();
-            learn_complete(&checkpoints, &mut store);
+            learn_complete(&checkpoints);
         }
-        let _ = ck_tx.send((worker.index(), complete(&checkpoints, store)));
+        let _ = ck_tx.send((worker.index(), complete(&checkpoints)));
         drop(inputs);
     })
     .map_err(AnalysisError::Workers)?;
@@ -279,29 +278,19 @@ fn timed_lines(rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) ->
     lines
 }
 
-/// A worker's complete checkpoints (none if it has no stateful operator): those `store` holds,
-/// and those saved since.
-fn complete(checkpoints: &Checkpoints, mut store: WorkerCheckpoints) -> Option<WorkerCheckpoints> {
-    learn_complete(checkpoints, &mut store);
-    (!checkpoints.operators().is_empty()).then_some(store)
+/// A worker's complete checkpoints (none if it has no stateful operator).
+fn complete(checkpoints: &Checkpoints) -> Option<WorkerCheckpoints> {
+    let owned = |saved: Vec<(String, std::rc::Rc<[u8]>)>| saved.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
+    let saved = checkpoints.complete_all().into_iter();
+    let saved =
+        saved.map(|t| (t, Saved { states: owned(checkpoints.states_at(t)), increments: owned(checkpoints.increments_at(t)) })).collect();
+    (!checkpoints.operators().is_empty()).then_some(saved)
 }
 
-/// What the runtime does as the sinks deliver (here at once): writes each boundary every
-/// operator saved into `store` (a part), releases the states below the latest, and learns that
-/// checkpoints completed one behind it (so that increments overlap, as they do when a checkpoint
-/// completes late).
-fn learn_complete(checkpoints: &Checkpoints, store: &mut WorkerCheckpoints) {
-    let owned = |saved: Vec<(String, std::rc::Rc<[u8]>)>| saved.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
-    let complete = checkpoints.complete_all();
-    for t in &complete {
-        store
-            .entry(*t)
-            .or_insert_with(|| Saved { states: owned(checkpoints.states_at(*t)), increments: owned(checkpoints.increments_at(*t)) });
-    }
-    if let Some(latest) = complete.last() {
-        checkpoints.release_through(latest.saturating_sub(1));
-    }
-    if let Some(t) = complete.iter().rev().nth(1) {
+/// As the runtime learns that checkpoints completed, one behind the latest saved (so that
+/// increments overlap, as they do when a checkpoint completes late).
+fn learn_complete(checkpoints: &Checkpoints) {
+    if let Some(t) = checkpoints.complete_all().iter().rev().nth(1) {
         checkpoints.completed_through(*t);
     }
 }
@@ -376,7 +365,7 @@ fn feed(
     worker: &mut timely::worker::Worker,
     setup: &Setup,
     (arrivals, restored_at): (&[Reading], Time),
-    (inputs, store): (&mut Inputs<'_>, &mut WorkerCheckpoints),
+    inputs: &mut Inputs<'_>,
     late: &mpsc::Sender<Reading>,
 ) {
     let mut max_seen: Option<Time> = None;
@@ -396,7 +385,7 @@ fn feed(
         if *inputs.readings.time() < watermark.max(restored_at) {
             inputs.advance(watermark.max(restored_at));
             worker.step();
-            learn_complete(inputs.checkpoints, store);
+            learn_complete(inputs.checkpoints);
         }
         inputs.readings.send(*r);
         max_seen = Some(max_seen.map_or(r.timestamp, |m| m.max(r.timestamp)));
