@@ -3,7 +3,8 @@
 # the workspace (unit, doc, integration and CLI tests), with the services the tests need started
 # here on loopback and stopped at the end: a one-node Kafka broker (scripts/kafka.sh; its jars come
 # from Maven, it runs on the machine's Java 17) and the moto AWS emulator (scripts/moto.sh; installed
-# from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint; and Debian's
+# from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint; a one-node
+# OpenSearch 2.19 (scripts/opensearch.sh; Maven jars on Java 17) for the OpenSearch sink; and Debian's
 # chromium, chromium-driver and prometheus (scripts/tools.sh) for the browser and promtool tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,12 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== chromium, chromedriver and promtool"
 bash scripts/tools.sh
-echo "== Kafka broker and AWS emulator"
-trap 'bash scripts/kafka.sh stop; bash scripts/moto.sh stop' EXIT
+echo "== Kafka broker, AWS emulator and OpenSearch node"
+trap 'bash scripts/kafka.sh stop; bash scripts/moto.sh stop; bash scripts/opensearch.sh stop' EXIT
 bash scripts/kafka.sh start
 bash scripts/moto.sh start
+bash scripts/opensearch.sh start
+export FLEETFLOW_OPENSEARCH_URL="http://127.0.0.1:${FLEETFLOW_OPENSEARCH_PORT:-19200}"
 export FLEETFLOW_KAFKA_BROKERS="127.0.0.1:${FLEETFLOW_KAFKA_PORT:-19092}"
 export FLEETFLOW_AWS_ENDPOINT="http://127.0.0.1:${FLEETFLOW_MOTO_PORT:-15000}"
 # The emulator takes any credentials; real ones in the environment are not sent to it.

@@ -121,6 +121,9 @@ pub enum Command {
     /// AWS helpers.
     #[command(subcommand)]
     Aws(AwsCommand),
+    /// OpenSearch helpers.
+    #[command(subcommand, name = "opensearch")]
+    OpenSearch(OpenSearchCommand),
     /// Run the job as N local processes (a cluster on loopback, for trying it out).
     #[command(after_help = CLUSTER_EXAMPLES)]
     Cluster(crate::commands::cluster::ClusterArgs),
@@ -135,6 +138,14 @@ pub enum AwsCommand {
     /// Create the S3 bucket, Firehose delivery streams and SNS topics the config's sinks use.
     #[command(after_help = AWS_EXAMPLES)]
     Setup(crate::commands::aws_setup::SetupArgs),
+}
+
+/// `fleetflow opensearch ...`
+#[derive(Debug, Subcommand)]
+pub enum OpenSearchCommand {
+    /// Put the index templates (mappings from each stream's declared fields) of the config's OpenSearch sinks.
+    #[command(after_help = "Example:\n  fleetflow opensearch setup --config reference/fleetflow-opensearch.toml")]
+    Setup(crate::commands::opensearch_setup::SetupArgs),
 }
 
 /// `fleetflow run` flags; each overrides the config file.

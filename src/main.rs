@@ -66,6 +66,7 @@ fn run() -> anyhow::Result<()> {
         Command::Produce(args) => produce(args),
         Command::Bench(args) => bench(args),
         Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => aws_setup(args),
+        Command::OpenSearch(fleetflow::cli::OpenSearchCommand::Setup(args)) => opensearch_setup(args),
         Command::Cluster(args) => fleetflow::commands::cluster::cluster(&args),
         Command::Replay(args) => replay(args),
         Command::Generate(args) => generate(args),
@@ -200,6 +201,14 @@ fn aws_setup(args: fleetflow::commands::aws_setup::SetupArgs) -> anyhow::Result<
     }
     for t in &r.topics {
         out!("topic {t}: ready");
+    }
+    Ok(())
+}
+
+/// `fleetflow opensearch setup`: the index templates.
+fn opensearch_setup(args: fleetflow::commands::opensearch_setup::SetupArgs) -> anyhow::Result<()> {
+    for line in fleetflow::commands::opensearch_setup::setup(&args)? {
+        out!("{line}");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! module, so none depends on another for the names.
 
 pub use fleetflow_dataflows::analysis::Timing;
+use fleetflow_dataflows::schema::Field;
 
 /// Each output stream with the names of the sinks that receive it (see `Config::routes`).
 pub type Routes = Vec<(StreamName, Vec<String>)>;
@@ -14,17 +15,27 @@ pub struct StreamName(u16);
 
 /// Every stream's name and timing: the runtime's, then the registered analyses' outputs in
 /// registry order.
-static STREAMS: std::sync::LazyLock<Vec<(&'static str, Timing)>> = std::sync::LazyLock::new(|| {
-    let mut streams = vec![("late", Timing::Untimed), ("errors", Timing::Untimed), ("raw", Timing::Untimed)];
+static STREAMS: std::sync::LazyLock<Vec<(&'static str, Timing, &'static [Field])>> = std::sync::LazyLock::new(|| {
+    let mut streams = vec![("late", Timing::Untimed, REJECTED), ("errors", Timing::Untimed, REJECTED), ("raw", Timing::Untimed, &[][..])];
     for analysis in fleetflow_dataflows::analyses::REGISTRY {
         for output in analysis.spec().outputs {
-            if !streams.iter().any(|(n, _)| *n == output.name) {
-                streams.push((output.name, output.timing));
+            if !streams.iter().any(|(n, _, _)| *n == output.name) {
+                streams.push((output.name, output.timing, output.fields));
             }
         }
     }
     streams
 });
+
+/// The fields of a `late` or `errors` line (see `encode::rejected`).
+const REJECTED: &[Field] = &[
+    Field::text("record"),
+    Field::keyword("encoding").optional(),
+    Field::keyword("position"),
+    Field::text("reason"),
+    Field::timestamp("timestamp").optional(),
+    Field::timestamp("watermark").optional(),
+];
 
 impl StreamName {
     /// Late readings.
@@ -51,12 +62,17 @@ impl StreamName {
 
     /// The name used in configuration and as the output folder.
     pub fn as_str(self) -> &'static str {
-        STREAMS.get(self.index()).map_or("unknown", |(n, _)| n)
+        STREAMS.get(self.index()).map_or("unknown", |(n, _, _)| n)
     }
 
     /// When its records are due, as its analysis declares (the runtime's own streams: untimed).
     pub fn timing(self) -> Timing {
-        STREAMS.get(self.index()).map_or(Timing::Untimed, |(_, t)| *t)
+        STREAMS.get(self.index()).map_or(Timing::Untimed, |(_, t, _)| *t)
+    }
+
+    /// The fields of its JSON lines; none for `raw`, whose lines are input text, not JSON.
+    pub fn fields(self) -> &'static [Field] {
+        STREAMS.get(self.index()).map_or(&[], |(_, _, f)| f)
     }
 
     /// The streams of a timing.
@@ -72,7 +88,7 @@ impl StreamName {
 
     /// The stream called `name`.
     pub fn parse(name: &str) -> Option<StreamName> {
-        STREAMS.iter().position(|(n, _)| *n == name).map(|i| StreamName(i as u16))
+        STREAMS.iter().position(|(n, _, _)| *n == name).map(|i| StreamName(i as u16))
     }
 }
 

@@ -21,6 +21,7 @@ use crate::params::Params;
 use crate::query::{LiveQuery, QuerySpec};
 use crate::reading::{Reading, Vin};
 use crate::reference::{arrange_timelines, timelines, SensorId, SensorRow, TimelineTrace};
+use crate::schema::Field;
 use crate::stats::{SpeedSample, SpeedStats, SpeedWindow};
 use crate::time::Time;
 use crate::windows::{Offsets, OpenWindows, Tumbling, Window};
@@ -34,6 +35,8 @@ pub struct OutputSpec {
     pub about: &'static str,
     /// When its records are due, for the runtime's latency measurements.
     pub timing: Timing,
+    /// The fields of its JSON lines, in order (the types sinks and query engines need).
+    pub fields: &'static [Field],
 }
 
 /// When an output's records are due: the runtime measures each hand-off to the sinks against it
@@ -178,7 +181,7 @@ pub enum AnalysisError {
 ///         &Spec {
 ///             name: "fast",
 ///             about: "tumbling windows whose top speed is above the speed limit",
-///             outputs: &[OutputSpec { name: "fast", about: "a speeders row", timing: Timing::Untimed }],
+///             outputs: &[OutputSpec { name: "fast", about: "a speeders row", timing: Timing::Untimed, fields: SpeederRow::FIELDS }],
 ///             settings: &[],
 ///             tables: &[],
 ///             queries: &[],

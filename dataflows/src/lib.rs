@@ -21,6 +21,7 @@ pub mod params;
 pub mod query;
 pub mod reading;
 pub mod reference;
+pub mod schema;
 pub mod stats;
 pub mod time;
 pub mod windows;

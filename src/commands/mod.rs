@@ -7,5 +7,6 @@ pub mod bench_plot;
 pub mod bench_report;
 pub mod cluster;
 pub mod generate;
+pub mod opensearch_setup;
 pub mod produce;
 pub mod replay;

@@ -679,11 +679,14 @@ impl Config {
                 }
             }
             for sink in sinks {
-                if !self.sinks.contains_key(sink) {
+                let Some(config) = self.sinks.get(sink) else {
                     return bad(format!(
                         "routes.{stream}: sink {sink:?} is not defined; add [sinks.{sink}] or use one of {:?}",
                         self.sinks.keys().collect::<Vec<_>>()
                     ));
+                };
+                if let Some(parsed) = StreamName::parse(stream) {
+                    config.takes(sink, parsed).map_err(ConfigError::Invalid)?;
                 }
             }
         }

@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::firehose::FirehoseConfig;
 use super::folder::FolderConfig;
 use super::kafka::KafkaSinkConfig;
+use super::opensearch::OpenSearchConfig;
 use super::sns::SnsConfig;
 
-/// A sink: `[sinks.NAME]` with `kind = "folder" | "kafka" | "firehose" | "sns"`.
+/// A sink: `[sinks.NAME]` with `kind = "folder" | "kafka" | "firehose" | "sns" | "opensearch"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SinkConfig {
@@ -19,6 +20,9 @@ pub enum SinkConfig {
     Firehose(FirehoseConfig),
     /// An Amazon SNS topic, one message per record.
     Sns(SnsConfig),
+    /// An OpenSearch or Elasticsearch cluster, one document per record.
+    #[serde(rename = "opensearch")]
+    OpenSearch(OpenSearchConfig),
 }
 
 impl Default for SinkConfig {
@@ -33,7 +37,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Firehose(f) => Some(f.aws_settings()),
             SinkConfig::Sns(s) => Some(s.aws_settings()),
-            SinkConfig::Folder(_) | SinkConfig::Kafka(_) => None,
+            SinkConfig::Folder(_) | SinkConfig::Kafka(_) | SinkConfig::OpenSearch(_) => None,
         }
     }
 
@@ -41,7 +45,7 @@ impl SinkConfig {
     pub fn stored(&self) -> Option<std::sync::Arc<dyn crate::operations::stored_records::StoredRecords>> {
         match self {
             SinkConfig::Folder(f) => Some(std::sync::Arc::new(super::folder::stored::FolderStore { root: f.path.clone() })),
-            SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) => None,
+            SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) | SinkConfig::OpenSearch(_) => None,
         }
     }
 }
@@ -54,6 +58,17 @@ impl SinkConfig {
             SinkConfig::Kafka(k) => k.validate(name),
             SinkConfig::Firehose(f) => f.validate(name),
             SinkConfig::Sns(s) => s.validate(name),
+            SinkConfig::OpenSearch(o) => o.validate(name),
+        }
+    }
+
+    /// Whether sink `name` can take `stream`'s records; the error says why not and what to do.
+    pub fn takes(&self, name: &str, stream: crate::stream::StreamName) -> Result<(), String> {
+        match self {
+            SinkConfig::OpenSearch(_) if stream.fields().is_empty() => Err(format!(
+                "routes.{stream}: sink {name:?} indexes JSON records, and {stream} lines are input text; route {stream} to a folder, Kafka or Firehose sink"
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod firehose;
 pub mod folder;
 pub mod kafka;
+pub mod opensearch;
 pub mod plan;
 pub mod sns;
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::firehose::build::PreparedFirehose;
+use super::opensearch::build::PreparedOpenSearch;
 use super::sns::build::PreparedSns;
 use super::{NamedSink, Sink, SinkConfig, SinkError};
 use crate::aws::AwsError;
@@ -19,6 +20,7 @@ enum Prepared {
     Kafka(super::kafka::KafkaSinkConfig, Option<super::kafka::Transactional>),
     Firehose(PreparedFirehose),
     Sns(PreparedSns),
+    OpenSearch(Box<PreparedOpenSearch>),
 }
 
 /// The process's sinks, ready to be instantiated by each worker.
@@ -52,6 +54,9 @@ impl SinkPlan {
                 }
                 SinkConfig::Firehose(f) => Prepared::Firehose(super::firehose::build::prepare(name, f, &streams)?),
                 SinkConfig::Sns(s) => Prepared::Sns(super::sns::build::prepare(name, s, !streams.is_empty())?),
+                SinkConfig::OpenSearch(o) => {
+                    Prepared::OpenSearch(Box::new(super::opensearch::build::prepare(name, o, !streams.is_empty())?))
+                }
             };
             prepared.push((name.clone(), ready));
         }
@@ -69,6 +74,7 @@ impl SinkPlan {
                     Prepared::Kafka(k, transactional) => k.instance(transactional.as_ref(), self.every, worker)?,
                     Prepared::Firehose(f) => Box::new(f.instance(name, tag, counters)),
                     Prepared::Sns(s) => Box::new(s.instance(name, tag, counters)),
+                    Prepared::OpenSearch(o) => Box::new(o.instance(name, tag, counters)),
                 };
                 Ok((name.clone(), sink))
             })

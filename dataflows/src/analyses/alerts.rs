@@ -1,6 +1,7 @@
 //! `alerts`: a vehicle's sliding-window average speed went above the alert threshold, once per
 //! episode (no alert when the window one slide earlier was already above it).
 
+use crate::schema::Field;
 use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -15,6 +16,9 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::{align, Pending, Time};
 use crate::windows::Sliding;
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::timestamp("window_start"), Field::timestamp("window_end"), Field::double("avg_speed")];
 
 /// The `alerts` analysis: sliding windows (`params.sliding_size_ms` every `params.sliding_slide_ms`)
 /// whose average speed goes above the `threshold_mph` setting (80 by default), once per episode.
@@ -42,7 +46,7 @@ impl Analysis for Alerts {
         &Spec {
             name: "alerts",
             about: "a vehicle's sliding-window average speed went above the alert threshold (once per episode)",
-            outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed", timing: Timing::Detection }],
+            outputs: &[OutputSpec { name: "alerts", about: "vin, window_start, window_end, avg_speed", timing: Timing::Detection, fields: FIELDS }],
             settings: &[SettingSpec {
                 name: "threshold_mph",
                 default: DefaultValue::Number(80.0),

@@ -2,6 +2,7 @@
 //! the buggy list was installed: an incremental (differential) join of window summaries with the
 //! reference timelines, so a reference change corrects the windows it affects.
 
+use crate::schema::Field;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ use crate::reference::{SensorId, TimelineTrace};
 use crate::time::Time;
 use crate::checkpoint::OperatorState;
 use crate::windows::{Held, Offsets, Window};
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::keyword("sensor_id"), Field::timestamp("window_start"), Field::timestamp("window_end"), Field::count("readings"), Field::keyword("revision").optional(), Field::timestamp("revised_at").optional()];
 
 /// One `buggy_devices` row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -149,7 +153,7 @@ impl Analysis for BuggyDevices {
             outputs: &[OutputSpec {
                 name: "buggy_devices",
                 about: "vin, sensor_id, window_start, window_end, readings[, revision, revised_at]",
-                timing: Timing::Untimed,
+                timing: Timing::Untimed, fields: FIELDS,
             }],
             settings: &[],
             tables: &[],

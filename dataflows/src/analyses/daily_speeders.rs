@@ -1,5 +1,6 @@
 //! `daily_speeders`: per vehicle and UTC day, the speeding readings and the day's top speed.
 
+use crate::schema::Field;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
@@ -13,6 +14,9 @@ use crate::reading::Vin;
 use crate::stats::SpeedStats;
 use crate::time::{align, Time, DAY_MS};
 use crate::windows::{Offsets, OpenWindows, Sliding};
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::date("date"), Field::count("speeding_readings"), Field::double("max_speed")];
 
 /// Re-windows speeding panes (tumbling windows with at least one speeding reading) into UTC days.
 ///
@@ -123,7 +127,7 @@ impl Analysis for DailySpeeders {
         &Spec {
             name: "daily_speeders",
             about: "per vehicle and UTC day with speeding readings, their count and the day's top speed",
-            outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed", timing: Timing::Untimed }],
+            outputs: &[OutputSpec { name: "daily_speeders", about: "vin, date, speeding_readings, max_speed", timing: Timing::Untimed, fields: FIELDS }],
             settings: &[],
             tables: &[],
             queries: &[SPEEDERS_BY_DATE],

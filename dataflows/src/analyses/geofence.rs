@@ -7,6 +7,7 @@
 //! `enter`, one outside a zone it was in a `leave`. A vehicle's first reading (or its first after
 //! `forget_after_secs` without readings) enters the zones it is in.
 
+use crate::schema::Field;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -18,6 +19,9 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::Time;
 use crate::windows::Ordered;
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::keyword("zone"), Field::keyword("event"), Field::timestamp("time"), Field::double("lon"), Field::double("lat")];
 
 /// The `geofence` analysis.
 pub struct Geofence;
@@ -133,7 +137,7 @@ impl Analysis for Geofence {
         &Spec {
             name: "geofence",
             about: "vehicles entering and leaving zones (polygons from a reference file)",
-            outputs: &[OutputSpec { name: "geofence", about: "vin, zone, event (enter or leave), time, lon, lat", timing: Timing::Untimed }],
+            outputs: &[OutputSpec { name: "geofence", about: "vin, zone, event (enter or leave), time, lon, lat", timing: Timing::Untimed, fields: FIELDS }],
             settings: &[
                 SettingSpec { name: "zones", default: DefaultValue::Text(""), about: "the zones file: `name lon lat lon lat lon lat ...` per line" },
                 SettingSpec {

@@ -5,6 +5,7 @@
 //! highest speed of the same vehicle in the `within_secs` before it (that instant included) is a
 //! braking event; the event ends the episode, so the vehicle's history starts again at that reading.
 
+use crate::schema::Field;
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::Time;
 use crate::windows::Ordered;
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::timestamp("from_time"), Field::timestamp("to_time"), Field::double("from_speed"), Field::double("to_speed"), Field::double("drop_mph")];
 
 /// The `harsh_braking` analysis.
 pub struct HarshBraking;
@@ -116,7 +120,7 @@ impl Analysis for HarshBraking {
             outputs: &[OutputSpec {
                 name: "harsh_braking",
                 about: "vin, from_time, to_time, from_speed, to_speed, drop_mph",
-                timing: Timing::Untimed,
+                timing: Timing::Untimed, fields: FIELDS,
             }],
             settings: &[
                 SettingSpec { name: "drop_mph", default: DefaultValue::Number(20.0), about: "speed drop that counts as harsh, mph" },

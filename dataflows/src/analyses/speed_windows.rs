@@ -1,5 +1,6 @@
 //! `speed_windows`: every vehicle's tumbling speed window (readings, average, top and lowest speed).
 
+use crate::schema::Field;
 use timely::dataflow::operators::vec::Map;
 
 use super::SpeedWindow;
@@ -8,6 +9,9 @@ use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
 use crate::time::Time;
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::keyword("vin"), Field::timestamp("window_start"), Field::timestamp("window_end"), Field::count("readings"), Field::double("avg_speed"), Field::double("max_speed"), Field::double("min_speed")];
 
 /// The `speed_windows` analysis.
 pub struct SpeedWindows;
@@ -46,7 +50,7 @@ impl Analysis for SpeedWindows {
             outputs: &[OutputSpec {
                 name: "speed_windows",
                 about: "vin, window_start, window_end, readings, avg_speed, max_speed, min_speed",
-                timing: Timing::WindowClose,
+                timing: Timing::WindowClose, fields: FIELDS,
             }],
             settings: &[],
             tables: &[],

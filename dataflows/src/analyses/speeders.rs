@@ -1,5 +1,6 @@
 //! `speeders`: tumbling windows in which a vehicle went above the speed limit.
 
+use crate::schema::Field;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::StreamVec;
 
@@ -21,6 +22,19 @@ pub struct Speeders;
 /// A `speeders` record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpeederRow(pub SpeedWindow);
+
+impl SpeederRow {
+    /// The fields of a speeders line.
+    pub const FIELDS: &'static [Field] = &[
+        Field::keyword("vin"),
+        Field::timestamp("window_start"),
+        Field::timestamp("window_end"),
+        Field::count("readings"),
+        Field::count("speeding_readings"),
+        Field::double("avg_speed"),
+        Field::double("max_speed"),
+    ];
+}
 
 impl Output for SpeederRow {
     fn filed_at(&self) -> Time {
@@ -51,7 +65,7 @@ impl Analysis for Speeders {
             outputs: &[OutputSpec {
                 name: "speeders",
                 about: "vin, window_start, window_end, readings, speeding_readings, avg_speed, max_speed",
-                timing: Timing::Untimed,
+                timing: Timing::Untimed, fields: SpeederRow::FIELDS,
             }],
             settings: &[],
             tables: &[],

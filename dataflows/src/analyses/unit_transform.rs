@@ -2,6 +2,7 @@
 //! processing time at which the job converted them: the in-stream transform the original pipeline
 //! ran as a Lambda on its delivery stream, here a map step on the way to the sink.
 
+use crate::schema::Field;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
@@ -10,6 +11,9 @@ use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::{Reading, Vin};
 use crate::time::Time;
+
+/// The fields of the output's JSON lines.
+const FIELDS: &[Field] = &[Field::count("record_id"), Field::timestamp("timestamp"), Field::keyword("vin"), Field::double("lon"), Field::double("lat"), Field::double("speed"), Field::keyword("unit"), Field::timestamp("processed_at")];
 
 /// The `unit_transform` analysis.
 pub struct UnitTransform;
@@ -82,7 +86,7 @@ impl Analysis for UnitTransform {
             outputs: &[OutputSpec {
                 name: "readings_converted",
                 about: "record_id, timestamp, vin, lon, lat, speed, unit, processed_at",
-                timing: Timing::Untimed,
+                timing: Timing::Untimed, fields: FIELDS,
             }],
             settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"" }],
             tables: &[],
