@@ -4,7 +4,8 @@
 # here on loopback and stopped at the end: a one-node Kafka broker (scripts/kafka.sh; its jars come
 # from Maven, it runs on the machine's Java 17) and the moto AWS emulator (scripts/moto.sh; installed
 # from PyPI into a virtual environment) as the Firehose, S3, SNS and SQS endpoint; a one-node
-# OpenSearch 2.19 (scripts/opensearch.sh; Maven jars on Java 17) for the OpenSearch sink; and Debian's
+# OpenSearch 2.19 (scripts/opensearch.sh; Maven jars on Java 17) for the OpenSearch sink; DuckDB and
+# pyarrow (scripts/readers.sh; from PyPI into a virtual environment) as readers of the outputs; and Debian's
 # chromium, chromium-driver and prometheus (scripts/tools.sh) for the browser and promtool tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== chromium, chromedriver and promtool"
 bash scripts/tools.sh
+echo "== DuckDB and pyarrow"
+FLEETFLOW_READERS_PYTHON="$(bash scripts/readers.sh install)"
+export FLEETFLOW_READERS_PYTHON
 echo "== Kafka broker, AWS emulator and OpenSearch node"
 trap 'bash scripts/kafka.sh stop; bash scripts/moto.sh stop; bash scripts/opensearch.sh stop' EXIT
 bash scripts/kafka.sh start

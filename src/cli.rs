@@ -121,6 +121,11 @@ pub enum Command {
     /// AWS helpers.
     #[command(subcommand)]
     Aws(AwsCommand),
+    /// Print the streams' schemas for query engines: Athena tables, JSON Schemas, Arrow schemas.
+    #[command(
+        after_help = "Examples:\n  fleetflow schema speed_windows --format athena --files parquet --layout hive --location s3://bucket/fleetflow\n  fleetflow schema --format json-schema"
+    )]
+    Schema(crate::commands::schema::SchemaArgs),
     /// OpenSearch helpers.
     #[command(subcommand, name = "opensearch")]
     OpenSearch(OpenSearchCommand),

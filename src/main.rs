@@ -67,6 +67,7 @@ fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench(args),
         Command::Aws(fleetflow::cli::AwsCommand::Setup(args)) => aws_setup(args),
         Command::OpenSearch(fleetflow::cli::OpenSearchCommand::Setup(args)) => opensearch_setup(args),
+        Command::Schema(args) => fleetflow::commands::schema::schema(&args).map(|text| out!("{text}")),
         Command::Cluster(args) => fleetflow::commands::cluster::cluster(&args),
         Command::Replay(args) => replay(args),
         Command::Generate(args) => generate(args),

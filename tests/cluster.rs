@@ -46,7 +46,13 @@ fn two_processes_of_two_workers_write_what_one_worker_writes() {
     c.http.bind = String::new();
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: single.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+        SinkConfig::Folder(FolderConfig {
+            path: single.clone(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
     );
     fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
 

@@ -170,8 +170,16 @@ fn speeders_by_date_live_and_closed_match_the_oracle_while_hammered() {
     c.reference.vin_sensors = Some(data.join("vin_sensor.csv"));
     c.reference.buggy_sensors = Some(data.join("buggy_sensors.csv"));
     c.http.bind = String::new();
-    c.sinks
-        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: quiet.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }));
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig {
+            path: quiet.clone(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
+    );
     fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
     for stream in ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"] {
         assert_eq!(lines_of(&out, stream), lines_of(&quiet, stream), "{stream} unchanged by the queries");

@@ -66,7 +66,13 @@ fn config(out: &Path, workers: usize) -> Config {
     let mut c = Config { workers, ..Config::default() };
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+        SinkConfig::Folder(FolderConfig {
+            path: out.to_path_buf(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
     );
     c
 }
@@ -405,8 +411,10 @@ fn a_day_replayed_from_kafka_is_byte_for_byte_the_live_output() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live");
     let mut c = kafka_config(&live, 2, &t, "earliest", "end");
-    c.sinks
-        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: live.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }));
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: live.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true, ..FolderConfig::default() }),
+    );
     c.windows.max_future_secs = 0;
     c.http.bind = String::new();
     run(c);
@@ -1160,7 +1168,13 @@ fn stopped_mid_hour_into_a_sealed_folder_the_files_are_an_uninterrupted_runs() {
     c.routes.insert("raw".into(), vec!["local".into()]);
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }),
+        SinkConfig::Folder(FolderConfig {
+            path: reference.clone(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: true,
+            ..FolderConfig::default()
+        }),
     );
     run(c);
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts", "raw"];
@@ -1299,7 +1313,13 @@ fn thirty_stops_at_random_moments_and_sizes_lose_and_repeat_nothing() {
     c.routes.insert("raw".into(), vec!["local".into()]);
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }),
+        SinkConfig::Folder(FolderConfig {
+            path: reference.clone(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: true,
+            ..FolderConfig::default()
+        }),
     );
     run(c);
     let streams = ["speed_windows", "speeders", "daily_speeders", "alerts", "raw"];

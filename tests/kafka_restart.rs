@@ -195,7 +195,13 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     c.routes.insert("daily_speeders".into(), vec![]);
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: reference.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: false }),
+        SinkConfig::Folder(FolderConfig {
+            path: reference.clone(),
+            buffer_mib: 1.0,
+            buffer_secs: 0.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
     );
     fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
     // The stop could not commit, so what was delivered after the last commit that reached the

@@ -79,7 +79,13 @@ fn peak_during_run(input: &Path, out: &Path, minutes: u64) -> usize {
     c.windows.max_future_secs = 0;
     c.sinks.insert(
         "local".into(),
-        SinkConfig::Folder(FolderConfig { path: out.to_path_buf(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: false }),
+        SinkConfig::Folder(FolderConfig {
+            path: out.to_path_buf(),
+            buffer_mib: 1.0,
+            buffer_secs: 1.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
     );
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);

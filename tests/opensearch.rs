@@ -114,24 +114,7 @@ fn fleetflow(args: &[&str]) -> std::process::Output {
 
 /// Generated input with late and malformed lines, and matching reference files, in `dir`.
 fn generate(dir: &Path) {
-    let d = dir.to_str().unwrap();
-    fleetflow(&[
-        "generate",
-        "--output",
-        d,
-        "--vehicles",
-        "60",
-        "--duration-secs",
-        "1200",
-        "--speeder-fraction",
-        "0.3",
-        "--buggy-fraction",
-        "0.2",
-        "--late-fraction",
-        "0.002",
-        "--malformed-fraction",
-        "0.002",
-    ]);
+    common::generate_with_rejects(BIN, dir, 60, 1200);
 }
 
 /// A config: the input's readings from `input`, into a folder and sink `search` at `url`.

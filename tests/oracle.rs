@@ -271,9 +271,16 @@ fn run_job(input: &Input, workers: usize) -> BTreeMap<&'static str, Vec<String>>
     config.source = SourceConfig { kind: SourceKind::Files, files };
     config.reference.vin_sensors = Some(dir.path().join("ref.csv"));
     config.reference.buggy_sensors = Some(dir.path().join("buggy.csv"));
-    config
-        .sinks
-        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: out.clone(), buffer_mib: 0.01, buffer_secs: 60.0, sealed: false }));
+    config.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig {
+            path: out.clone(),
+            buffer_mib: 0.01,
+            buffer_secs: 60.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
+    );
     let summary = fleetflow::job::run(config, Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(summary.readings + summary.late + summary.malformed + summary.blank, summary.records_read, "every record accounted for");
     read_outputs(&out)

@@ -43,11 +43,20 @@ fn live(dir: &Path, files: &[String], vin: &str, buggy: &str) -> (PathBuf, PathB
     c.reference.buggy_sensors = Some(buggy.into());
     c.windows.max_future_secs = 0;
     c.http.bind = String::new();
-    c.sinks.insert("local".into(), SinkConfig::Folder(FolderConfig { path: out.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true }));
+    c.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: out.clone(), buffer_mib: 1.0, buffer_secs: 0.0, sealed: true, ..FolderConfig::default() }),
+    );
     // Small buffers: the archive has many files per hour, from both workers.
     c.sinks.insert(
         "archive".into(),
-        SinkConfig::Folder(FolderConfig { path: archive.clone(), buffer_mib: 0.05, buffer_secs: 0.0, sealed: false }),
+        SinkConfig::Folder(FolderConfig {
+            path: archive.clone(),
+            buffer_mib: 0.05,
+            buffer_secs: 0.0,
+            sealed: false,
+            ..FolderConfig::default()
+        }),
     );
     c.routes.insert("raw".into(), vec!["archive".into()]);
     let s = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();

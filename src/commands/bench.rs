@@ -176,9 +176,10 @@ fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
         config.checkpoints.interval_secs = args.window_secs;
         config.checkpoints.dir = output.join("state").display().to_string();
     }
-    config
-        .sinks
-        .insert("local".into(), SinkConfig::Folder(FolderConfig { path: output, buffer_mib: 5.0, buffer_secs: 60.0, sealed: false }));
+    config.sinks.insert(
+        "local".into(),
+        SinkConfig::Folder(FolderConfig { path: output, buffer_mib: 5.0, buffer_secs: 60.0, ..FolderConfig::default() }),
+    );
     config
 }
 

@@ -10,3 +10,4 @@ pub mod generate;
 pub mod opensearch_setup;
 pub mod produce;
 pub mod replay;
+pub mod schema;

@@ -152,13 +152,39 @@ impl ReplayArgs {
             c.kafka.stop = self.stop.unwrap_or(crate::config::Stop::Time(days.1.saturating_add(around)));
         }
         if !self.config_sinks {
-            let sink = SinkConfig::Folder(FolderConfig { path: self.output.clone(), buffer_mib: 1.0, buffer_secs: 1.0, sealed: true });
+            let sink = SinkConfig::Folder(FolderConfig {
+                path: self.output.clone(),
+                buffer_mib: 1.0,
+                buffer_secs: 1.0,
+                sealed: true,
+                ..FolderConfig::default()
+            });
             c.sinks = [("local".to_string(), sink)].into_iter().collect();
             c.routes.clear();
         }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// Removes the sealed files of `stream` in `dir`; returns how many.
+fn clear_sealed(dir: &Path, stream: crate::stream::StreamName) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let stem = crate::sinks::folder::format::stem(&name);
+        let sealed_name = stem != name
+            && stem
+                .strip_prefix(stream.as_str())
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|r| r.len() == "YYYYMMDDTHH".len() && r.as_bytes()[8] == b'T');
+        if sealed_name {
+            std::fs::remove_file(e.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the sealed files of the replayed days from a sealed output folder, so a replay that
@@ -168,19 +194,9 @@ pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usiz
     for stream in crate::stream::StreamName::all() {
         let mut hour = start / 3_600_000;
         while hour * 3_600_000 < end {
-            let dir = root.join(crate::layout::stream_hour(stream.as_str(), hour));
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    let sealed_name = name
-                        .strip_prefix(stream.as_str())
-                        .and_then(|r| r.strip_prefix('-'))
-                        .is_some_and(|r| r.len() == "YYYYMMDDTHH.jsonl".len() && r.ends_with(".jsonl") && r.as_bytes()[8] == b'T');
-                    if sealed_name {
-                        std::fs::remove_file(e.path())?;
-                        removed += 1;
-                    }
-                }
+            for layout in crate::layout::Layout::ALL {
+                let dir = root.join(stream.as_str()).join(layout.hour(hour * 3_600_000));
+                removed += clear_sealed(&dir, stream)?;
             }
             hour += 1;
         }

@@ -44,7 +44,9 @@ impl SinkConfig {
     /// Where the job can read this sink's records back (folders); none for the others.
     pub fn stored(&self) -> Option<std::sync::Arc<dyn crate::operations::stored_records::StoredRecords>> {
         match self {
-            SinkConfig::Folder(f) => Some(std::sync::Arc::new(super::folder::stored::FolderStore { root: f.path.clone() })),
+            SinkConfig::Folder(f) => {
+                Some(std::sync::Arc::new(super::folder::stored::FolderStore { root: f.path.clone(), layout: f.layout }))
+            }
             SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) | SinkConfig::OpenSearch(_) => None,
         }
     }
@@ -68,6 +70,9 @@ impl SinkConfig {
             SinkConfig::OpenSearch(_) if stream.fields().is_empty() => Err(format!(
                 "routes.{stream}: sink {name:?} indexes JSON records, and {stream} lines are input text; route {stream} to a folder, Kafka or Firehose sink"
             )),
+            SinkConfig::Folder(f) if f.format == super::folder::format::Format::Parquet && super::folder::columnar::fields(stream).is_empty() => {
+                Err(format!("routes.{stream}: sink {name:?} writes Parquet, and {stream} declares no fields (its analysis's OutputSpec::fields); declare them or use format = \"jsonl\""))
+            }
             _ => Ok(()),
         }
     }

@@ -187,3 +187,14 @@ pub fn readings_across_midnight(dir: &Path) -> Vec<String> {
     assert!(g.status.success());
     std::fs::read_to_string(dir.join("readings-000.txt")).expect("generated readings").lines().map(String::from).collect()
 }
+
+/// Generated input (`vehicles` for `secs` of event time) with speeders, buggy sensors, late and
+/// malformed lines, and matching reference files, in `dir`, by `fleetflow generate` (`bin`).
+#[allow(dead_code)] // not every test binary generates input
+pub fn generate_with_rejects(bin: &str, dir: &Path, vehicles: u64, secs: u64) {
+    let (vehicles, secs) = (vehicles.to_string(), secs.to_string());
+    let args = ["generate", "--output", dir.to_str().unwrap(), "--vehicles", &vehicles, "--duration-secs", &secs];
+    let rates = ["--speeder-fraction", "0.3", "--buggy-fraction", "0.2", "--late-fraction", "0.002", "--malformed-fraction", "0.002"];
+    let out = std::process::Command::new(bin).args(args).args(rates).output().expect("running fleetflow generate");
+    assert!(out.status.success(), "fleetflow generate failed: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,5 +1,6 @@
 //! The local folder sink: output laid out as Kinesis Firehose lays it out in S3,
-//! `ROOT/<stream>/YYYY/MM/DD/HH/<file>.jsonl`, each file written atomically (temporary file, then
+//! `ROOT/<stream>/YYYY/MM/DD/HH/<file>.jsonl` (or Hive style `dt=YYYY-MM-DD/hr=HH/`; JSON lines,
+//! compressed or not, or Parquet: see [`format`]), each file written atomically (temporary file, then
 //! rename), flushed when a stream's buffer reaches its size hint or its interval hint, and at
 //! shutdown. The hour folder is the record's event time (UTC), so reruns file records alike.
 //!
@@ -7,7 +8,9 @@
 //! hands the buffers over and the worker goes on; records count as delivered once their file is
 //! on disk. The hand-over queue is short, so a disk slower than the output holds the worker back.
 
+pub mod columnar;
 mod config;
+pub mod format;
 pub use config::FolderConfig;
 
 pub mod sealed;
@@ -54,6 +57,7 @@ struct Flush {
     stream: StreamName,
     files: Vec<(PathBuf, Vec<u8>)>,
     written: u64,
+    format: format::FileFormat,
 }
 
 /// A flush done: its stream and record count, how it went, and its emptied buffers (reused, so
@@ -67,7 +71,14 @@ struct Written {
 
 impl Flush {
     fn write(self) -> Written {
-        let result = self.files.iter().try_for_each(|(path, bytes)| write_atomically(path, bytes));
+        let (stream, format) = (self.stream, self.format);
+        let result = self.files.iter().try_for_each(|(path, bytes)| {
+            if format.is_plain() {
+                return write_atomically(path, bytes);
+            }
+            let encoded = format.encode(stream, bytes).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
+            write_atomically(path, &encoded)
+        });
         let buffers = self
             .files
             .into_iter()
@@ -102,6 +113,8 @@ pub struct FolderSink {
     writer: Option<std::thread::JoinHandle<()>>,
     /// Flushes handed over and not reported back yet.
     in_flight: usize,
+    /// The files' format and layout.
+    files: format::FileSpec,
 }
 
 impl FolderSink {
@@ -132,7 +145,14 @@ impl FolderSink {
             spare: Vec::new(),
             writer,
             in_flight: 0,
+            files: format::FileSpec::default(),
         }
+    }
+
+    /// The same sink writing files as `files` says.
+    pub fn with_files(mut self, files: format::FileSpec) -> Self {
+        self.files = files;
+        self
     }
 
     /// Hands the stream's buffered lines to the writer thread (or writes them here, if the
@@ -145,13 +165,13 @@ impl FolderSink {
         let mut files = Vec::new();
         for (hour, bytes) in std::mem::take(&mut buffer.by_hour) {
             let dir = self.root.join(stream.as_str()).join(&hour);
-            let name = format!("{}-{}-{:06}.jsonl", stream.as_str(), self.tag, buffer.files);
+            let name = format!("{}-{}-{:06}.{}", stream.as_str(), self.tag, buffer.files, self.files.format.extension());
             buffer.files += 1;
             files.push((dir.join(name), bytes));
         }
         buffer.bytes = 0;
         buffer.since = None;
-        let flush = Flush { stream, files, written: buffer.written };
+        let flush = Flush { stream, files, written: buffer.written, format: self.files.format };
         match &self.to_writer {
             Some(to) => match to.send(flush) {
                 Ok(()) => self.in_flight += 1,
@@ -240,11 +260,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
 
 impl Sink for FolderSink {
     fn write(&mut self, stream: StreamName, _stamp: Time, record: &Encoded) -> Result<(), SinkError> {
+        let layout = self.files.layout;
         let buffer = &mut self.streams[stream.index()];
         let hour = record.time / 3_600_000;
         let key = match &buffer.last_hour {
             Some((h, key)) if *h == hour => key,
-            _ => &buffer.last_hour.insert((hour, crate::layout::hour_folder(hour * crate::layout::HOUR_MS))).1,
+            _ => &buffer.last_hour.insert((hour, layout.hour(hour * crate::layout::HOUR_MS))).1,
         };
         match buffer.by_hour.get_mut(key) {
             Some(bytes) => bytes.extend_from_slice(&record.line),

@@ -18,7 +18,6 @@ use fleetflow_dataflows::Time;
 
 use super::write_atomically;
 use crate::encode::Encoded;
-use crate::layout::hour_folder;
 use crate::sinks::{Sink, SinkError};
 use crate::stream::StreamName;
 
@@ -51,6 +50,8 @@ pub struct SealedFolderSink {
     /// This run resumes where an earlier one stopped (from its committed offsets): files may hold
     /// records of that run which this one does not repeat, so it merges rather than replaces.
     resumed: bool,
+    /// The files' format and layout.
+    files: super::format::FileSpec,
 }
 
 impl SealedFolderSink {
@@ -60,16 +61,24 @@ impl SealedFolderSink {
             root: root.as_ref().to_path_buf(),
             streams: StreamName::all().map(|_| StreamState::default()).collect(),
             resumed: false,
+            files: super::format::FileSpec::default(),
         }
+    }
+
+    /// The same sink writing files as `files` says.
+    pub fn with_files(mut self, files: super::format::FileSpec) -> Self {
+        self.files = files;
+        self
     }
 
     /// The file of `stream` for records of event hour `hour` completed in hour `completion`.
     pub fn file_of(&self, stream: StreamName, completion: Time, hour: Time) -> PathBuf {
+        let ext = self.files.format.extension();
         let name = match chrono::DateTime::<chrono::Utc>::from_timestamp_millis((completion * HOUR_MS) as i64) {
-            Some(t) => format!("{}-{}.jsonl", stream.as_str(), t.format("%Y%m%dT%H")),
-            None => format!("{}-{completion}.jsonl", stream.as_str()),
+            Some(t) => format!("{}-{}.{ext}", stream.as_str(), t.format("%Y%m%dT%H")),
+            None => format!("{}-{completion}.{ext}", stream.as_str()),
         };
-        self.root.join(stream.as_str()).join(hour_folder(hour * HOUR_MS)).join(name)
+        self.root.join(stream.as_str()).join(self.files.layout.hour(hour * HOUR_MS)).join(name)
     }
 
     /// The folder the files are written under.
@@ -89,16 +98,31 @@ impl SealedFolderSink {
         // an exact stop, which writes the files it holds) raw, late and errors records written
         // ahead of it, in any later hour, even when that frontier was 0. So a resumed run merges
         // into every file it finds.
+        let stream = self.stream_of(path);
         let existing = if self.resumed { std::fs::read(path).ok() } else { None };
         let merged = existing.is_some();
         if let Some(existing) = existing {
+            let name = path.display().to_string();
+            let existing = super::format::decode(stream, &name, existing).map_err(|e| SinkError::Delivery(format!("merging into {e}")))?;
             lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
         }
         lines.sort_unstable();
         if merged {
             lines.dedup();
         }
-        write_atomically(path, &lines.concat())
+        let format = self.files.format;
+        if format.is_plain() {
+            return write_atomically(path, &lines.concat());
+        }
+        let encoded = format.encode(stream, &lines.concat()).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
+        write_atomically(path, &encoded)
+    }
+
+    /// The stream of a file under the root: its first folder.
+    fn stream_of(&self, path: &Path) -> StreamName {
+        let relative = path.strip_prefix(&self.root).unwrap_or(path);
+        let first = relative.iter().next().and_then(|c| c.to_str()).unwrap_or("");
+        StreamName::parse(first).unwrap_or(StreamName::RAW)
     }
 }
 
@@ -227,5 +251,30 @@ mod tests {
         ahead.write(StreamName::named("alerts"), T, &rec("d", T)).unwrap();
         ahead.seal(StreamName::named("alerts"), Time::MAX).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\n");
+    }
+
+    #[test]
+    fn a_resumed_run_merges_into_a_parquet_file_of_the_hive_layout() {
+        use super::super::format::{Compression, FileFormat, FileSpec, Format};
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileSpec {
+            format: FileFormat { format: Format::Parquet, compression: Compression::Zstd },
+            layout: crate::layout::Layout::Hive,
+        };
+        let alerts = StreamName::named("alerts");
+        let line = |vin: &str| {
+            format!("{{\"vin\":\"{vin}\",\"window_start\":\"2025-11-25T10:00:00.000Z\",\"window_end\":\"2025-11-25T10:05:00.000Z\",\"avg_speed\":81.5}}")
+        };
+        let mut first = SealedFolderSink::new(dir.path()).with_files(files);
+        first.write(alerts, T, &rec(&line("B"), T)).unwrap();
+        first.seal(alerts, Time::MAX).unwrap();
+        let path = first.file_of(alerts, T / HOUR_MS, T / HOUR_MS);
+        assert!(path.ends_with("alerts/dt=2025-11-25/hr=10/alerts-20251125T10.parquet"), "{}", path.display());
+        let mut resumed = SealedFolderSink::new(dir.path()).with_files(files);
+        resumed.resumed_below(T + 1);
+        resumed.write(alerts, T, &rec(&line("A"), T)).unwrap();
+        resumed.seal(alerts, Time::MAX).unwrap();
+        let read = super::super::format::decode(alerts, &path.display().to_string(), std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(String::from_utf8(read).unwrap(), format!("{}\n{}\n", line("A"), line("B")));
     }
 }

@@ -79,6 +79,12 @@ impl StagedSealedSink {
         StagedSealedSink { files: SealedFolderSink::new(root), staging, streams, worker: (worker, peers) }
     }
 
+    /// The same sink writing files as `files` says.
+    pub fn with_files(mut self, files: super::format::FileSpec) -> Self {
+        self.files = self.files.with_files(files);
+        self
+    }
+
     /// Stages the records held with a dataflow time below `below`, marking the files whose hour
     /// is complete and all staged done (`all`: every file counts as complete: the run ended).
     fn stage_below(&mut self, below: Time, all: bool) -> Result<(), SinkError> {

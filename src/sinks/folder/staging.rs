@@ -118,9 +118,8 @@ impl Staging {
 /// since the epoch: what decides which worker writes it.
 pub fn event_hour(relative: &Path) -> Option<Time> {
     let parts: Vec<&str> = relative.iter().filter_map(|c| c.to_str()).collect();
-    let [_, y, m, d, h, _] = parts.as_slice() else { return None };
-    let t = chrono::NaiveDateTime::parse_from_str(&format!("{y}{m}{d}{h}00"), "%Y%m%d%H%M").ok()?;
-    Some(Time::try_from(t.and_utc().timestamp_millis()).ok()? / HOUR)
+    let folders = parts.get(1..parts.len().checked_sub(1)?)?;
+    crate::layout::Layout::parse_hour(folders)
 }
 
 /// The tag folders under `dir` up to `name`, oldest first (`pending` counts as `MAX`).
@@ -194,7 +193,7 @@ fn pieces_under(dir: &Path) -> Vec<PathBuf> {
 
 /// The end of the hour a sealed file completes (its name's `<stream>-YYYYMMDDTHH.jsonl`).
 fn completion_end(relative: &Path) -> Option<Time> {
-    let stem = relative.file_stem()?.to_str()?;
+    let stem = super::format::stem(relative.file_name()?.to_str()?);
     let (_, hour) = stem.rsplit_once('-')?;
     let start = match chrono::NaiveDateTime::parse_from_str(&format!("{hour}00"), "%Y%m%dT%H%M") {
         Ok(t) => Time::try_from(t.and_utc().timestamp_millis()).ok()?,
@@ -259,4 +258,19 @@ fn remove_empty(root: &Path) {
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
     move |source| SinkError::Io { path: path.display().to_string(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_event_hour_and_completion_come_from_its_path_in_either_layout() {
+        let hour = 1_764_064_800_000 / HOUR; // 2025-11-25T10
+        for relative in ["alerts/2025/11/25/10/alerts-20251125T11.jsonl", "alerts/dt=2025-11-25/hr=10/alerts-20251125T11.parquet"] {
+            assert_eq!(event_hour(Path::new(relative)), Some(hour), "{relative}");
+            assert_eq!(completion_end(Path::new(relative)), Some((hour + 2) * HOUR), "{relative}");
+        }
+        assert_eq!(event_hour(Path::new("alerts/2025/11/25/x.jsonl")), None);
+    }
 }

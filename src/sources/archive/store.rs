@@ -1,6 +1,7 @@
 //! Where an archive of the `raw` stream is kept: a local folder or an S3 prefix, both laid out as
-//! Firehose lays out S3 (`<root>/raw/YYYY/MM/DD/HH/<object>`). A store lists one hour's objects
-//! and reads an object whole.
+//! Firehose lays out S3 (`<root>/raw/YYYY/MM/DD/HH/<object>`) or Hive style
+//! (`<root>/raw/dt=YYYY-MM-DD/hr=HH/<object>`). A store lists one hour's objects and reads an
+//! object whole, as lines: plain, gzip or zstd JSON-lines files and Parquet files alike.
 
 use fleetflow_dataflows::Time;
 
@@ -31,9 +32,10 @@ pub enum ArchiveStore {
     },
 }
 
-/// `raw/YYYY/MM/DD/HH` of an hour number (hours since the epoch).
-fn hour_path(hour: Time) -> String {
-    crate::layout::stream_hour("raw", hour)
+/// `raw/YYYY/MM/DD/HH` and `raw/dt=YYYY-MM-DD/hr=HH` of an hour number (hours since the epoch):
+/// an archive may be in either layout.
+fn hour_paths(hour: Time) -> impl Iterator<Item = String> {
+    crate::layout::Layout::ALL.into_iter().map(move |l| format!("raw/{}", l.hour(hour * crate::layout::HOUR_MS)))
 }
 
 impl ArchiveStore {
@@ -70,39 +72,13 @@ impl ArchiveStore {
         let mut out = Vec::new();
         match self {
             ArchiveStore::Local(root) => {
-                let dir = root.join(hour_path(hour));
-                let io = |source| SourceError::Io { name: dir.display().to_string(), source };
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(io(e)),
-                };
-                for entry in entries {
-                    let entry = entry.map_err(io)?;
-                    let hidden = entry.file_name().to_string_lossy().starts_with('.');
-                    let meta = entry.metadata().map_err(io)?;
-                    if meta.is_file() && !hidden {
-                        out.push(ArchiveObject { name: entry.path().display().to_string(), size: meta.len() });
-                    }
+                for path in hour_paths(hour) {
+                    list_folder(&root.join(path), &mut out)?;
                 }
             }
             ArchiveStore::S3 { client, bucket, prefix } => {
-                let key_prefix = format!("{prefix}{}/", hour_path(hour));
-                let mut token: Option<String> = None;
-                loop {
-                    let request = client.list_objects_v2().bucket(bucket).prefix(&key_prefix).set_continuation_token(token.take());
-                    let page = crate::aws::runtime().block_on(request.send()).map_err(|e| {
-                        SourceError::Setup(format!("archive: listing s3://{bucket}/{key_prefix}: {}", crate::aws::describe(&e)))
-                    })?;
-                    for o in page.contents() {
-                        if let Some(key) = o.key() {
-                            out.push(ArchiveObject { name: key.to_string(), size: o.size().unwrap_or(0).max(0) as u64 });
-                        }
-                    }
-                    match page.next_continuation_token() {
-                        Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                        _ => break,
-                    }
+                for path in hour_paths(hour) {
+                    list_prefix(client, bucket, &format!("{prefix}{path}/"), &mut out)?;
                 }
             }
         }
@@ -110,8 +86,15 @@ impl ArchiveStore {
         Ok(out)
     }
 
-    /// An object's bytes.
+    /// An object's lines (decoded: gzip, zstd and Parquet archives read as plain ones).
     pub fn read(&self, object: &ArchiveObject) -> Result<Vec<u8>, SourceError> {
+        let bytes = self.read_bytes(object)?;
+        crate::sinks::folder::format::decode(crate::stream::StreamName::RAW, &object.name, bytes)
+            .map_err(|e| SourceError::Setup(format!("archive: reading {}: {e}", self.display(object))))
+    }
+
+    /// An object's bytes.
+    fn read_bytes(&self, object: &ArchiveObject) -> Result<Vec<u8>, SourceError> {
         match self {
             ArchiveStore::Local(_) => std::fs::read(&object.name).map_err(|source| SourceError::Io { name: object.name.clone(), source }),
             ArchiveStore::S3 { client, bucket, .. } => {
@@ -132,6 +115,45 @@ impl ArchiveStore {
         match self {
             ArchiveStore::Local(_) => object.name.clone(),
             ArchiveStore::S3 { bucket, .. } => format!("s3://{bucket}/{}", object.name),
+        }
+    }
+}
+
+/// The files of the folder `dir` (none if it does not exist), temporary files left out.
+fn list_folder(dir: &std::path::Path, out: &mut Vec<ArchiveObject>) -> Result<(), SourceError> {
+    let io = |source| SourceError::Io { name: dir.display().to_string(), source };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let meta = entry.metadata().map_err(io)?;
+        if meta.is_file() && !hidden {
+            out.push(ArchiveObject { name: entry.path().display().to_string(), size: meta.len() });
+        }
+    }
+    Ok(())
+}
+
+/// The objects under `key_prefix` in `bucket`.
+fn list_prefix(client: &aws_sdk_s3::Client, bucket: &str, key_prefix: &str, out: &mut Vec<ArchiveObject>) -> Result<(), SourceError> {
+    let mut token: Option<String> = None;
+    loop {
+        let request = client.list_objects_v2().bucket(bucket).prefix(key_prefix).set_continuation_token(token.take());
+        let page = crate::aws::runtime()
+            .block_on(request.send())
+            .map_err(|e| SourceError::Setup(format!("archive: listing s3://{bucket}/{key_prefix}: {}", crate::aws::describe(&e))))?;
+        for o in page.contents() {
+            if let Some(key) = o.key() {
+                out.push(ArchiveObject { name: key.to_string(), size: o.size().unwrap_or(0).max(0) as u64 });
+            }
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => return Ok(()),
         }
     }
 }
