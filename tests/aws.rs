@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
@@ -19,24 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const ROLE: &str = "arn:aws:iam::123456789012:role/fleetflow-firehose";
 
 fn endpoint() -> String {
-    static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT
-        .get_or_init(|| {
-            // moto takes any credentials; the job reads them from the standard chain.
-            for (k, v) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
-                if std::env::var_os(k).is_none() {
-                    std::env::set_var(k, v);
-                }
-            }
-            if let Ok(e) = std::env::var("FLEETFLOW_AWS_ENDPOINT") {
-                return e;
-            }
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto.sh");
-            let status = Command::new("bash").arg(script).arg("start").status().expect("running scripts/moto.sh");
-            assert!(status.success(), "scripts/moto.sh start failed");
-            "http://127.0.0.1:15000".to_string()
-        })
-        .clone()
+    common::moto_endpoint()
 }
 
 fn sdk() -> aws_config::SdkConfig {

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{files_under, lines_of};
+use common::{files_under, lines_of, Logged};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 const VIN: &str = "1HGCM82633A004352";
@@ -629,64 +629,6 @@ fn a_user_error_is_one_line_without_colour_or_backtrace() {
 }
 
 /// A `fleetflow run` whose log is collected line by line as it comes.
-struct Logged {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: String,
-}
-
-impl Logged {
-    fn spawn(args: &[&str]) -> Logged {
-        use std::io::BufRead;
-        let mut child = Command::new(BIN).args(args).stderr(Stdio::piped()).spawn().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Logged { child, lines, log: String::new() }
-    }
-
-    /// Waits for a log line holding `text`; fails the test if the job ends first.
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    self.log.push_str(&line);
-                    self.log.push('\n');
-                    if line.contains(text) {
-                        return;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("the job ended or took 120 s before logging {text:?}:\n{}", self.log);
-    }
-
-    /// Sends `signal` and waits for the job to end; its log.
-    #[cfg(unix)]
-    fn signal(self, signal: i32) -> (std::process::ExitStatus, String) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        self.finish()
-    }
-
-    /// Waits for the job to end; its log.
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
-            self.log.push_str(&line);
-            self.log.push('\n');
-        }
-        (status, self.log)
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted_runs_outputs() {
@@ -704,7 +646,7 @@ fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted
     );
     assert!(whole.status.success(), "{}", stderr(&whole));
 
-    let mut first = Logged::spawn(&job(&[]));
+    let mut first = Logged::spawn(BIN, &job(&[]));
     first.wait_for("checkpoint complete");
     let (status, log) = first.signal(libc::SIGTERM);
     assert!(status.success() && log.contains("stopped exactly"), "{log}");
@@ -714,12 +656,12 @@ fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted
     let off = fleetflow(&[&fleet[..], &["--no-checkpoints"]].concat());
     assert!(!off.status.success() && stderr(&off).contains("generator.resume"), "{}", stderr(&off));
 
-    let mut second = Logged::spawn(&job(&["-w", "2"]));
+    let mut second = Logged::spawn(BIN, &job(&["-w", "2"]));
     second.wait_for("restoring the checkpoint of");
     second.wait_for("checkpoint complete");
     let (status, log) = second.signal(libc::SIGKILL);
     assert!(!status.success(), "{log}");
-    let mut third = Logged::spawn(&job(&["-w", "2"]));
+    let mut third = Logged::spawn(BIN, &job(&["-w", "2"]));
     third.wait_for("restoring the checkpoint of");
     third.wait_for("checkpoint complete");
     let (status, mut logs) = third.signal(libc::SIGTERM);
@@ -755,7 +697,7 @@ fn a_resumed_generator_restores_into_two_processes_and_theirs_into_one() {
     let fleet = ["run", "--fast", "--vehicles", "2000", "--duration-secs", "1800", "--resume", "--http", "", "--buffer-secs", "0.2"];
     let base: Vec<&str> = [&fleet[..], &["--output", &o, "--state-dir", &s]].concat();
     let job = |extra: &[&str]| [&base[..], extra].concat().iter().map(|a| a.to_string()).collect::<Vec<String>>();
-    let spawn = |args: Vec<String>| Logged::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let spawn = |args: Vec<String>| Logged::spawn(BIN, &args.iter().map(String::as_str).collect::<Vec<_>>());
     // (A fleet started at 2 workers has 2 partitions, whatever it is restored into.)
     let st0 = dir.path().join("st0");
     let whole =

@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fleetflow::stream::StreamName;
-use fleetflow_dataflows::schema::FieldType;
 use serde_json::Value;
 
 mod common;
@@ -21,54 +19,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_fleetflow");
 /// The streams compared (every stream the default analyses write, with the runtime's own).
 const STREAMS: [&str; 8] = ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices", "late", "errors", "raw"];
 
-/// The Python with DuckDB and pyarrow.
-fn python() -> String {
-    if let Ok(p) = std::env::var("FLEETFLOW_READERS_PYTHON") {
-        return p;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/readers.sh");
-    let out = Command::new("bash").arg(script).arg("install").output().expect("running scripts/readers.sh");
-    assert!(out.status.success(), "scripts/readers.sh install failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn fleetflow(args: &[&str]) -> std::process::Output {
     let out = Command::new(BIN).args(args).output().expect("running fleetflow");
     assert!(out.status.success(), "fleetflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-/// The DuckDB types of a stream's declared columns, in order.
-fn columns(stream: &str) -> String {
-    let s = StreamName::parse(stream).unwrap();
-    let fields = fleetflow::sinks::folder::columnar::fields(s);
-    let pairs: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            let t = match f.kind {
-                FieldType::Timestamp => "TIMESTAMPTZ",
-                FieldType::Date => "DATE",
-                FieldType::Double => "DOUBLE",
-                FieldType::Count => "BIGINT",
-                FieldType::Keyword | FieldType::Text => "VARCHAR",
-            };
-            format!("\"{}\": \"{t}\"", f.name)
-        })
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
-}
-
-/// DuckDB's comparison of `stream` in `plain` and `other` (optionally one hour).
-fn compare(python: &str, plain: &Path, other: &Path, stream: &str, hour: Option<&str>) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lake/compare.py");
-    let mut cmd = Command::new(python);
-    cmd.arg(script).arg(plain).arg(other).arg(stream).arg(columns(stream));
-    if let Some(h) = hour {
-        cmd.arg(h);
-    }
-    let out = cmd.output().expect("running DuckDB");
-    assert!(out.status.success(), "{stream}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn sink(name: &str, path: &Path, extra: &str) -> String {
@@ -77,7 +31,7 @@ fn sink(name: &str, path: &Path, extra: &str) -> String {
 
 #[test]
 fn duckdb_reads_parquet_and_compressed_outputs_as_the_json_lines() {
-    let python = python();
+    let python = common::lake::python();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
@@ -97,7 +51,7 @@ fn duckdb_reads_parquet_and_compressed_outputs_as_the_json_lines() {
 
     for stream in STREAMS {
         for other in ["parquet", "gz", "zst"] {
-            let c = compare(&python, &root("plain"), &root(other), stream, None);
+            let c = common::lake::compare(&python, &root("plain"), &root(other), stream, None);
             println!("{stream} in {other}: {c}");
             assert!(c["plain"].as_u64().unwrap() > 0, "{stream}: the run has records");
             assert_eq!(
@@ -108,9 +62,9 @@ fn duckdb_reads_parquet_and_compressed_outputs_as_the_json_lines() {
         }
     }
     // One hour, read through the Hive partition columns, is that hour's folder.
-    let hour = compare(&python, &root("plain"), &root("parquet"), "speed_windows", Some("2025-11-25/00"));
+    let hour = common::lake::compare(&python, &root("plain"), &root("parquet"), "speed_windows", Some("2025-11-25/00"));
     assert!(hour["plain"].as_u64().unwrap() > 0 && hour["only_plain"] == 0 && hour["only_other"] == 0, "{hour}");
-    let all = compare(&python, &root("plain"), &root("parquet"), "speed_windows", None);
+    let all = common::lake::compare(&python, &root("plain"), &root("parquet"), "speed_windows", None);
     println!("one hour: {hour}; all: {all}");
     assert!(hour["other"].as_u64() < all["other"].as_u64(), "the hour is a part of the run: {hour} {all}");
 

@@ -706,6 +706,16 @@ impl Config {
     }
 }
 
+/// The first error of a config, read and checked (empty if none): for the config tests of
+/// each kind of sink.
+#[cfg(test)]
+pub fn first_error(toml: &str) -> String {
+    match Config::from_toml(toml) {
+        Err(e) => e,
+        Ok(cfg) => cfg.validate().map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,10 @@ use super::firehose::FirehoseConfig;
 use super::folder::FolderConfig;
 use super::kafka::KafkaSinkConfig;
 use super::opensearch::OpenSearchConfig;
+use super::s3::S3Config;
 use super::sns::SnsConfig;
 
-/// A sink: `[sinks.NAME]` with `kind = "folder" | "kafka" | "firehose" | "sns" | "opensearch"`.
+/// A sink: `[sinks.NAME]` with `kind = "folder" | "kafka" | "firehose" | "sns" | "s3" | "opensearch"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SinkConfig {
@@ -20,6 +21,8 @@ pub enum SinkConfig {
     Firehose(FirehoseConfig),
     /// An Amazon SNS topic, one message per record.
     Sns(SnsConfig),
+    /// Sealed objects in an S3 bucket, one per stream and hour.
+    S3(S3Config),
     /// An OpenSearch or Elasticsearch cluster, one document per record.
     #[serde(rename = "opensearch")]
     OpenSearch(OpenSearchConfig),
@@ -37,6 +40,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Firehose(f) => Some(f.aws_settings()),
             SinkConfig::Sns(s) => Some(s.aws_settings()),
+            SinkConfig::S3(s) => Some(s.aws_settings()),
             SinkConfig::Folder(_) | SinkConfig::Kafka(_) | SinkConfig::OpenSearch(_) => None,
         }
     }
@@ -47,7 +51,7 @@ impl SinkConfig {
             SinkConfig::Folder(f) => {
                 Some(std::sync::Arc::new(super::folder::stored::FolderStore { root: f.path.clone(), layout: f.layout }))
             }
-            SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) | SinkConfig::OpenSearch(_) => None,
+            SinkConfig::Kafka(_) | SinkConfig::Firehose(_) | SinkConfig::Sns(_) | SinkConfig::S3(_) | SinkConfig::OpenSearch(_) => None,
         }
     }
 }
@@ -61,6 +65,7 @@ impl SinkConfig {
             SinkConfig::Firehose(f) => f.validate(name),
             SinkConfig::Sns(s) => s.validate(name),
             SinkConfig::OpenSearch(o) => o.validate(name),
+            SinkConfig::S3(s) => s.validate(name),
         }
     }
 
@@ -70,7 +75,10 @@ impl SinkConfig {
             SinkConfig::OpenSearch(_) if stream.fields().is_empty() => Err(format!(
                 "routes.{stream}: sink {name:?} indexes JSON records, and {stream} lines are input text; route {stream} to a folder, Kafka or Firehose sink"
             )),
-            SinkConfig::Folder(f) if f.format == super::folder::format::Format::Parquet && super::folder::columnar::fields(stream).is_empty() => {
+            SinkConfig::Folder(super::folder::FolderConfig { format: super::folder::format::Format::Parquet, .. })
+            | SinkConfig::S3(S3Config { format: super::folder::format::Format::Parquet, .. })
+                if super::folder::columnar::fields(stream).is_empty() =>
+            {
                 Err(format!("routes.{stream}: sink {name:?} writes Parquet, and {stream} declares no fields (its analysis's OutputSpec::fields); declare them or use format = \"jsonl\""))
             }
             _ => Ok(()),

@@ -13,6 +13,7 @@ pub mod folder;
 pub mod kafka;
 pub mod opensearch;
 pub mod plan;
+pub mod s3;
 pub mod sns;
 
 /// Errors delivering output.

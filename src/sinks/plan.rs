@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::firehose::build::PreparedFirehose;
 use super::opensearch::build::PreparedOpenSearch;
+use super::s3::build::PreparedS3;
 use super::sns::build::PreparedSns;
 use super::{NamedSink, Sink, SinkConfig, SinkError};
 use crate::aws::AwsError;
@@ -21,6 +22,7 @@ enum Prepared {
     Firehose(PreparedFirehose),
     Sns(PreparedSns),
     OpenSearch(Box<PreparedOpenSearch>),
+    S3(Box<PreparedS3>),
 }
 
 /// The process's sinks, ready to be instantiated by each worker.
@@ -54,6 +56,7 @@ impl SinkPlan {
                 }
                 SinkConfig::Firehose(f) => Prepared::Firehose(super::firehose::build::prepare(name, f, &streams)?),
                 SinkConfig::Sns(s) => Prepared::Sns(super::sns::build::prepare(name, s, !streams.is_empty())?),
+                SinkConfig::S3(s) => Prepared::S3(Box::new(super::s3::build::prepare(name, s, !streams.is_empty())?)),
                 SinkConfig::OpenSearch(o) => {
                     Prepared::OpenSearch(Box::new(super::opensearch::build::prepare(name, o, !streams.is_empty())?))
                 }
@@ -75,6 +78,7 @@ impl SinkPlan {
                     Prepared::Firehose(f) => Box::new(f.instance(name, tag, counters)),
                     Prepared::Sns(s) => Box::new(s.instance(name, tag, counters)),
                     Prepared::OpenSearch(o) => Box::new(o.instance(name, tag, counters)),
+                    Prepared::S3(s) => s.instance(name, tag, (worker, peers), self.every > 0, counters),
                 };
                 Ok((name.clone(), sink))
             })

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 #[allow(dead_code)] // not every test binary sends to Firehose
 pub mod firehose;
+#[allow(dead_code)] // not every test binary reads the data-lake outputs
+pub mod lake;
 
 /// Every file under `root`, sorted (hidden temporary files included, so tests can look for them).
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
@@ -197,4 +199,90 @@ pub fn generate_with_rejects(bin: &str, dir: &Path, vehicles: u64, secs: u64) {
     let rates = ["--speeder-fraction", "0.3", "--buggy-fraction", "0.2", "--late-fraction", "0.002", "--malformed-fraction", "0.002"];
     let out = std::process::Command::new(bin).args(args).args(rates).output().expect("running fleetflow generate");
     assert!(out.status.success(), "fleetflow generate failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A job whose log (stderr) is read line by line as it runs.
+#[allow(dead_code)] // not every test binary follows a job's log
+pub struct Logged {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: String,
+}
+
+#[allow(dead_code)]
+impl Logged {
+    /// Starts `bin` with `args`.
+    pub fn spawn(bin: &str, args: &[&str]) -> Logged {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin).args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Logged { child, lines, log: String::new() }
+    }
+
+    /// Waits for a log line holding `text`; fails the test if the job ends first.
+    pub fn wait_for(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            match self.lines.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(line) => {
+                    self.log.push_str(&line);
+                    self.log.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the job ended or took 120 s before logging {text:?}:\n{}", self.log);
+    }
+
+    /// Sends `signal` and waits for the job to end; its log.
+    #[cfg(unix)]
+    pub fn signal(self, signal: i32) -> (std::process::ExitStatus, String) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.finish()
+    }
+
+    /// Waits for the job to end; its log.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(1)) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        (status, self.log)
+    }
+}
+
+/// The AWS emulator's endpoint: `FLEETFLOW_AWS_ENDPOINT`, or the moto server this test binary
+/// starts (`scripts/moto.sh`) once. Sets test credentials where none are set (moto takes any; the
+/// job reads them from the standard chain).
+#[allow(dead_code)] // not every test binary calls AWS
+pub fn moto_endpoint() -> String {
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            for (k, v) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
+                if std::env::var_os(k).is_none() {
+                    std::env::set_var(k, v);
+                }
+            }
+            if let Ok(e) = std::env::var("FLEETFLOW_AWS_ENDPOINT") {
+                return e;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto.sh");
+            let status = std::process::Command::new("bash").arg(script).arg("start").status().expect("running scripts/moto.sh");
+            assert!(status.success(), "scripts/moto.sh start failed");
+            "http://127.0.0.1:15000".to_string()
+        })
+        .clone()
 }

@@ -16,6 +16,7 @@ pub use config::FolderConfig;
 pub mod sealed;
 pub mod staged;
 pub mod staging;
+pub mod store;
 pub mod stored;
 
 use std::collections::BTreeMap;

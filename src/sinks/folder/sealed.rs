@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use fleetflow_dataflows::Time;
 
-use super::write_atomically;
 use crate::encode::Encoded;
 use crate::sinks::{Sink, SinkError};
 use crate::stream::StreamName;
@@ -46,6 +45,8 @@ impl StreamState {
 /// Writes complete, sorted, deterministically named files under a folder.
 pub struct SealedFolderSink {
     root: PathBuf,
+    /// Where the files are published.
+    store: Box<dyn super::store::FileStore>,
     streams: Vec<StreamState>,
     /// This run resumes where an earlier one stopped (from its committed offsets): files may hold
     /// records of that run which this one does not repeat, so it merges rather than replaces.
@@ -59,6 +60,7 @@ impl SealedFolderSink {
     pub fn new(root: impl AsRef<Path>) -> Self {
         SealedFolderSink {
             root: root.as_ref().to_path_buf(),
+            store: Box::new(super::store::LocalFolder { root: root.as_ref().to_path_buf() }),
             streams: StreamName::all().map(|_| StreamState::default()).collect(),
             resumed: false,
             files: super::format::FileSpec::default(),
@@ -68,6 +70,12 @@ impl SealedFolderSink {
     /// The same sink writing files as `files` says.
     pub fn with_files(mut self, files: super::format::FileSpec) -> Self {
         self.files = files;
+        self
+    }
+
+    /// The same sink publishing into `store` (whose root `root` names, for messages).
+    pub fn with_store(mut self, root: PathBuf, store: Box<dyn super::store::FileStore>) -> Self {
+        (self.root, self.store) = (root, store);
         self
     }
 
@@ -99,7 +107,8 @@ impl SealedFolderSink {
         // ahead of it, in any later hour, even when that frontier was 0. So a resumed run merges
         // into every file it finds.
         let stream = self.stream_of(path);
-        let existing = if self.resumed { std::fs::read(path).ok() } else { None };
+        let relative = path.strip_prefix(&self.root).unwrap_or(path);
+        let existing = if self.resumed { self.store.read(relative)? } else { None };
         let merged = existing.is_some();
         if let Some(existing) = existing {
             let name = path.display().to_string();
@@ -112,10 +121,10 @@ impl SealedFolderSink {
         }
         let format = self.files.format;
         if format.is_plain() {
-            return write_atomically(path, &lines.concat());
+            return self.store.write(relative, &lines.concat());
         }
         let encoded = format.encode(stream, &lines.concat()).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
-        write_atomically(path, &encoded)
+        self.store.write(relative, &encoded)
     }
 
     /// The stream of a file under the root: its first folder.

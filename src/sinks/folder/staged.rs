@@ -73,10 +73,16 @@ pub fn owner(hour: Time, peers: usize) -> usize {
 
 impl StagedSealedSink {
     /// The sink of worker `worker` (of `peers`), whose run tag is `tag`, writing under `root`.
-    pub fn new(root: impl AsRef<Path>, tag: &str, (worker, peers): (usize, usize)) -> Self {
-        let staging = Staging::new(root.as_ref(), tag);
+    pub fn new(root: impl AsRef<Path>, tag: &str, worker: (usize, usize)) -> Self {
+        Self::staging_in(SealedFolderSink::new(root.as_ref()), root.as_ref(), tag, worker)
+    }
+
+    /// The sink of worker `worker` (of `peers`), whose run tag is `tag`, publishing through
+    /// `files` and staging under `staging` (`<staging>/.staged/`, a local folder).
+    pub fn staging_in(files: SealedFolderSink, staging: &Path, tag: &str, (worker, peers): (usize, usize)) -> Self {
+        let staging = Staging::new(staging, tag);
         let streams = StreamName::all().map(|_| Default::default()).collect();
-        StagedSealedSink { files: SealedFolderSink::new(root), staging, streams, worker: (worker, peers) }
+        StagedSealedSink { files, staging, streams, worker: (worker, peers) }
     }
 
     /// The same sink writing files as `files` says.

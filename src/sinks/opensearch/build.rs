@@ -8,7 +8,7 @@ use std::time::Duration;
 use hyper::Method;
 
 use super::bulk::BulkApi;
-use super::client::Client;
+use super::client::{Client, ClientError};
 use super::index::IndexPattern;
 use super::{OpenSearchConfig, OpenSearchOptions, OpenSearchSink};
 use crate::aws::AwsError;
@@ -27,7 +27,10 @@ pub struct PreparedOpenSearch {
 /// answers and takes its credentials.
 pub fn prepare(name: &str, cfg: &OpenSearchConfig, used: bool) -> Result<PreparedOpenSearch, AwsError> {
     let resource = |field: &str, message: String| AwsError::Resource { field: format!("sinks.{name}.{field}"), message };
-    let client = Client::new(name, cfg).map_err(|e| AwsError::Resource { field: format!("sinks.{name}"), message: e.to_string() })?;
+    let client = Client::new(name, cfg).map_err(|e| match e {
+        ClientError::Setting { field, message } => AwsError::Resource { field, message },
+        ClientError::Unreachable(message) => AwsError::Resource { field: format!("sinks.{name}.url"), message },
+    })?;
     if used {
         check(&client).map_err(|(field, message)| resource(field, message))?;
     }

@@ -151,14 +151,7 @@ impl OpenSearchConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-
-    fn error(toml: &str) -> String {
-        match Config::from_toml(toml) {
-            Err(e) => e,
-            Ok(cfg) => cfg.validate().map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
-        }
-    }
+    use crate::config::first_error as error;
 
     #[test]
     fn settings_are_checked_by_name() {
