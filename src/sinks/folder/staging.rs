@@ -1,8 +1,9 @@
 //! Where a sealed folder's records wait for the checkpoints (see [`super::staged`] for why and
 //! when): `ROOT/.staged/<worker's run tag>/pending/` and one folder per checkpoint name beside
 //! it, holding pieces of files at the paths the files will have under `ROOT`, with a `.done`
-//! mark beside the last piece of a complete file; and `ROOT/.staged/carried/`, what a restart
-//! keeps of earlier runs' pieces.
+//! mark beside the last piece of a complete file; and `ROOT/.staged/carried/<run>-<checkpoint>/`,
+//! what a restart keeps of earlier runs' pieces. Folders are renamed whole, never merged, so a
+//! crash at any moment leaves each piece in exactly one place.
 
 use std::path::{Path, PathBuf};
 
@@ -56,13 +57,11 @@ impl Staging {
         if !pending.exists() {
             return Ok(());
         }
-        let tagged = self.own.join(format!("{:020}", name.max(self.floor + 1)));
-        if tagged.exists() {
-            // (The same checkpoint written again: one folder.)
-            move_pieces(&pending, &tagged)?;
-            remove_empty(&pending);
-            return Ok(());
-        }
+        // (The same checkpoint written again gets a folder of its own beside the first: folders
+        // are renamed, never merged, so a crash anywhere leaves each piece in one place.)
+        let tag = format!("{:020}", name.max(self.floor + 1));
+        let tagged = (0..).map(|k| if k == 0 { self.own.join(&tag) } else { self.own.join(format!("{tag}-{k}")) }).find(|p| !p.exists());
+        let tagged = tagged.unwrap_or_else(|| self.own.join(&tag));
         std::fs::rename(&pending, &tagged).map_err(io(&pending))
     }
 
@@ -72,20 +71,25 @@ impl Staging {
     /// checkpoint is past (no record joins them any more). Only a file's owner writes it.
     pub fn complete(&self, name: Time, owns: impl Fn(&Path) -> bool, publish: &mut Publish<'_>) -> Result<(), SinkError> {
         let tags = tags_up_to(&self.own, name);
-        let carried = self.staged.join(CARRIED);
+        let carried = subfolders(&self.staged.join(CARRIED));
         let done: Vec<PathBuf> = tags.iter().flat_map(|t| marks_under(t)).collect();
         for relative in done {
-            let sources: Vec<&Path> = tags.iter().map(PathBuf::as_path).chain([carried.as_path()]).collect();
+            let sources: Vec<&Path> = tags.iter().chain(&carried).map(PathBuf::as_path).collect();
             publish_file(&relative, &sources, publish)?;
         }
         remove_empty(&self.own);
-        if carried.exists() {
+        if !carried.is_empty() {
             // (Checkpoint names lie at most 2 ms above their durable frontier.)
-            let marked: Vec<PathBuf> = marks_under(&carried);
+            let marked: Vec<PathBuf> = carried.iter().flat_map(|c| marks_under(c)).collect();
             let due = |r: &PathBuf| name == Time::MAX || marked.contains(r) || completion_end(r).is_some_and(|end| end + 2 < name);
-            for relative in pieces_under(&carried).into_iter().filter(|r| owns(r) && due(r)) {
-                publish_file(&relative, &[carried.as_path()], publish)?;
+            let mut pieces: Vec<PathBuf> = carried.iter().flat_map(|c| pieces_under(c)).filter(|r| owns(r) && due(r)).collect();
+            pieces.sort();
+            pieces.dedup();
+            let sources: Vec<&Path> = carried.iter().map(PathBuf::as_path).collect();
+            for relative in pieces {
+                publish_file(&relative, &sources, publish)?;
             }
+            remove_empty(&self.staged.join(CARRIED));
         }
         Ok(())
     }
@@ -104,9 +108,14 @@ impl Staging {
         let Ok(entries) = std::fs::read_dir(&self.staged) else { return Ok(()) };
         let runs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.ends_with(CARRIED)).collect();
         for run in runs {
-            // (Each piece is removed once carried: a crash here leaves the rest to carry again.)
+            // Each tag folder is renamed whole into `carried` (one rename: a crash leaves it on
+            // one side or the other, never on both), then the rest of the run is removed.
+            let run_name = run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             for tag in tags_up_to(&run, name) {
-                move_pieces(&tag, &carried)?;
+                let tag_name = tag.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                std::fs::create_dir_all(&carried).map_err(io(&carried))?;
+                let to = carried.join(format!("{run_name}-{tag_name}"));
+                std::fs::rename(&tag, &to).map_err(io(&tag))?;
             }
             std::fs::remove_dir_all(&run).map_err(io(&run))?;
         }
@@ -129,7 +138,8 @@ fn tags_up_to(dir: &Path, name: Time) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let n = e.file_name().to_str()?.to_string();
-            let tag = if n == PENDING { Time::MAX } else { n.parse().ok()? };
+            let number = n.split_once('-').map_or(n.as_str(), |(number, _)| number);
+            let tag = if n == PENDING { Time::MAX } else { number.parse().ok()? };
             Some((tag, e.path()))
         })
         .filter(|(tag, _)| *tag <= name)
@@ -160,20 +170,12 @@ fn publish_file(relative: &Path, sources: &[&Path], publish: &mut Publish<'_>) -
     Ok(())
 }
 
-/// Moves every piece and mark under `from` to the same place under `to`, merged with a piece
-/// already there.
-fn move_pieces(from: &Path, to: &Path) -> Result<(), SinkError> {
-    for file in files_under(from) {
-        let relative = file.strip_prefix(from).unwrap_or(&file);
-        let lines = lines_of(&std::fs::read(&file).map_err(io(&file))?);
-        if is_mark(&file) {
-            super::write_atomically(&to.join(relative), b"")?;
-        } else {
-            append(&to.join(relative), lines)?;
-        }
-        std::fs::remove_file(&file).map_err(io(&file))?;
-    }
-    Ok(())
+/// The folders in `dir`, sorted (none if it does not exist).
+fn subfolders(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    out.sort();
+    out
 }
 
 /// Adds `lines` to the piece at `path`, kept sorted.
@@ -272,5 +274,42 @@ mod tests {
             assert_eq!(completion_end(Path::new(relative)), Some((hour + 2) * HOUR), "{relative}");
         }
         assert_eq!(event_hour(Path::new("alerts/2025/11/25/x.jsonl")), None);
+    }
+
+    /// What `complete` publishes: relative path and lines.
+    fn publish_all(staging: &Staging, name: Time) -> Vec<(PathBuf, Vec<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut publish = |r: &Path, lines: Vec<Vec<u8>>| {
+            out.push((r.to_path_buf(), lines));
+            Ok(())
+        };
+        staging.complete(name, |_| true, &mut publish).unwrap();
+        out
+    }
+
+    #[test]
+    fn pieces_carried_or_tagged_twice_are_published_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Path::new("raw/2025/11/25/10/raw-20251125T10.jsonl");
+        let a = Staging::new(dir.path(), "run-a");
+        a.stage(file, vec![b"r1\n".to_vec()], false).unwrap();
+        a.tag(5).unwrap();
+        // The same checkpoint's part written again (a retried part): a folder of its own.
+        a.stage(file, vec![b"r2\n".to_vec()], true).unwrap();
+        a.tag(5).unwrap();
+        assert!(dir.path().join(".staged/run-a/00000000000000000005-1").is_dir());
+        // A crash after some of the run's folders were carried: the next restore carries the
+        // rest; nothing is carried twice.
+        let carried = dir.path().join(".staged/carried");
+        std::fs::create_dir_all(&carried).unwrap();
+        std::fs::rename(dir.path().join(".staged/run-a/00000000000000000005"), carried.join("run-a-00000000000000000005")).unwrap();
+        let mut b = Staging::new(dir.path(), "run-b");
+        b.restore(5, true).unwrap();
+        let mut c = Staging::new(dir.path(), "run-c");
+        c.restore(5, true).unwrap();
+        assert!(!dir.path().join(".staged/run-a").exists());
+        let published = publish_all(&c, 6);
+        assert_eq!(published, vec![(file.to_path_buf(), vec![b"r1\n".to_vec(), b"r2\n".to_vec()])]);
+        assert!(publish_all(&c, 7).is_empty(), "published pieces are gone");
     }
 }
