@@ -193,7 +193,9 @@ fn bench(args: fleetflow::commands::bench::BenchArgs) -> anyhow::Result<()> {
 /// `fleetflow aws setup`: the bucket, delivery streams and topics.
 fn aws_setup(args: fleetflow::commands::aws_setup::SetupArgs) -> anyhow::Result<()> {
     let r = fleetflow::commands::aws_setup::setup(&args)?;
-    out!("bucket {}: {}", args.bucket, if r.created_bucket { "created" } else { "exists" });
+    for (bucket, created) in &r.buckets {
+        out!("bucket {bucket}: {}", if *created { "created" } else { "exists" });
+    }
     for s in &r.created_streams {
         out!("delivery stream {s}: created");
     }

@@ -200,3 +200,23 @@ fn a_resumed_fleet_stopped_and_killed_leaves_each_object_record_once() {
         );
     }
 }
+
+#[test]
+fn aws_setup_creates_an_s3_sinks_bucket_once() {
+    let endpoint = endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = format!("ff-setup-{}-{}", std::process::id(), fleetflow::clock::now_ms() % 1_000_000);
+    let cfg = dir.path().join("s3.toml");
+    std::fs::write(&cfg, format!("{}[routes]\nalerts = [\"s3\"]\n", s3_sink("s3", &endpoint, &bucket, "", "", dir.path()))).unwrap();
+    let setup = || Command::new(BIN).args(["aws", "setup", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let first = setup();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(String::from_utf8_lossy(&first.stdout), format!("bucket {bucket}: created\n"));
+    assert_eq!(String::from_utf8_lossy(&setup().stdout), format!("bucket {bucket}: exists\n"), "setup is idempotent");
+    // A Firehose sink without --bucket and --role-arn is one line naming both.
+    let fh = dir.path().join("fh.toml");
+    std::fs::write(&fh, format!("[sinks.fh]\nkind = \"firehose\"\ndelivery_stream = \"x-{{stream}}\"\nendpoint_url = \"{endpoint}\"\n[routes]\nalerts = [\"fh\"]\n")).unwrap();
+    let refused = Command::new(BIN).args(["aws", "setup", "--config", fh.to_str().unwrap()]).output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("--bucket") && said.contains("--role-arn"), "{said}");
+}

@@ -1,8 +1,8 @@
 //! `fleetflow aws setup`: creates what the configured AWS sinks write to, so a new user can
 //! point the job at an account (or an emulator): the S3 bucket, one Firehose delivery stream per
 //! output stream routed to a Firehose sink (DirectPut, to S3 under `<stream>/`, so S3 is laid
-//! out as the local folder sink lays out its folder), and the SNS topics. Existing resources are
-//! left as they are. The IAM role Firehose assumes is made once by hand (docs/aws.md).
+//! out as the local folder sink lays out its folder), the SNS topics, and each S3 sink's bucket.
+//! Existing resources are left as they are. The IAM role Firehose assumes is made once by hand (docs/aws.md).
 
 use anyhow::{bail, Context};
 use aws_sdk_firehose::types::{BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration};
@@ -19,12 +19,12 @@ pub struct SetupArgs {
     /// The job's TOML config (its Firehose and SNS sinks and routes say what to create).
     #[arg(long)]
     pub config: std::path::PathBuf,
-    /// The S3 bucket the delivery streams write to (created if missing).
+    /// The S3 bucket the delivery streams write to (created if missing); needed with Firehose sinks.
     #[arg(long)]
-    pub bucket: String,
-    /// The IAM role Firehose assumes to write to the bucket.
+    pub bucket: Option<String>,
+    /// The IAM role Firehose assumes to write to the bucket; needed with Firehose sinks.
     #[arg(long)]
-    pub role_arn: String,
+    pub role_arn: Option<String>,
     /// Firehose buffering hint: MiB.
     #[arg(long, default_value_t = 5)]
     pub buffer_mib: i32,
@@ -42,8 +42,19 @@ pub struct SetupReport {
     pub existing_streams: Vec<String>,
     /// Topic ARNs.
     pub topics: Vec<String>,
-    /// Whether the bucket was created.
-    pub created_bucket: bool,
+    /// The buckets (Firehose's, and each S3 sink's), and whether each was created.
+    pub buckets: Vec<(String, bool)>,
+}
+
+impl SetupReport {
+    /// Creates `bucket` unless this setup has seen it already or it exists.
+    fn bucket(&mut self, sdk: &aws_config::SdkConfig, settings: &AwsSettings, bucket: &str) -> anyhow::Result<()> {
+        if !self.buckets.iter().any(|(b, _)| b == bucket) {
+            let created = ensure_bucket(sdk, settings, bucket)?;
+            self.buckets.push((bucket.to_string(), created));
+        }
+        Ok(())
+    }
 }
 
 /// Creates the bucket, delivery streams and topics of `args.config`.
@@ -52,17 +63,16 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
     config.validate()?;
     let routes = config.routes()?;
     let mut report = SetupReport::default();
-    let mut bucket_ready = false;
     for (name, sink) in &config.sinks {
         let streams: Vec<StreamName> = routes.iter().filter(|(_, to)| to.contains(name)).map(|(s, _)| *s).collect();
         let Some(settings) = sink.aws_settings() else { continue };
         let sdk = load(&settings, &format!("sinks.{name}"))?;
         match sink {
             SinkConfig::Firehose(FirehoseConfig { delivery_stream, .. }) => {
-                if !bucket_ready {
-                    report.created_bucket = ensure_bucket(&sdk, &settings, &args.bucket)?;
-                    bucket_ready = true;
-                }
+                let (Some(bucket), Some(role_arn)) = (&args.bucket, &args.role_arn) else {
+                    bail!("sinks.{name}: a Firehose sink needs --bucket (the S3 bucket its delivery streams write to) and --role-arn (the IAM role Firehose assumes)");
+                };
+                report.bucket(&sdk, &settings, bucket)?;
                 let client = aws_sdk_firehose::Client::new(&sdk);
                 for stream in streams {
                     let target = crate::sinks::firehose::target(delivery_stream, stream);
@@ -71,8 +81,8 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
                         continue;
                     }
                     let destination = ExtendedS3DestinationConfiguration::builder()
-                        .role_arn(&args.role_arn)
-                        .bucket_arn(format!("arn:aws:s3:::{}", args.bucket))
+                        .role_arn(role_arn)
+                        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
                         .prefix(format!("{}/", stream.as_str()))
                         .error_output_prefix(format!("firehose-errors/{}/!{{firehose:error-output-type}}/", stream.as_str()))
                         .buffering_hints(
@@ -108,6 +118,7 @@ pub fn setup(args: &SetupArgs) -> anyhow::Result<SetupReport> {
                 }
                 report.topics.push(arn);
             }
+            SinkConfig::S3(s3) => report.bucket(&sdk, &settings, &s3.bucket)?,
             _ => {}
         }
     }

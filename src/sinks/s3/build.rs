@@ -32,7 +32,7 @@ pub fn prepare(name: &str, cfg: &S3Config, used: bool) -> Result<PreparedS3, Aws
             return Err(AwsError::Resource {
                 field: format!("sinks.{name}.bucket"),
                 message: format!(
-                    "bucket {:?} is not usable: {}; create it (aws s3 mb s3://BUCKET) or fix the name, region and credentials",
+                    "bucket {:?} is not usable: {}; create it (fleetflow aws setup --config F) or fix the name, region and credentials",
                     cfg.bucket,
                     crate::sinks::delivery::error_text(&e)
                 ),
