@@ -3,6 +3,8 @@
 //! whole by the sink's writer, and decoded back to JSON lines by what reads them (replay's
 //! archive, queries by date, a sealed file merged after a restart).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::stream::StreamName;
@@ -68,13 +70,16 @@ impl FileFormat {
         }
     }
 
-    /// The file of `stream`'s `lines` (newline-terminated JSON lines, or input lines for `raw`).
-    pub fn encode(self, stream: StreamName, lines: &[u8]) -> Result<Vec<u8>, FormatError> {
+    /// The file of `stream`'s `lines` (newline-terminated JSON lines, or input lines for `raw`):
+    /// plain JSON lines are the lines themselves.
+    pub fn encode(self, stream: StreamName, lines: &[u8]) -> Result<Cow<'_, [u8]>, FormatError> {
         match (self.format, self.compression) {
-            (Format::Parquet, c) => super::columnar::to_parquet(stream, lines, c),
-            (Format::Jsonl, Compression::None) => Ok(lines.to_vec()),
-            (Format::Jsonl, Compression::Gzip) => gzip(lines),
-            (Format::Jsonl, Compression::Zstd) => zstd::bulk::compress(lines, 3).map_err(|e| FormatError(format!("zstd: {e}"))),
+            (Format::Parquet, c) => super::columnar::to_parquet(stream, lines, c).map(Cow::Owned),
+            (Format::Jsonl, Compression::None) => Ok(Cow::Borrowed(lines)),
+            (Format::Jsonl, Compression::Gzip) => gzip(lines).map(Cow::Owned),
+            (Format::Jsonl, Compression::Zstd) => {
+                zstd::bulk::compress(lines, 3).map(Cow::Owned).map_err(|e| FormatError(format!("zstd: {e}")))
+            }
         }
     }
 
@@ -123,7 +128,7 @@ mod tests {
             let f = FileFormat { format: Format::Jsonl, compression };
             let file = f.encode(StreamName::ERRORS, &lines).unwrap();
             let name = format!("x.{}", f.extension());
-            assert_eq!(decode(StreamName::ERRORS, &name, file).unwrap(), lines, "{name}");
+            assert_eq!(decode(StreamName::ERRORS, &name, file.into_owned()).unwrap(), lines, "{name}");
             assert_eq!(stem(&name), "x");
         }
         assert!(decode(StreamName::ERRORS, "x.jsonl.gz", b"plain".to_vec()).unwrap_err().0.contains("not gzip"));

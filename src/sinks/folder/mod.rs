@@ -74,11 +74,8 @@ impl Flush {
     fn write(self) -> Written {
         let (stream, format) = (self.stream, self.format);
         let result = self.files.iter().try_for_each(|(path, bytes)| {
-            if format.is_plain() {
-                return write_atomically(path, bytes);
-            }
-            let encoded = format.encode(stream, bytes).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
-            write_atomically(path, &encoded)
+            let file = format.encode(stream, bytes).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
+            write_atomically(path, &file)
         });
         let buffers = self
             .files

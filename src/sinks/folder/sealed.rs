@@ -119,12 +119,9 @@ impl SealedFolderSink {
         if merged {
             lines.dedup();
         }
-        let format = self.files.format;
-        if format.is_plain() {
-            return self.store.write(relative, &lines.concat());
-        }
-        let encoded = format.encode(stream, &lines.concat()).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
-        self.store.write(relative, &encoded)
+        let lines = lines.concat();
+        let file = self.files.format.encode(stream, &lines).map_err(|e| SinkError::Delivery(format!("{}: {e}", path.display())))?;
+        self.store.write(relative, &file)
     }
 
     /// The stream of a file under the root: its first folder.
