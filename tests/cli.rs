@@ -476,6 +476,64 @@ fn bench_sweep_raises_the_rate_and_reports_the_highest_offered_rate_sustained() 
 }
 
 /// A temporary folder with one generated readings file of `vehicles` over `secs`: (folder, file).
+/// The streams a run over files writes, every one compared in full (positions included).
+const FILE_STREAMS: [&str; 8] = ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices", "late", "errors", "raw"];
+
+#[test]
+fn one_file_read_by_several_workers_gives_one_workers_outputs() {
+    // Late and malformed lines, blank lines and a line above 1,000 KiB (in a chunk of its own
+    // and across chunk boundaries): the lateness rule follows the file's order whoever reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::generate_with_rejects(BIN, &data, 60, 900);
+    let mut text = std::fs::read_to_string(data.join("readings-000.txt")).unwrap();
+    let third = text[..text.len() / 3].rfind('\n').unwrap() + 1;
+    text.insert_str(third, &format!("\n   \n{}\n", "7".repeat(1_100_000)));
+    let input = dir.path().join("one.txt");
+    std::fs::write(&input, &text).unwrap();
+    let config = dir.path().join("chunks.toml");
+    std::fs::write(&config, "[source]\nchunk_kib = 16\n\n[routes]\nraw = [\"local\"]\n").unwrap();
+    let (reference, buggy) = (data.join("vin_sensor.csv"), data.join("buggy_sensors.csv"));
+    let run = |name: &str, workers: &str, from: &str| {
+        let out = dir.path().join(name);
+        let mut child = Command::new(BIN)
+            .args(["run", "--http", "", "-w", workers, "--config", config.to_str().unwrap(), "--input", from])
+            .args(["--reference", reference.to_str().unwrap(), "--buggy", buggy.to_str().unwrap()])
+            .args(["--output", out.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if from == "-" {
+            stdin.write_all(text.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        FILE_STREAMS.map(|s| (s, lines_of(&out, s)))
+    };
+    let file = input.to_str().unwrap();
+    let sequential = run("w1", "1", file);
+    let late = &sequential[5].1;
+    assert!(late.len() > 50 && sequential[6].1.len() > 50, "late and malformed lines: {} and {}", late.len(), sequential[6].1.len());
+    assert!(sequential[6].1.iter().any(|e| e.contains("longer than the limit")));
+    for (name, workers, from) in [("w2", "2", file), ("w4", "4", file), ("stdin2", "2", "-")] {
+        let parallel = run(name, workers, from);
+        for ((stream, expected), (_, got)) in sequential.iter().zip(&parallel) {
+            let expected: Vec<String> =
+                if from == "-" { expected.iter().map(|l| l.replace(file, "stdin")).collect() } else { expected.clone() };
+            let differ = expected.iter().zip(got).find(|(e, g)| e != g);
+            assert!(
+                expected == *got,
+                "{stream} from {from} at {workers} workers: {} lines, {} expected; first difference {differ:?}",
+                got.len(),
+                expected.len()
+            );
+        }
+    }
+}
+
 fn generated(vehicles: &str, secs: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

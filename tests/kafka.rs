@@ -136,7 +136,7 @@ fn file_job(dir: &Path, readings: &[(String, String, u64)], out: &Path, workers:
     let file = dir.join("readings.txt");
     std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
     let mut c = config(out, workers);
-    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] };
+    c.source = SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()], ..SourceConfig::default() };
     c
 }
 

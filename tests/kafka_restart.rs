@@ -190,7 +190,10 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
     let file = dir.path().join("readings.txt");
     std::fs::write(&file, readings.iter().map(|(l, _, _)| format!("{l}\n")).collect::<String>()).unwrap();
     let reference = dir.path().join("reference");
-    let mut c = Config { source: SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()] }, ..Config::default() };
+    let mut c = Config {
+        source: SourceConfig { kind: SourceKind::Files, files: vec![file.display().to_string()], ..SourceConfig::default() },
+        ..Config::default()
+    };
     c.http.bind = String::new();
     c.routes.insert("daily_speeders".into(), vec![]);
     c.sinks.insert(

@@ -74,7 +74,10 @@ fn write_input(path: &Path, minutes: u64) {
 
 /// Peak live heap bytes above the start of the run.
 fn peak_during_run(input: &Path, out: &Path, minutes: u64) -> usize {
-    let mut c = Config { source: SourceConfig { kind: SourceKind::Files, files: vec![input.display().to_string()] }, ..Config::default() };
+    let mut c = Config {
+        source: SourceConfig { kind: SourceKind::Files, files: vec![input.display().to_string()], ..SourceConfig::default() },
+        ..Config::default()
+    };
     c.http.bind = String::new();
     c.windows.max_future_secs = 0;
     c.sinks.insert(

@@ -256,7 +256,7 @@ fn read_outputs(root: &Path) -> BTreeMap<&'static str, Vec<String>> {
     out
 }
 
-fn run_job(input: &Input, workers: usize) -> BTreeMap<&'static str, Vec<String>> {
+fn run_job(input: &Input, workers: usize, chunk_kib: u64) -> BTreeMap<&'static str, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (f, lines) in input.files.iter().enumerate() {
@@ -268,7 +268,7 @@ fn run_job(input: &Input, workers: usize) -> BTreeMap<&'static str, Vec<String>>
     std::fs::write(dir.path().join("buggy.csv"), &input.buggy).unwrap();
     let out = dir.path().join("out");
     let mut config = Config { workers, ..Config::default() };
-    config.source = SourceConfig { kind: SourceKind::Files, files };
+    config.source = SourceConfig { kind: SourceKind::Files, files, chunk_kib, ..SourceConfig::default() };
     config.reference.vin_sensors = Some(dir.path().join("ref.csv"));
     config.reference.buggy_sensors = Some(dir.path().join("buggy.csv"));
     config.sinks.insert(
@@ -287,12 +287,18 @@ fn run_job(input: &Input, workers: usize) -> BTreeMap<&'static str, Vec<String>>
 }
 
 fn check(seed: u64, workers: usize) {
+    check_in_chunks(seed, workers, SourceConfig::default().chunk_kib);
+}
+
+/// Checks a run against the oracle; with more workers than files, each file is read by every
+/// worker in chunks of `chunk_kib`.
+fn check_in_chunks(seed: u64, workers: usize, chunk_kib: u64) {
     let input = generate(seed, 12, 20 * 60);
     let expected = oracle(&input);
     assert!(expected["alerts"].len() >= 2 && !expected["late"].is_empty() && !expected["errors"].is_empty());
     assert!(expected["buggy_devices"].iter().any(|l| l.contains("\"T0\"")), "a sensor change inside the run");
     assert!(expected["daily_speeders"].iter().any(|l| l.contains("2025-11-26")), "a midnight crossing");
-    let actual = run_job(&input, workers);
+    let actual = run_job(&input, workers, chunk_kib);
     for (stream, lines) in &expected {
         let got = &actual[stream];
         let missing: Vec<&String> = lines.iter().filter(|l| !got.contains(l)).take(5).collect();
@@ -311,6 +317,13 @@ fn oracle_1w() {
 fn oracle_2w() {
     check(1, 2);
     check(3, 2);
+}
+
+#[test]
+fn oracle_files_split_in_small_chunks() {
+    // 3 files of about 150 KiB, each read by 4 workers in chunks of 1 KiB.
+    check_in_chunks(1, 4, 1);
+    check_in_chunks(5, 4, 1);
 }
 
 #[test]

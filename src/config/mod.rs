@@ -328,13 +328,33 @@ pub enum SourceKind {
 }
 
 /// `[source]`
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     /// `generator` or `files`.
     pub kind: SourceKind,
     /// The files, read in order within each; `-` is standard input.
     pub files: Vec<String>,
+    /// When a process has more workers than files, every worker of it reads part of each file
+    /// (chunks parsed in parallel, lateness judged in the file's order); `false` reads each file
+    /// with one worker.
+    pub split: bool,
+    /// The size of a split file's chunks, KiB.
+    pub chunk_kib: u64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig { kind: SourceKind::default(), files: Vec::new(), split: true, chunk_kib: 4096 }
+    }
+}
+
+impl SourceConfig {
+    /// Whether the files are split among the `workers` of a process (see [`SourceConfig::split`]):
+    /// a single-process job with more workers than files.
+    pub fn splits_files(&self, workers: usize, processes: usize) -> bool {
+        self.kind == SourceKind::Files && self.split && processes == 1 && self.files.len() < workers
+    }
 }
 
 /// `[windows]`
@@ -566,6 +586,9 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.source.kind == SourceKind::Files && self.source.files.is_empty() {
             return bad("source.files: empty while source.kind = \"files\"; list input files (or pass --input FILE)".into());
+        }
+        if !(1..=1_048_576).contains(&self.source.chunk_kib) {
+            return bad(format!("source.chunk_kib: {}; use 1 to 1048576 KiB (default 4096)", self.source.chunk_kib));
         }
         if self.source.kind == SourceKind::Kafka {
             let k = &self.kafka;

@@ -32,6 +32,7 @@ use crate::reference_files::{parse_buggy, parse_vin_sensors, table_parser, Refer
 use crate::sinks::plan::SinkPlan;
 use crate::sources::archive::store::ArchiveStore;
 use crate::sources::archive::ArchiveListing;
+use crate::sources::files::split::SplitInput;
 use crate::stream::StreamName;
 
 /// Errors that stop the job.
@@ -136,10 +137,12 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
     let failure: Arc<Mutex<Option<JobError>>> = Arc::new(Mutex::new(None));
     let (allocators, network) = timely_allocators(&config)?;
     let state = open_state(&config)?;
+    let splits = split_files(&config)?;
     let shared = Shared {
         config,
         plan,
         archive,
+        splits,
         metrics: metrics.clone(),
         live: live.clone(),
         stop,
@@ -167,6 +170,19 @@ pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) ->
         return Err(e);
     }
     Ok(Summary::of(&metrics, &routed))
+}
+
+/// The files this process's workers read together, each started cutting into chunks (see
+/// [`crate::config::SourceConfig::splits_files`]); none when each file is one worker's.
+fn split_files(config: &Config) -> Result<Vec<Arc<SplitInput>>, JobError> {
+    let source = &config.source;
+    if !source.splits_files(config.workers, config.cluster.processes) {
+        return Ok(Vec::new());
+    }
+    let max_future = (config.windows.max_future_secs > 0).then(|| config.windows.max_future_secs.saturating_mul(1000));
+    let chunk = (source.chunk_kib as usize).saturating_mul(1024);
+    let opened: Result<Vec<_>, _> = source.files.iter().map(|path| SplitInput::open(path, config.workers, chunk, max_future)).collect();
+    Ok(opened?)
 }
 
 /// Keeps a worker's failure as the job's error (printed once, at the command line's edge) unless
@@ -343,6 +359,8 @@ pub(crate) struct Shared {
     plan: Arc<SinkPlan>,
     /// The archive a replay reads, listed once.
     archive: Option<Arc<ArchiveListing>>,
+    /// The files split among this process's workers (none: each file is one worker's).
+    splits: Vec<Arc<SplitInput>>,
     metrics: Arc<Metrics>,
     live: Arc<LiveState>,
     stop: Arc<AtomicBool>,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::operations::metrics::Metrics;
 use crate::sources::archive::{ArchiveListing, ArchivePartition};
+use crate::sources::files::split::SplitInput;
 use crate::sources::files::FilePartition;
 use crate::sources::generator::{FleetConfig, FleetPartition};
 use crate::sources::{Partition, SavedPosition, SourceError};
@@ -22,11 +23,20 @@ pub enum OpenError {
     Source(#[from] SourceError),
 }
 
-/// The partitions worker `index` of `peers` reads (`archive`: the listing a replay reads;
-/// `restored`: a checkpoint's positions, by partition name).
+/// What the process opened for its workers to read from.
+pub struct Opened<'a> {
+    /// The listing a replay reads.
+    pub archive: Option<&'a Arc<ArchiveListing>>,
+    /// A checkpoint's positions, by partition name.
+    pub restored: &'a BTreeMap<String, SavedPosition>,
+    /// The files split among the process's workers (empty: each file is one worker's).
+    pub splits: &'a [Arc<SplitInput>],
+}
+
+/// The partitions worker `index` of `peers` reads.
 pub fn partitions_for(
     config: &Config,
-    (archive, restored): (Option<&Arc<ArchiveListing>>, &BTreeMap<String, SavedPosition>),
+    Opened { archive, restored, splits }: Opened<'_>,
     metrics: &Arc<Metrics>,
     index: usize,
     peers: usize,
@@ -37,6 +47,10 @@ pub fn partitions_for(
             if let Some(listing) = archive {
                 out.push(Box::new(ArchivePartition::new(listing.clone(), index, peers, metrics.clone())));
             }
+        }
+        SourceKind::Files if !splits.is_empty() => {
+            let local = index - config.cluster.process * config.workers;
+            out.extend(splits.iter().filter_map(|s| s.partition(local)).map(|p| Box::new(p) as Box<dyn Partition>));
         }
         SourceKind::Files => {
             for (i, path) in config.source.files.iter().enumerate() {

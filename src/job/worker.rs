@@ -19,6 +19,7 @@ use fleetflow_dataflows::checkpoint::Checkpoints;
 
 use super::checkpointer::Checkpointer;
 use super::dataflow::{self, Analyses};
+use super::partitions::Opened;
 use super::references::{References, Sessions};
 use super::stopping::Stopping;
 use super::{JobError, Shared};
@@ -71,7 +72,7 @@ pub struct WorkerLoop<'w> {
 impl<'w> WorkerLoop<'w> {
     /// Builds this worker's dataflow and opens its sources and reference files.
     pub fn start(worker: &'w mut timely::worker::Worker, shared: &'w Shared) -> Result<Self, JobError> {
-        let Shared { config, plan, archive, metrics, live, stop, failing, run_id, state } = shared;
+        let Shared { config, plan, archive, splits, metrics, live, stop, failing, run_id, state } = shared;
         let (index, peers) = (worker.index(), worker.peers());
         // This process's workers are numbered from `process * workers`.
         let local = index - config.cluster.process * config.workers;
@@ -88,7 +89,8 @@ impl<'w> WorkerLoop<'w> {
         // Sources open before the dataflow is built: a worker that fails here leaves no dataflow
         // waiting for it.
         let positions = restore.as_ref().map(|r| r.positions.clone()).unwrap_or_default();
-        let partitions = crate::job::partitions::partitions_for(config, (archive.as_ref(), &positions), metrics, index, peers)?;
+        let opened = Opened { archive: archive.as_ref(), restored: &positions, splits };
+        let partitions = crate::job::partitions::partitions_for(config, opened, metrics, index, peers)?;
         if state.is_some() {
             // What an earlier run's sinks held back for checkpoints, kept if the restored one
             // covers it (by the first worker, before the dataflow exists: no worker of this run

@@ -248,6 +248,9 @@ impl SourceDriver {
             if self.partitions[index].finished {
                 continue;
             }
+            // (A split file's chunk starts from the running maximum the chunks before it reached.)
+            let state = &mut self.partitions[index];
+            state.max_ts = state.max_ts.max(state.partition.carried_max());
             let status = self.poll_partition(index, share)?;
             self.send();
             match status {
@@ -452,11 +455,12 @@ struct Judge {
 impl Judge {
     /// Parses a record and judges it against its partition's highest event time `max_ts`.
     fn judge(&self, record: Record<'_>, max_ts: Option<Time>) -> Verdict {
-        let (parsed, raw, key) = match record {
-            Record::Line(bytes) => (parse_line(bytes), bytes, None),
-            Record::Message { payload, key } => (parse_line(payload), payload, key),
-            Record::Reading(r) => (Parsed::Reading(r), &[][..], None),
-            Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None),
+        let (parsed, raw, key, wall) = match record {
+            Record::Line(bytes) => (parse_line(bytes), bytes, None, self.wall),
+            Record::Message { payload, key } => (parse_line(payload), payload, key, self.wall),
+            Record::Reading(r) => (Parsed::Reading(r), &[][..], None, self.wall),
+            Record::Parsed { line, reading, wall } => (Parsed::Reading(reading), line, None, wall),
+            Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None, self.wall),
         };
         let reading = match parsed {
             Parsed::Reading(r) => r,
@@ -472,7 +476,7 @@ impl Judge {
             let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
             return Verdict::Malformed(rejected(raw.to_vec(), reason, None));
         }
-        if let Some(ahead) = self.max_future.and_then(|limit| reading.timestamp.checked_sub(self.wall).filter(|a| *a > limit)) {
+        if let Some(ahead) = self.max_future.and_then(|limit| reading.timestamp.checked_sub(wall).filter(|a| *a > limit)) {
             // One device with a bad clock must not push the watermark ahead and make every
             // other reading late.
             let reason = format!(

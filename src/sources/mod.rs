@@ -26,6 +26,16 @@ pub enum Record<'a> {
         /// The line's length in bytes.
         len: u64,
     },
+    /// A line parsed already (a split file's chunk, parsed before its lateness could be judged),
+    /// with the wall clock its readings ahead of time were checked against.
+    Parsed {
+        /// The line, as read.
+        line: &'a [u8],
+        /// Its reading.
+        reading: Reading,
+        /// Epoch ms: the reading is judged against this wall clock, as its chunk's parse was.
+        wall: Time,
+    },
     /// A message to be parsed, with its key, which when present must be the reading's vin.
     Message {
         /// The value: one reading, text or JSON (a trailing newline is allowed).
@@ -79,6 +89,12 @@ pub trait Partition {
     fn name(&self) -> &str;
     /// Reads up to `max` records, handing each with its offset (line number or record index) to `emit`.
     fn poll(&mut self, max: usize, emit: &mut dyn FnMut(Record<'_>, u64)) -> Result<Poll, SourceError>;
+    /// For a partition whose earlier records other workers read (one file split in chunks): the
+    /// highest accepted event time of the records before those the next poll hands out, once it
+    /// is known; the driver raises the partition's running maximum to it before polling.
+    fn carried_max(&mut self) -> Option<Time> {
+        None
+    }
     /// Where a record is, for `late` and `errors`: `name:offset` unless the source says otherwise.
     fn position(&self, offset: u64) -> String {
         format!("{}:{offset}", self.name())

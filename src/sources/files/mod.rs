@@ -1,6 +1,10 @@
 //! The file source: each file (or `-` for stdin) is one partition, read line by line in order.
 //! A line longer than [`MAX_RECORD_BYTES`] is not held whole: its first KiB and its length go on
-//! as an error, the rest is skipped.
+//! as an error, the rest is skipped. A process with more workers than files splits each file
+//! among its workers ([`split`]).
+
+pub mod cutter;
+pub mod split;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
