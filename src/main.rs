@@ -175,6 +175,17 @@ fn bench(args: fleetflow::commands::bench::BenchArgs) -> anyhow::Result<()> {
             a.max
         );
         out!("  CPU {:.1}s user + {:.1}s system, peak RSS {:.0} MiB", r.cpu_user_secs, r.cpu_system_secs, r.peak_rss_mib);
+        if let Some(k) = &r.kafka {
+            let broker = k.broker_cpu_secs.map_or("not on this machine".to_string(), |s| format!("{s:.1}s"));
+            out!(
+                "  through Kafka topic {}: send to read p50 {:.1} ms, p99 {:.1}, max {:.1}; CPU producer {:.1}s, broker {broker}",
+                k.topic,
+                k.read_delay_ms.p50,
+                k.read_delay_ms.p99,
+                k.read_delay_ms.max,
+                k.producer_cpu_secs
+            );
+        }
     };
     match fleetflow::commands::bench::bench(&args)? {
         fleetflow::commands::bench::Outcome::Run(r) => print(&r),

@@ -1587,3 +1587,37 @@ fn exactly_once_outputs_become_visible_when_the_topic_falls_silent() {
     read_topics(&prefix, &streams, "read_committed", &committed);
     common::assert_same_lines(&reference, &committed, &streams, &log);
 }
+
+#[test]
+fn bench_through_kafka_measures_window_latency_read_delay_and_the_brokers_cpu() {
+    let brokers = brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let t = format!("bench-{}-{}", std::process::id(), fleetflow::clock::now_ms());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetflow"))
+        .args(["bench", "--kafka-brokers", &brokers, "--topic", &t, "--partitions", "2", "-w", "2"])
+        .args(["--rate", "2000", "--vehicles", "500", "--window-secs", "5", "--duration-secs", "16", "--max-delay-ms", "0"])
+        .arg("--report")
+        .arg(&report)
+        .arg("--plot")
+        .arg(dir.path().join("plot.svg"))
+        .output()
+        .expect("running fleetflow bench");
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("through Kafka topic {t}: send to read p50")), "{log}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let readings = r["readings"].as_u64().unwrap();
+    // 500 vehicles every 250 ms for 16 s, read from the topic from the run's start.
+    assert!((30_000..=33_000).contains(&readings), "{readings} readings\n{log}");
+    assert!(r["window_latency_ms"]["windows"].as_u64().unwrap() >= 500, "at least one boundary of every vehicle measured: {r}");
+    let k = &r["kafka"];
+    assert_eq!(k["topic"], t.as_str());
+    let delays = k["read_delay_ms"]["windows"].as_u64().unwrap();
+    assert!(delays * 16 >= readings * 9 / 10 && delays * 16 <= readings * 11 / 10, "one message in 16 measured: {delays} of {readings}");
+    assert!(k["read_delay_ms"]["p50"].as_f64().unwrap() < 1_000.0, "{k}");
+    assert!(k["producer_cpu_secs"].as_f64().unwrap() > 0.0, "{k}");
+    if brokers.starts_with("127.0.0.1:") {
+        assert!(k["broker_cpu_secs"].as_f64().is_some_and(|s| s > 0.0), "the broker runs here: its CPU is measured: {k}");
+    }
+}

@@ -5,7 +5,8 @@
 //! round to a reading, so a job that falls behind shows it (no coordinated omission). Alert latency
 //! runs from the end of the alert's window (when its latest reading is ingested) to its hand-off.
 //! A sweep raises the rate run by run until the job stops keeping up, and reports the highest rate
-//! it sustained. The report is JSON, the plot SVG (`bench_plot`).
+//! it sustained. The report is JSON, the plot SVG (`bench_plot`). With `--kafka-brokers` the load
+//! goes through a real topic (`bench_kafka`).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 pub use super::bench_report::{Outcome, Percentiles, Report, Sweep};
+use crate::commands::bench_kafka::KafkaLoad;
 use crate::commands::bench_report::CheckpointCost;
 use crate::config::FolderConfig;
 use crate::config::{Config, SinkConfig};
@@ -72,6 +74,25 @@ pub struct BenchArgs {
     /// stays below this, ms.
     #[arg(long, default_value_t = 1_000.0)]
     pub max_p99_ms: f64,
+    /// Run the load through this Kafka cluster (HOST:PORT): a `fleetflow produce` process
+    /// publishes the fleet into `--topic` at its pace, and the job consumes it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_brokers: Option<String>,
+    /// With `--kafka-brokers`: the topic (created with `--partitions` if missing; each run
+    /// reads it from its own start).
+    #[arg(long, default_value = "fleetflow-bench")]
+    pub topic: String,
+    /// With `--kafka-brokers`: partitions of the topic when the bench creates it.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// With `--kafka-brokers`: a librdkafka property of the job's consumers, `KEY=VALUE`
+    /// (repeatable), as `[kafka.properties]` sets it: e.g. `fetch.wait.max.ms=5` trades the
+    /// default large fetches' throughput for latency.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+    /// With `--kafka-brokers`: how long the producer waits to fill a batch, ms.
+    #[arg(long, default_value_t = 5)]
+    pub producer_linger_ms: u64,
 }
 
 fn rusage() -> (f64, f64, f64) {
@@ -194,19 +215,43 @@ fn active_secs(metrics: &Metrics, interval_ms: u64) -> Option<f64> {
 fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let interval_ms = checked_interval(args, rate)?;
     let temp = tempfile_dir()?;
-    let config = bench_config(args, interval_ms, args.output.clone().unwrap_or_else(|| temp.clone()));
+    let mut config = bench_config(args, interval_ms, args.output.clone().unwrap_or_else(|| temp.clone()));
     let lateness = config.windows.allowed_lateness_ms;
     let start = crate::clock::now_ms();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = match &args.kafka_brokers {
+        Some(brokers) => {
+            let load = KafkaLoad::new(args, brokers)?;
+            load.configure(&mut config, start);
+            let grace = std::time::Duration::from_millis(lateness + 2_000);
+            Some(load.produce(args, interval_ms, stop.clone(), grace)?)
+        }
+        None => None,
+    };
     // Windows the end of the input closes (before the watermark would) are not measured.
     let until = (start + args.duration * 1000).saturating_sub(lateness + config.generator.max_delay_ms);
     let window_ms = config.windows.tumbling_secs * 1000;
-    let metrics = Arc::new(Metrics::new(args.workers).measuring_latency(lateness, until, window_ms));
+    let mut metrics = Metrics::new(args.workers).measuring_latency(lateness, until, window_ms);
+    if load.is_some() {
+        metrics = metrics.measuring_read_delay();
+    }
+    let metrics = Arc::new(metrics);
     let (user_before, system_before, _) = rusage();
     let started = Instant::now();
-    let summary = crate::job::run_with(config, Arc::new(AtomicBool::new(false)), metrics.clone())?;
+    let summary = match crate::job::run_with(config, stop, metrics.clone()) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(producing) = load {
+                producing.abandon();
+            }
+            return Err(e.into());
+        }
+    };
+    let lock = |h: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| h.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let read_delay = metrics.read_delay.as_ref().map(lock);
+    let kafka = load.map(|l| l.finish(percentiles(read_delay.as_ref()))).transpose()?;
     let wall = started.elapsed().as_secs_f64();
     let (user, system, rss) = rusage();
-    let lock = |h: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| h.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let windows = metrics.window_latency.as_ref().map(lock);
     let alerts = metrics.alert_latency.as_ref().map(lock);
     let split = metrics.latency_split.as_ref().map(|s| {
@@ -240,6 +285,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         cpu_system_secs: system - system_before,
         peak_rss_mib: rss,
         checkpoints: args.checkpoints.then(|| CheckpointCost::of(&metrics)),
+        kafka,
     };
     if args.output.is_none() {
         let _ = std::fs::remove_dir_all(&temp);

@@ -124,6 +124,7 @@ mod tests {
             cpu_system_secs: 0.1,
             peak_rss_mib: 100.0,
             checkpoints: None,
+            kafka: None,
         }
     }
 

@@ -66,6 +66,25 @@ pub struct Report {
     /// What checkpoints cost (`--checkpoints`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<CheckpointCost>,
+    /// What the path through a Kafka topic cost (`--kafka-brokers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaCost>,
+}
+
+/// What the path through Kafka cost in a run (`fleetflow bench --kafka-brokers`).
+#[derive(Debug, Serialize)]
+pub struct KafkaCost {
+    /// The topic.
+    pub topic: String,
+    /// Its partitions (when the bench created it).
+    pub partitions: i32,
+    /// From a message's send (its timestamp, set by the producer) to the job's read of it, one
+    /// message in 16: the broker path alone (the window latency includes it).
+    pub read_delay_ms: Percentiles,
+    /// CPU the producer process used, s (user and system).
+    pub producer_cpu_secs: f64,
+    /// CPU the broker process used during the run, s (none: the broker is not on this machine).
+    pub broker_cpu_secs: Option<f64>,
 }
 
 /// What the checkpoints of a run cost.

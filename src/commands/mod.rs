@@ -3,6 +3,7 @@
 
 pub mod aws_setup;
 pub mod bench;
+pub mod bench_kafka;
 pub mod bench_plot;
 pub mod bench_report;
 pub mod cluster;

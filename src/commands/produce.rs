@@ -34,6 +34,9 @@ pub struct ProduceArgs {
     /// Vehicles.
     #[arg(long, default_value_t = 1_000)]
     pub vehicles: u64,
+    /// Each vehicle reports about once per this many ms (with `--start now`, at that pace).
+    #[arg(long, default_value_t = 1_000)]
+    pub interval_ms: u64,
     /// Seconds of event time (0: until Ctrl-C).
     #[arg(long, default_value_t = 60)]
     pub duration_secs: u64,
@@ -46,6 +49,9 @@ pub struct ProduceArgs {
     /// Largest out-of-order delay, ms.
     #[arg(long, default_value_t = 2_000)]
     pub max_delay_ms: u64,
+    /// How long the producer waits to fill a batch, ms (librdkafka's `linger.ms`).
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
     /// Publish JSON values instead of text lines.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +92,7 @@ pub fn produce(args: &ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<u64>
     };
     let fleet = FleetConfig {
         vehicles: args.vehicles,
+        interval_ms: args.interval_ms.max(1),
         seed: args.seed,
         start_ms,
         duration_ms: (args.duration_secs > 0).then(|| args.duration_secs * 1000),
@@ -95,7 +102,7 @@ pub fn produce(args: &ProduceArgs, stop: Arc<AtomicBool>) -> anyhow::Result<u64>
     };
     let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
-        .set("linger.ms", "5")
+        .set("linger.ms", args.linger_ms.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .create_with_context(Deliveries::default())
         .context("creating the Kafka producer")?;

@@ -9,6 +9,9 @@ fn wall_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
+/// One message in this many (by offset) has its read delay measured.
+pub const READ_DELAY_SAMPLE: u64 = 16;
+
 /// Window latency split at the moment the sources' watermark passed the window's end.
 #[derive(Debug)]
 pub struct LatencySplit {
@@ -62,6 +65,21 @@ impl Metrics {
         self.alert_latency = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
         self.lateness_ms = lateness_ms;
         self
+    }
+
+    /// Measures how long messages take from their producer to the job (see [`Metrics::read_delay`]).
+    pub fn measuring_read_delay(mut self) -> Self {
+        self.read_delay = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok().map(std::sync::Mutex::new);
+        self
+    }
+
+    /// Records the read, now, of the message at `offset` sent at `sent` (epoch ms), if measuring
+    /// and the message is one of the sample.
+    pub fn note_read(&self, offset: u64, sent: Option<u64>) {
+        if let (Some(h), Some(sent), 0) = (&self.read_delay, sent, offset % READ_DELAY_SAMPLE) {
+            let delay = wall_us().saturating_sub(sent * 1000);
+            h.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(delay.max(1));
+        }
     }
 
     /// Records the hand-off, now, of `count` windows that ended at `end` (epoch ms).

@@ -44,6 +44,10 @@ pub struct Metrics {
     /// the latest reading that can trigger it, which an open-loop source ingests at that moment of
     /// the wall clock) to the alert's hand-off. It includes the allowed lateness.
     pub alert_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+    /// When measuring a Kafka source (`fleetflow bench --kafka-brokers`): microseconds from a
+    /// message's timestamp (its producer's send time) to the moment the job read it, for one
+    /// message in [`READ_DELAY_SAMPLE`] by offset.
+    pub read_delay: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     /// When measuring, window latency split in two: from the window's due moment to the moment
     /// every worker's sources had passed its end (the source side: readings arriving, the
     /// watermark moving), and from then to the hand-off (the dataflow side), microseconds.
@@ -106,6 +110,7 @@ impl Metrics {
             kafka_lag: Default::default(),
             window_latency: None,
             alert_latency: None,
+            read_delay: None,
             latency_split: None,
             lateness_ms: 0,
             latency_until: u64::MAX,

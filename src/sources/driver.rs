@@ -274,10 +274,7 @@ impl SourceDriver {
         let judge = Judge { lateness, floor, max_future, wall: now_ms(), restored };
         let completion = &self.completion;
         let now = (self.clock)();
-        let state = &mut self.partitions[index];
-        let partition = &mut state.partition;
-        let max_ts = &mut state.max_ts;
-        let last_data = &mut state.last_data;
+        let (PartitionState { partition, max_ts, last_data, .. }, metrics) = (&mut self.partitions[index], &self.metrics);
         let (accepted, reread, late, errors) = (&mut self.accepted, &mut self.reread, &mut self.late, &mut self.errors);
         let (mut read, mut blank, mut delivered_before) = (0u64, 0u64, [0u64; 2]);
         // Offsets of the rejects of this poll; their positions are asked of the partition afterwards.
@@ -292,6 +289,9 @@ impl SourceDriver {
         let status = partition.poll(max, &mut |record, offset| {
             read += 1;
             *last_data = now;
+            if let Record::Message { sent, .. } = &record {
+                metrics.note_read(offset, *sent);
+            }
             // An earlier run that stopped exactly delivered the rejects and raw lines of what it read.
             let again = delivered_earlier.contains(offset);
             // (A reading in a restored checkpoint's state is read but not sent again.)
@@ -457,7 +457,7 @@ impl Judge {
     fn judge(&self, record: Record<'_>, max_ts: Option<Time>) -> Verdict {
         let (parsed, raw, key, wall) = match record {
             Record::Line(bytes) => (parse_line(bytes), bytes, None, self.wall),
-            Record::Message { payload, key } => (parse_line(payload), payload, key, self.wall),
+            Record::Message { payload, key, .. } => (parse_line(payload), payload, key, self.wall),
             Record::Reading(r) => (Parsed::Reading(r), &[][..], None, self.wall),
             Record::Parsed { line, reading, wall } => (Parsed::Reading(reading), line, None, wall),
             Record::Oversized { head, len } => (Parsed::Malformed(crate::parse::oversized(len)), head, None, self.wall),

@@ -42,6 +42,8 @@ pub enum Record<'a> {
         payload: &'a [u8],
         /// The key.
         key: Option<&'a [u8]>,
+        /// The message's timestamp (its producer's send time), epoch ms, if it has one.
+        sent: Option<Time>,
     },
 }
 

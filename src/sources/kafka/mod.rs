@@ -383,7 +383,8 @@ impl Partition for KafkaPartition {
                     }
                     let payload = message.payload().unwrap_or(&[]);
                     let payload = payload.strip_suffix(b"\n").unwrap_or(payload);
-                    emit(Record::Message { payload, key: message.key() }, offset.max(0) as u64);
+                    let sent = message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok());
+                    emit(Record::Message { payload, key: message.key(), sent }, offset.max(0) as u64);
                     if self.stop_at.is_some_and(|s| offset + 1 >= s) {
                         self.finished = true;
                         return Ok(Poll::Finished);
