@@ -25,7 +25,7 @@ pub struct Report {
     /// Offered readings per second: the vehicles over their reporting interval, a whole number of
     /// milliseconds (so it can be above the rate asked for).
     pub rate_offered: u64,
-    /// Readings processed per second of wall time.
+    /// Readings read per second, from the first reading read to the last.
     pub rate_achieved: f64,
     /// Readings processed.
     pub readings: u64,
