@@ -134,10 +134,11 @@ struct ParsedChunk {
     ends: Vec<usize>,
     /// The full length of each line cut short, by its index.
     oversized: Vec<(usize, u64)>,
-    /// Each line's reading, when it is one the lateness rule judges (the others are judged again
-    /// from their line: blanks, errors, readings too far ahead).
+    /// Each line's reading, when it parses as one (the others, blanks and errors, are judged
+    /// again from their line).
     readings: Vec<Option<Reading>>,
-    /// The wall clock the parse checked readings ahead of it against (the judge uses it again).
+    /// The wall clock the parse checked readings ahead of it against: the judge checks them
+    /// against the same one, so a reading the maximum left out is the error it was taken for.
     wall: Time,
     /// What the chunks before carried in, once known and told to the driver.
     carried: Option<Found>,
@@ -172,10 +173,11 @@ impl ChunkPartition {
                 oversized.push((ends.len(), len));
             }
             let reading = match parse_line(&chunk.data[start..end]) {
-                Parsed::Reading(r) if !self.too_far_ahead(&r, wall) => Some(r),
+                Parsed::Reading(r) => Some(r),
                 _ => None,
             };
-            max_ts = max_ts.max(reading.map(|r| r.timestamp));
+            // (A reading too far ahead of the wall clock is an error: it moves no maximum.)
+            max_ts = max_ts.max(reading.filter(|r| !self.too_far_ahead(r, wall)).map(|r| r.timestamp));
             readings.push(reading);
             ends.push(end);
         }
