@@ -95,11 +95,13 @@ pub struct BenchArgs {
     pub producer_linger_ms: u64,
 }
 
-fn rusage() -> (f64, f64, f64) {
+/// CPU seconds in user mode and in the kernel, and the peak resident memory (MiB), of `who`
+/// (`libc::RUSAGE_SELF`, or `RUSAGE_CHILDREN`: the children waited for).
+pub(super) fn rusage(who: libc::c_int) -> (f64, f64, f64) {
     // SAFETY: getrusage fills the zeroed struct passed to it; nothing else is touched.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -240,7 +242,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
         metrics = metrics.measuring_read_delay();
     }
     let metrics = Arc::new(metrics);
-    let (user_before, system_before, _) = rusage();
+    let (user_before, system_before, _) = rusage(libc::RUSAGE_SELF);
     let started = Instant::now();
     let summary = match crate::job::run_with(config, stop, metrics.clone()) {
         Ok(summary) => summary,
@@ -255,7 +257,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let read_delay = metrics.read_delay.as_ref().map(lock);
     let kafka = load.map(|l| l.finish(percentiles(read_delay.as_ref()))).transpose()?;
     let wall = started.elapsed().as_secs_f64();
-    let (user, system, rss) = rusage();
+    let (user, system, rss) = rusage(libc::RUSAGE_SELF);
     let windows = metrics.window_latency.as_ref().map(lock);
     let alerts = metrics.alert_latency.as_ref().map(lock);
     let split = metrics.latency_split.as_ref().map(|s| {

@@ -153,14 +153,8 @@ fn process_cpu_secs(pid: u32) -> Option<f64> {
 
 /// CPU seconds the children this process has waited for have used.
 fn children_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct passed to it; nothing else is touched.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    let (user, system, _) = super::bench::rusage(libc::RUSAGE_CHILDREN);
+    user + system
 }
 
 #[cfg(test)]

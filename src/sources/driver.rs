@@ -476,7 +476,7 @@ impl Judge {
             let reason = format!("message key {:?} is not the reading's vin {}", String::from_utf8_lossy(key), reading.vin);
             return Verdict::Malformed(rejected(raw.to_vec(), reason, None));
         }
-        if let Some(ahead) = self.max_future.and_then(|limit| reading.timestamp.checked_sub(wall).filter(|a| *a > limit)) {
+        if let Some(ahead) = too_far_ahead(self.max_future, reading.timestamp, wall) {
             // One device with a bad clock must not push the watermark ahead and make every
             // other reading late.
             let reason = format!(
@@ -504,6 +504,12 @@ impl Judge {
         };
         Verdict::Late(rejected(record(), reason, Some((reading.timestamp, watermark))))
     }
+}
+
+/// How far `ts` is ahead of the wall clock `wall` (epoch ms), when that is more than `max_future`
+/// allows (`None`: no check): such a reading is an error, and moves no watermark.
+pub(crate) fn too_far_ahead(max_future: Option<Time>, ts: Time, wall: Time) -> Option<Time> {
+    max_future.and_then(|limit| ts.checked_sub(wall).filter(|ahead| *ahead > limit))
 }
 
 /// A rejected record (its position is filled in after the poll).

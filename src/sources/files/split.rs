@@ -21,6 +21,7 @@ use fleetflow_dataflows::{Reading, Time};
 
 use super::cutter::{lines, Chunk, Cutter};
 use crate::parse::{parse_line, Parsed, OVERSIZED_HEAD};
+use crate::sources::driver::too_far_ahead;
 use crate::sources::{Partition, Poll, Record, SourceError};
 
 /// Chunks read ahead per worker.
@@ -177,17 +178,13 @@ impl ChunkPartition {
                 _ => None,
             };
             // (A reading too far ahead of the wall clock is an error: it moves no maximum.)
-            max_ts = max_ts.max(reading.filter(|r| !self.too_far_ahead(r, wall)).map(|r| r.timestamp));
+            max_ts = max_ts.max(reading.filter(|r| too_far_ahead(self.max_future, r.timestamp, wall).is_none()).map(|r| r.timestamp));
             readings.push(reading);
             ends.push(end);
         }
         self.board.publish(chunk.index, Found { max_ts, lines: ends.len() as u64 });
         self.current = Some(ParsedChunk { chunk, ends, oversized, readings, wall, carried: None, next: 0 });
         Ok(Some(true))
-    }
-
-    fn too_far_ahead(&self, r: &Reading, wall: Time) -> bool {
-        self.max_future.is_some_and(|limit| r.timestamp.checked_sub(wall).is_some_and(|ahead| ahead > limit))
     }
 }
 
