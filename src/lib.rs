@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod counting_allocator;
 pub mod encode;
 pub mod failure;
 pub mod job;

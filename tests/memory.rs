@@ -4,51 +4,14 @@
 //! raise it, since the state of closed windows is released (after the correction horizon for the
 //! reference join) and nothing is kept per vehicle ever seen.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use fleetflow::config::FolderConfig;
 use fleetflow::config::{Config, SinkConfig, SourceConfig, SourceKind};
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use fleetflow::counting_allocator::Counting;
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -90,11 +53,10 @@ fn peak_during_run(input: &Path, out: &Path, minutes: u64) -> usize {
             ..FolderConfig::default()
         }),
     );
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = Counting::reset_peak();
     let summary = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(summary.readings, minutes * 2 * PER_MINUTE);
-    PEAK.load(Ordering::Relaxed) - base
+    Counting::peak() - base
 }
 
 #[test]

@@ -48,10 +48,15 @@ where
                     }
                     restored = Vec::new();
                 }
+                // (Without checkpoints nothing is saved, and nothing need be kept: a horizon of
+                // windows would be held twice, here and in the join.)
+                let saving = state.is_on();
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
-                        entered.extend(batch.iter().cloned());
+                        if saving {
+                            entered.extend(batch.iter().cloned());
+                        }
                         session.give_container(batch);
                     }
                 });

@@ -78,7 +78,9 @@ where
         assert!(slide > 0 && size >= slide, "sliding windows need 0 < slide <= size");
         let (view, state) = OpenWindows::<K, A>::by_key(size);
         let pact = Exchange::new(|w: &Window<K, A>| w.key.route());
-        let stream = self.unary_frontier(pact, "Sliding", move |cap, _info| {
+        let scope = self.scope();
+        let stream = self.unary_frontier(pact, "Sliding", move |cap, info| {
+            let activator = scope.activator_for(info.address);
             restore(&mut state.borrow_mut(), &cap, &mut saved);
             drop(cap);
             // Panes wait here until the frontier passes them, and are applied in time order, so
@@ -111,6 +113,13 @@ where
                     let (end, cap) = entry.remove_entry();
                     let windows = take_ending(&mut open, end, size);
                     output.session(&cap).give_iterator(windows.into_iter());
+                    if reached == Time::MAX && !open.ends.is_empty() {
+                        // The input has ended and every window closes now (`size / slide` per
+                        // key): one end per activation, so the operators after this one take
+                        // each end's windows before the next are made, rather than all at once.
+                        activator.activate();
+                        break;
+                    }
                 }
                 saved.passing(reached, |_| snapshot(&open));
             }
