@@ -267,10 +267,14 @@ pub struct Core<'scope> {
     reference: bool,
 }
 
+/// Tumbling windows with their readings' offsets.
+type WithOffsets = Window<Vin, (SpeedStats, Offsets)>;
+
 /// The shared tumbling windows, the reading offsets beside them, and the open panes.
 struct Windows<'scope> {
-    /// The tumbling operator's output: each window's speed figures and reading offsets.
-    tumbling: StreamVec<'scope, Time, Window<Vin, (SpeedStats, Offsets)>>,
+    /// The tumbling operator's output with each window's reading offsets, when they are kept
+    /// (without, the operator makes the speed windows directly, with nothing beside them).
+    tumbling: Option<StreamVec<'scope, Time, WithOffsets>>,
     /// The speed windows as emitted, for the first analysis that asks.
     speed: StreamVec<'scope, Time, SpeedWindow>,
     /// Whether an analysis has had `speed`.
@@ -279,7 +283,7 @@ struct Windows<'scope> {
     handed_on: Option<StreamVec<'scope, Time, SpeedWindow>>,
     /// The reading offsets (built when first asked for).
     offsets: Option<StreamVec<'scope, Time, Window<Vin, Offsets>>>,
-    open: OpenWindows<Vin, (SpeedStats, Offsets)>,
+    open: OpenWindows<Vin, SpeedStats>,
 }
 
 /// Passes a stream on unchanged, batch by batch. Built after other operators, it runs after them
@@ -367,11 +371,18 @@ impl<'scope> Core<'scope> {
         let (limit, size, keep) = (self.params.speed_limit_mph, self.params.tumbling_ms, self.keep_offsets);
         let readings = self.readings.clone();
         self.windows.get_or_insert_with(|| {
+            if !keep {
+                // (An open window is then 24 bytes smaller, and a boundary's windows are not
+                // copied into speed windows: a million of each at a million vehicles.)
+                let (speed, open) =
+                    readings.map(move |r| (r.vin, r.timestamp, SpeedSample::of(&r, limit))).tumbling_open::<SpeedStats>(size);
+                return Windows { tumbling: None, speed, speed_given: false, handed_on: None, offsets: None, open };
+            }
             let (tumbling, open) = readings
-                .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), keep)))
+                .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), true)))
                 .tumbling_open::<(SpeedStats, Offsets)>(size);
             let speed = tumbling.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
-            Windows { tumbling, speed, speed_given: false, handed_on: None, offsets: None, open }
+            Windows { tumbling: Some(tumbling), speed, speed_given: false, handed_on: None, offsets: None, open: open.first() }
         })
     }
 
@@ -396,12 +407,18 @@ impl<'scope> Core<'scope> {
     /// must have been made with `keep_offsets`).
     pub fn window_offsets(&mut self) -> StreamVec<'scope, Time, Window<Vin, Offsets>> {
         let w = self.windows();
-        let tumbling = w.tumbling.clone();
-        w.offsets.get_or_insert_with(|| tumbling.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 })).clone()
+        let (tumbling, speed) = (w.tumbling.clone(), w.speed.clone());
+        w.offsets
+            .get_or_insert_with(|| match tumbling {
+                Some(t) => t.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.1 }),
+                // (Made without `keep_offsets`: every window's offsets are empty, as documented.)
+                None => speed.map(|w| Window { key: w.key, start: w.start, end: w.end, agg: Offsets::default() }),
+            })
+            .clone()
     }
 
     /// This worker's open tumbling windows (for answering queries from live state).
-    pub fn open_windows(&mut self) -> OpenWindows<Vin, (SpeedStats, Offsets)> {
+    pub fn open_windows(&mut self) -> OpenWindows<Vin, SpeedStats> {
         self.windows().open.clone()
     }
 
@@ -455,7 +472,7 @@ impl<'scope, 'a> Context<'scope, 'a> {
     }
 
     /// This worker's open tumbling windows.
-    pub fn open_windows(&mut self) -> OpenWindows<Vin, (SpeedStats, Offsets)> {
+    pub fn open_windows(&mut self) -> OpenWindows<Vin, SpeedStats> {
         self.core.open_windows()
     }
 

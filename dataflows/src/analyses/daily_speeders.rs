@@ -13,7 +13,7 @@ use crate::query::{LiveQuery, QuerySpec};
 use crate::reading::Vin;
 use crate::stats::SpeedStats;
 use crate::time::{align, Time, DAY_MS};
-use crate::windows::{Offsets, OpenWindows, Sliding};
+use crate::windows::{OpenWindows, Sliding};
 
 /// The fields of the output's JSON lines.
 const FIELDS: &[Field] = &[Field::keyword("vin"), Field::date("date"), Field::count("speeding_readings"), Field::double("max_speed")];
@@ -51,7 +51,7 @@ pub struct DaySoFar {
 #[derive(Clone)]
 pub struct LiveDailySpeeders {
     /// Open tumbling windows.
-    pub panes: OpenWindows<Vin, (SpeedStats, Offsets)>,
+    pub panes: OpenWindows<Vin, SpeedStats>,
     /// Open days.
     pub days: OpenWindows<Vin, SpeedStats>,
 }
@@ -69,7 +69,7 @@ impl LiveDailySpeeders {
             }
         };
         self.days.for_each_ending_in(day, day + DAY_MS, |_, _, vin, stats| add(vin, stats));
-        self.panes.for_each_ending_in(day, day + DAY_MS, |_, _, vin, (stats, _)| add(vin, stats));
+        self.panes.for_each_ending_in(day, day + DAY_MS, |_, _, vin, stats| add(vin, stats));
         by_vin.into_values().collect()
     }
 }

@@ -26,6 +26,34 @@ enum Layout<K, A> {
     /// A map of windows per key (sliding windows: a pane goes to every window it falls in, all
     /// found with one look-up of its key).
     ByKey(Rc<RefCell<ByKey<K, A>>>),
+    /// Another operator's open windows, seen through a projection of their aggregates.
+    Projected(Rc<dyn Projection<K, A>>),
+}
+
+/// Open windows of an aggregate of which `A` is a part.
+trait Projection<K, A> {
+    fn for_each_ending_in(&self, from: Time, to: Time, f: &mut dyn FnMut(Time, Time, &K, &A));
+    fn len(&self) -> usize;
+}
+
+/// The first part of a pair's open windows.
+struct First<K, A, B>(OpenWindows<K, (A, B)>);
+
+impl<K, A, B> Projection<K, A> for First<K, A, B> {
+    fn for_each_ending_in(&self, from: Time, to: Time, f: &mut dyn FnMut(Time, Time, &K, &A)) {
+        self.0.for_each_ending_in(from, to, |start, end, k, (a, _)| f(start, end, k, a));
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<K: 'static, A: 'static, B: 'static> OpenWindows<K, (A, B)> {
+    /// The same open windows, seen with the first part of their aggregates.
+    pub fn first(self) -> OpenWindows<K, A> {
+        let size = self.size;
+        OpenWindows { layout: Layout::Projected(Rc::new(First(self))), size }
+    }
 }
 
 /// Open windows kept per key: each key's aggregates by window end, ascending, and the
@@ -40,6 +68,7 @@ impl<K, A> Clone for OpenWindows<K, A> {
         let layout = match &self.layout {
             Layout::ByEnd(s) => Layout::ByEnd(s.clone()),
             Layout::ByKey(s) => Layout::ByKey(s.clone()),
+            Layout::Projected(p) => Layout::Projected(p.clone()),
         };
         OpenWindows { layout, size: self.size }
     }
@@ -76,6 +105,7 @@ impl<K, A> OpenWindows<K, A> {
                     }
                 }
             }
+            Layout::Projected(p) => p.for_each_ending_in(from, to, &mut f),
         }
     }
 
@@ -84,6 +114,7 @@ impl<K, A> OpenWindows<K, A> {
         match &self.layout {
             Layout::ByEnd(state) => state.borrow().values().map(|(_, m)| m.len()).sum(),
             Layout::ByKey(state) => state.borrow().keys.values().map(Vec::len).sum(),
+            Layout::Projected(p) => p.len(),
         }
     }
 
