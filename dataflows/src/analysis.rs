@@ -371,18 +371,21 @@ impl<'scope> Core<'scope> {
         let (limit, size, keep) = (self.params.speed_limit_mph, self.params.tumbling_ms, self.keep_offsets);
         let readings = self.readings.clone();
         self.windows.get_or_insert_with(|| {
-            if !keep {
-                // (An open window is then 24 bytes smaller, and a boundary's windows are not
-                // copied into speed windows: a million of each at a million vehicles.)
+            // Without offsets the operator makes speed windows directly: an open window is then
+            // 24 bytes smaller, and a boundary's windows are not copied into speed windows (a
+            // million of each at a million vehicles).
+            let (tumbling, speed, open) = if keep {
+                let (tumbling, open) = readings
+                    .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), true)))
+                    .tumbling_open::<(SpeedStats, Offsets)>(size);
+                let speed = tumbling.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
+                (Some(tumbling), speed, open.first())
+            } else {
                 let (speed, open) =
                     readings.map(move |r| (r.vin, r.timestamp, SpeedSample::of(&r, limit))).tumbling_open::<SpeedStats>(size);
-                return Windows { tumbling: None, speed, speed_given: false, handed_on: None, offsets: None, open };
-            }
-            let (tumbling, open) = readings
-                .map(move |r| (r.vin, r.timestamp, (SpeedSample::of(&r, limit), true)))
-                .tumbling_open::<(SpeedStats, Offsets)>(size);
-            let speed = tumbling.clone().map(|w| Window { key: w.key, start: w.start, end: w.end, agg: w.agg.0 });
-            Windows { tumbling: Some(tumbling), speed, speed_given: false, handed_on: None, offsets: None, open: open.first() }
+                (None, speed, open)
+            };
+            Windows { tumbling, speed, speed_given: false, handed_on: None, offsets: None, open }
         })
     }
 

@@ -169,8 +169,7 @@ impl WindowAggregate for Offsets {
     }
 
     fn merge(&mut self, other: &Self) {
-        let other: Vec<u32> = other.iter().collect();
-        self.open().extend_from_slice(&other);
+        self.open().extend(other.iter());
     }
 
     fn seal(&mut self) {
