@@ -70,8 +70,12 @@ pub struct Encoded {
     pub states: u64,
 }
 
+/// A saved state's bytes (kept as encoded: a million vehicles' state is hundreds of megabytes,
+/// not copied again to be shared).
+pub type SavedBytes = Rc<Vec<u8>>;
+
 /// One operator's saved states by boundary, shared with the registry.
-type SavedStates = Rc<RefCell<BTreeMap<Time, Rc<[u8]>>>>;
+type SavedStates = Rc<RefCell<BTreeMap<Time, SavedBytes>>>;
 
 /// What an operator saves at a boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,16 +204,16 @@ impl Checkpoints {
     }
 
     /// Every snapshot operator's state saved for boundary `at` (those that saved it).
-    pub fn states_at(&self, at: Time) -> Vec<(String, Rc<[u8]>)> {
+    pub fn states_at(&self, at: Time) -> Vec<(String, SavedBytes)> {
         self.saved_at(at, Kind::Snapshot)
     }
 
     /// Every increments operator's increment saved for boundary `at` (those that saved it).
-    pub fn increments_at(&self, at: Time) -> Vec<(String, Rc<[u8]>)> {
+    pub fn increments_at(&self, at: Time) -> Vec<(String, SavedBytes)> {
         self.saved_at(at, Kind::Increments)
     }
 
-    fn saved_at(&self, at: Time, kind: Kind) -> Vec<(String, Rc<[u8]>)> {
+    fn saved_at(&self, at: Time, kind: Kind) -> Vec<(String, SavedBytes)> {
         let registry = self.inner.borrow();
         let of_kind = registry.operators.iter().filter(|(_, _, k)| *k == kind);
         of_kind.filter_map(|(name, saved, _)| saved.borrow().get(&at).map(|s| (name.clone(), s.clone()))).collect()
@@ -294,6 +298,12 @@ impl OperatorState {
     /// below `t` not saved yet, and the highest of them is saved. `state(boundary)` is called
     /// only then.
     pub fn passing<S: Serialize>(&mut self, t: Time, state: impl FnOnce(Time) -> S) {
+        self.passing_encoded(t, |boundary| bincode::serialize(&state(boundary)));
+    }
+
+    /// As [`OperatorState::passing`], for an operator that encodes its state itself, as bincode
+    /// encodes the type it restores (for a large state: without building a copy of it first).
+    pub fn passing_encoded(&mut self, t: Time, encode: impl FnOnce(Time) -> bincode::Result<Vec<u8>>) {
         if self.every == 0 || t == Time::MAX {
             return;
         }
@@ -303,7 +313,7 @@ impl OperatorState {
         }
         // (A state that cannot be encoded is a bug in its type; the boundary is then skipped.)
         let started = std::time::Instant::now();
-        let encoded = bincode::serialize(&state(boundary));
+        let encoded = encode(boundary);
         if let (Some(registry), Ok(bytes)) = (self.registry.upgrade(), &encoded) {
             let mut registry = registry.borrow_mut();
             registry.encoded.time += started.elapsed();
@@ -312,7 +322,7 @@ impl OperatorState {
         }
         if let Ok(bytes) = encoded {
             let mut saved = self.saved.borrow_mut();
-            saved.insert(boundary, bytes.into());
+            saved.insert(boundary, Rc::new(bytes));
             while saved.len() > KEPT {
                 saved.pop_first();
             }

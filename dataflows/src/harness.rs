@@ -280,7 +280,7 @@ fn timed_lines(rx: &mpsc::Receiver<Event<Time, Vec<(&'static str, String)>>>) ->
 
 /// A worker's complete checkpoints (none if it has no stateful operator).
 fn complete(checkpoints: &Checkpoints) -> Option<WorkerCheckpoints> {
-    let owned = |saved: Vec<(String, std::rc::Rc<[u8]>)>| saved.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
+    let owned = |saved: Vec<(String, crate::checkpoint::SavedBytes)>| saved.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
     let saved = checkpoints.complete_all().into_iter();
     let saved =
         saved.map(|t| (t, Saved { states: owned(checkpoints.states_at(t)), increments: owned(checkpoints.increments_at(t)) })).collect();

@@ -64,6 +64,9 @@ pub trait Sliding<'scope, K, A>: Sized {
 /// The open windows as saved: per window end, each key's aggregate.
 type Saved<K, A> = Vec<(Time, Vec<(K, A)>)>;
 
+/// Each key's open windows, ascending by end.
+type Keys<K, A> = rustc_hash::FxHashMap<K, Vec<(Time, A)>>;
+
 impl<'scope, K, A> Sliding<'scope, K, A> for StreamVec<'scope, Time, Window<K, A>>
 where
     K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
@@ -100,7 +103,7 @@ where
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
-                    saved.passing(*entry.key(), |_| snapshot(&open));
+                    saved.passing_encoded(*entry.key(), |_| encode(open.ends.keys().copied(), &open.keys));
                     let (_, (cap, batch)) = entry.remove_entry();
                     apply(&mut open, (&cap, &mut ends), batch, (size, slide));
                 }
@@ -121,7 +124,7 @@ where
                         break;
                     }
                 }
-                saved.passing(reached, |_| snapshot(&open));
+                saved.passing_encoded(reached, |_| encode(open.ends.keys().copied(), &open.keys));
             }
         });
         (stream, view)
@@ -208,9 +211,28 @@ fn take_ending<K: Clone + Ord, A: WindowAggregate>(open: &mut ByKey<K, A>, end: 
     windows
 }
 
-fn snapshot<K: Clone, A: Clone>(open: &ByKey<K, A>) -> Saved<K, A> {
-    let mut by_end: std::collections::BTreeMap<Time, Vec<(K, A)>> = open.ends.keys().map(|e| (*e, Vec::new())).collect();
-    for (key, windows) in &open.keys {
+/// The open windows encoded as bincode encodes their [`Saved`] form: the same shape made of
+/// references to the open windows, so that no window is copied (at a million vehicles, copying
+/// them took longer than the encoding).
+fn encode<K: serde::Serialize, A: serde::Serialize>(ends: impl Iterator<Item = Time>, keys: &Keys<K, A>) -> bincode::Result<Vec<u8>> {
+    let mut by_end: Vec<(Time, Vec<(&K, &A)>)> = ends.map(|end| (end, Vec::with_capacity(keys.len()))).collect();
+    for (key, windows) in keys {
+        for (end, agg) in windows {
+            let i = by_end.binary_search_by_key(end, |s| s.0).unwrap_or_else(|i| {
+                by_end.insert(i, (*end, Vec::new()));
+                i
+            });
+            by_end[i].1.push((key, agg));
+        }
+    }
+    bincode::serialize(&by_end)
+}
+
+/// The open windows in their saved form (what [`encode`] encodes).
+#[cfg(test)]
+fn snapshot<K: Clone, A: Clone>(ends: impl Iterator<Item = Time>, keys: &Keys<K, A>) -> Saved<K, A> {
+    let mut by_end: std::collections::BTreeMap<Time, Vec<(K, A)>> = ends.map(|e| (e, Vec::new())).collect();
+    for (key, windows) in keys {
         for (end, agg) in windows {
             by_end.entry(*end).or_default().push((key.clone(), agg.clone()));
         }
@@ -231,5 +253,37 @@ fn restore<K: ExchangeData + RouteKey + Hash + Eq + Clone, A: WindowAggregate + 
                 merge_into(open.keys.entry(key).or_default(), &[end], &agg);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::SpeedStats;
+
+    fn stats(readings: u64) -> SpeedStats {
+        SpeedStats { readings, sum_micro: readings * 7, min: 1.5, max: readings as f64, speeding: 1 }
+    }
+
+    #[test]
+    fn the_open_windows_encode_as_their_saved_form_does() {
+        let mut keys: Keys<u64, SpeedStats> = Default::default();
+        for key in 0..1_000u64 {
+            let windows = (1..=(key % 5 + 1)).map(|i| (i * 60_000, stats(key + i))).collect();
+            keys.insert(key, windows);
+        }
+        // A window whose end is not among the open ends, and an open end no key has.
+        keys.insert(5_000, vec![(30_000, stats(3))]);
+        let ends = [60_000u64, 120_000, 180_000, 240_000, 300_000, 360_000];
+        let encoded = encode(ends.iter().copied(), &keys).unwrap();
+        assert_eq!(encoded, bincode::serialize(&snapshot(ends.iter().copied(), &keys)).unwrap());
+        let saved: Saved<u64, SpeedStats> = bincode::deserialize(&encoded).unwrap();
+        assert_eq!(saved.iter().map(|(end, _)| *end).collect::<Vec<_>>(), [30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000]);
+        assert_eq!(saved.iter().map(|(_, e)| e.len()).sum::<usize>(), keys.values().map(Vec::len).sum::<usize>());
+        assert!(saved[6].1.is_empty());
+        assert_eq!(
+            encode(std::iter::empty(), &Keys::<u64, SpeedStats>::default()).unwrap(),
+            bincode::serialize(&Saved::<u64, SpeedStats>::new()).unwrap()
+        );
     }
 }

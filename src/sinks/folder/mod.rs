@@ -6,7 +6,10 @@
 //!
 //! Files are written (and synced) by a writer thread of the sink, not by the worker: a flush
 //! hands the buffers over and the worker goes on; records count as delivered once their file is
-//! on disk. The hand-over queue is short, so a disk slower than the output holds the worker back.
+//! on disk. What is handed over and not yet on disk is bounded in bytes ([`IN_FLIGHT_BYTES`]):
+//! enough for the burst of a window boundary (a million windows are about 170 MB of lines), so
+//! the worker does not wait for the disk there, while a disk slower than the output over time
+//! still holds the worker back.
 
 pub mod columnar;
 mod config;
@@ -59,6 +62,8 @@ struct Flush {
     files: Vec<(PathBuf, Vec<u8>)>,
     written: u64,
     format: format::FileFormat,
+    /// The lines' bytes, counted against the in-flight bound.
+    bytes: usize,
 }
 
 /// A flush done: its stream and record count, how it went, and its emptied buffers (reused, so
@@ -66,6 +71,7 @@ struct Flush {
 struct Written {
     stream: StreamName,
     written: u64,
+    bytes: usize,
     result: Result<(), SinkError>,
     buffers: Vec<Vec<u8>>,
 }
@@ -85,15 +91,16 @@ impl Flush {
                 bytes
             })
             .collect();
-        Written { stream: self.stream, written: self.written, result, buffers }
+        Written { stream: self.stream, written: self.written, bytes: self.bytes, result, buffers }
     }
 }
 
 /// Emptied buffers kept for reuse, at most (and at most twice the size hint in all).
 const SPARE_BUFFERS: usize = 4;
 
-/// Flushes queued for the writer thread before a flush waits for room.
-const QUEUED_FLUSHES: usize = 4;
+/// Bytes of lines handed to the writer thread and not yet on disk, at most, before a flush
+/// waits for room (or four flushes of the size hint, if more; one flush always goes).
+pub const IN_FLIGHT_BYTES: usize = 64 << 20;
 
 /// Writes output streams under a folder.
 pub struct FolderSink {
@@ -103,14 +110,15 @@ pub struct FolderSink {
     hints: BufferHints,
     streams: Vec<StreamBuffer>,
     /// Hands flushes to the writer thread (`None` once it is gone).
-    to_writer: Option<std::sync::mpsc::SyncSender<Flush>>,
+    to_writer: Option<std::sync::mpsc::Sender<Flush>>,
     /// What the writer thread finished: a flush's stream and record count, and how it went.
     from_writer: std::sync::mpsc::Receiver<Written>,
     /// Emptied buffers of finished flushes, for the next hours' lines.
     spare: Vec<Vec<u8>>,
     writer: Option<std::thread::JoinHandle<()>>,
-    /// Flushes handed over and not reported back yet.
+    /// Flushes handed over and not reported back yet, and their bytes.
     in_flight: usize,
+    in_flight_bytes: usize,
     /// The files' format and layout.
     files: format::FileSpec,
 }
@@ -121,7 +129,7 @@ impl FolderSink {
         let streams = StreamName::all()
             .map(|_| StreamBuffer { by_hour: BTreeMap::new(), bytes: 0, since: None, files: 0, written: 0, delivered: 0, last_hour: None })
             .collect();
-        let (to_writer, jobs) = std::sync::mpsc::sync_channel::<Flush>(QUEUED_FLUSHES);
+        let (to_writer, jobs) = std::sync::mpsc::channel::<Flush>();
         let (done, from_writer) = std::sync::mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("fleetflow-folder".into())
@@ -143,6 +151,7 @@ impl FolderSink {
             spare: Vec::new(),
             writer,
             in_flight: 0,
+            in_flight_bytes: 0,
             files: format::FileSpec::default(),
         }
     }
@@ -167,12 +176,16 @@ impl FolderSink {
             buffer.files += 1;
             files.push((dir.join(name), bytes));
         }
-        buffer.bytes = 0;
         buffer.since = None;
-        let flush = Flush { stream, files, written: buffer.written, format: self.files.format };
+        let bytes = std::mem::take(&mut buffer.bytes);
+        let flush = Flush { stream, files, written: buffer.written, format: self.files.format, bytes };
+        self.wait_for_room(bytes)?;
         match &self.to_writer {
             Some(to) => match to.send(flush) {
-                Ok(()) => self.in_flight += 1,
+                Ok(()) => {
+                    self.in_flight += 1;
+                    self.in_flight_bytes += bytes;
+                }
                 // The writer thread is gone: it reported why, or panicked.
                 Err(std::sync::mpsc::SendError(flush)) => {
                     self.settle()?;
@@ -185,6 +198,9 @@ impl FolderSink {
     }
 
     fn write_here(&mut self, flush: Flush) -> Result<(), SinkError> {
+        // (Counted as in flight for the moment it takes, as `finished` settles it.)
+        self.in_flight += 1;
+        self.in_flight_bytes += flush.bytes;
         let written = flush.write();
         self.finished(written)
     }
@@ -192,15 +208,36 @@ impl FolderSink {
     /// Takes in what the writer thread finished, without waiting.
     fn settle(&mut self) -> Result<(), SinkError> {
         while let Ok(done) = self.from_writer.try_recv() {
-            self.in_flight -= 1;
             self.finished(done)?;
         }
         Ok(())
     }
 
+    /// Waits until `bytes` more fit under the in-flight bound (see [`IN_FLIGHT_BYTES`]).
+    fn wait_for_room(&mut self, bytes: usize) -> Result<(), SinkError> {
+        let bound = IN_FLIGHT_BYTES.max(4 * self.hints.size_bytes);
+        while self.in_flight > 0 && self.in_flight_bytes + bytes > bound {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the writer thread to finish one flush.
+    fn wait_one(&mut self) -> Result<(), SinkError> {
+        match self.from_writer.recv() {
+            Ok(done) => self.finished(done),
+            Err(_) => Err(SinkError::Io {
+                path: self.root.display().to_string(),
+                source: std::io::Error::other("the folder writer thread stopped"),
+            }),
+        }
+    }
+
     /// A finished flush. A failed one is reported (the job stops on it) and its records are
     /// settled all the same, so the dataflow can drain.
     fn finished(&mut self, done: Written) -> Result<(), SinkError> {
+        self.in_flight -= 1;
+        self.in_flight_bytes -= done.bytes;
         self.streams[done.stream.index()].delivered = done.written;
         let mut kept: usize = self.spare.iter().map(Vec::capacity).sum();
         for bytes in done.buffers {
@@ -215,18 +252,7 @@ impl FolderSink {
     /// Waits until every flush handed over is on disk.
     fn wait_idle(&mut self) -> Result<(), SinkError> {
         while self.in_flight > 0 {
-            match self.from_writer.recv() {
-                Ok(done) => {
-                    self.in_flight -= 1;
-                    self.finished(done)?
-                }
-                Err(_) => {
-                    return Err(SinkError::Io {
-                        path: self.root.display().to_string(),
-                        source: std::io::Error::other("the folder writer thread stopped"),
-                    })
-                }
-            }
+            self.wait_one()?;
         }
         Ok(())
     }
@@ -368,6 +394,24 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(std::fs::read_to_string(dir.path().join(&all[0])).unwrap(), "first\n");
         assert_eq!(std::fs::read_to_string(dir.path().join(&all[1])).unwrap(), "second\n");
+    }
+
+    #[test]
+    fn holds_at_most_the_in_flight_bound_of_lines_not_yet_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        // A size hint a quarter of the bound: four flushes fit, a fifth waits for the first.
+        let size = IN_FLIGHT_BYTES / 4;
+        let hints = BufferHints { size_bytes: size, interval: Duration::from_secs(3600) };
+        let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
+        let line = vec![b'x'; size - 1].into_iter().chain([b'\n']).collect::<Vec<u8>>();
+        for i in 0..6 {
+            sink.write(StreamName::RAW, 0, &Encoded { line: line.clone(), time: i * 3_600_000, key: None }).unwrap();
+            assert!(sink.in_flight_bytes <= IN_FLIGHT_BYTES, "{} in flight after flush {i}", sink.in_flight_bytes);
+        }
+        sink.flush().unwrap();
+        assert_eq!((sink.in_flight, sink.in_flight_bytes), (0, 0));
+        assert_eq!(sink.delivered(StreamName::RAW), 6);
+        assert_eq!(files(dir.path()).len(), 6);
     }
 
     #[test]
