@@ -179,7 +179,8 @@ impl FolderSink {
         buffer.since = None;
         let bytes = std::mem::take(&mut buffer.bytes);
         let flush = Flush { stream, files, written: buffer.written, format: self.files.format, bytes };
-        self.wait_for_room(bytes)?;
+        // (An earlier flush that failed is reported once this one is handed over, not instead.)
+        let room = self.wait_for_room(bytes);
         match &self.to_writer {
             Some(to) => match to.send(flush) {
                 Ok(()) => {
@@ -194,7 +195,7 @@ impl FolderSink {
             },
             None => self.write_here(flush)?,
         }
-        Ok(())
+        room
     }
 
     fn write_here(&mut self, flush: Flush) -> Result<(), SinkError> {
@@ -213,24 +214,29 @@ impl FolderSink {
         Ok(())
     }
 
-    /// Waits until `bytes` more fit under the in-flight bound (see [`IN_FLIGHT_BYTES`]).
+    /// Waits until `bytes` more fit under the in-flight bound (see [`IN_FLIGHT_BYTES`]), or
+    /// the writer thread is gone; the first failed flush it took in is the result.
     fn wait_for_room(&mut self, bytes: usize) -> Result<(), SinkError> {
         let bound = IN_FLIGHT_BYTES.max(4 * self.hints.size_bytes);
+        let mut result = Ok(());
         while self.in_flight > 0 && self.in_flight_bytes + bytes > bound {
-            self.wait_one()?;
+            let Ok(done) = self.from_writer.recv() else { return result.and(Err(self.writer_gone())) };
+            let finished = self.finished(done);
+            result = result.and(finished);
         }
-        Ok(())
+        result
     }
 
     /// Waits for the writer thread to finish one flush.
     fn wait_one(&mut self) -> Result<(), SinkError> {
         match self.from_writer.recv() {
             Ok(done) => self.finished(done),
-            Err(_) => Err(SinkError::Io {
-                path: self.root.display().to_string(),
-                source: std::io::Error::other("the folder writer thread stopped"),
-            }),
+            Err(_) => Err(self.writer_gone()),
         }
+    }
+
+    fn writer_gone(&self) -> SinkError {
+        SinkError::Io { path: self.root.display().to_string(), source: std::io::Error::other("the folder writer thread stopped") }
     }
 
     /// A finished flush. A failed one is reported (the job stops on it) and its records are
@@ -412,6 +418,27 @@ mod tests {
         assert_eq!((sink.in_flight, sink.in_flight_bytes), (0, 0));
         assert_eq!(sink.delivered(StreamName::RAW), 6);
         assert_eq!(files(dir.path()).len(), 6);
+    }
+
+    #[test]
+    fn a_failed_flush_met_while_waiting_for_room_is_reported_after_the_next_is_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where `errors`' folder should be: its flushes fail; `alerts`' succeed.
+        std::fs::write(dir.path().join("errors"), b"").unwrap();
+        let size = IN_FLIGHT_BYTES / 4;
+        let hints = BufferHints { size_bytes: size, interval: Duration::from_secs(3600) };
+        let mut sink = FolderSink::new(dir.path(), "t".into(), hints);
+        let line = vec![b'x'; size - 1].into_iter().chain([b'\n']).collect::<Vec<u8>>();
+        let record = |time| Encoded { line: line.clone(), time, key: None };
+        let failed: Vec<bool> = (0..4).map(|i| sink.write(StreamName::ERRORS, 0, &record(i * 3_600_000)).is_err()).collect();
+        // The bound is full: this flush waits for the first failed one, and is handed over.
+        let alerts = sink.write(StreamName::named("alerts"), 0, &record(0));
+        assert!(failed.iter().any(|f| *f) || alerts.is_err(), "the failure is reported");
+        // (Each failed flush is reported once; the rest settle.)
+        let settled = (0..5).any(|_| sink.flush().is_ok());
+        assert!(settled && sink.in_flight == 0);
+        assert_eq!(sink.delivered(StreamName::named("alerts")), 1, "written all the same");
+        assert_eq!(files(dir.path()), vec!["alerts/1970/01/01/00/alerts-t-000000.jsonl", "errors"]);
     }
 
     #[test]
