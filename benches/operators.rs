@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench --bench operators` (criterion's filters work: `cargo bench --bench operators -- parse`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -16,12 +18,12 @@ use fleetflow::encode::reading_line;
 use fleetflow::parse::{parse_line, Parsed};
 use fleetflow::sources::generator::{FleetConfig, FleetPartition};
 use fleetflow_dataflows::analyses::REGISTRY;
-use fleetflow_dataflows::analysis::{build, Analysis, Core, Settings};
+use fleetflow_dataflows::analysis::{Analysis, Settings};
 use fleetflow_dataflows::reference::SensorRow;
 use fleetflow_dataflows::stats::{SpeedSample, SpeedStats};
 use fleetflow_dataflows::time::align;
 use fleetflow_dataflows::windows::{Sliding, Tumbling, WindowAggregate};
-use fleetflow_dataflows::{Params, Reading, Time, Vin};
+use fleetflow_dataflows::{Reading, Time, Vin};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
@@ -116,15 +118,9 @@ fn sliding() -> Build {
 fn whole_job() -> Build {
     Box::new(|s, rows, buggy, probe| {
         // What the job builds: the core and the default analyses, each output encoded.
-        let params = Params::default();
         let analyses: Vec<(&dyn Analysis, Settings)> =
             REGISTRY.iter().filter(|a| a.spec().on_by_default).map(|a| (*a, Settings::new())).collect();
-        let offsets = analyses.iter().any(|(a, _)| a.uses_offsets(true));
-        let mut core = Core::new(s, rows, buggy, &params, offsets, std::rc::Rc::new(|| 0));
-        build(&mut core, &analyses, &mut |_, out| {
-            out.probe_with(probe);
-        })
-        .expect("the default analyses build");
+        common::job_dataflow((s, rows, buggy), &analyses, true, probe);
     })
 }
 

@@ -22,12 +22,11 @@ use fleetflow::counting_allocator::Counting;
 use fleetflow::operations::live_state::LiveState;
 use fleetflow::sources::generator::{FleetConfig, FleetPartition};
 use fleetflow_dataflows::analyses::REGISTRY;
-use fleetflow_dataflows::analysis::{build, Analysis, Core, Settings};
+use fleetflow_dataflows::analysis::{Analysis, Settings};
 use fleetflow_dataflows::reference::SensorRow;
 use fleetflow_dataflows::stats::{SpeedStats, SpeedWindow};
 use fleetflow_dataflows::windows::Window;
-use fleetflow_dataflows::{Params, Reading, Time, Vin};
-use timely::dataflow::operators::Probe;
+use fleetflow_dataflows::{Reading, Time, Vin};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 #[global_allocator]
@@ -77,14 +76,8 @@ impl Inputs {
         let mut buggy = InputSession::new();
         let probe = ProbeHandle::new();
         worker.dataflow(|scope| {
-            let offsets = analyses.iter().any(|(a, _)| a.uses_offsets(reference));
-            let (s, r, b) = (readings.to_stream(scope), rows.to_collection(scope), buggy.to_collection(scope));
-            let core = Core::new(s, r, b, &Params::default(), offsets, std::rc::Rc::new(|| 0));
-            let mut core = if reference { core } else { core.without_reference() };
-            build(&mut core, analyses, &mut |_, out| {
-                out.probe_with(&probe);
-            })
-            .expect("the analyses build");
+            let inputs = (readings.to_stream(scope), rows.to_collection(scope), buggy.to_collection(scope));
+            common::job_dataflow(inputs, analyses, reference, &probe);
         });
         Inputs { readings, rows, buggy, probe }
     }
