@@ -1,5 +1,6 @@
-//! The state store: `<location>/<group>/<name>/part-<worker>-of-<peers>.bin` for each worker's
-//! part and `COMPLETE` once every part is there, where a checkpoint's name is its boundary (or,
+//! The state store: `<location>/<group>/<name>/part-<worker>-at-<boundary>-of-<peers>.bin` for
+//! each worker's part (parts written before the boundary was in the name are read too) and
+//! `COMPLETE` once every part is there and all were taken at one boundary, where a checkpoint's name is its boundary (or,
 //! for an exact stop's, a time after the stop's frontier: see `job::checkpointer`), in a folder or an S3 prefix (see
 //! [`Objects`]). Each file is written whole or not at all, so a crash leaves a checkpoint whole,
 //! or without its `COMPLETE` and not restored.
@@ -91,8 +92,18 @@ impl StateStore {
     /// Writes `part` of the checkpoint named `name` (whole or not at all); returns its size in bytes.
     pub fn write_part(&self, name: Time, part: &Part) -> Result<u64, StoreError> {
         let bytes = part.encode().map_err(|e| StoreError::Invalid { path: "part".into(), problem: e.to_string() })?;
-        let file = format!("part-{:04}-of-{:04}.bin", part.worker, part.peers);
-        self.objects.put(&format!("{}/{file}", self.folder(name)), &bytes)?;
+        // (The boundary in the name lets completion check, without reading the parts, that every
+        // worker's part holds its state as of the same boundary.)
+        let file = format!("part-{:04}-at-{}-of-{:04}.bin", part.worker, part.at, part.peers);
+        // A part this worker wrote under this name at another boundary (a run that stopped
+        // before completing the checkpoint) goes first: one part a worker.
+        let (folder, mine) = (self.folder(name), format!("part-{:04}-", part.worker));
+        for stale in self.objects.list(&folder, false)? {
+            if stale != file && stale.starts_with(&mine) && is_part_of(&stale, Some(part.peers)) {
+                self.objects.remove_file(&format!("{folder}/{stale}"))?;
+            }
+        }
+        self.objects.put(&format!("{folder}/{file}"), &bytes)?;
         Ok(bytes.len() as u64)
     }
 
@@ -109,6 +120,17 @@ impl StateStore {
         Ok(self.objects.list(&self.folder(at), false)?.iter().filter(|n| is_part_of(n, Some(peers))).count())
     }
 
+    /// Whether the parts of the checkpoint named `name` by a job of `peers` workers hold state as
+    /// of one boundary. An exact stop's checkpoint is named after the frontier, and each worker
+    /// takes its part at the latest boundary its operators saved: parts at different boundaries
+    /// would restore some vehicles' state as of one and others' as of another, while each source
+    /// re-reads from its own worker's boundary, losing or counting twice the readings between.
+    /// Such a checkpoint is never completed.
+    pub fn parts_agree(&self, name: Time, peers: usize) -> Result<bool, StoreError> {
+        let files = self.objects.list(&self.folder(name), false)?;
+        Ok(boundaries_agree(files.iter().filter(|n| is_part_of(n, Some(peers)))))
+    }
+
     /// Marks the checkpoint named `at` complete: every part of the job of `peers` workers is written.
     pub fn complete(&self, at: Time, peers: usize) -> Result<(), StoreError> {
         self.objects.put(&format!("{}/{COMPLETE}", self.folder(at)), peers.to_string().as_bytes())
@@ -123,7 +145,9 @@ impl StateStore {
         }
         let peers = |f: &String| f.strip_suffix(".bin")?.rsplit_once("-of-")?.1.parse::<usize>().ok();
         for n in files.iter().filter_map(peers).collect::<std::collections::BTreeSet<_>>() {
-            if files.iter().filter(|f| is_part_of(f, Some(n))).count() == n {
+            if files.iter().filter(|f| is_part_of(f, Some(n))).count() == n
+                && boundaries_agree(files.iter().filter(|f| is_part_of(f, Some(n))))
+            {
                 self.complete(name, n)?;
                 return Ok(true);
             }
@@ -283,6 +307,13 @@ fn is_part_of(name: &str, peers: Option<usize>) -> bool {
     is_file_of(name, "part-", peers)
 }
 
+/// Whether the parts named hold state as of one boundary (parts named without it agree).
+fn boundaries_agree<'a>(parts: impl Iterator<Item = &'a String>) -> bool {
+    let at = |name: &str| name.split_once("-at-").and_then(|(_, rest)| rest.split_once("-of-")).and_then(|(at, _)| at.parse::<Time>().ok());
+    let boundaries: std::collections::BTreeSet<Time> = parts.filter_map(|n| at(n)).collect();
+    boundaries.len() <= 1
+}
+
 /// Whether a file is one of `kind` (`part-`, `incr-`) written by a job of `peers` workers (any,
 /// if none is given).
 fn is_file_of(name: &str, kind: &str, peers: Option<usize>) -> bool {
@@ -311,6 +342,31 @@ mod tests {
             }],
             references: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_checkpoint_whose_parts_hold_state_as_of_different_boundaries_is_never_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(Objects::Folder(dir.path().to_path_buf()), "group/1");
+        // An exact stop's checkpoint, named after the frontier: one worker's state as of 120 s,
+        // the other's as of 180 s.
+        store.write_part(200_001, &part(120_000, 0, 200_000)).unwrap();
+        store.write_part(200_001, &part(180_000, 1, 200_000)).unwrap();
+        assert_eq!(store.parts_written(200_001, 2).unwrap(), 2);
+        assert!(!store.parts_agree(200_001, 2).unwrap());
+        assert!(!store.complete_if_whole(200_001).unwrap(), "a restart does not complete it either");
+        store.write_part(240_000, &part(240_000, 0, 240_000)).unwrap();
+        store.write_part(240_000, &part(240_000, 1, 240_000)).unwrap();
+        assert!(store.parts_agree(240_000, 2).unwrap());
+        assert!(store.complete_if_whole(240_000).unwrap());
+        assert_eq!(store.latest("s", 0).unwrap().unwrap().restored.at, 240_000);
+        // A worker's part written again at another boundary replaces its earlier one.
+        store.write_part(200_001, &part(120_000, 1, 200_000)).unwrap();
+        assert_eq!(store.parts_written(200_001, 2).unwrap(), 2);
+        assert!(store.parts_agree(200_001, 2).unwrap());
+        // Parts named before the boundary was in the name agree with anything.
+        assert!(boundaries_agree(["part-0000-of-0002.bin".to_string(), "part-0001-at-5-of-0002.bin".to_string()].iter()));
+        assert!(!boundaries_agree(["part-0000-at-6-of-0002.bin".to_string(), "part-0001-at-5-of-0002.bin".to_string()].iter()));
     }
 
     #[test]

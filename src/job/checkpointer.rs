@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use fleetflow_dataflows::checkpoint::Checkpoints;
 use fleetflow_dataflows::time::align;
 use fleetflow_dataflows::Time;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::reference_versions::SharedVersions;
 use super::JobError;
@@ -77,6 +77,8 @@ pub struct Checkpointer {
     /// it in the store (the process's first worker) or reads it there.
     seen: Arc<AtomicU64>,
     lists: bool,
+    /// The latest checkpoint refused for parts at different boundaries (warned about once).
+    refused: Time,
 }
 
 impl Checkpointer {
@@ -115,6 +117,7 @@ impl Checkpointer {
             references: SharedVersions::default(),
             seen: Arc::default(),
             lists: true,
+            refused: 0,
         }
     }
 
@@ -305,6 +308,14 @@ impl Checkpointer {
     fn complete_latest(&mut self, router: &mut Router) -> Result<(), JobError> {
         for w in self.positions.iter().rev() {
             if w.name <= self.completed || self.store.parts_written(w.name, self.peers).map_err(store)? < self.peers {
+                continue;
+            }
+            if !self.store.parts_agree(w.name, self.peers).map_err(store)? {
+                // (See `StateStore::parts_agree`: an earlier or a later checkpoint completes.)
+                if self.refused < w.name {
+                    self.refused = w.name;
+                    warn!("checkpoint {}: the workers' parts hold state as of different boundaries; not completed", w.name);
+                }
                 continue;
             }
             let commit = CheckpointCommit { name: w.name, at: w.at, durable: w.durable, stop: w.stop };
