@@ -19,7 +19,9 @@
 //! worker's pause (until then another could still be reading, and move the frontier), and no
 //! worker closes its inputs before it has heard that every worker committed and halted: the
 //! frontier would otherwise move past the stop (to the lowest capability left) and close windows
-//! that a worker not yet halted would write, partial.
+//! that a worker not yet halted would write, partial. A checkpointed job's workers also tell each
+//! other which boundaries they hold their state saved as of: the stop's checkpoint takes the
+//! latest that all hold, so that its parts agree.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -42,6 +44,9 @@ pub enum Notice {
     Paused(usize, Option<Time>),
     /// Worker N committed at the exact stop's frontier and writes nothing more.
     Halted(usize),
+    /// Worker N holds its state saved as of these boundaries, at or below the exact stop's
+    /// frontier: the stop's checkpoint takes the latest that every worker holds.
+    Saved(usize, Vec<Time>),
 }
 
 /// Where a worker sends its own notices.
@@ -56,6 +61,8 @@ struct Heard {
     paused: std::collections::BTreeMap<usize, Option<Time>>,
     /// The workers that have committed an exact stop.
     halted: std::collections::BTreeSet<usize>,
+    /// The boundaries each worker holds its state saved as of, for the exact stop's checkpoint.
+    saved: std::collections::BTreeMap<usize, Vec<Time>>,
 }
 
 /// This worker's side of the notices: where it announces its own failure or pause, and what it
@@ -67,6 +74,7 @@ pub struct FailureNotices {
     heard: Rc<RefCell<Heard>>,
     announced: bool,
     paused: bool,
+    saved: bool,
 }
 
 impl FailureNotices {
@@ -86,9 +94,10 @@ impl FailureNotices {
                 Notice::Failed(f) => drop(seen.failure.get_or_insert_with(|| f.clone())),
                 Notice::Paused(worker, cap) => drop(seen.paused.insert(*worker, *cap)),
                 Notice::Halted(worker) => drop(seen.halted.insert(*worker)),
+                Notice::Saved(worker, at) => drop(seen.saved.insert(*worker, at.clone())),
             }
         });
-        (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false }, all)
+        (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false, saved: false }, all)
     }
 
     /// Moves this worker's announcement capability up to the readings' frontier (`None`: they are
@@ -156,11 +165,44 @@ impl FailureNotices {
         self.send(Notice::Halted(index));
     }
 
+    /// Tells every worker the boundaries worker `index` holds its state saved as of, at or below
+    /// the exact stop's frontier (once).
+    pub fn announce_saved(&mut self, index: usize, boundaries: Vec<Time>) {
+        if !std::mem::replace(&mut self.saved, true) {
+            self.send(Notice::Saved(index, boundaries));
+        }
+    }
+
+    /// Whether this worker has announced the boundaries it holds.
+    pub fn saved_announced(&self) -> bool {
+        self.saved
+    }
+
+    /// Once all `peers` workers have told the boundaries they hold: the latest that every one
+    /// holds (`Some(None)`: none). Each worker saves a boundary when its own operators see their
+    /// frontier pass it, and one that sees its frontier jump over a boundary saves only the
+    /// latest, so workers can hold different ones; a checkpoint whose parts hold state as of
+    /// different boundaries would mix them (see `StateStore::parts_agree`).
+    pub fn common_boundary(&self, peers: usize) -> Option<Option<Time>> {
+        latest_held_by_all(&self.heard.borrow().saved, peers)
+    }
+
     /// How many workers have committed an exact stop: once all have, the inputs may close (the
     /// frontier then moves on, closing windows that no worker writes any more).
     pub fn halted(&self) -> usize {
         self.heard.borrow().halted.len()
     }
+}
+
+/// Once all `peers` workers told what they hold (`saved`): the latest boundary every one holds.
+fn latest_held_by_all(saved: &std::collections::BTreeMap<usize, Vec<Time>>, peers: usize) -> Option<Option<Time>> {
+    if saved.len() < peers {
+        return None;
+    }
+    let mut all = saved.values();
+    let first: std::collections::BTreeSet<Time> = all.next().map(|b| b.iter().copied().collect()).unwrap_or_default();
+    let common = all.fold(first, |held, b| held.into_iter().filter(|t| b.contains(t)).collect());
+    Some(common.last().copied())
 }
 
 #[cfg(test)]
@@ -242,7 +284,16 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_reaches_every_worker_and_each_pauses_in_turn() {
+    fn the_stop_takes_the_latest_boundary_every_worker_holds() {
+        let saved = |each: &[&[Time]]| each.iter().enumerate().map(|(w, b)| (w, b.to_vec())).collect();
+        assert_eq!(latest_held_by_all(&saved(&[&[60, 120, 180], &[120, 180, 240], &[180]]), 3), Some(Some(180)));
+        assert_eq!(latest_held_by_all(&saved(&[&[60, 120], &[180]]), 2), Some(None), "none in common");
+        assert_eq!(latest_held_by_all(&saved(&[&[60, 120]]), 2), None, "one worker has not told yet");
+        assert_eq!(latest_held_by_all(&saved(&[&[60]]), 1), Some(Some(60)));
+    }
+
+    #[test]
+    fn a_pause_and_the_boundaries_held_reach_every_worker_and_each_pauses_in_turn() {
         let paused = Arc::new(Mutex::new(vec![0, 0]));
         let out = paused.clone();
         timely::execute(timely::Config::process(2), move |worker| {
@@ -267,6 +318,13 @@ mod tests {
                 notices.follow(Some(100));
                 worker.step();
             }
+            notices.announce_saved(index, if index == 0 { vec![60, 120, 180] } else { vec![60, 120, 240] });
+            while notices.common_boundary(2).is_none() && std::time::Instant::now() < deadline {
+                notices.follow(Some(100));
+                worker.step();
+            }
+            assert_eq!(notices.common_boundary(2), Some(Some(120)), "the latest boundary both hold");
+            assert_eq!(notices.common_boundary(3), None, "not every worker told");
             assert_eq!(notices.heard(), None, "a pause is no failure");
             assert_eq!(notices.pause_frontier(2), Some(Some(5)), "the lowest capability announced, each announced once");
             assert_eq!(notices.pause_frontier(3), None, "not every worker paused");

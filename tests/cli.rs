@@ -746,6 +746,43 @@ fn a_resumed_generator_stopped_and_killed_at_other_sizes_writes_an_uninterrupted
 
 #[cfg(unix)]
 #[test]
+fn with_saved_states_over_their_memory_budget_stops_stay_exact() {
+    // `checkpoints.pending_mib = 1`: the states saved at each boundary exceed the budget, so the
+    // oldest are dropped as new ones are saved. Two exact stops (at 2 workers, then 1), then the
+    // rest: one uninterrupted run's outputs, each once.
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, out, state) = (dir.path().join("reference"), dir.path().join("out"), dir.path().join("state"));
+    let cfg = dir.path().join("budget.toml");
+    std::fs::write(&cfg, "[checkpoints]\npending_mib = 1\n").unwrap();
+    let (o, s, c) = (out.to_str().unwrap(), state.to_str().unwrap(), cfg.to_str().unwrap());
+    let fleet = ["run", "--fast", "--vehicles", "6000", "--duration-secs", "1800", "--resume", "--http", "", "--buffer-secs", "0.2"];
+    let job = |extra: &[&'static str]| [&fleet[..], &["--config", c, "--output", o, "--state-dir", s], extra].concat();
+    let st0 = dir.path().join("st0");
+    // (A fleet started at 2 workers has 2 partitions, whatever it is restored into.)
+    let whole =
+        fleetflow(&[&fleet[..], &["-w", "2", "--output", reference.to_str().unwrap(), "--state-dir", st0.to_str().unwrap()]].concat());
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let mut logs = String::new();
+    for workers in ["2", "1"] {
+        let mut run = Logged::spawn(BIN, &job(&["-w", workers]));
+        // (Two checkpoints in: the budget has dropped states by then.)
+        run.wait_for("checkpoint complete");
+        run.wait_for("checkpoint complete");
+        let (status, log) = run.signal(libc::SIGTERM);
+        logs.push_str(&log);
+        assert!(status.success() && log.contains("stopped exactly"), "{logs}");
+    }
+    let last = fleetflow(&job(&["-w", "2"]));
+    logs.push_str(&stderr(&last));
+    assert!(last.status.success() && logs.matches("restoring the checkpoint of").count() >= 2, "{logs}");
+    assert!(logs.contains("reached checkpoints.pending_mib"), "the budget dropped saved states:\n{logs}");
+    assert!(!lines_of(&reference, "speed_windows").is_empty() && !lines_of(&reference, "alerts").is_empty());
+    common::assert_same_lines(&reference, &out, &["speed_windows", "speeders", "daily_speeders", "alerts", "late"], &logs);
+}
+
+#[cfg(unix)]
+#[test]
 fn a_resumed_generator_restores_into_two_processes_and_theirs_into_one() {
     // A fleet checkpointed by one process of 2 workers, restored by a cluster of 2 processes of
     // one worker (sharing the state folder), stopped exactly by SIGTERM to one of them, then

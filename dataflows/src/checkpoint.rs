@@ -46,7 +46,14 @@ use crate::time::{align, Time};
 
 /// Saved states kept per operator until the runtime writes them (older ones are dropped: their
 /// checkpoint is skipped, a newer one completes). Each is a copy of the operator's state, so this
-/// bounds the memory checkpoints take while the sinks have not yet delivered a boundary.
+/// bounds the memory checkpoints take while the sinks have not yet delivered a boundary; a
+/// budget in bytes ([`Checkpoints::with_budget`]) bounds it further.
+///
+/// The oldest are dropped, never the newest: every worker saves the boundaries its operators'
+/// frontiers pass, so the newest are the ones every worker holds, and a checkpoint's parts must
+/// all be as of one boundary. (Keeping the oldest waiting and skipping newer ones instead was
+/// tried: which boundaries a worker skipped then depended on when it wrote its parts, and the
+/// workers' parts of an exact stop disagreed.)
 const KEPT: usize = 8;
 
 /// Why restored state could not be used.
@@ -111,6 +118,10 @@ struct Registry {
     errors: Vec<RestoreError>,
     /// Time spent encoding states, their bytes, and how many, since the registry was made.
     encoded: Encoded,
+    /// Bytes the saved states may take together (the oldest boundaries are dropped beyond it,
+    /// the newest always kept), and how many boundaries were dropped for it.
+    budget: u64,
+    dropped: u64,
     owner: (usize, usize),
     operators: Vec<(String, SavedStates, Kind)>,
     /// The boundary of the latest checkpoint this worker knows to be complete (the restored one
@@ -133,6 +144,8 @@ impl Checkpoints {
             restored,
             errors: Vec::new(),
             encoded: Default::default(),
+            budget: u64::MAX,
+            dropped: 0,
             owner: (index, peers.max(1)),
             operators: Vec::new(),
         };
@@ -142,6 +155,19 @@ impl Checkpoints {
     /// The interval, ms (0: off).
     pub fn interval(&self) -> Time {
         self.inner.borrow().every
+    }
+
+    /// Bounds the bytes of the states saved and not yet released to `bytes` together: beyond
+    /// it, the oldest boundary saved is dropped by every operator (its checkpoint is skipped;
+    /// the newest boundary is always kept, whatever its size).
+    pub fn with_budget(self, bytes: u64) -> Self {
+        self.inner.borrow_mut().budget = bytes.max(1);
+        self
+    }
+
+    /// How many boundaries were dropped to keep the saved states within the budget.
+    pub fn dropped(&self) -> u64 {
+        self.inner.borrow().dropped
     }
 
     /// The boundary the dataflow was restored as of, if any.
@@ -249,6 +275,27 @@ impl Checkpoints {
     }
 }
 
+impl Registry {
+    /// Drops the oldest boundary saved, from every operator, while the saved states take more
+    /// than the budget and more than one boundary is saved.
+    fn keep_within_budget(&mut self) {
+        loop {
+            let (mut bytes, mut boundaries) = (0u64, std::collections::BTreeSet::new());
+            for (_, saved, _) in &self.operators {
+                for (t, b) in saved.borrow().iter() {
+                    bytes += b.len() as u64;
+                    boundaries.insert(*t);
+                }
+            }
+            let Some(&oldest) = boundaries.first().filter(|_| bytes > self.budget && boundaries.len() > 1) else { return };
+            for (_, saved, _) in &self.operators {
+                saved.borrow_mut().remove(&oldest);
+            }
+            self.dropped += 1;
+        }
+    }
+}
+
 thread_local! {
     /// The registry of the dataflow being built on this thread (see [`building`]).
     static BUILDING: RefCell<Option<Checkpoints>> = const { RefCell::new(None) };
@@ -326,6 +373,9 @@ impl OperatorState {
             while saved.len() > KEPT {
                 saved.pop_first();
             }
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.borrow_mut().keep_within_budget();
         }
         self.next = boundary + self.every;
     }
@@ -433,6 +483,26 @@ mod tests {
         assert!(ck.operator("b").restored::<String>().is_empty());
         let errors = ck.restore_errors();
         assert!(errors.len() == 1 && errors[0].to_string().contains("operator b"), "{errors:?}");
+    }
+
+    #[test]
+    fn beyond_the_budget_the_oldest_boundaries_are_dropped_by_every_operator_never_the_newest() {
+        // Each state is 108 bytes (a vector of 100 bytes and its length); two operators.
+        let ck = Checkpoints::every(60_000, None, (0, 1)).with_budget(500);
+        let (mut a, mut b) = (ck.operator("a"), ck.operator("b"));
+        for t in [60_000, 120_000] {
+            a.passing(t, |_| vec![0u8; 100]);
+            b.passing(t, |_| vec![0u8; 100]);
+        }
+        assert_eq!((ck.complete_all(), ck.dropped()), (vec![60_000, 120_000], 0), "432 bytes: within");
+        a.passing(180_000, |_| vec![0u8; 100]);
+        assert_eq!(ck.complete_all(), [120_000], "540 bytes: 60 s dropped by both; 180 s waits for b");
+        b.passing(180_000, |_| vec![0u8; 100]);
+        assert_eq!((ck.complete_all(), ck.dropped()), (vec![120_000, 180_000], 1));
+        a.passing(240_000, |_| vec![0u8; 1000]);
+        b.passing(240_000, |_| vec![0u8; 1000]);
+        assert_eq!(ck.complete_all(), [240_000], "the newest is kept, whatever its size");
+        assert_eq!(ck.dropped(), 3);
     }
 
     #[test]

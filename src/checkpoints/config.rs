@@ -20,6 +20,10 @@ pub struct CheckpointConfig {
     pub endpoint_url: Option<String>,
     /// Complete checkpoints kept (older ones are removed).
     pub keep: usize,
+    /// Memory the states saved at boundaries may take while they wait for the sinks to deliver
+    /// their outputs, MiB a process (shared by its workers). Beyond it the oldest waiting
+    /// boundary is dropped (its checkpoint skipped; the newest is always kept).
+    pub pending_mib: u64,
     /// Take checkpoints whatever the source, restoring none (`fleetflow bench --checkpoints`
     /// measures their cost on the generator); not a configuration field.
     #[serde(skip)]
@@ -35,6 +39,7 @@ impl Default for CheckpointConfig {
             region: None,
             endpoint_url: None,
             keep: 3,
+            pending_mib: 1024,
             measure_only: false,
         }
     }
@@ -58,6 +63,9 @@ impl CheckpointConfig {
                 self.interval_secs
             ));
         }
+        if self.pending_mib == 0 {
+            return Err("checkpoints.pending_mib: 0 leaves no room for a saved state; use at least 1 (1024 by default)".into());
+        }
         if self.keep < 2 {
             return Err(format!(
                 "checkpoints.keep: {} keeps too few; keep at least 2 (the latest may be half written when a job dies)",
@@ -65,5 +73,21 @@ impl CheckpointConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_with_its_fix() {
+        assert_eq!(CheckpointConfig::default().validate(60), Ok(()));
+        let e = CheckpointConfig { interval_secs: 90, ..Default::default() }.validate(60).unwrap_err();
+        assert!(e.starts_with("checkpoints.interval_secs: 90") && e.contains("use 60"), "{e}");
+        let e = CheckpointConfig { keep: 1, ..Default::default() }.validate(60).unwrap_err();
+        assert!(e.starts_with("checkpoints.keep: 1") && e.contains("at least 2"), "{e}");
+        let e = CheckpointConfig { pending_mib: 0, ..Default::default() }.validate(60).unwrap_err();
+        assert!(e.starts_with("checkpoints.pending_mib: 0") && e.contains("at least 1"), "{e}");
     }
 }

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// into a temporary state folder) to measure what they cost.
     #[arg(long)]
     pub checkpoints: bool,
+    /// With `--checkpoints`: the memory the saved states may take while they wait for the sinks,
+    /// MiB (`[checkpoints] pending_mib`; its default unless given).
+    #[arg(long, value_name = "MIB", requires = "checkpoints")]
+    pub checkpoint_pending_mib: Option<u64>,
     /// A rate is sustained when the job keeps up (achieves 97% of it) and the p99 window latency
     /// stays below this, ms.
     #[arg(long, default_value_t = 1_000.0)]
@@ -198,6 +202,9 @@ fn bench_config(args: &BenchArgs, interval_ms: u64, output: PathBuf) -> Config {
         config.checkpoints.measure_only = true;
         config.checkpoints.interval_secs = args.window_secs;
         config.checkpoints.dir = output.join("state").display().to_string();
+        if let Some(mib) = args.checkpoint_pending_mib {
+            config.checkpoints.pending_mib = mib;
+        }
     }
     config.sinks.insert(
         "local".into(),

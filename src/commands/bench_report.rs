@@ -102,6 +102,8 @@ pub struct CheckpointCost {
     pub parts_written: u64,
     /// Mean time a worker spent writing a part, ms.
     pub mean_write_ms: f64,
+    /// Boundaries whose saved states were dropped to keep within `checkpoints.pending_mib`.
+    pub states_dropped: u64,
 }
 
 impl CheckpointCost {
@@ -117,6 +119,7 @@ impl CheckpointCost {
             mean_encode_ms: per_boundary(M::get(&m.checkpoint_encode_micros)) / 1000.0,
             parts_written: parts,
             mean_write_ms: if parts == 0 { 0.0 } else { M::get(&m.checkpoint_write_micros) as f64 / parts as f64 / 1000.0 },
+            states_dropped: M::get(&m.checkpoint_states_dropped),
         }
     }
 }

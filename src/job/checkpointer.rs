@@ -7,7 +7,8 @@
 //! positions from the checkpoint, written together with the state).
 //!
 //! An exact stop (SIGTERM) ends with one more checkpoint: the latest boundary below the stop's
-//! frontier, with the frontier as what was delivered and every record read counted as read, so
+//! frontier that every worker holds its state saved as of (the workers tell each other, see
+//! [`crate::failure::FailureNotices::common_boundary`]), with the frontier as what was delivered and every record read counted as read, so
 //! the restart writes nothing twice.
 //!
 //! A job whose sink commits with checkpoints (the exactly-once Kafka sink) also checkpoints when
@@ -60,8 +61,12 @@ pub struct Checkpointer {
     /// Counters, and the encoding time already counted.
     metrics: Arc<Metrics>,
     encode_counted: fleetflow_dataflows::checkpoint::Encoded,
-    /// The name of the exact stop's checkpoint, once its part is written.
+    /// Boundaries dropped for the memory budget, already counted.
+    dropped_counted: u64,
+    /// The name of the exact stop's checkpoint, once its part is written; and whether the stop
+    /// has been looked at once with everything below its frontier delivered.
     stopped_at: Option<Time>,
+    stop_settling: bool,
     /// The name of the checkpoint this run restored (0: none).
     restored_name: Time,
     looked: Instant,
@@ -108,7 +113,9 @@ impl Checkpointer {
             completed: restored_name.max(restored),
             metrics,
             encode_counted: Default::default(),
+            dropped_counted: 0,
             stopped_at: None,
+            stop_settling: false,
             restored_name,
             looked,
             idle: idle_commits.then(|| (0, Instant::now())),
@@ -193,11 +200,48 @@ impl Checkpointer {
         }
     }
 
-    /// The exact stop's checkpoint at the latest boundary below `frontier` (every output below
-    /// the frontier delivered, every record read counted as read). `true` once the checkpoint is
-    /// complete (the first worker waits for every part).
-    pub fn stop_at(&mut self, (driver, router): (&mut SourceDriver, &mut Router), frontier: Time) -> Result<bool, JobError> {
-        let Some(at) = self.boundary_below(frontier).filter(|t| *t > 0) else { return Ok(true) };
+    /// The boundaries at or below the stop's `frontier` this worker holds its state saved as of,
+    /// what it tells the other workers for the exact stop's checkpoint to take one they all hold;
+    /// from the second look with everything below the frontier delivered (an operator that holds
+    /// no capability may see its frontier pass a boundary, and save it, one step after the
+    /// outputs' frontier passed it).
+    pub fn held_when_settled(&mut self, frontier: Time) -> Option<Vec<Time>> {
+        std::mem::replace(&mut self.stop_settling, true).then(|| self.held_below(frontier))
+    }
+
+    /// The boundaries at or below `frontier` this worker holds its state saved as of.
+    fn held_below(&self, frontier: Time) -> Vec<Time> {
+        if self.registry.has_operators() {
+            self.registry.complete_all().into_iter().filter(|t| *t > 0 && *t <= frontier).collect()
+        } else {
+            Some(align(frontier, self.registry.interval())).into_iter().filter(|t| *t > 0).collect()
+        }
+    }
+
+    /// The exact stop's checkpoint at `at`, the latest boundary below `frontier` that every
+    /// worker holds (none: the stop writes no checkpoint, and the restart resumes from the
+    /// latest complete one), with every output below the frontier delivered and every record
+    /// read counted as read. `true` once the checkpoint is complete (the first worker waits for
+    /// every part).
+    pub fn stop_at(
+        &mut self,
+        (driver, router): (&mut SourceDriver, &mut Router),
+        frontier: Time,
+        at: Option<Time>,
+    ) -> Result<bool, JobError> {
+        let Some(at) = at else {
+            if self.worker == 0 && !self.held_below(frontier).is_empty() {
+                warn!("stopping: the workers hold no saved state as of one boundary below the stop; no checkpoint written, a restart resumes from the latest complete one");
+            }
+            return Ok(true);
+        };
+        if !self.held_below(frontier).contains(&at) {
+            return Err(JobError::Checkpoint(format!(
+                "the exact stop's boundary {} is no longer held by worker {}",
+                crate::encode::rfc3339(at),
+                self.worker
+            )));
+        }
         // A checkpoint of its own, named after the frontier and after the checkpoint this run
         // restored (the same for every worker): its outputs above the boundary must be committed
         // and it must be completed, even when a boundary's or an idle input's checkpoint at the
@@ -221,6 +265,14 @@ impl Checkpointer {
         Metrics::add(&self.metrics.checkpoint_encode_micros, (now.time - before.time).as_micros() as u64);
         Metrics::add(&self.metrics.checkpoint_states, now.states - before.states);
         Metrics::add(&self.metrics.checkpoint_state_bytes, now.bytes - before.bytes);
+        let dropped = self.registry.dropped();
+        if dropped > self.dropped_counted {
+            if self.dropped_counted == 0 {
+                warn!("worker {}: the states saved for checkpoints reached checkpoints.pending_mib while the sinks had not delivered their boundary; the oldest were dropped (their checkpoints skipped). If no checkpoint completes, raise pending_mib or checkpoints.interval_secs", self.worker);
+            }
+            Metrics::add(&self.metrics.checkpoint_states_dropped, dropped - self.dropped_counted);
+            self.dropped_counted = dropped;
+        }
     }
 
     /// Removes every checkpoint: the job drained its windows, a restart resumes from the

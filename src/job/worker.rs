@@ -294,7 +294,8 @@ impl<'w> WorkerLoop<'w> {
             return;
         }
         let checkpointer = self.checkpointer.as_mut();
-        match exact_stop(&mut self.driver, checkpointer, &mut self.router.borrow_mut(), &self.notices, (self.peers, durable, watermark)) {
+        let notices = (&mut self.notices, self.worker.index(), self.peers);
+        match exact_stop(&mut self.driver, checkpointer, &mut self.router.borrow_mut(), notices, (durable, watermark)) {
             Ok(true) => {
                 let at = self.notices.pause_frontier(self.peers).flatten().map(encode::rfc3339).unwrap_or_default();
                 self.stopping.halted(at);
@@ -385,7 +386,9 @@ fn registry_for(shared: &Shared, (index, peers): (usize, usize)) -> (Checkpoints
     let Some(state) = &shared.state else { return (Checkpoints::off(), None) };
     let every = shared.config.checkpoints.interval_secs.saturating_mul(1000);
     let restore = state.restore.clone();
-    (Checkpoints::every(every, restore.as_ref().map(|r| r.restored.clone()), (index, peers)), restore)
+    // (The budget is the process's, shared by its workers.)
+    let budget = shared.config.checkpoints.pending_mib.saturating_mul(1 << 20) / shared.config.workers.max(1) as u64;
+    (Checkpoints::every(every, restore.as_ref().map(|r| r.restored.clone()), (index, peers)).with_budget(budget), restore)
 }
 
 /// Outputs an earlier run delivered are not written again: those below a restored checkpoint's
@@ -431,14 +434,14 @@ fn pin(config: &crate::config::Config, index: usize) {
 /// worker not yet halted would write, partial (the chaos test in `tests/kafka.rs` found this).
 ///
 /// With checkpoints, the stop ends with a checkpoint instead of a commit: the state as of the
-/// latest boundary below the frontier, the frontier as what was delivered, every record read
+/// latest boundary below the frontier that every worker holds, the frontier as what was delivered, every record read
 /// counted as read (see [`Checkpointer::stop_at`]).
 fn exact_stop(
     driver: &mut SourceDriver,
     checkpointer: Option<&mut Checkpointer>,
     router: &mut Router,
-    notices: &FailureNotices,
-    (peers, durable, watermark): (usize, Option<Time>, Option<Time>),
+    (notices, index, peers): (&mut FailureNotices, usize, usize),
+    (durable, watermark): (Option<Time>, Option<Time>),
 ) -> Result<bool, JobError> {
     // Where the frontier stops, from what every worker announced; `None` inside: every source
     // already finished, and this is the end of the input, drained as usual.
@@ -450,7 +453,13 @@ fn exact_stop(
     }
     match checkpointer {
         Some(c) => {
-            if !c.stop_at((driver, router), frontier)? {
+            // (The latest boundary every worker holds: see `FailureNotices::common_boundary`.)
+            if !notices.saved_announced() {
+                let Some(held) = c.held_when_settled(frontier) else { return Ok(false) };
+                notices.announce_saved(index, held);
+            }
+            let Some(at) = notices.common_boundary(peers) else { return Ok(false) };
+            if !c.stop_at((driver, router), frontier, at)? {
                 return Ok(false);
             }
         }

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub checkpoint_state_bytes: AtomicU64,
     /// Stateful operators of all workers of this process.
     pub checkpoint_operators: AtomicU64,
+    /// Boundaries whose saved states were dropped, before the sinks delivered them, to keep
+    /// within `checkpoints.pending_mib`.
+    pub checkpoint_states_dropped: AtomicU64,
     /// Microseconds spent writing parts to the state store (in the worker loop).
     pub checkpoint_write_micros: AtomicU64,
     /// Replay: bytes read from the archive.
@@ -122,6 +125,7 @@ impl Metrics {
             checkpoint_encode_micros: zero(),
             checkpoint_states: zero(),
             checkpoint_state_bytes: zero(),
+            checkpoint_states_dropped: zero(),
             checkpoint_operators: zero(),
             checkpoint_write_micros: zero(),
             archive_bytes: zero(),

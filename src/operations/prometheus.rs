@@ -37,6 +37,14 @@ impl Collector for JobCollector {
         counter(&mut e, "fleetflow_blank", "Blank lines skipped", Metrics::get(&m.blank))?;
         counter(&mut e, "fleetflow_reference_updates", "Reference file edits applied", Metrics::get(&m.reference_updates))?;
         counter(&mut e, "fleetflow_reference_errors", "Reference file versions rejected", Metrics::get(&m.reference_errors))?;
+        counter(&mut e, "fleetflow_checkpoint_parts", "Checkpoint parts this process's workers wrote", Metrics::get(&m.checkpoint_parts))?;
+        counter(&mut e, "fleetflow_checkpoint_bytes", "Bytes of the checkpoint parts written", Metrics::get(&m.checkpoint_bytes))?;
+        counter(
+            &mut e,
+            "fleetflow_checkpoint_states_dropped",
+            "Boundaries whose saved states were dropped to keep within checkpoints.pending_mib",
+            Metrics::get(&m.checkpoint_states_dropped),
+        )?;
         {
             let mut family =
                 e.encode_descriptor("fleetflow_records_out", "Records handed to sinks, per output stream", None, MetricType::Counter)?;
@@ -150,12 +158,14 @@ mod tests {
         Metrics::add(&m.readings, 42);
         Metrics::add(&m.out[StreamName::named("alerts").index()], 3);
         Metrics::add(&m.sink("fh").dead_lettered, 2);
+        Metrics::add(&m.checkpoint_states_dropped, 4);
         m.windows_handed_off(0, 1);
         let text = render(&registry(m));
         assert!(text.contains("fleetflow_readings_total 42"), "{text}");
         assert!(text.contains("fleetflow_records_out_total{stream=\"alerts\"} 3"), "{text}");
         assert!(text.contains("fleetflow_sink_dead_lettered_total{sink=\"fh\"} 2"), "{text}");
         assert!(text.contains("fleetflow_window_latency_seconds_count 1"), "{text}");
+        assert!(text.contains("fleetflow_checkpoint_states_dropped_total 4"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         let classic = render_classic(&registry(Arc::new(Metrics::new(1))));
         assert!(classic.contains("# TYPE fleetflow_readings_total counter\nfleetflow_readings_total 0\n"), "{classic}");
