@@ -1,9 +1,10 @@
 //! The state store: `<location>/<group>/<name>/part-<worker>-at-<boundary>-of-<peers>.bin` for
 //! each worker's part (parts written before the boundary was in the name are read too) and
-//! `COMPLETE` once every part is there and all were taken at one boundary, where a checkpoint's name is its boundary (or,
-//! for an exact stop's, a time after the stop's frontier: see `job::checkpointer`), in a folder or an S3 prefix (see
-//! [`Objects`]). Each file is written whole or not at all, so a crash leaves a checkpoint whole,
-//! or without its `COMPLETE` and not restored.
+//! `COMPLETE` once every part is there and all were taken at one boundary, where a checkpoint's
+//! name is its boundary (or, for an exact stop's, a time after the stop's frontier: see
+//! `job::checkpointer`), in a folder or an S3 prefix (see [`Objects`]). Each file is written
+//! whole or not at all, so a crash leaves a checkpoint whole, or without its `COMPLETE` and not
+//! restored.
 //!
 //! A job with increments operators (the reference join's held windows) also writes
 //! `incr-<worker>-of-<peers>.bin` before each part. Pruning keeps the increments (and the marker)

@@ -8,8 +8,8 @@
 //!
 //! An exact stop (SIGTERM) ends with one more checkpoint: the latest boundary below the stop's
 //! frontier that every worker holds its state saved as of (the workers tell each other, see
-//! [`crate::failure::FailureNotices::common_boundary`]), with the frontier as what was delivered and every record read counted as read, so
-//! the restart writes nothing twice.
+//! [`crate::failure::FailureNotices::common_boundary`]), with the frontier as what was
+//! delivered and every record read counted as read, so the restart writes nothing twice.
 //!
 //! A job whose sink commits with checkpoints (the exactly-once Kafka sink) also checkpoints when
 //! its input falls silent: once the durable frontier has held still for [`IDLE_COMMIT`] above the
