@@ -20,8 +20,9 @@
 //! worker closes its inputs before it has heard that every worker committed and halted: the
 //! frontier would otherwise move past the stop (to the lowest capability left) and close windows
 //! that a worker not yet halted would write, partial. A checkpointed job's workers also tell each
-//! other which boundaries they hold their state saved as of: the stop's checkpoint takes the
-//! latest that all hold, so that its parts agree.
+//! other which boundaries they hold their state saved as of, for a checkpoint named after a
+//! frontier (an exact stop's, an idle input's): it takes the latest that all hold, so that its
+//! parts agree.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -44,9 +45,9 @@ pub enum Notice {
     Paused(usize, Option<Time>),
     /// Worker N committed at the exact stop's frontier and writes nothing more.
     Halted(usize),
-    /// Worker N holds its state saved as of these boundaries, at or below the exact stop's
-    /// frontier: the stop's checkpoint takes the latest that every worker holds.
-    Saved(usize, Vec<Time>),
+    /// Worker N holds its state saved as of these boundaries, below the frontier the checkpoint
+    /// of this name is taken at: it takes the latest that every worker holds.
+    Saved(usize, Time, Vec<Time>),
 }
 
 /// Where a worker sends its own notices.
@@ -61,8 +62,8 @@ struct Heard {
     paused: std::collections::BTreeMap<usize, Option<Time>>,
     /// The workers that have committed an exact stop.
     halted: std::collections::BTreeSet<usize>,
-    /// The boundaries each worker holds its state saved as of, for the exact stop's checkpoint.
-    saved: std::collections::BTreeMap<usize, Vec<Time>>,
+    /// By checkpoint name, the boundaries each worker holds its state saved as of.
+    saved: std::collections::BTreeMap<Time, std::collections::BTreeMap<usize, Vec<Time>>>,
 }
 
 /// This worker's side of the notices: where it announces its own failure or pause, and what it
@@ -74,7 +75,8 @@ pub struct FailureNotices {
     heard: Rc<RefCell<Heard>>,
     announced: bool,
     paused: bool,
-    saved: bool,
+    /// The checkpoints this worker told the boundaries it holds for.
+    saved: std::collections::BTreeSet<Time>,
 }
 
 impl FailureNotices {
@@ -94,10 +96,10 @@ impl FailureNotices {
                 Notice::Failed(f) => drop(seen.failure.get_or_insert_with(|| f.clone())),
                 Notice::Paused(worker, cap) => drop(seen.paused.insert(*worker, *cap)),
                 Notice::Halted(worker) => drop(seen.halted.insert(*worker)),
-                Notice::Saved(worker, at) => drop(seen.saved.insert(*worker, at.clone())),
+                Notice::Saved(worker, name, at) => drop(seen.saved.entry(*name).or_default().insert(*worker, at.clone())),
             }
         });
-        (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false, saved: false }, all)
+        (FailureNotices { input: Some((handle, cap)), heard, announced: false, paused: false, saved: Default::default() }, all)
     }
 
     /// Moves this worker's announcement capability up to the readings' frontier (`None`: they are
@@ -165,26 +167,26 @@ impl FailureNotices {
         self.send(Notice::Halted(index));
     }
 
-    /// Tells every worker the boundaries worker `index` holds its state saved as of, at or below
-    /// the exact stop's frontier (once).
-    pub fn announce_saved(&mut self, index: usize, boundaries: Vec<Time>) {
-        if !std::mem::replace(&mut self.saved, true) {
-            self.send(Notice::Saved(index, boundaries));
+    /// Tells every worker the boundaries worker `index` holds its state saved as of, below the
+    /// frontier of the checkpoint named `name` (once a name).
+    pub fn announce_saved(&mut self, index: usize, name: Time, boundaries: Vec<Time>) {
+        if self.saved.insert(name) {
+            self.send(Notice::Saved(index, name, boundaries));
         }
     }
 
-    /// Whether this worker has announced the boundaries it holds.
-    pub fn saved_announced(&self) -> bool {
-        self.saved
+    /// Whether this worker has told the boundaries it holds for the checkpoint named `name`.
+    pub fn saved_announced(&self, name: Time) -> bool {
+        self.saved.contains(&name)
     }
 
-    /// Once all `peers` workers have told the boundaries they hold: the latest that every one
-    /// holds (`Some(None)`: none). Each worker saves a boundary when its own operators see their
+    /// Once all `peers` workers have told the boundaries they hold for the checkpoint named
+    /// `name`: the latest that every one holds (`Some(None)`: none). Each worker saves a boundary when its own operators see their
     /// frontier pass it, and one that sees its frontier jump over a boundary saves only the
     /// latest, so workers can hold different ones; a checkpoint whose parts hold state as of
     /// different boundaries would mix them (see `StateStore::parts_agree`).
-    pub fn common_boundary(&self, peers: usize) -> Option<Option<Time>> {
-        latest_held_by_all(&self.heard.borrow().saved, peers)
+    pub fn common_boundary(&self, name: Time, peers: usize) -> Option<Option<Time>> {
+        latest_held_by_all(self.heard.borrow().saved.get(&name)?, peers)
     }
 
     /// How many workers have committed an exact stop: once all have, the inputs may close (the
@@ -318,13 +320,17 @@ mod tests {
                 notices.follow(Some(100));
                 worker.step();
             }
-            notices.announce_saved(index, if index == 0 { vec![60, 120, 180] } else { vec![60, 120, 240] });
-            while notices.common_boundary(2).is_none() && std::time::Instant::now() < deadline {
+            notices.announce_saved(index, 7, if index == 0 { vec![60, 120, 180] } else { vec![60, 120, 240] });
+            notices.announce_saved(index, 9, vec![60 * (index as Time + 1)]);
+            let told = |n: &FailureNotices| n.common_boundary(7, 2).is_some() && n.common_boundary(9, 2).is_some();
+            while !told(&notices) && std::time::Instant::now() < deadline {
                 notices.follow(Some(100));
                 worker.step();
             }
-            assert_eq!(notices.common_boundary(2), Some(Some(120)), "the latest boundary both hold");
-            assert_eq!(notices.common_boundary(3), None, "not every worker told");
+            assert_eq!(notices.common_boundary(7, 2), Some(Some(120)), "the latest boundary both hold");
+            assert_eq!(notices.common_boundary(9, 2), Some(None), "none in common, for another checkpoint");
+            assert_eq!(notices.common_boundary(7, 3), None, "not every worker told");
+            assert_eq!(notices.common_boundary(8, 2), None, "nothing told for this one");
             assert_eq!(notices.heard(), None, "a pause is no failure");
             assert_eq!(notices.pause_frontier(2), Some(Some(5)), "the lowest capability announced, each announced once");
             assert_eq!(notices.pause_frontier(3), None, "not every worker paused");

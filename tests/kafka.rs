@@ -1554,6 +1554,8 @@ fn exactly_once_outputs_become_visible_when_the_topic_falls_silent() {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fleetflow"));
         c.args(["run", "--config", cfg.to_str().unwrap(), "--kafka-brokers", &brokers(), "--topic", &t, "--group", &format!("g-{t}")]);
         c.args(["--state-dir", dir.path().join("state").to_str().unwrap(), "--checkpoint-interval-secs", "300"]).stderr(Stdio::piped());
+        // (Two workers agree on the boundary of the checkpoint taken at the still frontier.)
+        c.args(["-w", "2"]);
         c
     };
     let mut run = Running::start(job());

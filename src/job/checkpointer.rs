@@ -13,8 +13,8 @@
 //!
 //! A job whose sink commits with checkpoints (the exactly-once Kafka sink) also checkpoints when
 //! its input falls silent: once the durable frontier has held still for [`IDLE_COMMIT`] above the
-//! latest checkpoint, a checkpoint of the state as of the latest boundary below it, with the
-//! frontier as what was delivered; its commit makes the outputs before the frontier visible,
+//! latest checkpoint, a checkpoint of the state as of the latest boundary below it that every
+//! worker holds (agreed as at an exact stop), with the frontier as what was delivered; its commit makes the outputs before the frontier visible,
 //! rather than leaving them in an open transaction until data returns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,7 @@ use super::JobError;
 use crate::checkpoints::increments::Increments;
 use crate::checkpoints::part::{Part, SavedPosition};
 use crate::checkpoints::store::{StateStore, StoreError};
+use crate::failure::FailureNotices;
 use crate::operations::metrics::Metrics;
 use crate::route::Router;
 use crate::sinks::CheckpointCommit;
@@ -157,7 +158,7 @@ impl Checkpointer {
     /// One look: writes this worker's part, completes checkpoints (first worker), commits.
     pub fn step(
         &mut self,
-        (driver, router): (&mut SourceDriver, &mut Router),
+        (driver, router, notices): (&mut SourceDriver, &mut Router, &mut FailureNotices),
         durable: Option<Time>,
         watermark: Option<Time>,
     ) -> Result<(), JobError> {
@@ -165,18 +166,35 @@ impl Checkpointer {
         let (Some(durable), Some(watermark)) = (durable, watermark) else { return Ok(()) };
         if let Some(at) = self.ready(durable, watermark) {
             self.write((driver, router), (at, at), at, false)?;
-        } else if let Some((at, name)) = self.idle_due(durable) {
-            debug!("worker {}: the durable frontier holds still at {}: a checkpoint at it", self.worker, crate::encode::rfc3339(durable));
-            self.write((driver, router), (at, name), durable, false)?;
+        } else if let Some(name) = self.idle_due(durable) {
+            match self.agreed(notices, name, || self.held_below(durable - 1)) {
+                None => {}
+                Some(None) => {
+                    debug!(
+                        "worker {}: the durable frontier holds still at {}; no boundary below it held by every worker: no checkpoint at it",
+                        self.worker,
+                        crate::encode::rfc3339(durable)
+                    );
+                    self.durable_written = durable;
+                }
+                Some(Some(at)) => {
+                    debug!(
+                        "worker {}: the durable frontier holds still at {}: a checkpoint at it",
+                        self.worker,
+                        crate::encode::rfc3339(durable)
+                    );
+                    self.write((driver, router), (at, name), durable, false)?;
+                }
+            }
         }
         self.complete_and_commit(driver, router)
     }
 
     /// With a sink that commits with checkpoints, once the durable frontier has held still for
-    /// [`IDLE_COMMIT`] above every part written: the boundary of the state and the name of a
-    /// checkpoint at it. Every worker sees the same frontier once it holds still, so every worker
-    /// writes its part under the same name.
-    fn idle_due(&mut self, durable: Time) -> Option<(Time, Time)> {
+    /// [`IDLE_COMMIT`] above every part written: the name of a checkpoint at it. Every worker
+    /// sees the same frontier once it holds still, so every worker names it alike, and they
+    /// agree on its boundary ([`Checkpointer::agreed`]).
+    fn idle_due(&mut self, durable: Time) -> Option<Time> {
         let (frontier, since) = self.idle.as_mut()?;
         if *frontier != durable {
             (*frontier, *since) = (durable, Instant::now());
@@ -185,28 +203,20 @@ impl Checkpointer {
         if since.elapsed() < IDLE_COMMIT || durable <= self.durable_written {
             return None;
         }
-        let at = self.boundary_below(durable).filter(|t| *t > 0 && *t < durable)?;
         // (Named after the frontier, below an exact stop's at the same frontier: that one must
         // commit what it reads after this one.)
-        Some((at, durable.max(self.restored_name) + 1))
+        Some(durable.max(self.restored_name) + 1)
     }
 
-    /// The latest boundary at or below `frontier` that the state is saved for.
-    fn boundary_below(&self, frontier: Time) -> Option<Time> {
-        if self.registry.has_operators() {
-            self.registry.complete_all().into_iter().rfind(|t| *t <= frontier)
-        } else {
-            Some(align(frontier, self.registry.interval()))
+    /// For a checkpoint named after a frontier (an exact stop's, an idle input's), where each
+    /// worker's operators may hold different boundaries: the latest boundary every worker holds
+    /// (`None` while a worker has not told which it holds; `Some(None)`: none). Tells this
+    /// worker's (`held`) once.
+    fn agreed(&self, notices: &mut FailureNotices, name: Time, held: impl FnOnce() -> Vec<Time>) -> Option<Option<Time>> {
+        if !notices.saved_announced(name) {
+            notices.announce_saved(self.worker, name, held());
         }
-    }
-
-    /// The boundaries at or below the stop's `frontier` this worker holds its state saved as of,
-    /// what it tells the other workers for the exact stop's checkpoint to take one they all hold;
-    /// from the second look with everything below the frontier delivered (an operator that holds
-    /// no capability may see its frontier pass a boundary, and save it, one step after the
-    /// outputs' frontier passed it).
-    pub fn held_when_settled(&mut self, frontier: Time) -> Option<Vec<Time>> {
-        std::mem::replace(&mut self.stop_settling, true).then(|| self.held_below(frontier))
+        notices.common_boundary(name, self.peers)
     }
 
     /// The boundaries at or below `frontier` this worker holds its state saved as of.
@@ -218,36 +228,38 @@ impl Checkpointer {
         }
     }
 
-    /// The exact stop's checkpoint at `at`, the latest boundary below `frontier` that every
-    /// worker holds (none: the stop writes no checkpoint, and the restart resumes from the
-    /// latest complete one), with every output below the frontier delivered and every record
-    /// read counted as read. `true` once the checkpoint is complete (the first worker waits for
-    /// every part).
+    /// The exact stop's checkpoint below `frontier` (every output below the frontier delivered,
+    /// every record read counted as read), at the latest boundary every worker holds; none if no
+    /// boundary is held by all (the restart resumes from the latest complete one). This worker
+    /// tells which it holds from its second look (an operator that holds no capability may see
+    /// its frontier pass a boundary, and save it, one step after the outputs' frontier passed
+    /// it). `true` once the checkpoint is complete (the first worker waits for every part), or
+    /// there is none.
     pub fn stop_at(
         &mut self,
-        (driver, router): (&mut SourceDriver, &mut Router),
+        (driver, router, notices): (&mut SourceDriver, &mut Router, &mut FailureNotices),
         frontier: Time,
-        at: Option<Time>,
     ) -> Result<bool, JobError> {
-        let Some(at) = at else {
-            if self.worker == 0 && !self.held_below(frontier).is_empty() {
-                warn!("stopping: the workers hold no saved state as of one boundary below the stop; no checkpoint written, a restart resumes from the latest complete one");
-            }
-            return Ok(true);
-        };
-        if !self.held_below(frontier).contains(&at) {
-            return Err(JobError::Checkpoint(format!(
-                "the exact stop's boundary {} is no longer held by worker {}",
-                crate::encode::rfc3339(at),
-                self.worker
-            )));
-        }
         // A checkpoint of its own, named after the frontier and after the checkpoint this run
         // restored (the same for every worker): its outputs above the boundary must be committed
         // and it must be completed, even when a boundary's or an idle input's checkpoint at the
         // frontier already was.
         let name = frontier.max(self.restored_name) + 2;
         if self.stopped_at != Some(name) {
+            if !std::mem::replace(&mut self.stop_settling, true) {
+                return Ok(false);
+            }
+            let Some(at) = self.agreed(notices, name, || self.held_below(frontier)) else { return Ok(false) };
+            let Some(at) = at else {
+                if self.worker == 0 && !self.held_below(frontier).is_empty() {
+                    warn!("stopping: the workers hold no saved state as of one boundary below the stop; no checkpoint written, a restart resumes from the latest complete one");
+                }
+                return Ok(true);
+            };
+            if !self.held_below(frontier).contains(&at) {
+                let at = crate::encode::rfc3339(at);
+                return Err(JobError::Checkpoint(format!("the exact stop's boundary {at} is no longer held by worker {}", self.worker)));
+            }
             self.write((driver, router), (at, name), frontier, true)?;
             self.stopped_at = Some(name);
         }

@@ -270,8 +270,8 @@ impl<'w> WorkerLoop<'w> {
         if self.checkpointer.is_none() || self.stopping.paused() || !self.may_commit() {
             return;
         }
-        let (driver, router) = (&mut self.driver, &mut self.router.borrow_mut());
-        if let Some(Err(e)) = self.checkpointer.as_mut().map(|c| c.step((driver, router), durable, watermark)) {
+        let (driver, router, notices) = (&mut self.driver, &mut self.router.borrow_mut(), &mut self.notices);
+        if let Some(Err(e)) = self.checkpointer.as_mut().map(|c| c.step((driver, router, notices), durable, watermark)) {
             self.stopping.fail(e);
         }
     }
@@ -294,7 +294,7 @@ impl<'w> WorkerLoop<'w> {
             return;
         }
         let checkpointer = self.checkpointer.as_mut();
-        let notices = (&mut self.notices, self.worker.index(), self.peers);
+        let notices = (&mut self.notices, self.peers);
         match exact_stop(&mut self.driver, checkpointer, &mut self.router.borrow_mut(), notices, (durable, watermark)) {
             Ok(true) => {
                 let at = self.notices.pause_frontier(self.peers).flatten().map(encode::rfc3339).unwrap_or_default();
@@ -440,7 +440,7 @@ fn exact_stop(
     driver: &mut SourceDriver,
     checkpointer: Option<&mut Checkpointer>,
     router: &mut Router,
-    (notices, index, peers): (&mut FailureNotices, usize, usize),
+    (notices, peers): (&mut FailureNotices, usize),
     (durable, watermark): (Option<Time>, Option<Time>),
 ) -> Result<bool, JobError> {
     // Where the frontier stops, from what every worker announced; `None` inside: every source
@@ -453,13 +453,7 @@ fn exact_stop(
     }
     match checkpointer {
         Some(c) => {
-            // (The latest boundary every worker holds: see `FailureNotices::common_boundary`.)
-            if !notices.saved_announced() {
-                let Some(held) = c.held_when_settled(frontier) else { return Ok(false) };
-                notices.announce_saved(index, held);
-            }
-            let Some(at) = notices.common_boundary(peers) else { return Ok(false) };
-            if !c.stop_at((driver, router), frontier, at)? {
+            if !c.stop_at((driver, router, notices), frontier)? {
                 return Ok(false);
             }
         }
