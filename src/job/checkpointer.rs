@@ -67,6 +67,8 @@ pub struct Checkpointer {
     /// The name of the exact stop's checkpoint, once its part is written; and whether the stop
     /// has been looked at once with everything below its frontier delivered.
     stopped_at: Option<Time>,
+    /// The exact stop ended without a checkpoint: no boundary below it held by every worker.
+    stop_unsaved: bool,
     stop_settling: bool,
     /// The name of the checkpoint this run restored (0: none).
     restored_name: Time,
@@ -116,6 +118,7 @@ impl Checkpointer {
             encode_counted: Default::default(),
             dropped_counted: 0,
             stopped_at: None,
+            stop_unsaved: false,
             stop_settling: false,
             restored_name,
             looked,
@@ -254,6 +257,7 @@ impl Checkpointer {
                 if self.worker == 0 && !self.held_below(frontier).is_empty() {
                     warn!("stopping: the workers hold no saved state as of one boundary below the stop; no checkpoint written, a restart resumes from the latest complete one");
                 }
+                self.stop_unsaved = true;
                 return Ok(true);
             };
             if !self.held_below(frontier).contains(&at) {
@@ -268,6 +272,11 @@ impl Checkpointer {
         // (Every worker waits to learn that it is complete: its sinks then make visible what they
         // held back for it.)
         Ok(self.completed >= name)
+    }
+
+    /// Whether the exact stop ended with a checkpoint of its own (see [`Checkpointer::stop_at`]).
+    pub fn stop_saved(&self) -> bool {
+        !self.stop_unsaved
     }
 
     /// Adds what the operators spent encoding since the last look to the counters.

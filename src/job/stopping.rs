@@ -92,11 +92,17 @@ impl<'a> Stopping<'a> {
         self.phase != Phase::Halted
     }
 
-    /// The exact stop committed at `frontier`: from now on the dataflow only drains.
-    pub fn halted(&mut self, frontier: String) {
+    /// The exact stop committed at `frontier` (`saved`: with a checkpoint, if the job
+    /// checkpoints): from now on the dataflow only drains.
+    pub fn halted(&mut self, frontier: String, saved: bool) {
         self.phase = Phase::Halted;
-        if self.logs {
+        if !self.logs {
+            return;
+        }
+        if saved {
             info!("stopped exactly: every output before {frontier} delivered and its offsets committed; a restart from them continues the open windows");
+        } else {
+            info!("stopped: every output before {frontier} delivered, without a checkpoint of its own; a restart resumes from the latest complete checkpoint and writes what came after it again");
         }
     }
 

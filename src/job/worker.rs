@@ -298,7 +298,8 @@ impl<'w> WorkerLoop<'w> {
         match exact_stop(&mut self.driver, checkpointer, &mut self.router.borrow_mut(), notices, (durable, watermark)) {
             Ok(true) => {
                 let at = self.notices.pause_frontier(self.peers).flatten().map(encode::rfc3339).unwrap_or_default();
-                self.stopping.halted(at);
+                let saved = self.checkpointer.as_ref().is_none_or(Checkpointer::stop_saved);
+                self.stopping.halted(at, saved);
                 self.notices.announce_halt(self.worker.index());
             }
             Ok(false) => {}
