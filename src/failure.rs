@@ -184,7 +184,7 @@ impl FailureNotices {
     /// `name`: the latest that every one holds (`Some(None)`: none). Each worker saves a boundary when its own operators see their
     /// frontier pass it, and one that sees its frontier jump over a boundary saves only the
     /// latest, so workers can hold different ones; a checkpoint whose parts hold state as of
-    /// different boundaries would mix them (see `StateStore::parts_agree`).
+    /// different boundaries would mix them (see `PartsWritten::agree` in the state store).
     pub fn common_boundary(&self, name: Time, peers: usize) -> Option<Option<Time>> {
         latest_held_by_all(self.heard.borrow().saved.get(&name)?, peers)
     }

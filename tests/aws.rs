@@ -407,7 +407,7 @@ fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does()
         store.write_increments(at, (0, 2), &increments(at, 0)).unwrap();
         store.write_increments(at, (1, 2), &increments(at, 1)).unwrap();
         store.write_part(at, &part(at, 0, 2)).unwrap();
-        assert_eq!(store.parts_written(at, 2).unwrap(), 1);
+        assert_eq!(store.parts_written(at, 2).unwrap().count, 1);
         store.write_part(at, &part(at, 1, 2)).unwrap();
         store.complete(at, 2).unwrap();
     }
@@ -421,8 +421,8 @@ fn the_state_store_in_s3_keeps_reads_and_prunes_checkpoints_as_the_folder_does()
     // Pruned with the increments of everything after 0 s kept: the oldest loses its parts only.
     store.prune(2, 0).unwrap();
     assert_eq!(store.completed().unwrap(), [60_000, 120_000, 180_000], "markers kept");
-    assert_eq!(store.parts_written(60_000, 2).unwrap(), 0, "parts removed");
-    assert_eq!(store.parts_written(240_000, 2).unwrap(), 1, "a newer half-written checkpoint stays");
+    assert_eq!(store.parts_written(60_000, 2).unwrap().count, 0, "parts removed");
+    assert_eq!(store.parts_written(240_000, 2).unwrap().count, 1, "a newer half-written checkpoint stays");
     let loaded = store.latest("s", 150_000).unwrap().unwrap();
     assert_eq!(loaded.restored.increments["held"].len(), 6, "the increments of 60, 120 and 180 s, both workers");
     store.prune(2, 100_000).unwrap();

@@ -115,21 +115,13 @@ impl StateStore {
         self.objects.put(&format!("{}/incr-{worker:04}-of-{peers:04}.bin", self.folder(name)), &bytes)
     }
 
-    /// How many parts of the checkpoint named `at` a job of `peers` workers has written (parts a
-    /// job of another size left there, killed while writing them, do not count).
-    pub fn parts_written(&self, at: Time, peers: usize) -> Result<usize, StoreError> {
-        Ok(self.objects.list(&self.folder(at), false)?.iter().filter(|n| is_part_of(n, Some(peers))).count())
-    }
-
-    /// Whether the parts of the checkpoint named `name` by a job of `peers` workers hold state as
-    /// of one boundary. An exact stop's checkpoint is named after the frontier, and each worker
-    /// takes its part at the latest boundary its operators saved: parts at different boundaries
-    /// would restore some vehicles' state as of one and others' as of another, while each source
-    /// re-reads from its own worker's boundary, losing or counting twice the readings between.
-    /// Such a checkpoint is never completed.
-    pub fn parts_agree(&self, name: Time, peers: usize) -> Result<bool, StoreError> {
+    /// The parts of the checkpoint named `name` a job of `peers` workers has written (parts a
+    /// job of another size left there, killed while writing them, do not count), from one
+    /// listing.
+    pub fn parts_written(&self, name: Time, peers: usize) -> Result<PartsWritten, StoreError> {
         let files = self.objects.list(&self.folder(name), false)?;
-        Ok(boundaries_agree(files.iter().filter(|n| is_part_of(n, Some(peers)))))
+        let parts: Vec<&String> = files.iter().filter(|n| is_part_of(n, Some(peers))).collect();
+        Ok(PartsWritten { count: parts.len(), agree: boundaries_agree(parts.into_iter()) })
     }
 
     /// Marks the checkpoint named `at` complete: every part of the job of `peers` workers is written.
@@ -146,9 +138,8 @@ impl StateStore {
         }
         let peers = |f: &String| f.strip_suffix(".bin")?.rsplit_once("-of-")?.1.parse::<usize>().ok();
         for n in files.iter().filter_map(peers).collect::<std::collections::BTreeSet<_>>() {
-            if files.iter().filter(|f| is_part_of(f, Some(n))).count() == n
-                && boundaries_agree(files.iter().filter(|f| is_part_of(f, Some(n))))
-            {
+            let parts: Vec<&String> = files.iter().filter(|f| is_part_of(f, Some(n))).collect();
+            if parts.len() == n && boundaries_agree(parts.into_iter()) {
                 self.complete(name, n)?;
                 return Ok(true);
             }
@@ -308,6 +299,20 @@ fn is_part_of(name: &str, peers: Option<usize>) -> bool {
     is_file_of(name, "part-", peers)
 }
 
+/// The parts of a checkpoint written so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartsWritten {
+    /// How many.
+    pub count: usize,
+    /// Whether they hold state as of one boundary. An exact stop's or an idle input's
+    /// checkpoint is named after a frontier, and its workers agree on a boundary below it (see
+    /// `job::checkpointer`); were the parts at different boundaries, a restore would give some
+    /// vehicles' state as of one and others' as of another while each source re-reads from its
+    /// own worker's boundary, losing or counting twice the readings between. Such a checkpoint
+    /// is never completed.
+    pub agree: bool,
+}
+
 /// Whether the parts named hold state as of one boundary (parts named without it agree).
 fn boundaries_agree<'a>(parts: impl Iterator<Item = &'a String>) -> bool {
     let at = |name: &str| name.split_once("-at-").and_then(|(_, rest)| rest.split_once("-of-")).and_then(|(at, _)| at.parse::<Time>().ok());
@@ -353,18 +358,18 @@ mod tests {
         // the other's as of 180 s.
         store.write_part(200_001, &part(120_000, 0, 200_000)).unwrap();
         store.write_part(200_001, &part(180_000, 1, 200_000)).unwrap();
-        assert_eq!(store.parts_written(200_001, 2).unwrap(), 2);
-        assert!(!store.parts_agree(200_001, 2).unwrap());
+        assert_eq!(store.parts_written(200_001, 2).unwrap().count, 2);
+        assert!(!store.parts_written(200_001, 2).unwrap().agree);
         assert!(!store.complete_if_whole(200_001).unwrap(), "a restart does not complete it either");
         store.write_part(240_000, &part(240_000, 0, 240_000)).unwrap();
         store.write_part(240_000, &part(240_000, 1, 240_000)).unwrap();
-        assert!(store.parts_agree(240_000, 2).unwrap());
+        assert!(store.parts_written(240_000, 2).unwrap().agree);
         assert!(store.complete_if_whole(240_000).unwrap());
         assert_eq!(store.latest("s", 0).unwrap().unwrap().restored.at, 240_000);
         // A worker's part written again at another boundary replaces its earlier one.
         store.write_part(200_001, &part(120_000, 1, 200_000)).unwrap();
-        assert_eq!(store.parts_written(200_001, 2).unwrap(), 2);
-        assert!(store.parts_agree(200_001, 2).unwrap());
+        assert_eq!(store.parts_written(200_001, 2).unwrap().count, 2);
+        assert!(store.parts_written(200_001, 2).unwrap().agree);
         // Parts named before the boundary was in the name agree with anything.
         assert!(boundaries_agree(["part-0000-of-0002.bin".to_string(), "part-0001-at-5-of-0002.bin".to_string()].iter()));
         assert!(!boundaries_agree(["part-0000-at-6-of-0002.bin".to_string(), "part-0001-at-5-of-0002.bin".to_string()].iter()));
@@ -378,7 +383,7 @@ mod tests {
         for at in [60_000, 120_000, 180_000, 240_000] {
             store.write_part(at, &part(at, 0, at)).unwrap();
             store.write_part(at, &part(at, 1, at)).unwrap();
-            assert_eq!(store.parts_written(at, 2).unwrap(), 2);
+            assert_eq!(store.parts_written(at, 2).unwrap().count, 2);
             store.complete(at, 2).unwrap();
         }
         store.write_part(300_000, &part(300_000, 0, 300_000)).unwrap(); // half written: not complete
@@ -388,10 +393,10 @@ mod tests {
         assert_eq!(loaded.positions.keys().collect::<Vec<_>>(), ["t/0", "t/1"]);
         store.prune(2, 0).unwrap();
         assert_eq!(store.completed().unwrap(), [180_000, 240_000]);
-        assert_eq!(store.parts_written(300_000, 2).unwrap(), 1, "newer half-written checkpoints stay");
+        assert_eq!(store.parts_written(300_000, 2).unwrap().count, 1, "newer half-written checkpoints stay");
         // A part a job of 4 workers left at 240 s (killed while writing) is not read with those of 2.
         store.write_part(240_000, &Part { peers: 4, worker: 3, ..part(240_000, 3, 240_000) }).unwrap();
-        assert_eq!(store.parts_written(240_000, 2).unwrap(), 2);
+        assert_eq!(store.parts_written(240_000, 2).unwrap().count, 2);
         assert_eq!(store.latest("s", 0).unwrap().unwrap().positions.len(), 2);
         let e = store.latest("other", 0).unwrap_err().to_string();
         assert!(e.contains("start afresh") && e.contains("\"s\""), "{e}");

@@ -252,15 +252,16 @@ impl Checkpointer {
             if !std::mem::replace(&mut self.stop_settling, true) {
                 return Ok(false);
             }
-            let Some(at) = self.agreed(notices, name, || self.held_below(frontier)) else { return Ok(false) };
+            let held = self.held_below(frontier);
+            let Some(at) = self.agreed(notices, name, || held.clone()) else { return Ok(false) };
             let Some(at) = at else {
-                if self.worker == 0 && !self.held_below(frontier).is_empty() {
+                if self.worker == 0 && !held.is_empty() {
                     warn!("stopping: the workers hold no saved state as of one boundary below the stop; no checkpoint written, a restart resumes from the latest complete one");
                 }
                 self.stop_unsaved = true;
                 return Ok(true);
             };
-            if !self.held_below(frontier).contains(&at) {
+            if !held.contains(&at) {
                 let at = crate::encode::rfc3339(at);
                 return Err(JobError::Checkpoint(format!("the exact stop's boundary {at} is no longer held by worker {}", self.worker)));
             }
@@ -380,11 +381,15 @@ impl Checkpointer {
     /// have committed the outputs before it; then prunes.
     fn complete_latest(&mut self, router: &mut Router) -> Result<(), JobError> {
         for w in self.positions.iter().rev() {
-            if w.name <= self.completed || self.store.parts_written(w.name, self.peers).map_err(store)? < self.peers {
+            if w.name <= self.completed {
                 continue;
             }
-            if !self.store.parts_agree(w.name, self.peers).map_err(store)? {
-                // (See `StateStore::parts_agree`: an earlier or a later checkpoint completes.)
+            let parts = self.store.parts_written(w.name, self.peers).map_err(store)?;
+            if parts.count < self.peers {
+                continue;
+            }
+            if !parts.agree {
+                // (See `PartsWritten::agree`: an earlier or a later checkpoint completes.)
                 if self.refused < w.name {
                     self.refused = w.name;
                     warn!("checkpoint {}: the workers' parts hold state as of different boundaries; not completed", w.name);

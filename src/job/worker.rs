@@ -435,8 +435,8 @@ fn pin(config: &crate::config::Config, index: usize) {
 /// worker not yet halted would write, partial (the chaos test in `tests/kafka.rs` found this).
 ///
 /// With checkpoints, the stop ends with a checkpoint instead of a commit: the state as of the
-/// latest boundary below the frontier that every worker holds, the frontier as what was delivered, every record read
-/// counted as read (see [`Checkpointer::stop_at`]).
+/// latest boundary below the frontier that every worker holds, the frontier as what was
+/// delivered, every record read counted as read (see [`Checkpointer::stop_at`]).
 fn exact_stop(
     driver: &mut SourceDriver,
     checkpointer: Option<&mut Checkpointer>,
