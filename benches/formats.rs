@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use fleetflow::sinks::folder::format::{Compression, FileFormat, Format};
+use fleetflow::stored_files::format::{Compression, FileFormat, Format};
 use fleetflow::stream::StreamName;
 
 mod common;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use fleetflow_dataflows::analyses::REGISTRY;
+use fleetflow_dataflows::analysis::{DefaultValue, SettingSpec, Spec};
+
 use crate::config::FolderConfig;
 use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
 
@@ -25,7 +28,11 @@ impl Cli {
     /// --help` showing the defaults the config file and flags override.
     pub fn parse_args() -> Cli {
         let matches = Self::command_with_defaults().get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (Some(Command::Run(args)), Some(("run", run))) = (&mut cli.command, matches.subcommand()) {
+            args.analysis_flags = analysis_flags_of(run);
+        }
+        cli
     }
 
     /// The command line, `run`'s flags with their defaults (those of [`Config::default`]).
@@ -35,7 +42,7 @@ impl Cli {
             Some(SinkConfig::Folder(FolderConfig { path, buffer_secs, .. })) => (path.display().to_string(), buffer_secs.to_string()),
             _ => (String::new(), String::new()),
         };
-        let defaults: [(&str, String); 20] = [
+        let defaults: [(&str, String); 19] = [
             ("shutdown_timeout_secs", c.shutdown_timeout_secs.to_string()),
             ("state_dir", c.checkpoints.dir.clone()),
             ("checkpoint_interval_secs", c.checkpoints.interval_secs.to_string()),
@@ -48,7 +55,6 @@ impl Cli {
             ("duration_secs", format!("{} (no end)", c.generator.duration_secs)),
             ("lateness_ms", c.windows.allowed_lateness_ms.to_string()),
             ("speed_limit", c.thresholds.speed_limit_mph.to_string()),
-            ("alert_threshold", "80, analyses.alerts.threshold_mph".to_string()),
             ("http", c.http.bind.clone()),
             ("topic", c.kafka.topic.clone()),
             ("group", c.kafka.group.clone()),
@@ -64,9 +70,33 @@ impl Cli {
                     a.help(format!("{help} [default: {value}]"))
                 });
             }
-            run
+            flagged_settings().fold(run, |run, (analysis, setting, flag)| run.arg(analysis_flag(analysis, setting, flag)))
         })
     }
+}
+
+/// The settings of the registry's analyses that declare a `run` flag, with the flag.
+fn flagged_settings() -> impl Iterator<Item = (&'static Spec, &'static SettingSpec, &'static str)> {
+    REGISTRY.iter().map(|a| a.spec()).flat_map(|spec| spec.settings.iter().filter_map(move |s| Some((spec, s, s.aliases.flag?))))
+}
+
+/// The flag `--<flag>` setting `[analyses.<analysis>] <setting>`, typed as the setting is.
+fn analysis_flag(analysis: &Spec, setting: &SettingSpec, flag: &'static str) -> clap::Arg {
+    let arg = clap::Arg::new(flag).long(flag);
+    let (arg, default) = match setting.default {
+        DefaultValue::Number(d) => (arg.value_parser(clap::value_parser!(f64)).value_name("NUMBER"), d.to_string()),
+        DefaultValue::Text(d) => (arg.value_name("TEXT"), format!("{d:?}")),
+    };
+    arg.help(format!("{} (sets [analyses.{}] {}) [default: {default}]", setting.about, analysis.name, setting.name))
+}
+
+/// The analysis settings `run`'s flags give, typed as their settings are.
+fn analysis_flags_of(run: &clap::ArgMatches) -> Vec<(&'static Spec, &'static SettingSpec, toml::Value)> {
+    let value = |setting: &SettingSpec, flag: &str| match setting.default {
+        DefaultValue::Number(_) => run.get_one::<f64>(flag).map(|v| toml::Value::Float(*v)),
+        DefaultValue::Text(_) => run.get_one::<String>(flag).map(|v| toml::Value::String(v.clone())),
+    };
+    flagged_settings().filter_map(|(analysis, setting, flag)| Some((analysis, setting, value(setting, flag)?))).collect()
 }
 
 const RUN_EXAMPLES: &str = "Examples:
@@ -228,9 +258,10 @@ pub struct RunArgs {
     /// Speed limit, mph.
     #[arg(long)]
     pub speed_limit: Option<f64>,
-    /// Alert threshold for a sliding window's average, mph (sets `[analyses.alerts] threshold_mph`).
-    #[arg(long)]
-    pub alert_threshold: Option<f64>,
+    /// The analyses' settings given by the flags they declare ([`Aliases::flag`](fleetflow_dataflows::analysis::Aliases::flag)), with the
+    /// analysis and setting each sets; filled by [`Cli::parse_args`].
+    #[arg(skip)]
+    pub analysis_flags: Vec<(&'static Spec, &'static SettingSpec, toml::Value)>,
     /// Sink buffering: flush a stream after this many seconds.
     #[arg(long)]
     pub buffer_secs: Option<f64>,
@@ -271,6 +302,7 @@ impl RunArgs {
         self.apply_job(&mut c);
         self.apply_generator(&mut c);
         self.apply_output(&mut c)?;
+        self.apply_analysis_flags(&mut c)?;
         c.validate()?;
         Ok(c)
     }
@@ -350,14 +382,14 @@ impl RunArgs {
         if let Some(s) = self.speed_limit {
             c.thresholds.speed_limit_mph = s;
         }
-        if let Some(a) = self.alert_threshold {
-            // The flag wins over both spellings in the config file.
-            let alerts = c.analyses.settings.entry("alerts".to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
-            if let Some(table) = alerts.as_table_mut() {
-                table.insert("threshold_mph".to_string(), toml::Value::Float(a));
-            }
-            c.thresholds.alert_avg_mph = None;
+    }
+
+    /// The flags analyses declare for their settings; each wins over the file's spellings.
+    fn apply_analysis_flags(&self, c: &mut Config) -> Result<(), ConfigError> {
+        for (analysis, setting, value) in &self.analysis_flags {
+            c.set_analysis_setting(analysis, setting.name, value.clone())?;
         }
+        Ok(())
     }
 
     /// The generator's flags.
@@ -397,5 +429,34 @@ impl RunArgs {
             *buffer_secs = b;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleetflow_dataflows::analysis::Setting;
+
+    use super::*;
+
+    #[test]
+    fn a_flag_an_analysis_declares_sets_its_setting_over_both_spellings_in_the_file() {
+        let matches = Cli::command_with_defaults().try_get_matches_from(["fleetflow", "run", "--alert-threshold", "71"]).unwrap();
+        let Some(("run", run)) = matches.subcommand() else { panic!("run") };
+        let flags = analysis_flags_of(run);
+        assert_eq!(
+            flags.iter().map(|(a, s, v)| (a.name, s.name, v.clone())).collect::<Vec<_>>(),
+            [("alerts", "threshold_mph", toml::Value::Float(71.0))]
+        );
+        for file in ["[thresholds]\nalert_avg_mph = 75\n", "[analyses.alerts]\nthreshold_mph = 75\n", ""] {
+            let mut config = Config::from_toml(file).unwrap();
+            config.set_analysis_setting(flags[0].0, "threshold_mph", flags[0].2.clone()).unwrap();
+            config.validate().unwrap();
+            let analyses = config.analyses().unwrap();
+            let (_, settings) = analyses.iter().find(|(a, _)| a.spec().name == "alerts").unwrap();
+            assert_eq!(settings.get("threshold_mph"), Some(&Setting::Number(71.0)), "{file}");
+            assert_eq!(config.thresholds.alert_avg_mph, None, "the old spelling is dropped");
+        }
+        let bad = Cli::command_with_defaults().try_get_matches_from(["fleetflow", "run", "--alert-threshold", "lots"]);
+        assert!(bad.unwrap_err().to_string().contains("invalid value 'lots' for '--alert-threshold <NUMBER>'"));
     }
 }

@@ -72,6 +72,23 @@ pub struct SettingSpec {
     pub default: DefaultValue,
     /// What it means, with its unit.
     pub about: &'static str,
+    /// Its older spellings, still read.
+    pub aliases: Aliases,
+}
+
+/// The older spellings of a setting, from before it was its analysis's: the runtime reads them as
+/// the setting, and refuses a configuration that gives both spellings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Aliases {
+    /// A configuration key outside `[analyses.<name>]`, dotted (`thresholds.alert_avg_mph`).
+    pub key: Option<&'static str>,
+    /// A flag of `fleetflow run`, without its dashes (`alert-threshold`); it wins over the file.
+    pub flag: Option<&'static str>,
+}
+
+impl Aliases {
+    /// No older spelling.
+    pub const NONE: Aliases = Aliases { key: None, flag: None };
 }
 
 /// A reference table of an analysis: a text file named by one of its settings, read by the runtime

@@ -173,7 +173,7 @@ fn clear_sealed(dir: &Path, stream: crate::stream::StreamName) -> std::io::Resul
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let stem = crate::sinks::folder::format::stem(&name);
+        let stem = crate::stored_files::format::stem(&name);
         let sealed_name = stem != name
             && stem
                 .strip_prefix(stream.as_str())
@@ -194,7 +194,7 @@ pub fn clear_days(root: &Path, (start, end): (u64, u64)) -> std::io::Result<usiz
     for stream in crate::stream::StreamName::all() {
         let mut hour = start / 3_600_000;
         while hour * 3_600_000 < end {
-            for layout in crate::layout::Layout::ALL {
+            for layout in crate::stored_files::layout::Layout::ALL {
                 let dir = root.join(stream.as_str()).join(layout.hour(hour * 3_600_000));
                 removed += clear_sealed(&dir, stream)?;
             }

@@ -7,9 +7,9 @@ use clap::{Args, ValueEnum};
 use fleetflow_dataflows::schema::{Field, FieldType};
 use serde_json::{json, Value};
 
-use crate::layout::Layout;
-use crate::sinks::folder::columnar;
-use crate::sinks::folder::format::Format;
+use crate::stored_files::columnar;
+use crate::stored_files::format::Format;
+use crate::stored_files::layout::Layout;
 use crate::stream::StreamName;
 
 /// What to print.

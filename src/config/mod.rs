@@ -2,7 +2,7 @@
 //! overridden by command-line flags. Priority, lowest first: built-in defaults < file < flags.
 
 use fleetflow_dataflows::analyses::{self, REGISTRY};
-use fleetflow_dataflows::analysis::{Analysis, DefaultValue, Setting, Settings, TableSpec};
+use fleetflow_dataflows::analysis::{Analysis, DefaultValue, Setting, Settings, Spec, TableSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -162,16 +162,13 @@ impl Config {
             let mut settings = Settings::new();
             if let Some(table) = self.analyses.settings.get(name).and_then(|t| t.as_table()) {
                 for (key, value) in table {
-                    let setting = match value {
-                        toml::Value::Integer(i) => Setting::Number(*i as f64),
-                        toml::Value::Float(f) => Setting::Number(*f),
-                        toml::Value::String(s) => Setting::Text(s.clone()),
-                        other => return bad(format!("analyses.{name}.{key}: {other} is not a number or a string")),
+                    let Some(setting) = setting_of(value) else {
+                        return bad(format!("analyses.{name}.{key}: {value} is not a number or a string"));
                     };
                     settings.insert(key.clone(), setting);
                 }
             }
-            self.apply_aliases(name, &mut settings)?;
+            self.apply_aliases(analysis.spec(), &mut settings)?;
             for table in analysis.spec().tables {
                 match settings.get(table.setting) {
                     Some(Setting::Text(path)) if !path.trim().is_empty() => {}
@@ -188,22 +185,55 @@ impl Config {
         Ok(out)
     }
 
-    /// Sets what an old spelling ([`SETTING_ALIASES`]) gives for analysis `name`; both spellings at
-    /// once is an error.
-    fn apply_aliases(&self, name: &str, settings: &mut Settings) -> Result<(), ConfigError> {
-        for (old, analysis, key) in SETTING_ALIASES.iter().filter(|(_, a, _)| *a == name) {
-            let value = match *old {
-                "thresholds.alert_avg_mph" => self.thresholds.alert_avg_mph,
-                _ => None,
-            };
-            let Some(v) = value else { continue };
-            if settings.contains_key(*key) {
+    /// Sets what a setting's older spelling in the file
+    /// ([`Aliases::key`](fleetflow_dataflows::analysis::Aliases::key)) gives; both spellings
+    /// at once is an error naming the one to keep.
+    fn apply_aliases(&self, analysis: &Spec, settings: &mut Settings) -> Result<(), ConfigError> {
+        for setting in analysis.settings {
+            let Some(old) = setting.aliases.key else { continue };
+            let Some(value) = self.value_at(old) else { continue };
+            let (name, key) = (analysis.name, setting.name);
+            if settings.contains_key(key) {
                 return Err(ConfigError::Invalid(format!(
-                    "{old}: also set as analyses.{analysis}.{key}; keep only analyses.{analysis}.{key} ({old} is its old spelling)"
+                    "{old}: also set as analyses.{name}.{key}; keep only analyses.{name}.{key} ({old} is its old spelling)"
                 )));
             }
-            settings.insert(key.to_string(), Setting::Number(v));
+            let typed = setting_of(&value).ok_or_else(|| ConfigError::Invalid(format!("{old}: {value} is not a number or a string")))?;
+            settings.insert(key.to_string(), typed);
         }
+        Ok(())
+    }
+
+    /// The value the configuration holds at a dotted key (`thresholds.alert_avg_mph`), if set.
+    fn value_at(&self, dotted: &str) -> Option<toml::Value> {
+        let mut value = toml::Value::try_from(self).ok()?;
+        for part in dotted.split('.') {
+            value = value.as_table_mut()?.remove(part)?;
+        }
+        Some(value)
+    }
+
+    /// Sets analysis setting `analyses.<analysis>.<key>` to `value`, over both its spellings in
+    /// the file (a flag wins over the file).
+    pub fn set_analysis_setting(&mut self, analysis: &Spec, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+        let table = self.analyses.settings.entry(analysis.name.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        let Some(table) = table.as_table_mut() else {
+            return Err(ConfigError::Invalid(format!("analyses.{}: not a table; give its settings as a table", analysis.name)));
+        };
+        table.insert(key.to_string(), value);
+        let Some(old) = analysis.settings.iter().find(|s| s.name == key).and_then(|s| s.aliases.key) else { return Ok(()) };
+        if self.value_at(old).is_none() {
+            return Ok(());
+        }
+        // The old spelling is dropped from the file's values: the configuration without it.
+        let mut whole = toml::Value::try_from(&*self).map_err(|e| ConfigError::Invalid(format!("{old}: {e}")))?;
+        let (path, last) = old.rsplit_once('.').unwrap_or(("", old));
+        let mut at = &mut whole;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            at = at.get_mut(part).ok_or_else(|| ConfigError::Invalid(format!("{old}: not found")))?;
+        }
+        at.as_table_mut().map(|t| t.remove(last));
+        *self = whole.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{old}: {e}")))?;
         Ok(())
     }
 
@@ -386,6 +416,16 @@ impl Default for WindowsConfig {
     }
 }
 
+/// An analysis setting as the file gives it: a number or text.
+fn setting_of(value: &toml::Value) -> Option<Setting> {
+    match value {
+        toml::Value::Integer(i) => Some(Setting::Number(*i as f64)),
+        toml::Value::Float(f) => Some(Setting::Number(*f)),
+        toml::Value::String(s) => Some(Setting::Text(s.clone())),
+        _ => None,
+    }
+}
+
 /// `[thresholds]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -403,9 +443,6 @@ impl Default for ThresholdsConfig {
         ThresholdsConfig { speed_limit_mph: 65.0, alert_avg_mph: None }
     }
 }
-
-/// Settings of analyses that older configurations set elsewhere: (old field, analysis, setting).
-const SETTING_ALIASES: &[(&str, &str, &str)] = &[("thresholds.alert_avg_mph", "alerts", "threshold_mph")];
 
 /// `[reference]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 
 mod checkpointer;
 mod dataflow;
+pub mod info;
 pub mod partitions;
 mod reference_versions;
 mod references;
@@ -47,6 +48,9 @@ pub enum JobError {
     /// A source failed.
     #[error(transparent)]
     Source(#[from] crate::sources::SourceError),
+    /// A Kafka broker did not answer, or a topic could not be created.
+    #[error(transparent)]
+    KafkaAdmin(#[from] crate::kafka_admin::KafkaAdminError),
     /// A source could not be opened.
     #[error(transparent)]
     Open(#[from] crate::job::partitions::OpenError),
@@ -250,7 +254,7 @@ fn check_reference_files(config: &Config) -> Result<(), JobError> {
 fn start_http(config: &Config, live: &Arc<LiveState>, metrics: &Arc<Metrics>) -> Result<Option<crate::operations::http::Server>, JobError> {
     let Some(bind) = http_bind(config) else { return Ok(None) };
     let token = (!config.http.token.is_empty()).then(|| config.http.token.clone());
-    match crate::operations::http::start(&bind, token, crate::operations::status::JobInfo::of(config), live.clone(), metrics.clone()) {
+    match crate::operations::http::start(&bind, token, info::job_info(config), live.clone(), metrics.clone()) {
         Ok(s) => {
             live.serving.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(Some(s))

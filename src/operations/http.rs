@@ -266,7 +266,7 @@ mod tests {
     }
 
     fn info() -> JobInfo {
-        JobInfo::of(&crate::config::Config::default())
+        crate::job::info::job_info(&crate::config::Config::default())
     }
 
     #[test]

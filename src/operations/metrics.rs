@@ -46,7 +46,7 @@ pub struct Metrics {
     pub alert_latency: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     /// When measuring a Kafka source (`fleetflow bench --kafka-brokers`): microseconds from a
     /// message's timestamp (its producer's send time) to the moment the job read it, for one
-    /// message in [`READ_DELAY_SAMPLE`] by offset.
+    /// message in [`READ_DELAY_SAMPLE`](crate::operations::latency::READ_DELAY_SAMPLE) by offset.
     pub read_delay: Option<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     /// When measuring, window latency split in two: from the window's due moment to the moment
     /// every worker's sources had passed its end (the source side: readings arriving, the

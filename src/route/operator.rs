@@ -107,7 +107,9 @@ fn to_writers<'scope>(stream: StreamVec<'scope, Time, Encoded>, name: StreamName
     } else if router.sealed(name) {
         // Sealed files hold all records of one event hour: they are gathered on its owner.
         let peers = stream.scope().peers();
-        stream.exchange(move |record: &Encoded| crate::sinks::folder::staged::owner(record.time / crate::layout::HOUR_MS, peers) as u64)
+        stream.exchange(move |record: &Encoded| {
+            crate::sinks::folder::staged::owner(record.time / crate::stored_files::layout::HOUR_MS, peers) as u64
+        })
     } else {
         stream
     }

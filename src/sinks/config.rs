@@ -75,9 +75,9 @@ impl SinkConfig {
             SinkConfig::OpenSearch(_) if stream.fields().is_empty() => Err(format!(
                 "routes.{stream}: sink {name:?} indexes JSON records, and {stream} lines are input text; route {stream} to a folder, Kafka or Firehose sink"
             )),
-            SinkConfig::Folder(super::folder::FolderConfig { format: super::folder::format::Format::Parquet, .. })
-            | SinkConfig::S3(S3Config { format: super::folder::format::Format::Parquet, .. })
-                if super::folder::columnar::fields(stream).is_empty() =>
+            SinkConfig::Folder(super::folder::FolderConfig { format: crate::stored_files::format::Format::Parquet, .. })
+            | SinkConfig::S3(S3Config { format: crate::stored_files::format::Format::Parquet, .. })
+                if crate::stored_files::columnar::fields(stream).is_empty() =>
             {
                 Err(format!("routes.{stream}: sink {name:?} writes Parquet, and {stream} declares no fields (its analysis's OutputSpec::fields); declare them or use format = \"jsonl\""))
             }

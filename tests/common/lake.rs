@@ -22,7 +22,7 @@ pub fn python() -> String {
 /// The DuckDB types of a stream's declared columns, in order, as a JSON object.
 pub fn columns(stream: &str) -> String {
     let s = StreamName::parse(stream).unwrap();
-    let pairs: Vec<String> = fleetflow::sinks::folder::columnar::fields(s)
+    let pairs: Vec<String> = fleetflow::stored_files::columnar::fields(s)
         .iter()
         .map(|f| {
             let t = match f.kind {

@@ -10,7 +10,7 @@ use timely::dataflow::StreamVec;
 
 use super::SpeedWindow;
 use crate::checkpoint::{Checkpoints, OperatorState};
-use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
+use crate::analysis::{Aliases, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
 use crate::output::{JsonObject, Output};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -51,6 +51,7 @@ impl Analysis for Alerts {
                 name: "threshold_mph",
                 default: DefaultValue::Number(80.0),
                 about: "a sliding window whose average speed is strictly above this starts an alert episode, mph",
+                aliases: Aliases { key: Some("thresholds.alert_avg_mph"), flag: Some("alert-threshold") },
             }],
             tables: &[],
             queries: &[],

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec, TableSpec};
+use crate::analysis::{Aliases, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, TableSpec, Timing};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -139,11 +139,12 @@ impl Analysis for Geofence {
             about: "vehicles entering and leaving zones (polygons from a reference file)",
             outputs: &[OutputSpec { name: "geofence", about: "vin, zone, event (enter or leave), time, lon, lat", timing: Timing::Untimed, fields: FIELDS }],
             settings: &[
-                SettingSpec { name: "zones", default: DefaultValue::Text(""), about: "the zones file: `name lon lat lon lat lon lat ...` per line" },
+                SettingSpec { name: "zones", default: DefaultValue::Text(""), about: "the zones file: `name lon lat lon lat lon lat ...` per line", aliases: Aliases::NONE },
                 SettingSpec {
                     name: "forget_after_secs",
                     default: DefaultValue::Number(3600.0),
                     about: "a vehicle silent this long starts afresh (and enters the zones it is in again)",
+                    aliases: Aliases::NONE,
                 },
             ],
             tables: &[TableSpec {

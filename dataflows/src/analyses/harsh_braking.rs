@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{number, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec};
+use crate::analysis::{number, Aliases, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::Vin;
@@ -123,8 +123,8 @@ impl Analysis for HarshBraking {
                 timing: Timing::Untimed, fields: FIELDS,
             }],
             settings: &[
-                SettingSpec { name: "drop_mph", default: DefaultValue::Number(20.0), about: "speed drop that counts as harsh, mph" },
-                SettingSpec { name: "within_secs", default: DefaultValue::Number(3.0), about: "within this many seconds" },
+                SettingSpec { name: "drop_mph", default: DefaultValue::Number(20.0), about: "speed drop that counts as harsh, mph", aliases: Aliases::NONE },
+                SettingSpec { name: "within_secs", default: DefaultValue::Number(3.0), about: "within this many seconds", aliases: Aliases::NONE },
             ],
             tables: &[],
             queries: &[],

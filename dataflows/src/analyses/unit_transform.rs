@@ -6,7 +6,7 @@ use crate::schema::Field;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 
-use crate::analysis::{Analysis, AnalysisError, Context, DefaultValue, OutputSpec, Timing, SettingSpec, Settings, Spec};
+use crate::analysis::{Aliases, Analysis, AnalysisError, Context, DefaultValue, OutputSpec, SettingSpec, Settings, Spec, Timing};
 use crate::output::{json, Output, Rfc3339};
 use crate::params::Params;
 use crate::reading::{Reading, Vin};
@@ -88,7 +88,7 @@ impl Analysis for UnitTransform {
                 about: "record_id, timestamp, vin, lon, lat, speed, unit, processed_at",
                 timing: Timing::Untimed, fields: FIELDS,
             }],
-            settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"" }],
+            settings: &[SettingSpec { name: "unit", default: DefaultValue::Text("km/h"), about: "\"km/h\" or \"m/s\"", aliases: Aliases::NONE }],
             tables: &[],
             queries: &[],
             on_by_default: false,

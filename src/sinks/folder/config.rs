@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{Compression, FileFormat, FileSpec, Format};
-use crate::layout::Layout;
+use crate::stored_files::format::{Compression, FileFormat, FileSpec, Format};
+use crate::stored_files::layout::Layout;
 
 /// A folder sink's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,7 @@
 //! the worker does not wait for the disk there, while a disk slower than the output over time
 //! still holds the worker back.
 
-pub mod columnar;
 mod config;
-pub mod format;
 pub use config::FolderConfig;
 
 pub mod sealed;
@@ -31,6 +29,7 @@ use fleetflow_dataflows::Time;
 
 use crate::encode::Encoded;
 use crate::sinks::{Sink, SinkError};
+use crate::stored_files::format::{FileFormat, FileSpec};
 use crate::stream::StreamName;
 
 /// Buffering hints, as Firehose has them.
@@ -61,7 +60,7 @@ struct Flush {
     stream: StreamName,
     files: Vec<(PathBuf, Vec<u8>)>,
     written: u64,
-    format: format::FileFormat,
+    format: FileFormat,
     /// The lines' bytes, counted against the in-flight bound.
     bytes: usize,
 }
@@ -120,7 +119,7 @@ pub struct FolderSink {
     in_flight: usize,
     in_flight_bytes: usize,
     /// The files' format and layout.
-    files: format::FileSpec,
+    files: FileSpec,
 }
 
 impl FolderSink {
@@ -152,12 +151,12 @@ impl FolderSink {
             writer,
             in_flight: 0,
             in_flight_bytes: 0,
-            files: format::FileSpec::default(),
+            files: FileSpec::default(),
         }
     }
 
     /// The same sink writing files as `files` says.
-    pub fn with_files(mut self, files: format::FileSpec) -> Self {
+    pub fn with_files(mut self, files: FileSpec) -> Self {
         self.files = files;
         self
     }
@@ -295,7 +294,7 @@ impl Sink for FolderSink {
         let hour = record.time / 3_600_000;
         let key = match &buffer.last_hour {
             Some((h, key)) if *h == hour => key,
-            _ => &buffer.last_hour.insert((hour, layout.hour(hour * crate::layout::HOUR_MS))).1,
+            _ => &buffer.last_hour.insert((hour, layout.hour(hour * crate::stored_files::layout::HOUR_MS))).1,
         };
         match buffer.by_hour.get_mut(key) {
             Some(bytes) => bytes.extend_from_slice(&record.line),

@@ -1,4 +1,4 @@
-//! The sealed folder sink: the folder layout of [`super::folder`], but each file is written once,
+//! The sealed folder sink: the folder layout of [`super`], but each file is written once,
 //! when it is complete, with its lines sorted, under a name that says what it holds rather than
 //! who wrote it: `ROOT/<stream>/YYYY/MM/DD/HH/<stream>-<completion hour>.jsonl`. The hour folder
 //! is the record's event time; the completion hour is the hour of the record's dataflow time (when
@@ -52,7 +52,7 @@ pub struct SealedFolderSink {
     /// records of that run which this one does not repeat, so it merges rather than replaces.
     resumed: bool,
     /// The files' format and layout.
-    files: super::format::FileSpec,
+    files: crate::stored_files::format::FileSpec,
 }
 
 impl SealedFolderSink {
@@ -63,12 +63,12 @@ impl SealedFolderSink {
             store: Box::new(super::store::LocalFolder { root: root.as_ref().to_path_buf() }),
             streams: StreamName::all().map(|_| StreamState::default()).collect(),
             resumed: false,
-            files: super::format::FileSpec::default(),
+            files: crate::stored_files::format::FileSpec::default(),
         }
     }
 
     /// The same sink writing files as `files` says.
-    pub fn with_files(mut self, files: super::format::FileSpec) -> Self {
+    pub fn with_files(mut self, files: crate::stored_files::format::FileSpec) -> Self {
         self.files = files;
         self
     }
@@ -112,7 +112,8 @@ impl SealedFolderSink {
         let merged = existing.is_some();
         if let Some(existing) = existing {
             let name = path.display().to_string();
-            let existing = super::format::decode(stream, &name, existing).map_err(|e| SinkError::Delivery(format!("merging into {e}")))?;
+            let existing = crate::stored_files::format::decode(stream, &name, existing)
+                .map_err(|e| SinkError::Delivery(format!("merging into {e}")))?;
             lines.extend(existing.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
         }
         lines.sort_unstable();
@@ -261,11 +262,11 @@ mod tests {
 
     #[test]
     fn a_resumed_run_merges_into_a_parquet_file_of_the_hive_layout() {
-        use super::super::format::{Compression, FileFormat, FileSpec, Format};
+        use crate::stored_files::format::{Compression, FileFormat, FileSpec, Format};
         let dir = tempfile::tempdir().unwrap();
         let files = FileSpec {
             format: FileFormat { format: Format::Parquet, compression: Compression::Zstd },
-            layout: crate::layout::Layout::Hive,
+            layout: crate::stored_files::layout::Layout::Hive,
         };
         let alerts = StreamName::named("alerts");
         let line = |vin: &str| {
@@ -280,7 +281,7 @@ mod tests {
         resumed.resumed_below(T + 1);
         resumed.write(alerts, T, &rec(&line("A"), T)).unwrap();
         resumed.seal(alerts, Time::MAX).unwrap();
-        let read = super::super::format::decode(alerts, &path.display().to_string(), std::fs::read(&path).unwrap()).unwrap();
+        let read = crate::stored_files::format::decode(alerts, &path.display().to_string(), std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(String::from_utf8(read).unwrap(), format!("{}\n{}\n", line("A"), line("B")));
     }
 }

@@ -35,8 +35,8 @@ use fleetflow_dataflows::Time;
 use super::sealed::SealedFolderSink;
 use super::staging::Staging;
 use crate::encode::Encoded;
-use crate::layout::HOUR_MS;
 use crate::sinks::{CheckpointCommit, Sink, SinkError};
+use crate::stored_files::layout::HOUR_MS;
 use crate::stream::StreamName;
 
 /// The records of one file not staged yet: `(dataflow time, line)`, and whether its hour is
@@ -86,7 +86,7 @@ impl StagedSealedSink {
     }
 
     /// The same sink writing files as `files` says.
-    pub fn with_files(mut self, files: super::format::FileSpec) -> Self {
+    pub fn with_files(mut self, files: crate::stored_files::format::FileSpec) -> Self {
         self.files = self.files.with_files(files);
         self
     }

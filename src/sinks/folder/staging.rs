@@ -128,7 +128,7 @@ impl Staging {
 pub fn event_hour(relative: &Path) -> Option<Time> {
     let parts: Vec<&str> = relative.iter().filter_map(|c| c.to_str()).collect();
     let folders = parts.get(1..parts.len().checked_sub(1)?)?;
-    crate::layout::Layout::parse_hour(folders)
+    crate::stored_files::layout::Layout::parse_hour(folders)
 }
 
 /// The tag folders under `dir` up to `name`, oldest first (`pending` counts as `MAX`).
@@ -195,7 +195,7 @@ fn pieces_under(dir: &Path) -> Vec<PathBuf> {
 
 /// The end of the hour a sealed file completes (its name's `<stream>-YYYYMMDDTHH.jsonl`).
 fn completion_end(relative: &Path) -> Option<Time> {
-    let stem = super::format::stem(relative.file_name()?.to_str()?);
+    let stem = crate::stored_files::format::stem(relative.file_name()?.to_str()?);
     let (_, hour) = stem.rsplit_once('-')?;
     let start = match chrono::NaiveDateTime::parse_from_str(&format!("{hour}00"), "%Y%m%dT%H%M") {
         Ok(t) => Time::try_from(t.and_utc().timestamp_millis()).ok()?,

@@ -12,7 +12,7 @@ pub struct FolderStore {
     /// The sink's `path`.
     pub root: PathBuf,
     /// Its hour folders' names.
-    pub layout: crate::layout::Layout,
+    pub layout: crate::stored_files::layout::Layout,
 }
 
 impl StoredRecords for FolderStore {
@@ -28,7 +28,7 @@ impl StoredRecords for FolderStore {
                 } else if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
                     let bytes = std::fs::read(&path).unwrap_or_default();
                     // A file that cannot be decoded reads as none (the job logs nothing per query).
-                    let text = super::format::decode(parsed, &path.display().to_string(), bytes).unwrap_or_default();
+                    let text = crate::stored_files::format::decode(parsed, &path.display().to_string(), bytes).unwrap_or_default();
                     let lines = found.get_or_insert_with(Vec::new);
                     lines.extend(text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
                 }
@@ -55,7 +55,7 @@ mod tests {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join(file), text).unwrap();
         }
-        let store = FolderStore { root, layout: crate::layout::Layout::Hourly };
+        let store = FolderStore { root, layout: crate::stored_files::layout::Layout::Hourly };
         let day = 1_764_028_800_000; // 2025-11-25
         let mut lines = store.day("speeders", day).unwrap();
         lines.sort();

@@ -37,7 +37,7 @@ impl IndexPattern {
         parts.push(Part::Text(rest.to_string()));
         parts.retain(|p| *p != Part::Text(String::new()));
         let index = IndexPattern { parts };
-        let sample = index.format("speed_windows", 1_764_064_860_000);
+        let sample = index.format("any_stream", 1_764_064_860_000);
         check_name(&sample).map_err(|e| format!("{pattern:?} gives {sample:?}, which {e}"))?;
         Ok(index)
     }

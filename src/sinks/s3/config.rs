@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::Layout;
 use crate::sinks::config::{check_retries, default_dead_letter, default_request_timeout_secs, default_retry_secs, in_range, secs};
-use crate::sinks::folder::format::{Compression, FileFormat, FileSpec, Format};
+use crate::stored_files::format::{Compression, FileFormat, FileSpec, Format};
+use crate::stored_files::layout::Layout;
 
 /// An S3 sink's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

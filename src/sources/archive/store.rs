@@ -35,7 +35,9 @@ pub enum ArchiveStore {
 /// `raw/YYYY/MM/DD/HH` and `raw/dt=YYYY-MM-DD/hr=HH` of an hour number (hours since the epoch):
 /// an archive may be in either layout.
 fn hour_paths(hour: Time) -> impl Iterator<Item = String> {
-    crate::layout::Layout::ALL.into_iter().map(move |l| format!("raw/{}", l.hour(hour * crate::layout::HOUR_MS)))
+    crate::stored_files::layout::Layout::ALL
+        .into_iter()
+        .map(move |l| format!("raw/{}", l.hour(hour * crate::stored_files::layout::HOUR_MS)))
 }
 
 impl ArchiveStore {
@@ -89,7 +91,7 @@ impl ArchiveStore {
     /// An object's lines (decoded: gzip, zstd and Parquet archives read as plain ones).
     pub fn read(&self, object: &ArchiveObject) -> Result<Vec<u8>, SourceError> {
         let bytes = self.read_bytes(object)?;
-        crate::sinks::folder::format::decode(crate::stream::StreamName::RAW, &object.name, bytes)
+        crate::stored_files::format::decode(crate::stream::StreamName::RAW, &object.name, bytes)
             .map_err(|e| SourceError::Setup(format!("archive: reading {}: {e}", self.display(object))))
     }
 

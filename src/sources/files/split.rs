@@ -5,7 +5,7 @@
 //! Why the outputs are those of one worker reading the file in order: the lateness rule of a
 //! partition depends only on the highest accepted event time of the records before (its running
 //! maximum). A chunk's own highest event time is known once it is parsed, in parallel with the
-//! others (a late reading is below the maximum already, so it does not change it). The [`Board`]
+//! others (a late reading is below the maximum already, so it does not change it). The `Board`
 //! gathers what each chunk's parse found; once every chunk before chunk `k` is parsed, the
 //! maximum carried into `k` is the highest of theirs, and a worker judges chunk `k`'s records
 //! exactly as one reading the whole file would have, record by record. Line numbers are carried

@@ -48,7 +48,7 @@ pub struct FileSpec {
     /// The files' format.
     pub format: FileFormat,
     /// The hour folders' names.
-    pub layout: crate::layout::Layout,
+    pub layout: crate::stored_files::layout::Layout,
 }
 
 /// A file that cannot be encoded or decoded.
