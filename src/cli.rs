@@ -9,7 +9,7 @@ use fleetflow_dataflows::analyses::REGISTRY;
 use fleetflow_dataflows::analysis::{DefaultValue, SettingSpec, Spec};
 
 use crate::config::FolderConfig;
-use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
+use crate::config::{Config, ConfigError, SinkConfig, SourceKind, ValidConfig};
 
 /// fleetflow: event-time stream processing for vehicle telematics.
 #[derive(Debug, Parser)]
@@ -293,7 +293,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The effective configuration: defaults < config file < these flags.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    pub fn config(&self) -> Result<ValidConfig, ConfigError> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -303,8 +303,7 @@ impl RunArgs {
         self.apply_generator(&mut c);
         self.apply_output(&mut c)?;
         self.apply_analysis_flags(&mut c)?;
-        c.validate()?;
-        Ok(c)
+        c.validated()
     }
 
     /// The source flags: files, Kafka and its positions.

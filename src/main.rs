@@ -81,7 +81,7 @@ fn run_job(args: Box<fleetflow::cli::RunArgs>) -> anyhow::Result<()> {
         fleetflow::peer_sockets::exit_when_a_peer_is_lost();
     }
     if args.print_config {
-        out!("{}", toml::to_string(&config).context("printing the config")?.trim_end());
+        out!("{}", toml::to_string(&*config).context("printing the config")?.trim_end());
         return Ok(());
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -54,7 +54,7 @@ fn two_processes_of_two_workers_write_what_one_worker_writes() {
             ..FolderConfig::default()
         }),
     );
-    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
 
     for stream in STREAMS {
         let one = lines_of(&single, stream);

@@ -180,7 +180,7 @@ fn speeders_by_date_live_and_closed_match_the_oracle_while_hammered() {
             ..FolderConfig::default()
         }),
     );
-    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
     for stream in ["speed_windows", "speeders", "daily_speeders", "alerts", "buggy_devices"] {
         assert_eq!(lines_of(&out, stream), lines_of(&quiet, stream), "{stream} unchanged by the queries");
     }

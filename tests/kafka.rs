@@ -89,7 +89,7 @@ fn kafka_config(out: &Path, workers: usize, topic: &str, start: &str, stop: &str
 }
 
 fn run(c: Config) -> Summary {
-    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap()
+    fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap()
 }
 
 /// Generated readings as text lines with their vin and send time.
@@ -207,7 +207,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     let stop = Arc::new(AtomicBool::new(false));
     let job = {
         let stop = stop.clone();
-        std::thread::spawn(move || fleetflow::job::run(c, stop))
+        std::thread::spawn(move || fleetflow::job::run(c.validated().unwrap(), stop))
     };
     // Five minutes of readings, all in partition 0; partition 1 stays silent.
     let p = producer();
@@ -508,7 +508,7 @@ fn a_failed_sink_commits_no_offset_past_the_records_it_lost() {
             stop.store(true, Ordering::SeqCst);
         })
     };
-    let failed = fleetflow::job::run(resuming_job(&out, 2, &t, ""), stop);
+    let failed = fleetflow::job::run(resuming_job(&out, 2, &t, "").validated().unwrap(), stop);
     let error = failed.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("speed_windows/2025/11/25/01"), "the job stops with the sink's error: {error:?}");
     watchdog.join().unwrap();

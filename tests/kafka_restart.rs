@@ -204,7 +204,7 @@ fn a_broker_restarted_mid_run_loses_and_repeats_no_reading() {
             ..FolderConfig::default()
         }),
     );
-    fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
     // The stop could not commit, so what was delivered after the last commit that reached the
     // broker is delivered again (at least once): compared as sets, none missing and none foreign.
     for stream in ["speed_windows", "speeders", "alerts", "late", "errors"] {

@@ -54,7 +54,7 @@ fn peak_during_run(input: &Path, out: &Path, minutes: u64) -> usize {
         }),
     );
     let base = Counting::reset_peak();
-    let summary = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    let summary = fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(summary.readings, minutes * 2 * PER_MINUTE);
     Counting::peak() - base
 }

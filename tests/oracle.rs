@@ -281,7 +281,7 @@ fn run_job(input: &Input, workers: usize, chunk_kib: u64) -> BTreeMap<&'static s
             ..FolderConfig::default()
         }),
     );
-    let summary = fleetflow::job::run(config, Arc::new(AtomicBool::new(false))).unwrap();
+    let summary = fleetflow::job::run(config.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(summary.readings + summary.late + summary.malformed + summary.blank, summary.records_read, "every record accounted for");
     read_outputs(&out)
 }

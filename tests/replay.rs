@@ -59,7 +59,7 @@ fn live(dir: &Path, files: &[String], vin: &str, buggy: &str) -> (PathBuf, PathB
         }),
     );
     c.routes.insert("raw".into(), vec!["archive".into()]);
-    let s = fleetflow::job::run(c, Arc::new(AtomicBool::new(false))).unwrap();
+    let s = fleetflow::job::run(c.validated().unwrap(), Arc::new(AtomicBool::new(false))).unwrap();
     assert!(s.late > 0 && s.malformed > 0, "the live input has late and malformed readings: {s:?}");
     (out, archive)
 }

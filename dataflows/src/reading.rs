@@ -37,7 +37,7 @@ impl PartialOrd for Vin {
 /// again (window updates took twice as long).
 impl std::hash::Hash for Vin {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.route());
+        state.write_u64(self.worker_hash());
     }
 }
 
@@ -110,7 +110,7 @@ impl Vin {
 
     /// A stable 64-bit hash (FNV-1a), the same in every process, used to route a VIN to a worker.
     #[inline]
-    pub fn route(&self) -> u64 {
+    pub fn worker_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for &b in &self.0 {
             h ^= b as u64;

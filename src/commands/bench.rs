@@ -251,7 +251,7 @@ fn run_once(args: &BenchArgs, rate: u64) -> anyhow::Result<Report> {
     let metrics = Arc::new(metrics);
     let (user_before, system_before, _) = rusage(libc::RUSAGE_SELF);
     let started = Instant::now();
-    let summary = match crate::job::run_with(config, stop, metrics.clone()) {
+    let summary = match crate::job::run_with(config.validated()?, stop, metrics.clone()) {
         Ok(summary) => summary,
         Err(e) => {
             if let Some(producing) = load {

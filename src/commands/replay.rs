@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::config::FolderConfig;
-use crate::config::{Config, ConfigError, SinkConfig, SourceKind};
+use crate::config::{Config, ConfigError, SinkConfig, SourceKind, ValidConfig};
 use crate::job::{JobError, Summary};
 use crate::operations::metrics::Metrics;
 
@@ -94,7 +94,7 @@ pub struct ReplayReport {
 
 impl ReplayArgs {
     /// The replay's configuration: the config file (or defaults) with these flags.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    pub fn config(&self) -> Result<ValidConfig, ConfigError> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -162,8 +162,7 @@ impl ReplayArgs {
             c.sinks = [("local".to_string(), sink)].into_iter().collect();
             c.routes.clear();
         }
-        c.validate()?;
-        Ok(c)
+        c.validated()
     }
 }
 

@@ -416,6 +416,25 @@ impl Default for WindowsConfig {
     }
 }
 
+/// A configuration whose values were checked ([`Config::validated`]): a job takes only this, so it
+/// never checks again and never runs an unchecked one. Read it as a [`Config`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidConfig(Config);
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl ValidConfig {
+    /// The configuration, to change and check again.
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
 /// An analysis setting as the file gives it: a number or text.
 fn setting_of(value: &toml::Value) -> Option<Setting> {
     match value {
@@ -522,6 +541,12 @@ impl Config {
                 (stream, to)
             })
             .collect())
+    }
+
+    /// The configuration, checked once: what a job runs (see [`ValidConfig`]).
+    pub fn validated(self) -> Result<ValidConfig, ConfigError> {
+        self.validate()?;
+        Ok(ValidConfig(self))
     }
 
     /// Checks every value; the error names the field, the value and what is allowed.

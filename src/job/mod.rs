@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use crate::checkpoints::objects::Objects;
 use crate::checkpoints::store::{StateStore, StoreError};
 use crate::config::KafkaSinkConfig;
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, SourceKind, ValidConfig};
 use crate::operations::date_queries::DateQuery;
 use crate::operations::live_state::LiveState;
 use crate::operations::metrics::Metrics;
@@ -111,15 +111,15 @@ impl Summary {
 }
 
 /// Runs the job to the end of its input (or until `stop` is set), returning its counts.
-pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
+pub fn run(config: ValidConfig, stop: Arc<AtomicBool>) -> Result<Summary, JobError> {
     let mut metrics = Metrics::new(config.workers);
     metrics.lateness_ms = config.windows.allowed_lateness_ms;
     run_with(config, stop, Arc::new(metrics))
 }
 
 /// Runs the job with counters the caller keeps (and may have set up to measure latency).
-pub fn run_with(config: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
-    config.validate()?;
+pub fn run_with(config: ValidConfig, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<Summary, JobError> {
+    let config = config.into_inner();
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
     check_reference_files(&config)?;
     check_brokers(&config)?;

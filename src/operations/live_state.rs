@@ -123,7 +123,7 @@ impl Latest {
 /// The shard of a vehicle's latest window.
 fn shard_of(vin: &Vin) -> usize {
     // (The high bits: the low ones route the vin to its worker, so a worker's vins would share few shards.)
-    (vin.route() >> 32) as usize % SHARDS
+    (vin.worker_hash() >> 32) as usize % SHARDS
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

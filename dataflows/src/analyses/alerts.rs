@@ -91,13 +91,13 @@ pub trait AlertEpisodes<'scope>: Sized {
 
 impl<'scope> AlertEpisodes<'scope> for StreamVec<'scope, Time, SpeedWindow> {
     fn alerts_saved(self, threshold_mph: f64, size: Time, slide: Time, mut saved: OperatorState) -> StreamVec<'scope, Time, SpeedWindow> {
-        let pact = Exchange::new(|w: &SpeedWindow| w.key.route());
+        let pact = Exchange::new(|w: &SpeedWindow| w.key.worker_hash());
         self.unary_frontier(pact, "Alerts", move |_cap, _info| {
             let mut pending: Pending<Vec<SpeedWindow>> = Pending::new();
             // Vehicle -> start of its latest window above the threshold.
             let mut above: FxHashMap<Vin, Time> = FxHashMap::default();
             for part in saved.restored::<Vec<(Vin, Time)>>() {
-                above.extend(part.into_iter().filter(|(vin, _)| saved.owns(vin.route())));
+                above.extend(part.into_iter().filter(|(vin, _)| saved.owns(vin.worker_hash())));
             }
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {

@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use super::{RouteKey, Window};
+use super::{Window, WorkerKey};
 use crate::checkpoint::OperatorState;
 use crate::time::{align, Time};
 
@@ -30,7 +30,7 @@ pub trait Held<'scope, K, A> {
 
 impl<'scope, K, A> Held<'scope, K, A> for StreamVec<'scope, Time, Window<K, A>>
 where
-    K: ExchangeData + Clone + RouteKey + Ord,
+    K: ExchangeData + Clone + WorkerKey + Ord,
     A: ExchangeData + Clone,
 {
     fn held(self, horizon: Time, mut state: OperatorState) -> StreamVec<'scope, Time, Window<K, A>> {
@@ -77,13 +77,13 @@ where
 /// overlap), sorted by entry time.
 fn restore<K, A>(state: &mut OperatorState, horizon: Time) -> Vec<Window<K, A>>
 where
-    K: ExchangeData + Clone + RouteKey + Ord,
+    K: ExchangeData + Clone + WorkerKey + Ord,
     A: ExchangeData + Clone,
 {
     let Some(at) = state.restored_at() else { return Vec::new() };
     let mut held: Vec<Window<K, A>> = Vec::new();
     for part in state.restored::<Vec<Window<K, A>>>() {
-        held.extend(part.into_iter().filter(|w| w.end - 1 < at && w.end - 1 + horizon > at && state.owns(w.key.route())));
+        held.extend(part.into_iter().filter(|w| w.end - 1 < at && w.end - 1 + horizon > at && state.owns(w.key.worker_hash())));
     }
     held.sort_by(|a, b| (a.end, &a.key).cmp(&(b.end, &b.key)));
     held.dedup_by(|a, b| a.end == b.end && a.key == b.key);

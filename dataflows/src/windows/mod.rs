@@ -71,22 +71,22 @@ impl<A: WindowAggregate, B: WindowAggregate> WindowAggregate for (A, B) {
     }
 }
 
-/// A key that can be routed to a worker with a hash that is the same in every process.
-pub trait RouteKey {
-    /// The routing hash.
-    fn route(&self) -> u64;
+/// A key that is sent to a worker by a hash that is the same in every process.
+pub trait WorkerKey {
+    /// The hash that picks the key's worker.
+    fn worker_hash(&self) -> u64;
 }
 
-impl RouteKey for Vin {
+impl WorkerKey for Vin {
     #[inline]
-    fn route(&self) -> u64 {
-        Vin::route(self)
+    fn worker_hash(&self) -> u64 {
+        Vin::worker_hash(self)
     }
 }
 
-impl RouteKey for u64 {
+impl WorkerKey for u64 {
     #[inline]
-    fn route(&self) -> u64 {
+    fn worker_hash(&self) -> u64 {
         *self
     }
 }

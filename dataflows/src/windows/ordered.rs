@@ -16,7 +16,7 @@ use timely::ExchangeData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::RouteKey;
+use super::WorkerKey;
 use crate::checkpoint::{operator_of_dataflow, OperatorState};
 use crate::time::Time;
 
@@ -117,7 +117,7 @@ struct Keyed<K, V, S> {
     saved: OperatorState,
 }
 
-impl<K: Hash + Eq + Ord + Clone + RouteKey + Serialize + DeserializeOwned, V: Ord, S: Default + Serialize + DeserializeOwned>
+impl<K: Hash + Eq + Ord + Clone + WorkerKey + Serialize + DeserializeOwned, V: Ord, S: Default + Serialize + DeserializeOwned>
     Keyed<K, V, S>
 {
     /// Keyed state for operator `name`, restored if the dataflow is (the keys this worker owns).
@@ -125,7 +125,7 @@ impl<K: Hash + Eq + Ord + Clone + RouteKey + Serialize + DeserializeOwned, V: Or
         let mut saved = operator_of_dataflow(&format!("ordered.{name}"));
         let mut states = FxHashMap::default();
         for part in saved.restored::<Vec<(K, S, Time)>>() {
-            states.extend(part.into_iter().filter(|(k, _, _)| saved.owns(k.route())).map(|(k, s, t)| (k, (s, t))));
+            states.extend(part.into_iter().filter(|(k, _, _)| saved.owns(k.worker_hash())).map(|(k, s, t)| (k, (s, t))));
         }
         Keyed { held: Vec::new(), cap: None, states, swept_to: 0, idle, saved }
     }
@@ -225,7 +225,7 @@ impl<T: Ord + Clone, W> Table<T, W> {
 
 impl<'scope, K, V> Ordered<'scope, K, V> for StreamVec<'scope, Time, (K, Time, V)>
 where
-    K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
+    K: ExchangeData + WorkerKey + Hash + Eq + Ord + Clone,
     V: ExchangeData + Ord,
 {
     fn ordered_by_key<S, O, L>(self, name: &str, idle: Time, mut logic: L) -> StreamVec<'scope, Time, O>
@@ -234,7 +234,7 @@ where
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &mut Vec<O>) + 'static,
     {
-        let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
+        let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.worker_hash());
         let name = name.to_string();
         self.unary_frontier(pact, &name.clone(), move |_cap, _info| {
             let mut keyed: Keyed<K, V, S> = Keyed::new(&name, idle);
@@ -267,7 +267,7 @@ where
         O: Clone + 'static,
         L: FnMut(&K, &mut S, Time, &V, &W, &mut Vec<O>) + 'static,
     {
-        let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.route());
+        let pact = Exchange::new(|(k, _, _): &(K, Time, V)| k.worker_hash());
         // Every worker sees every change of the table.
         let changes = table.inner.broadcast();
         let name = name.to_string();

@@ -10,7 +10,7 @@ use timely::ExchangeData;
 use timely::dataflow::operators::Capability;
 
 use super::open::ByKey;
-use super::{OpenWindows, RouteKey, Window, WindowAggregate};
+use super::{OpenWindows, Window, WindowAggregate, WorkerKey};
 use crate::checkpoint::{Checkpoints, OperatorState};
 use crate::time::{align, Pending, Time};
 
@@ -69,7 +69,7 @@ type Keys<K, A> = rustc_hash::FxHashMap<K, Vec<(Time, A)>>;
 
 impl<'scope, K, A> Sliding<'scope, K, A> for StreamVec<'scope, Time, Window<K, A>>
 where
-    K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
+    K: ExchangeData + WorkerKey + Hash + Eq + Ord + Clone,
     A: WindowAggregate + ExchangeData,
 {
     fn sliding_saved(
@@ -80,7 +80,7 @@ where
     ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(slide > 0 && size >= slide, "sliding windows need 0 < slide <= size");
         let (view, state) = OpenWindows::<K, A>::by_key(size);
-        let pact = Exchange::new(|w: &Window<K, A>| w.key.route());
+        let pact = Exchange::new(|w: &Window<K, A>| w.key.worker_hash());
         let scope = self.scope();
         let stream = self.unary_frontier(pact, "Sliding", move |cap, info| {
             let activator = scope.activator_for(info.address);
@@ -241,7 +241,7 @@ fn snapshot<K: Clone, A: Clone>(ends: impl Iterator<Item = Time>, keys: &Keys<K,
 }
 
 /// Takes back the open windows of the keys this worker owns.
-fn restore<K: ExchangeData + RouteKey + Hash + Eq + Clone, A: WindowAggregate + ExchangeData>(
+fn restore<K: ExchangeData + WorkerKey + Hash + Eq + Clone, A: WindowAggregate + ExchangeData>(
     open: &mut ByKey<K, A>,
     cap: &Capability<Time>,
     saved: &mut OperatorState,
@@ -249,7 +249,7 @@ fn restore<K: ExchangeData + RouteKey + Hash + Eq + Clone, A: WindowAggregate + 
     for part in saved.restored::<Saved<K, A>>() {
         for (end, entries) in part {
             open.ends.entry(end).or_insert_with(|| cap.delayed(&(end - 1)));
-            for (key, agg) in entries.into_iter().filter(|(k, _)| saved.owns(k.route())) {
+            for (key, agg) in entries.into_iter().filter(|(k, _)| saved.owns(k.worker_hash())) {
                 merge_into(open.keys.entry(key).or_default(), &[end], &agg);
             }
         }

@@ -8,7 +8,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use super::{OpenWindows, RouteKey, Window, WindowAggregate};
+use super::{OpenWindows, Window, WindowAggregate, WorkerKey};
 use crate::time::{align, Time};
 
 /// Groups `(key, event_time, input)` records into tumbling windows of `size` milliseconds per key.
@@ -55,7 +55,7 @@ pub trait Tumbling<'scope, K, I>: Sized {
 
 impl<'scope, K, I> Tumbling<'scope, K, I> for StreamVec<'scope, Time, (K, Time, I)>
 where
-    K: ExchangeData + RouteKey + Hash + Eq + Ord + Clone,
+    K: ExchangeData + WorkerKey + Hash + Eq + Ord + Clone,
     I: ExchangeData,
 {
     fn tumbling_open<A: WindowAggregate<Input = I> + ExchangeData>(
@@ -64,7 +64,7 @@ where
     ) -> (StreamVec<'scope, Time, Window<K, A>>, OpenWindows<K, A>) {
         assert!(size > 0, "window size must be positive");
         let (view, state) = OpenWindows::<K, A>::by_end(size);
-        let pact = Exchange::new(|(k, _, _): &(K, Time, I)| k.route());
+        let pact = Exchange::new(|(k, _, _): &(K, Time, I)| k.worker_hash());
         let stream = self.unary_frontier(pact, "Tumbling", move |_cap, _info| {
             // Open windows by end time, each with the capability to emit it at `end - 1`.
             move |(input, frontier), output| {
