@@ -5,7 +5,6 @@
 #![forbid(missing_docs)]
 
 pub mod affinity;
-pub mod allocator;
 pub mod aws;
 pub mod checkpoints;
 pub mod cli;
@@ -17,6 +16,7 @@ pub mod encode;
 pub mod failure;
 pub mod job;
 pub mod kafka_admin;
+pub mod malloc_tuning;
 pub mod operations;
 pub mod parse;
 pub mod peer_sockets;

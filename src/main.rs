@@ -51,7 +51,7 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn run() -> anyhow::Result<()> {
     // Before any thread starts: window bursts reuse freed memory instead of faulting it in again.
-    fleetflow::allocator::keep_freed_memory();
+    fleetflow::malloc_tuning::keep_freed_memory();
     let cli = Cli::parse_args();
     // Logging is best effort: a closed stderr (a log shipper restarting) must not stop the job,
     // so a failed write is dropped rather than reported on the same closed stderr (which panics).
