@@ -111,6 +111,32 @@ fn the_runtime_modules_import_each_other_one_way() {
     assert_one_way("src", ("job", "sources"));
 }
 
+/// What docs/architecture.md's table says a folder may not import (those above it may not import
+/// those below; the sources and the sinks, beside each other, not each other).
+const MUST_NOT_IMPORT: &[(&str, &[&str])] = &[
+    ("stored_files", &["operations", "sources", "sinks", "checkpoints", "config", "route", "job", "commands", "cli"]),
+    ("operations", &["sources", "sinks", "checkpoints", "config", "route", "job", "commands", "cli"]),
+    ("sources", &["sinks", "checkpoints", "config", "route", "job", "commands", "cli"]),
+    ("sinks", &["sources", "checkpoints", "config", "route", "job", "commands", "cli"]),
+    ("checkpoints", &["sinks", "config", "route", "job", "commands", "cli"]),
+    ("config", &["route", "job", "commands", "cli"]),
+    ("route", &["sources", "checkpoints", "config", "job", "commands", "cli"]),
+    ("job", &["commands", "cli"]),
+];
+
+#[test]
+fn the_runtime_folders_import_only_what_the_architecture_page_allows() {
+    let graph = graph_of(&crate_root("src"));
+    let mut found = Vec::new();
+    for (from, forbidden) in MUST_NOT_IMPORT {
+        assert!(graph.contains_key(*from), "{from} is a module of src/: {graph:?}");
+        for to in forbidden.iter().filter(|to| graph[*from].contains_key(**to)) {
+            found.push(format!("{from} -> {to} ({:?})", graph[*from][*to]));
+        }
+    }
+    assert!(found.is_empty(), "imports docs/architecture.md does not allow: {}", found.join("; "));
+}
+
 #[test]
 fn the_dataflow_modules_import_each_other_one_way() {
     assert_one_way("dataflows/src", ("analyses", "analysis"));
