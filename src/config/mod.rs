@@ -232,7 +232,9 @@ impl Config {
         for part in path.split('.').filter(|p| !p.is_empty()) {
             at = at.get_mut(part).ok_or_else(|| ConfigError::Invalid(format!("{old}: not found")))?;
         }
-        at.as_table_mut().map(|t| t.remove(last));
+        if let Some(table) = at.as_table_mut() {
+            table.remove(last);
+        }
         *self = whole.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{old}: {e}")))?;
         Ok(())
     }
