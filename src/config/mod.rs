@@ -206,11 +206,20 @@ impl Config {
 
     /// The value the configuration holds at a dotted key (`thresholds.alert_avg_mph`), if set.
     fn value_at(&self, dotted: &str) -> Option<toml::Value> {
-        let mut value = toml::Value::try_from(self).ok()?;
-        for part in dotted.split('.') {
-            value = value.as_table_mut()?.remove(part)?;
+        self.without(dotted).map(|(_, value)| value)
+    }
+
+    /// The configuration as TOML values without a dotted key, and the value the key held; none if
+    /// it is not set.
+    fn without(&self, dotted: &str) -> Option<(toml::Value, toml::Value)> {
+        let mut whole = toml::Value::try_from(self).ok()?;
+        let (path, last) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+        let mut at = &mut whole;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            at = at.get_mut(part)?;
         }
-        Some(value)
+        let value = at.as_table_mut()?.remove(last)?;
+        Some((whole, value))
     }
 
     /// Sets analysis setting `analyses.<analysis>.<key>` to `value`, over both its spellings in
@@ -222,20 +231,10 @@ impl Config {
         };
         table.insert(key.to_string(), value);
         let Some(old) = analysis.settings.iter().find(|s| s.name == key).and_then(|s| s.aliases.key) else { return Ok(()) };
-        if self.value_at(old).is_none() {
-            return Ok(());
+        // The old spelling, if the file gave it, is dropped: the configuration without it.
+        if let Some((whole, _)) = self.without(old) {
+            *self = whole.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{old}: {e}")))?;
         }
-        // The old spelling is dropped from the file's values: the configuration without it.
-        let mut whole = toml::Value::try_from(&*self).map_err(|e| ConfigError::Invalid(format!("{old}: {e}")))?;
-        let (path, last) = old.rsplit_once('.').unwrap_or(("", old));
-        let mut at = &mut whole;
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            at = at.get_mut(part).ok_or_else(|| ConfigError::Invalid(format!("{old}: not found")))?;
-        }
-        if let Some(table) = at.as_table_mut() {
-            table.remove(last);
-        }
-        *self = whole.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{old}: {e}")))?;
         Ok(())
     }
 
